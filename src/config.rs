@@ -1,0 +1,357 @@
+//! The proxy's configuration: one TOML file, the DBA's interface.
+//!
+//! Every field is documented in `docs/configuration.md`; `config/example.toml` is a commented
+//! example. A config is validated as a whole before it is used ([`Config::validate`]), so a
+//! running proxy never holds a half-valid config: a bad file is rejected with the reason.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the MySQL data port, e.g. `127.0.0.1:6033`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Address of the admin port (mysql CLI), e.g. `127.0.0.1:6032`. Absent: no admin port.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
+    /// Address of the HTTP port serving `/metrics` and the status page. Absent: not served.
+    #[serde(default)]
+    pub http_listen: Option<String>,
+    /// Who may connect to the data port.
+    #[serde(default)]
+    pub users: Vec<User>,
+    /// Who may connect to the admin port.
+    #[serde(default)]
+    pub admin_users: Vec<User>,
+    /// How the proxy logs in to every backend and how it treats them.
+    pub backend: Backend,
+    /// Settings of the frontend (client-facing) side.
+    #[serde(default)]
+    pub frontend: Frontend,
+    /// The shards, each a primary and its replicas.
+    pub shards: Vec<Shard>,
+    /// The consistent-hash ring.
+    #[serde(default)]
+    pub ring: Ring,
+    /// Which tables are sharded and how.
+    pub sharding: Sharding,
+}
+
+/// A user allowed to log in to the proxy.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    /// Clear-text password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Stored hash instead of clear text, in MySQL's `PASSWORD()` form: `*` followed by
+    /// 40 hex digits of SHA1(SHA1(password)).
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+/// Backend login and limits.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub user: String,
+    pub password: String,
+    /// Time allowed to open and authenticate one backend connection.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the next packet of a backend's answer; 0 waits forever.
+    #[serde(default = "default_query_timeout_ms")]
+    pub query_timeout_ms: u64,
+    /// Longest wait for a free pooled connection when the pool is at its size limit.
+    #[serde(default = "default_pool_wait_ms")]
+    pub pool_wait_ms: u64,
+    /// Most connections the proxy opens to one backend server.
+    #[serde(default = "default_pool_max")]
+    pub pool_max: usize,
+    /// Idle connections kept per backend server.
+    #[serde(default = "default_pool_idle")]
+    pub pool_idle: usize,
+    /// Interval between health checks of every backend.
+    #[serde(default = "default_health_interval_ms")]
+    pub health_interval_ms: u64,
+}
+
+/// Client-facing settings.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Frontend {
+    /// Authentication plugin proposed in the handshake: `mysql_native_password` or
+    /// `caching_sha2_password`. A client may answer with the other one; both are accepted.
+    #[serde(default = "default_auth_plugin")]
+    pub auth_plugin: String,
+    /// Maximum client connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// On SIGTERM, how long running statements may take to finish before the proxy exits.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+    /// Largest client packet payload accepted (bytes), like MariaDB's `max_allowed_packet`.
+    #[serde(default = "default_max_allowed_packet")]
+    pub max_allowed_packet: usize,
+    /// Path of a PEM RSA private key for caching_sha2_password full authentication. Absent: a
+    /// key is generated at start.
+    #[serde(default)]
+    pub rsa_private_key: Option<String>,
+    /// Statements slower than this are logged with their plan; 0 disables the slow log.
+    #[serde(default = "default_slow_query_ms")]
+    pub slow_query_ms: u64,
+}
+
+impl Default for Frontend {
+    fn default() -> Self {
+        Frontend {
+            auth_plugin: default_auth_plugin(),
+            max_connections: default_max_connections(),
+            shutdown_grace_ms: default_shutdown_grace_ms(),
+            max_allowed_packet: default_max_allowed_packet(),
+            rsa_private_key: None,
+            slow_query_ms: default_slow_query_ms(),
+        }
+    }
+}
+
+/// One shard: a primary and zero or more replicas holding the same rows.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Shard {
+    pub name: String,
+    pub primary: String,
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    /// Share of the key space relative to other shards (virtual nodes = weight × ring.vnodes).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+/// The consistent-hash ring.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Ring {
+    /// Virtual nodes per unit of weight.
+    #[serde(default = "default_vnodes")]
+    pub vnodes: u32,
+}
+
+impl Default for Ring {
+    fn default() -> Self {
+        Ring {
+            vnodes: default_vnodes(),
+        }
+    }
+}
+
+/// Table placement rules.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sharding {
+    /// Where every table not declared sharded lives.
+    pub default_shard: String,
+    /// Tables copied to every shard; writes go to all shards.
+    #[serde(default)]
+    pub reference_tables: Vec<String>,
+    /// Sharded tables.
+    #[serde(default)]
+    pub tables: Vec<ShardedTable>,
+}
+
+/// A table whose rows are spread over the ring by one key column.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ShardedTable {
+    /// Table name, optionally `db.table`.
+    pub name: String,
+    /// The shard key column.
+    pub key: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:6033".into()
+}
+fn default_connect_timeout_ms() -> u64 {
+    3000
+}
+fn default_query_timeout_ms() -> u64 {
+    0
+}
+fn default_pool_wait_ms() -> u64 {
+    5000
+}
+fn default_pool_max() -> usize {
+    256
+}
+fn default_pool_idle() -> usize {
+    64
+}
+fn default_health_interval_ms() -> u64 {
+    1000
+}
+fn default_auth_plugin() -> String {
+    "mysql_native_password".into()
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_shutdown_grace_ms() -> u64 {
+    10_000
+}
+fn default_max_allowed_packet() -> usize {
+    64 << 20
+}
+fn default_slow_query_ms() -> u64 {
+    1000
+}
+fn default_weight() -> u32 {
+    1
+}
+fn default_vnodes() -> u32 {
+    256
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: references between sections, duplicates, known values.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        if self.shards.is_empty() {
+            bail!("at least one [[shards]] entry is required");
+        }
+        let mut names = HashSet::new();
+        for s in &self.shards {
+            if s.name.is_empty() {
+                bail!("a shard has an empty name");
+            }
+            if !names.insert(s.name.as_str()) {
+                bail!("shard {:?} is declared twice", s.name);
+            }
+            if s.weight == 0 {
+                bail!("shard {:?} has weight 0; use a weight of at least 1", s.name);
+            }
+        }
+        if !names.contains(self.sharding.default_shard.as_str()) {
+            bail!(
+                "sharding.default_shard {:?} is not a declared shard",
+                self.sharding.default_shard
+            );
+        }
+        if self.ring.vnodes == 0 {
+            bail!("ring.vnodes must be at least 1");
+        }
+        for u in self.users.iter().chain(self.admin_users.iter()) {
+            match (&u.password, &u.password_hash) {
+                (Some(_), Some(_)) => {
+                    bail!("user {:?}: give password or password_hash, not both", u.name)
+                }
+                (None, Some(h)) => {
+                    if !(h.len() == 41
+                        && h.starts_with('*')
+                        && h[1..].chars().all(|c| c.is_ascii_hexdigit()))
+                    {
+                        bail!(
+                            "user {:?}: password_hash must be '*' and 40 hex digits",
+                            u.name
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        match self.frontend.auth_plugin.as_str() {
+            "mysql_native_password" | "caching_sha2_password" => {}
+            other => bail!(
+                "frontend.auth_plugin {other:?} is not supported; use mysql_native_password or caching_sha2_password"
+            ),
+        }
+        let mut tables = HashSet::new();
+        for t in &self.sharding.tables {
+            if !tables.insert(t.name.to_ascii_lowercase()) {
+                bail!("sharded table {:?} is declared twice", t.name);
+            }
+            if t.key.is_empty() {
+                bail!("sharded table {:?} has no key column", t.name);
+            }
+        }
+        for r in &self.sharding.reference_tables {
+            if tables.contains(&r.to_ascii_lowercase()) {
+                bail!("table {r:?} is declared both sharded and reference");
+            }
+        }
+        Ok(())
+    }
+
+    /// The shard with this name.
+    pub fn shard(&self, name: &str) -> Option<&Shard> {
+        self.shards.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [[users]]
+        name = "app"
+        password = "app"
+        [backend]
+        user = "app"
+        password = "app"
+        [[shards]]
+        name = "s1"
+        primary = "127.0.0.1:3311"
+        replicas = ["127.0.0.1:3312"]
+        [sharding]
+        default_shard = "s1"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:6033");
+        assert_eq!(c.ring.vnodes, 256);
+        assert_eq!(c.shards[0].weight, 1);
+        assert_eq!(c.frontend.auth_plugin, "mysql_native_password");
+    }
+
+    #[test]
+    fn unknown_default_shard_is_rejected() {
+        let text = MINIMAL.replace("default_shard = \"s1\"", "default_shard = \"s9\"");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("s9"), "{err}");
+    }
+
+    #[test]
+    fn unknown_field_is_rejected() {
+        let text = format!("bogus = 1\n{MINIMAL}");
+        assert!(Config::parse(&text).is_err());
+    }
+
+    #[test]
+    fn bad_password_hash_is_rejected() {
+        let text = MINIMAL.replace("password = \"app\"\n        [backend]", "password_hash = \"xyz\"\n        [backend]");
+        assert!(Config::parse(&text).is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Client connections and their sessions.

@@ -1,0 +1,14 @@
+//! shardproxy: a sharding proxy that speaks the MySQL wire protocol.
+//!
+//! The path of one query (see `docs/architecture.md`):
+//! [`frontend`] reads a client packet with the [`protocol`] codec, classifies the statement
+//! ([`plan`]), takes a connection from the [`backend`] pool of the shard that the [`ring`] names,
+//! and relays the backend's answer packets to the client untouched. Statements that span shards
+//! are executed by plan primitives that merge the shards' answers exactly as one server would.
+
+pub mod backend;
+pub mod config;
+pub mod frontend;
+pub mod plan;
+pub mod protocol;
+pub mod ring;

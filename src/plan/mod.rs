@@ -1,0 +1,1 @@
+//! Statement classification and plans. (Being written; see issue 4.)

@@ -1,0 +1,1 @@
+//! Our own MySQL wire-protocol codec.

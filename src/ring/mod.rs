@@ -1,0 +1,1 @@
+//! Placement: which shard holds a key. (Being written; see issue 4.)
