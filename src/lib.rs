@@ -12,3 +12,4 @@ pub mod frontend;
 pub mod plan;
 pub mod protocol;
 pub mod ring;
+pub mod session_state;

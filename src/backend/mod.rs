@@ -1,1 +1,4 @@
-//! Backend connections, pools and health.
+//! Backend connections ([`conn`]), their pools ([`pool`]), and the shards' servers
+//! ([`topology`]).
+
+pub mod conn;
