@@ -71,8 +71,12 @@ pub struct BackendConn {
     /// The backend's own connection id (what `KILL` on the backend needs).
     pub thread_id: u32,
     pub capabilities: u32,
+    /// The client capability bits this connection mirrors (its pool key, with `collation`).
+    pub relay_caps: u32,
     pub collation: u8,
     pub server_version: String,
+    /// `LAST_INSERT_ID()` on this connection as far as the proxy knows.
+    pub last_insert_id: u64,
     /// Session state applied on this connection.
     pub vars: SessionVars,
     /// Status flags after the last answer.
@@ -189,6 +193,8 @@ impl BackendConn {
             addr: p.addr.clone(),
             thread_id: greeting.connection_id,
             capabilities,
+            relay_caps: p.relay_caps & cap::RELAY_RELEVANT,
+            last_insert_id: 0,
             collation: p.collation,
             server_version: greeting.server_version,
             vars: SessionVars::default(),

@@ -2,3 +2,5 @@
 //! ([`topology`]).
 
 pub mod conn;
+pub mod pool;
+pub mod topology;
