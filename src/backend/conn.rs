@@ -34,8 +34,12 @@ impl BackendError {
         match self {
             BackendError::Server(e) => e.clone(),
             BackendError::Lost { addr, reason } => ErrInfo::new(
-                crate::protocol::constants::err::CR_SERVER_LOST,
-                format!("Lost connection to backend {addr}: {reason}"),
+                if reason.contains("within") || reason.contains("timed out") {
+                    crate::protocol::constants::err::ER_NET_READ_INTERRUPTED
+                } else {
+                    crate::protocol::constants::err::ER_NET_READ_ERROR
+                },
+                format!("Backend {addr} unavailable: {reason}"),
             ),
         }
     }
@@ -83,6 +87,9 @@ pub struct BackendConn {
     pub status: u16,
     /// Statements prepared here, by SQL text.
     pub prepared: HashMap<Bytes, BackendStmt>,
+    /// When this connection last finished an answer (idle connections are checked before
+    /// reuse: the server may have closed them).
+    pub last_used: std::time::Instant,
     read_timeout: Option<Duration>,
 }
 
@@ -200,6 +207,7 @@ impl BackendConn {
             vars: SessionVars::default(),
             status: greeting.status,
             prepared: HashMap::new(),
+            last_used: std::time::Instant::now(),
             read_timeout: p.read_timeout,
         })
     }
@@ -297,6 +305,14 @@ impl BackendConn {
                 warnings: o.warnings,
             }),
         })
+    }
+
+    /// COM_PING: whether the connection still works.
+    pub async fn ping(&mut self) -> bool {
+        if self.send_command(&[com::PING]).await.is_err() {
+            return false;
+        }
+        matches!(self.read().await, Ok(p) if p.first() == Some(0x00))
     }
 
     /// COM_INIT_DB.

@@ -17,6 +17,9 @@ use super::conn::{BackendConn, BackendError, ConnectParams};
 use crate::protocol::constants::{cap, status};
 use crate::session_state::SessionVars;
 
+/// Idle connections older than this are pinged before reuse.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(5);
+
 /// The server's role in its shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -168,6 +171,19 @@ impl Pool {
             self.stats.idle.store(idle.len(), Ordering::Relaxed);
             c
         };
+        // A connection idle for a while may have been closed by the server (wait_timeout, a
+        // restart): check it before trusting it with a statement that might not be retryable.
+        let found = match found {
+            Some(mut c) if c.last_used.elapsed() > IDLE_CHECK_AFTER => {
+                if c.ping().await {
+                    Some(c)
+                } else {
+                    self.clear_idle();
+                    None
+                }
+            }
+            other => other,
+        };
         let conn = match found {
             Some(c) => c,
             None => {
@@ -192,7 +208,8 @@ impl Pool {
 
     /// Gives a connection back if it is clean; otherwise closes it.
     pub fn put(&self, lease: Lease) {
-        let Lease { conn, .. } = lease;
+        let Lease { mut conn, .. } = lease;
+        conn.last_used = std::time::Instant::now();
         if conn.status & status::IN_TRANS != 0 || conn.reader.has_buffered() {
             return;
         }

@@ -118,10 +118,11 @@ pub mod err {
     pub const ER_UNKNOWN_STMT_HANDLER: (u16, &str) = (1243, "HY000");
     pub const ER_SERVER_SHUTDOWN: (u16, &str) = (1053, "08S01");
     pub const ER_PARSE: (u16, &str) = (1064, "42000");
-    /// The proxy could not reach or lost its backend (the client library's own code for a
-    /// lost server, which every client already knows how to treat).
-    pub const CR_SERVER_LOST: (u16, &str) = (2013, "HY000");
-    pub const CR_CONN_HOST_ERROR: (u16, &str) = (2003, "HY000");
+    /// The proxy could not reach or lost its backend. Not the client-side 2013 (CR_SERVER_LOST):
+    /// client libraries treat that code as their own connection dying and reconnect.
+    pub const ER_NET_READ_ERROR: (u16, &str) = (1158, "08S01");
+    /// A backend did not answer within the configured timeout.
+    pub const ER_NET_READ_INTERRUPTED: (u16, &str) = (1159, "08S01");
     /// Waited too long for a pooled backend connection.
     pub const ER_LOCK_WAIT_TIMEOUT_POOL: (u16, &str) = (1205, "HY000");
 }
