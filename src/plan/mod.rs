@@ -1,1 +1,3 @@
 //! Statement classification and plans. (Being written; see issue 4.)
+
+pub mod spec;

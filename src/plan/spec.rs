@@ -1,0 +1,102 @@
+//! How the answers of several shards are combined into the one answer a single server would
+//! give. The planner ([`super`]) writes a [`MergeSpec`]; the merge engine executes it over the
+//! shards' [`ResultSet`](crate::protocol::resultset::ResultSet)s.
+//!
+//! Column indices refer to the columns of the SQL each shard receives. The client sees the first
+//! `visible_columns` of them; trailing columns are helpers the planner added (e.g. the SUM and
+//! COUNT behind an AVG, or an ORDER BY expression that is not selected).
+
+/// The whole recipe for combining shard results.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MergeSpec {
+    /// Columns the client sees: the leading `visible_columns` of each shard row.
+    pub visible_columns: usize,
+    /// Group keys (column indices). Empty with non-empty `aggregates`: one group over all rows
+    /// (a plain `SELECT COUNT(*) FROM t`), which yields one row even when every shard is empty.
+    pub group_by: Vec<usize>,
+    /// Aggregate columns, recombined per group. Columns neither grouped nor aggregated take the
+    /// value of the group's first row (as MariaDB does without ONLY_FULL_GROUP_BY).
+    pub aggregates: Vec<AggregateSpec>,
+    /// Filter applied to merged groups (HAVING), evaluated by the proxy because shards only see
+    /// partial groups.
+    pub having: Option<Filter>,
+    /// Remove duplicate rows (over the visible columns) after grouping.
+    pub distinct: bool,
+    /// Final order. Empty: shard results are concatenated in shard order.
+    pub order_by: Vec<SortKey>,
+    /// Rows skipped after ordering.
+    pub offset: u64,
+    /// Rows returned after the offset; `None` = all.
+    pub limit: Option<u64>,
+}
+
+/// One aggregate output column and how partial results recombine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateSpec {
+    /// The column holding this aggregate in shard rows and in the merged row.
+    pub column: usize,
+    pub kind: AggregateKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AggregateKind {
+    /// COUNT(…): partial counts add up.
+    Count,
+    /// SUM(…): partial sums add up exactly (DECIMAL stays DECIMAL); NULL when every part is NULL.
+    Sum,
+    Min,
+    Max,
+    /// AVG(x): the shard SQL keeps AVG(x) in `column` (for its column definition) and adds
+    /// hidden columns `sum_column` = SUM(x) and `count_column` = COUNT(x). Merged value =
+    /// total sum / total count, rounded to the AVG column's `decimals` as MariaDB rounds.
+    Avg {
+        sum_column: usize,
+        count_column: usize,
+    },
+    /// COUNT(DISTINCT x) where x is the shard key: distinct sets are disjoint, counts add up.
+    CountDistinctDisjoint,
+}
+
+/// Sort key of the final order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    pub column: usize,
+    pub descending: bool,
+}
+
+/// A HAVING condition over merged rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    And(Box<Filter>, Box<Filter>),
+    Or(Box<Filter>, Box<Filter>),
+    Not(Box<Filter>),
+    /// `column <op> literal`; a NULL on either side makes the comparison not true.
+    Compare {
+        column: usize,
+        op: CompareOp,
+        value: Literal,
+    },
+    IsNull {
+        column: usize,
+        negated: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+/// A constant in a filter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Null,
+    /// A number as written (compared as DECIMAL when it parses, else as a double).
+    Number(String),
+    String(String),
+}
