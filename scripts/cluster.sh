@@ -169,7 +169,7 @@ setup_replication() {
         sql "$rport" -e "START SLAVE" || true
     fi
     # Not in my.cnf: a promoted replica must stay writable across restarts. The app user has
-    # ALL (READ_ONLY ADMIN) and is not stopped by this; it guards against stray root writes.
+    # ALL (READ_ONLY ADMIN) and is not stopped by it: it marks the role for humans and tools.
     sql "$rport" -e "SET GLOBAL read_only=ON"
     deadline=$((SECONDS + START_TIMEOUT))
     until [ "$(slave_field "$rport" Slave_IO_Running)" = Yes ] && [ "$(slave_field "$rport" Slave_SQL_Running)" = Yes ]; do
