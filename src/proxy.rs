@@ -90,11 +90,17 @@ impl Proxy {
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn topology(&self) -> Arc<Topology> {
-        self.topology.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.topology
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn user(&self, name: &str) -> Option<Arc<UserAuth>> {

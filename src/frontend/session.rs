@@ -221,10 +221,19 @@ impl Session {
             resp.collation
         };
         self.user = resp.user.clone();
-        let client_plugin = resp.auth_plugin.clone().unwrap_or_else(|| auth::NATIVE.into());
+        let client_plugin = resp
+            .auth_plugin
+            .clone()
+            .unwrap_or_else(|| auth::NATIVE.into());
         let mut seq = pkt.next_seq();
         let ok = self
-            .authenticate(&resp.user, &client_plugin, resp.auth_response.clone(), &plugin, &mut seq)
+            .authenticate(
+                &resp.user,
+                &client_plugin,
+                resp.auth_response.clone(),
+                &plugin,
+                &mut seq,
+            )
             .await?;
         if !ok {
             let e = ErrInfo::new(
@@ -233,13 +242,21 @@ impl Session {
                     "Access denied for user '{}'@'{}' (using password: {})",
                     resp.user,
                     self.peer.split(':').next().unwrap_or(""),
-                    if resp.auth_response.is_empty() { "NO" } else { "YES" }
+                    if resp.auth_response.is_empty() {
+                        "NO"
+                    } else {
+                        "YES"
+                    }
                 ),
             );
             self.send_err(seq, &e).await?;
             return Ok(false);
         }
-        self.handle = Some(self.proxy.registry.register(self.id, &self.user, &self.peer));
+        self.handle = Some(
+            self.proxy
+                .registry
+                .register(self.id, &self.user, &self.peer),
+        );
         if let Some(db) = resp.database.filter(|d| !d.is_empty()) {
             if let Err(e) = self.check_database(&db).await {
                 self.send_err(seq, &e).await?;
@@ -278,7 +295,11 @@ impl Session {
             answer = p.payload.to_vec();
         }
         if plugin == auth::NATIVE {
-            return Ok(auth::native_verify(auth.native.as_ref(), &self.scramble, &answer));
+            return Ok(auth::native_verify(
+                auth.native.as_ref(),
+                &self.scramble,
+                &answer,
+            ));
         }
         // caching_sha2_password.
         if answer.is_empty() || answer == [0] {
@@ -367,13 +388,16 @@ impl Session {
                 Err(PacketError::TooLarge(n, max)) => {
                     let e = ErrInfo::new(
                         err::ER_NET_PACKET_TOO_LARGE,
-                        format!("Got a packet bigger than 'max_allowed_packet' bytes ({n} > {max})"),
+                        format!(
+                            "Got a packet bigger than 'max_allowed_packet' bytes ({n} > {max})"
+                        ),
                     );
                     let _ = self.send_err(1, &e).await;
                     break;
                 }
                 Err(PacketError::OutOfOrder { .. }) => {
-                    let e = ErrInfo::new(err::ER_NET_PACKETS_OUT_OF_ORDER, "Got packets out of order");
+                    let e =
+                        ErrInfo::new(err::ER_NET_PACKETS_OUT_OF_ORDER, "Got packets out of order");
                     let _ = self.send_err(1, &e).await;
                     break;
                 }
@@ -413,10 +437,16 @@ impl Session {
         let r = match payload[0] {
             com::QUIT => return Flow::Close,
             com::QUERY => self.com_query(payload).await,
-            com::PING => self.send_ok(1, self.local_ok()).await.map(|_| Flow::Continue),
+            com::PING => self
+                .send_ok(1, self.local_ok())
+                .await
+                .map(|_| Flow::Continue),
             com::INIT_DB => self.com_init_db(payload).await,
             com::FIELD_LIST => self.forward_default(payload, ResponseKind::FieldList).await,
-            com::STATISTICS => self.forward_default(payload, ResponseKind::Statistics).await,
+            com::STATISTICS => {
+                self.forward_default(payload, ResponseKind::Statistics)
+                    .await
+            }
             com::SET_OPTION => self.com_set_option(payload).await,
             com::RESET_CONNECTION => self.com_reset_connection().await,
             com::CHANGE_USER => self.com_change_user(payload).await,
@@ -507,7 +537,14 @@ impl Session {
             });
         }
         let started = Instant::now();
-        let result = relay(&mut self.reader, &mut self.writer, &mut lease.conn, &payload, kind).await;
+        let result = relay(
+            &mut self.reader,
+            &mut self.writer,
+            &mut lease.conn,
+            &payload,
+            kind,
+        )
+        .await;
         let elapsed = started.elapsed();
         let slow = self.proxy.config().frontend.slow_query_ms;
         if slow > 0 && elapsed.as_millis() as u64 >= slow {
@@ -572,7 +609,11 @@ impl Session {
         Ok(lease)
     }
 
-    async fn restore_last_insert_id(&mut self, lease: &mut Lease, c: &Classified) -> Result<(), ErrInfo> {
+    async fn restore_last_insert_id(
+        &mut self,
+        lease: &mut Lease,
+        c: &Classified,
+    ) -> Result<(), ErrInfo> {
         if c.uses_last_insert_id && lease.conn.last_insert_id != self.last_insert_id {
             let sql = format!("DO LAST_INSERT_ID({})", self.last_insert_id);
             lease.conn.query(&sql).await.map_err(|e| e.to_err_info())?;
@@ -585,7 +626,10 @@ impl Session {
     async fn fresh_lease(&mut self, shard: &str) -> Result<Lease, ErrInfo> {
         let topo = self.proxy.topology();
         let Some(pools) = topo.shard(shard) else {
-            return Err(ErrInfo::new(err::ER_NOT_SUPPORTED_YET, format!("Unknown shard '{shard}'")));
+            return Err(ErrInfo::new(
+                err::ER_NOT_SUPPORTED_YET,
+                format!("Unknown shard '{shard}'"),
+            ));
         };
         let pool = pools.primary.clone();
         let mut lease = pool
@@ -657,7 +701,11 @@ impl Session {
             Some(HoldWhy::Pinned)
         } else if lease.conn.status & status::IN_TRANS != 0 {
             Some(HoldWhy::Transaction)
-        } else if o.warnings > 0 || o.error.is_some() || o.affected_rows > 0 || o.last_insert_id != 0 {
+        } else if o.warnings > 0
+            || o.error.is_some()
+            || o.affected_rows > 0
+            || o.last_insert_id != 0
+        {
             Some(HoldWhy::Sticky)
         } else {
             None
@@ -685,7 +733,11 @@ impl Session {
         }
     }
 
-    async fn forward_default(&mut self, payload: Bytes, kind: ResponseKind) -> std::io::Result<Flow> {
+    async fn forward_default(
+        &mut self,
+        payload: Bytes,
+        kind: ResponseKind,
+    ) -> std::io::Result<Flow> {
         let shard = self.proxy.config().sharding.default_shard.clone();
         let c = classify("");
         let shard = self.held.as_ref().map(|h| h.shard.clone()).unwrap_or(shard);
@@ -705,7 +757,8 @@ impl Session {
             needs_previous: false,
             uses_last_insert_id: false,
         };
-        self.run_single(&shard, payload, "", &c, ResponseKind::Query).await
+        self.run_single(&shard, payload, "", &c, ResponseKind::Query)
+            .await
     }
 
     async fn com_set_option(&mut self, payload: Bytes) -> std::io::Result<Flow> {
@@ -819,7 +872,9 @@ impl Session {
     // ----- KILL -----
 
     async fn kill(&mut self, id: u64, query_only: bool) -> std::io::Result<Flow> {
-        let target = u32::try_from(id).ok().and_then(|i| self.proxy.registry.get(i));
+        let target = u32::try_from(id)
+            .ok()
+            .and_then(|i| self.proxy.registry.get(i));
         let Some(target) = target else {
             let e = ErrInfo::new(err::ER_NO_SUCH_THREAD, format!("Unknown thread id: {id}"));
             self.send_err(1, &e).await?;
@@ -911,7 +966,10 @@ impl Session {
             seq = self.writer.write(seq, &encode_text_row(r)).await?;
         }
         self.writer
-            .write(seq, &build_terminator(self.deprecate_eof(), status, rs.warnings))
+            .write(
+                seq,
+                &build_terminator(self.deprecate_eof(), status, rs.warnings),
+            )
             .await?;
         self.writer.flush().await
     }
@@ -970,7 +1028,15 @@ impl Session {
                     needs_previous: false,
                     uses_last_insert_id: false,
                 };
-                self.after_statement(&shard, lease, &c, &Outcome { status: self.status, ..outcome });
+                self.after_statement(
+                    &shard,
+                    lease,
+                    &c,
+                    &Outcome {
+                        status: self.status,
+                        ..outcome
+                    },
+                );
                 Ok(Flow::Continue)
             }
             Err(RelayError::Client) => Ok(Flow::Close),
@@ -1080,7 +1146,11 @@ impl Session {
         body[1..5].copy_from_slice(&prepared.id.to_le_bytes());
         let sql_text = String::from_utf8_lossy(&sql).into_owned();
         let c = Classified {
-            pin: if cursor { None } else { classify(&sql_text).pin },
+            pin: if cursor {
+                None
+            } else {
+                classify(&sql_text).pin
+            },
             ..classify(&sql_text)
         };
         self.held = Some(Held {
@@ -1199,13 +1269,12 @@ async fn relay(
                 // Relay the file's packets to the server up to the empty one.
                 loop {
                     let p = client_r.read().await.map_err(|_| RelayError::Client)?;
-                    conn.writer
-                        .write(p.seq, &p.payload)
-                        .await
-                        .map_err(|e| RelayError::Backend(BackendError::Lost {
+                    conn.writer.write(p.seq, &p.payload).await.map_err(|e| {
+                        RelayError::Backend(BackendError::Lost {
                             addr: conn.addr.clone(),
                             reason: e.to_string(),
-                        }))?;
+                        })
+                    })?;
                     if p.payload.is_empty() {
                         break;
                     }
@@ -1257,7 +1326,10 @@ async fn relay_prepare(
         if first && pkt.first() == Some(0x00) && pkt.payload.len() >= 5 {
             let mut p = BytesMut::from(&pkt.payload[..]);
             p[1..5].copy_from_slice(&client_id.to_le_bytes());
-            client_w.write(pkt.seq, &p).await.map_err(|_| RelayError::Client)?;
+            client_w
+                .write(pkt.seq, &p)
+                .await
+                .map_err(|_| RelayError::Client)?;
         } else {
             client_w
                 .write(pkt.seq, &pkt.payload)
