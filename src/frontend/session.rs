@@ -54,6 +54,8 @@ struct Held {
 /// backend connection executes it.
 struct ClientStmt {
     sql: Bytes,
+    /// The statement's classification, computed once at prepare time.
+    class: Classified,
     shard: String,
     params: u16,
     /// Parameter types from the last execute that sent them (2 bytes each).
@@ -1015,6 +1017,7 @@ impl Session {
                         client_id,
                         ClientStmt {
                             sql: sql_bytes,
+                            class: c.clone(),
                             shard: shard.clone(),
                             params,
                             param_types: None,
@@ -1078,6 +1081,7 @@ impl Session {
         };
         let sql = stmt.sql.clone();
         let shard = stmt.shard.clone();
+        let class = stmt.class.clone();
         let long_data = std::mem::take(&mut stmt.long_data);
         // Make the packet self-contained: parameter types are sent only on the first execute,
         // but the next one may run on another backend connection.
@@ -1145,14 +1149,9 @@ impl Session {
         }
         body[1..5].copy_from_slice(&prepared.id.to_le_bytes());
         let sql_text = String::from_utf8_lossy(&sql).into_owned();
-        let c = Classified {
-            pin: if cursor {
-                None
-            } else {
-                classify(&sql_text).pin
-            },
-            ..classify(&sql_text)
-        };
+        // A cursor pins through the answer's CURSOR_EXISTS status (see after_statement).
+        let _ = cursor;
+        let c = class;
         self.held = Some(Held {
             shard: shard.clone(),
             lease,
