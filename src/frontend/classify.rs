@@ -108,6 +108,11 @@ pub fn classify(sql: &str) -> Classified {
 fn scan_flags(tokens: &[Token], c: &mut Classified) {
     for (i, t) in tokens.iter().enumerate() {
         match &t.kind {
+            // Several statements in one text: only the first is classified, so whatever the
+            // others change stays where it happened.
+            TokenKind::Punct(';') if i + 1 < tokens.len() => {
+                c.pin = c.pin.or(Some("multi-statement text"))
+            }
             TokenKind::UserVar => c.pin = c.pin.or(Some("user variable")),
             TokenKind::SysVar(v) if v == "warning_count" || v == "error_count" => {
                 c.needs_previous = true
@@ -380,6 +385,7 @@ mod tests {
             "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
             "XA START 'x'",
             "SELECT LAST_INSERT_ID(5)",
+            "SELECT 1; SET sql_mode=''",
         ] {
             assert!(classify(sql).pin.is_some(), "{sql}");
         }
@@ -388,6 +394,7 @@ mod tests {
             "SELECT 'GET_LOCK(' FROM t",
             "SET sql_mode=''",
             "SELECT a FROM lock_log",
+            "SELECT 1;",
         ] {
             assert!(classify(sql).pin.is_none(), "{sql}");
         }
