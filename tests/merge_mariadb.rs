@@ -92,7 +92,9 @@ async fn setup(conn: &mut Conn) {
     conn.query_drop("USE merge_difftest").await.unwrap();
     let schema =
         "(id INT PRIMARY KEY, g VARCHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, \
-                  i INT, d DECIMAL(20,2), f DOUBLE, u BIGINT UNSIGNED, t TIME, b VARBINARY(10))";
+                  i INT, d DECIMAL(20,2), f DOUBLE, u BIGINT UNSIGNED, t TIME, b VARBINARY(10), \
+                  lat VARCHAR(10) CHARACTER SET latin1, bn VARCHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin, \
+                  dt DATETIME(3), fl FLOAT, dd DECIMAL(30,10), ti TINYINT UNSIGNED, ch CHAR(4))";
     let mut tables = vec!["full".to_string()];
     tables.extend((0..SHARDS).map(|s| format!("s{s}")));
     for t in &tables {
@@ -133,7 +135,34 @@ async fn setup(conn: &mut Conn) {
             rng.below(60)
         );
         let b = bins[rng.below(bins.len() as u64) as usize];
-        values.push((id, format!("({id}, {g}, {i}, {d}, {f}, {u}, {t}, {b})")));
+        let strs = ["'x'", "'X'", "'x '", "'y'", "'Y'", "NULL", "'xy'", "''"];
+        let lat = strs[rng.below(strs.len() as u64) as usize];
+        let bn = strs[rng.below(strs.len() as u64) as usize];
+        let ch = strs[rng.below(strs.len() as u64) as usize];
+        let dt = format!(
+            "'20{:02}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}'",
+            rng.below(30),
+            1 + rng.below(12),
+            1 + rng.below(28),
+            rng.below(24),
+            rng.below(60),
+            rng.below(60),
+            rng.below(1000)
+        );
+        let fl = format!("{}", (rng.below(2000) as f64 - 1000.0) * 0.5);
+        let dd = format!(
+            "{}{}.{:010}",
+            if rng.below(2) == 0 { "-" } else { "" },
+            rng.below(1_000_000_000_000),
+            rng.below(10_000_000_000)
+        );
+        let ti = rng.below(256);
+        values.push((
+            id,
+            format!(
+                "({id}, {g}, {i}, {d}, {f}, {u}, {t}, {b}, {lat}, {bn}, {dt}, {fl}, {dd}, {ti}, {ch})"
+            ),
+        ));
     }
     let all: Vec<&str> = values.iter().map(|(_, v)| v.as_str()).collect();
     conn.query_drop(format!("INSERT INTO full VALUES {}", all.join(",")))
@@ -365,6 +394,121 @@ fn cases() -> Vec<Case> {
             spec: MergeSpec {
                 visible_columns: 2,
                 group_by: vec![0, 1],
+                ..Default::default()
+            },
+        },
+        Case {
+            original: "SELECT id, lat, bn, ch FROM {t} ORDER BY lat DESC, bn, ch, id",
+            shard: "SELECT id, lat, bn, ch FROM {t} ORDER BY lat DESC, bn, ch, id",
+            spec: MergeSpec {
+                visible_columns: 4,
+                order_by: vec![key(1, true), key(2, false), key(3, false), key(0, false)],
+                ..Default::default()
+            },
+        },
+        Case {
+            original: "SELECT id, dt, fl, dd, ti FROM {t} ORDER BY dt DESC, id LIMIT 100",
+            shard: "SELECT id, dt, fl, dd, ti FROM {t} ORDER BY dt DESC, id LIMIT 100",
+            spec: MergeSpec {
+                visible_columns: 5,
+                order_by: vec![key(1, true), key(0, false)],
+                limit: Some(100),
+                ..Default::default()
+            },
+        },
+        Case {
+            original: "SELECT id, fl, dd FROM {t} ORDER BY fl, dd DESC, id LIMIT 100",
+            shard: "SELECT id, fl, dd FROM {t} ORDER BY fl, dd DESC, id LIMIT 100",
+            spec: MergeSpec {
+                visible_columns: 3,
+                order_by: vec![key(1, false), key(2, true), key(0, false)],
+                limit: Some(100),
+                ..Default::default()
+            },
+        },
+        Case {
+            original: "SELECT lat, COUNT(*), MIN(bn), MAX(dt), SUM(dd), AVG(dd), SUM(fl), \
+                       AVG(ti), SUM(ti), MIN(fl), MAX(dd), MIN(ch) FROM {t} GROUP BY lat",
+            shard: "SELECT lat, COUNT(*), MIN(bn), MAX(dt), SUM(dd), AVG(dd), SUM(fl), \
+                    AVG(ti), SUM(ti), MIN(fl), MAX(dd), MIN(ch), \
+                    SUM(dd), COUNT(dd), SUM(ti), COUNT(ti) FROM {t} GROUP BY lat",
+            spec: MergeSpec {
+                visible_columns: 12,
+                group_by: vec![0],
+                aggregates: vec![
+                    agg(1, AggregateKind::Count),
+                    agg(2, AggregateKind::Min),
+                    agg(3, AggregateKind::Max),
+                    agg(4, AggregateKind::Sum),
+                    avg(5, 12, 13),
+                    agg(6, AggregateKind::Sum),
+                    avg(7, 14, 15),
+                    agg(8, AggregateKind::Sum),
+                    agg(9, AggregateKind::Min),
+                    agg(10, AggregateKind::Max),
+                    agg(11, AggregateKind::Min),
+                ],
+                ..Default::default()
+            },
+        },
+        Case {
+            original: "SELECT bn, COUNT(*) FROM {t} GROUP BY bn",
+            shard: "SELECT bn, COUNT(*) FROM {t} GROUP BY bn",
+            spec: MergeSpec {
+                visible_columns: 2,
+                group_by: vec![0],
+                aggregates: vec![agg(1, AggregateKind::Count)],
+                ..Default::default()
+            },
+        },
+        Case {
+            original: "SELECT DISTINCT lat, ch FROM {t} ORDER BY lat, ch",
+            shard: "SELECT DISTINCT lat, ch FROM {t} ORDER BY lat, ch",
+            spec: MergeSpec {
+                visible_columns: 2,
+                distinct: true,
+                order_by: vec![key(0, false), key(1, false)],
+                ..Default::default()
+            },
+        },
+        Case {
+            original: "SELECT ch, lat, SUM(ti) FROM {t} GROUP BY ch, lat \
+                       HAVING ch = 'X' AND SUM(ti) >= 100 ORDER BY SUM(ti), lat",
+            shard: "SELECT ch, lat, SUM(ti) FROM {t} GROUP BY ch, lat",
+            spec: MergeSpec {
+                visible_columns: 3,
+                group_by: vec![0, 1],
+                aggregates: vec![agg(2, AggregateKind::Sum)],
+                having: Some(Filter::And(
+                    Box::new(Filter::Compare {
+                        column: 0,
+                        op: CompareOp::Eq,
+                        value: Literal::String("X".into()),
+                    }),
+                    Box::new(Filter::Compare {
+                        column: 2,
+                        op: CompareOp::GtEq,
+                        value: Literal::Number("100".into()),
+                    }),
+                )),
+                order_by: vec![key(2, false), key(1, false)],
+                ..Default::default()
+            },
+        },
+        Case {
+            original:
+                "SELECT id, dt FROM {t} GROUP BY id HAVING dt >= '2015-06-01' ORDER BY dt LIMIT 20",
+            shard: "SELECT id, dt FROM {t} GROUP BY id",
+            spec: MergeSpec {
+                visible_columns: 2,
+                group_by: vec![0],
+                having: Some(Filter::Compare {
+                    column: 1,
+                    op: CompareOp::GtEq,
+                    value: Literal::String("2015-06-01".into()),
+                }),
+                order_by: vec![key(1, false)],
+                limit: Some(20),
                 ..Default::default()
             },
         },
