@@ -50,7 +50,7 @@ fn plan(ins: &Insert, cx: &Cx) -> R<(Plan, Option<usize>)> {
                     "INSERT … SELECT into a reference table (the source may differ per shard)",
                 ));
             }
-            if let Some(f) = NONDETERMINISTIC.iter().find(|f| cx.scan.has_call(f)) {
+            if let Some(f) = NONDETERMINISTIC.iter().find(|f| cx.scan.has_keyword(f)) {
                 return Err(not_supported(format!(
                     "{}() gives a different value on each shard; a reference-table write using \
                      it would make the copies differ",

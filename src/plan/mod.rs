@@ -315,10 +315,26 @@ pub(crate) fn plan_full(sql: &str, ctx: &PlanContext) -> (Plan, Option<usize>) {
             reject::not_supported("views over sharded tables are not supported"),
             None,
         ),
-        _ => (
-            Plan::single(&rules.default_shard, "not a data statement"),
-            None,
-        ),
+        _ => {
+            // Metadata, session and maintenance statements are answered by the default shard;
+            // any other statement kind that names a sharded table (LOAD DATA, CALL, HANDLER,
+            // LOCK TABLES, …) could read or write rows on every shard and is refused.
+            let first = scan.words.first().map(|w| w.text.as_str()).unwrap_or("");
+            if !mentions_sharded || DEFAULT_SHARD_STATEMENTS.contains(&first) {
+                (
+                    Plan::single(&rules.default_shard, "not a data statement"),
+                    None,
+                )
+            } else {
+                (
+                    reject::not_supported(format!(
+                        "{} statements on sharded tables are not supported",
+                        first.to_uppercase()
+                    )),
+                    None,
+                )
+            }
+        }
     }
 }
 
@@ -354,6 +370,28 @@ impl Cx<'_> {
             .collect()
     }
 }
+
+/// First words of statements that the default shard answers even when they name a sharded
+/// table (metadata, session, maintenance).
+const DEFAULT_SHARD_STATEMENTS: &[&str] = &[
+    "show",
+    "describe",
+    "desc",
+    "set",
+    "use",
+    "begin",
+    "start",
+    "commit",
+    "rollback",
+    "savepoint",
+    "release",
+    "analyze",
+    "optimize",
+    "check",
+    "checksum",
+    "flush",
+    "kill",
+];
 
 /// Functions whose value differs between shards: a reference-table write using them would make
 /// the copies diverge.
@@ -506,6 +544,24 @@ mod tests {
             "s1"
         );
         assert_eq!(expect_single(&plan_with("DESCRIBE accounts", &r)), "s1");
+        assert_eq!(
+            expect_single(&plan_with("ANALYZE TABLE accounts", &r)),
+            "s1"
+        );
+    }
+
+    #[test]
+    fn other_statements_on_sharded_tables_are_refused() {
+        let r = rules(3);
+        expect_reject(
+            &plan_with("LOAD DATA INFILE '/tmp/x' INTO TABLE accounts", &r),
+            "",
+        );
+        expect_reject(&plan_with("LOCK TABLES accounts WRITE", &r), "");
+        expect_reject(
+            &plan_with("CREATE VIEW v AS SELECT * FROM accounts", &r),
+            "views",
+        );
     }
 
     #[test]

@@ -529,13 +529,6 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
         }
         GroupByExpr::All(_) => return Err(not_supported("GROUP BY ALL")),
     }
-    let grouped = !group_by.is_empty() || !b.aggregates.is_empty();
-    if wildcard && (grouped || distinct || q.order_by.is_some()) {
-        return Err(not_supported(
-            "SELECT * with ORDER BY, GROUP BY, DISTINCT or aggregates across shards: list the \
-             columns",
-        ));
-    }
     // 3. HAVING.
     let having = match &sel.having {
         Some(h) => Some(having_filter(h, &mut b, visible)?),
@@ -577,6 +570,16 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
             };
             order_by.push(SortKey { column, descending });
         }
+    }
+    // HAVING and ORDER BY may have added aggregates: decide grouping only now.
+    let grouped = !group_by.is_empty() || !b.aggregates.is_empty();
+    if wildcard
+        && (grouped || distinct || !order_by.is_empty() || having.is_some() || !b.hidden.is_empty())
+    {
+        return Err(not_supported(
+            "SELECT * with ORDER BY, GROUP BY, HAVING, DISTINCT or aggregates across shards: \
+             list the columns",
+        ));
     }
     // 5. LIMIT / OFFSET.
     let (offset, limit) = match &q.limit_clause {
@@ -874,6 +877,16 @@ mod tests {
     }
 
     #[test]
+    fn aggregate_only_in_having_or_order_disables_limit_pushdown() {
+        let (sql, m) = scatter("SELECT fund FROM accounts HAVING COUNT(*) > 1 LIMIT 2");
+        assert_eq!(sql, "SELECT fund, COUNT(*) FROM accounts");
+        assert_eq!(m.aggregates.len(), 1);
+        assert_eq!(m.limit, Some(2));
+        let (sql, _) = scatter("SELECT fund FROM accounts ORDER BY MAX(balance) LIMIT 2");
+        assert!(!sql.contains("LIMIT"), "{sql}");
+    }
+
+    #[test]
     fn distinct_and_count_distinct_key() {
         let (sql, m) = scatter("SELECT DISTINCT fund FROM accounts LIMIT 4");
         assert_eq!(sql, "SELECT DISTINCT fund FROM accounts");
@@ -901,6 +914,10 @@ mod tests {
                 "window",
             ),
             ("SELECT * FROM accounts ORDER BY a", "list the columns"),
+            (
+                "SELECT * FROM accounts HAVING COUNT(*) > 1",
+                "list the columns",
+            ),
             (
                 "SELECT fund, COUNT(*) FROM accounts GROUP BY fund HAVING COUNT(*) > MAX(x)",
                 "HAVING",

@@ -93,7 +93,7 @@ fn plan_write(
                 None,
             );
         }
-        if let Some(f) = NONDETERMINISTIC.iter().find(|f| cx.scan.has_call(f)) {
+        if let Some(f) = NONDETERMINISTIC.iter().find(|f| cx.scan.has_keyword(f)) {
             return (
                 not_supported(format!(
                     "{}() gives a different value on each shard; a reference-table write using \
