@@ -938,3 +938,46 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod render_tests {
+    use crate::plan::testutil::*;
+    use crate::plan::Plan;
+
+    /// The shard SQL is re-rendered from the AST: MariaDB-specific syntax must survive.
+    #[test]
+    fn rendering_keeps_mariadb_syntax() {
+        let r = rules(3);
+        for (sql, want) in [
+            (
+                "SELECT `a`, \"str\", 'it''s' FROM `accounts` WHERE d > NOW() - INTERVAL 1 DAY ORDER BY `a` LIMIT 3",
+                "SELECT `a`, \"str\", 'it''s' FROM `accounts` WHERE d > NOW() - INTERVAL 1 DAY ORDER BY `a` LIMIT 3",
+            ),
+            (
+                "SELECT SQL_CALC_FOUND_ROWS a FROM accounts ORDER BY a LIMIT 1",
+                "SELECT SQL_CALC_FOUND_ROWS a FROM accounts ORDER BY a LIMIT 1",
+            ),
+            (
+                "SELECT HIGH_PRIORITY STRAIGHT_JOIN a FROM accounts FOR UPDATE",
+                "SELECT HIGH_PRIORITY STRAIGHT_JOIN a FROM accounts FOR UPDATE",
+            ),
+            (
+                "SELECT a FROM accounts USE INDEX (ix) WHERE a LIKE 'x%' ESCAPE '!' ORDER BY a LIMIT 2",
+                "SELECT a FROM accounts USE INDEX (ix) WHERE a LIKE 'x%' ESCAPE '!' ORDER BY a LIMIT 2",
+            ),
+            (
+                "SELECT a, b FROM accounts WHERE c IS NOT NULL AND d IN (1,2) ORDER BY a DESC LIMIT 1 OFFSET 1",
+                "SELECT a, b FROM accounts WHERE c IS NOT NULL AND d IN (1, 2) ORDER BY a DESC LIMIT 2",
+            ),
+            (
+                "SELECT a FROM accounts ORDER BY a LIMIT 1 FOR UPDATE SKIP LOCKED",
+                "SELECT a FROM accounts ORDER BY a LIMIT 1 FOR UPDATE SKIP LOCKED",
+            ),
+        ] {
+            match plan_with(sql, &r) {
+                Plan::Scatter { targets, .. } => assert_eq!(targets[0].sql, want),
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+    }
+}

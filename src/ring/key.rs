@@ -24,7 +24,7 @@
 //! - NULL: never equal to anything.
 //!
 //! The planner scatters a read whose key cannot be routed (exact, just slower) and refuses a
-//! write that needs a placement. Residual assumption (documented in docs/configuration.md): an
+//! write that needs a placement. Residual assumption: an
 //! application compares a key column with literals of the column's own kind; comparing an INT
 //! key with a non-numeric string (MariaDB converts it to 0) is not supported.
 
