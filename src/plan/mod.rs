@@ -25,6 +25,8 @@
 // path, so the size of `Plan` in the error variant does not matter.
 #![allow(clippy::result_large_err)]
 
+#[cfg(test)]
+mod consistency;
 pub mod ddl;
 pub mod insert_split;
 pub mod prepared;
@@ -583,5 +585,31 @@ mod tests {
         let rows = plan_with(sql, &r).describe(sql);
         assert_eq!(rows.len(), 3);
         assert!(rows[0].2.contains("Count"), "{:?}", rows[0]);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    /// Rough cost of planning a point select (run with `--ignored --nocapture`, ideally in
+    /// release mode).
+    #[test]
+    #[ignore]
+    fn point_select_cost() {
+        let r = super::testutil::rules(3);
+        let n = 20_000;
+        for sql in [
+            "SELECT c FROM accounts WHERE account_id = 4242",
+            "SELECT c FROM sbtest1 WHERE id = 4242",
+            "SELECT COUNT(*), SUM(balance) FROM accounts GROUP BY fund ORDER BY 2 DESC LIMIT 5",
+        ] {
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(super::testutil::plan_with(sql, &r));
+            }
+            println!(
+                "{:>8.2} µs  {sql}",
+                t.elapsed().as_secs_f64() * 1e6 / n as f64
+            );
+        }
     }
 }
