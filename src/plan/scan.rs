@@ -66,7 +66,33 @@ impl Scan {
 }
 
 /// Scans `sql` (see the module doc).
+///
+/// When a string literal holds a backslash, where the string ends depends on the session's
+/// `NO_BACKSLASH_ESCAPES` mode, which the planner does not know: the text is scanned both ways
+/// and the words, SELECT counts and flags of both readings are combined, so a table name hidden
+/// by one reading is still seen.
 pub fn scan(sql: &str) -> Scan {
+    let mut s = scan_mode(sql, true);
+    if s.backslash_in_string {
+        let other = scan_mode(sql, false);
+        for w in other.words {
+            if !s
+                .words
+                .iter()
+                .any(|x| x.text == w.text && x.quoted == w.quoted)
+            {
+                s.words.push(w);
+            }
+        }
+        s.selects = s.selects.max(other.selects);
+        s.set_operation |= other.set_operation;
+        s.executable_comment |= other.executable_comment;
+        s.multiple_statements |= other.multiple_statements;
+    }
+    s
+}
+
+fn scan_mode(sql: &str, backslash_escapes: bool) -> Scan {
     let b = sql.as_bytes();
     let mut s = Scan::default();
     let mut i = 0;
@@ -80,8 +106,21 @@ pub fn scan(sql: &str) -> Scan {
                 continue;
             }
             b'\'' | b'"' => {
-                let (end, backslash) = skip_string(b, i);
+                let (end, backslash) = skip_string(b, i, backslash_escapes);
                 s.backslash_in_string |= backslash;
+                if c == b'"' {
+                    // Under ANSI_QUOTES this is an identifier: keep it as a (quoted) word so a
+                    // table named this way is still noticed.
+                    let inner = &sql[i + 1..end.saturating_sub(1).max(i + 1)];
+                    if !inner.is_empty() && inner.len() <= 64 {
+                        s.words.push(Word {
+                            text: inner.to_lowercase(),
+                            offset: i,
+                            quoted: true,
+                            call: false,
+                        });
+                    }
+                }
                 i = end;
             }
             b'`' => {
@@ -204,15 +243,17 @@ pub fn scan(sql: &str) -> Scan {
 }
 
 /// End (exclusive) of the string literal starting at `start`, and whether it holds a backslash.
-fn skip_string(b: &[u8], start: usize) -> (usize, bool) {
+fn skip_string(b: &[u8], start: usize, backslash_escapes: bool) -> (usize, bool) {
     let q = b[start];
     let mut i = start + 1;
     let mut backslash = false;
     while i < b.len() {
         if b[i] == b'\\' {
             backslash = true;
-            i += 2;
-            continue;
+            if backslash_escapes {
+                i += 2;
+                continue;
+            }
         }
         if b[i] == q {
             if b.get(i + 1) == Some(&q) {
@@ -292,9 +333,25 @@ mod tests {
             ["select", "a", "from", "accounts", "where", "b"]
         );
         assert_eq!(
-            words(r#"SELECT "it\"s", 'a''b' FROM t"#),
+            words(r"SELECT 'it\'s', 'a''b' FROM t"),
             ["select", "from", "t"]
         );
+    }
+
+    #[test]
+    fn double_quoted_strings_count_as_possible_identifiers() {
+        assert_eq!(
+            words(r#"SELECT * FROM "Accounts""#),
+            ["select", "from", "accounts"]
+        );
+    }
+
+    #[test]
+    fn both_backslash_readings_are_scanned() {
+        // With NO_BACKSLASH_ESCAPES the string ends at the backslash and `accounts` is a table.
+        let s = scan(r"SELECT 'x\' FROM accounts -- '");
+        assert!(s.words.iter().any(|w| w.text == "accounts"));
+        assert!(s.backslash_in_string);
     }
 
     #[test]
