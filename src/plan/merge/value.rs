@@ -183,10 +183,33 @@ fn trim_spaces(v: &[u8]) -> &[u8] {
 }
 
 /// Case folding: Unicode simple lower-casing of valid UTF-8, ASCII lower-casing otherwise.
-fn fold(v: &[u8]) -> Box<dyn Iterator<Item = u32> + '_> {
+fn fold(v: &[u8]) -> Fold<'_> {
     match std::str::from_utf8(v) {
-        Ok(s) => Box::new(s.chars().flat_map(char::to_lowercase).map(|c| c as u32)),
-        Err(_) => Box::new(v.iter().map(|c| c.to_ascii_lowercase() as u32)),
+        Ok(s) if s.is_ascii() => Fold::Ascii(v.iter()),
+        Ok(s) => Fold::Utf8(s.chars(), None),
+        Err(_) => Fold::Ascii(v.iter()),
+    }
+}
+
+/// The characters of a folded string (no allocation).
+enum Fold<'a> {
+    Ascii(std::slice::Iter<'a, u8>),
+    Utf8(std::str::Chars<'a>, Option<std::char::ToLowercase>),
+}
+
+impl Iterator for Fold<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        match self {
+            Fold::Ascii(it) => it.next().map(|b| b.to_ascii_lowercase() as u32),
+            Fold::Utf8(chars, pending) => loop {
+                if let Some(c) = pending.as_mut().and_then(Iterator::next) {
+                    return Some(c as u32);
+                }
+                *pending = Some(chars.next()?.to_lowercase());
+            },
+        }
     }
 }
 
