@@ -41,7 +41,8 @@
 //! # Cost
 //! The merge holds every shard row in memory at once: memory is the sum of all shard results,
 //! and no row reaches the client before the last shard has answered. Grouping is one hash pass
-//! (one allocated key per row); ordering is a full `O(n log n)` sort even with a small LIMIT.
+//! (one allocated key per row). Ordering parses each sort value once, then sorts row indices:
+//! `O(n log n)`, or with a LIMIT a selection of the first `offset + limit` (`O(n + k log k)`).
 //! The planner should push `LIMIT offset+limit` down to the shards so `n` stays bounded. A
 //! streaming k-way merge of pre-sorted shard streams (and a top-k heap for LIMIT) would bound
 //! memory and latency; it is not implemented yet.
@@ -157,10 +158,14 @@ pub fn merge(spec: &MergeSpec, inputs: Vec<ResultSet>) -> Result<ResultSet, Merg
     if spec.distinct {
         rows = distinct::distinct(&kinds, spec.visible_columns, rows);
     }
+    // Only the rows up to OFFSET + LIMIT need ordering.
+    let keep = spec
+        .limit
+        .map(|l| usize::try_from(spec.offset.saturating_add(l)).unwrap_or(usize::MAX));
     if !spec.order_by.is_empty() {
-        sort::sort(&spec.order_by, &columns, &kinds, &mut rows)?;
+        sort::sort_top(&spec.order_by, &columns, &kinds, &mut rows, keep)?;
     } else if !spec.group_by.is_empty() {
-        sort::sort_groups(&spec.group_by, &kinds, &mut rows);
+        sort::sort_groups(&spec.group_by, &kinds, &mut rows, keep);
     }
     let mut rows = limit::limit(rows, spec.offset, spec.limit);
     columns.truncate(spec.visible_columns);

@@ -183,7 +183,7 @@ fn trim_spaces(v: &[u8]) -> &[u8] {
 }
 
 /// Case folding: Unicode simple lower-casing of valid UTF-8, ASCII lower-casing otherwise.
-fn fold(v: &[u8]) -> Fold<'_> {
+pub(crate) fn fold(v: &[u8]) -> Fold<'_> {
     match std::str::from_utf8(v) {
         Ok(s) if s.is_ascii() => Fold::Ascii(v.iter()),
         Ok(s) => Fold::Utf8(s.chars(), None),
@@ -192,7 +192,7 @@ fn fold(v: &[u8]) -> Fold<'_> {
 }
 
 /// The characters of a folded string (no allocation).
-enum Fold<'a> {
+pub(crate) enum Fold<'a> {
     Ascii(std::slice::Iter<'a, u8>),
     Utf8(std::str::Chars<'a>, Option<std::char::ToLowercase>),
 }
@@ -214,7 +214,10 @@ impl Iterator for Fold<'_> {
 }
 
 /// PAD SPACE comparison: the shorter string compares as if padded with spaces.
-fn compare_padded(mut a: impl Iterator<Item = u32>, mut b: impl Iterator<Item = u32>) -> Ordering {
+pub(crate) fn compare_padded(
+    mut a: impl Iterator<Item = u32>,
+    mut b: impl Iterator<Item = u32>,
+) -> Ordering {
     loop {
         match (a.next(), b.next()) {
             (Some(x), Some(y)) => {
