@@ -33,8 +33,9 @@
 //! * FLOAT/DOUBLE SUM/AVG are computed in `f64` from the shards' partial sums; floating-point
 //!   addition is not associative, so the last digits can differ from one server's (whose own
 //!   result depends on its row order too).
-//! * ORDER BY an ENUM or SET column is refused (error 1235): they sort by member index, which the
-//!   result set does not carry. The implicit order of GROUP BY on such a column uses their text.
+//! * ORDER BY an ENUM or SET column, and GROUP BY one without ORDER BY (MariaDB sorts groups),
+//!   is refused (error 1235): they sort by member index, which the result set does not carry.
+//!   The planner can add a hidden `col+0` column and order by it instead.
 //! * HAVING comparing a DATE/TIME column with a number literal is refused (error 1235).
 //! * Ties in ORDER BY keep shard order (a stable sort); one server's tie order is unspecified.
 //!
@@ -165,7 +166,7 @@ pub fn merge(spec: &MergeSpec, inputs: Vec<ResultSet>) -> Result<ResultSet, Merg
     if !spec.order_by.is_empty() {
         sort::sort_top(&spec.order_by, &columns, &kinds, &mut rows, keep)?;
     } else if !spec.group_by.is_empty() {
-        sort::sort_groups(&spec.group_by, &kinds, &mut rows, keep);
+        sort::sort_groups(&spec.group_by, &columns, &kinds, &mut rows, keep)?;
     }
     let mut rows = limit::limit(rows, spec.offset, spec.limit);
     columns.truncate(spec.visible_columns);

@@ -33,7 +33,8 @@ pub fn sort_top(
         .find(|k| value::sorts_by_hidden_order(&columns[k.column]))
     {
         return Err(MergeError::not_supported(format!(
-            "merge: ORDER BY the ENUM/SET column {} across shards",
+            "merge: ordering by the ENUM/SET column {} across shards (order by its member \
+             index, col+0, instead)",
             k.column
         )));
     }
@@ -138,16 +139,16 @@ impl<'a> SortVal<'a> {
     }
 }
 
-/// The implicit order of GROUP BY results in MariaDB: the group keys, ascending.
-///
-/// ENUM/SET group keys are ordered by their text here (MariaDB uses the member index); an
-/// explicit ORDER BY on them is refused by [`sort`], this implicit order is only approximated.
+/// The implicit order of GROUP BY results in MariaDB (without ORDER BY): the group keys,
+/// ascending. Refused like [`sort`] when a group key is an ENUM or SET column (the planner can
+/// order by a hidden `col+0`, the member index, instead).
 pub fn sort_groups(
     group_by: &[usize],
+    columns: &[ColumnDef],
     kinds: &[ValueKind],
     rows: &mut Vec<TextRow>,
     keep: Option<usize>,
-) {
+) -> Result<(), MergeError> {
     let keys: Vec<SortKey> = group_by
         .iter()
         .map(|&column| SortKey {
@@ -155,7 +156,7 @@ pub fn sort_groups(
             descending: false,
         })
         .collect();
-    sort_rows(&keys, kinds, rows, keep);
+    sort_top(&keys, columns, kinds, rows, keep)
 }
 
 /// Compares two rows by `keys`.
@@ -228,6 +229,16 @@ mod tests {
                 row(&[Some("b"), Some("1")]),
             ]
         );
+    }
+
+    #[test]
+    fn implicit_group_order_on_enum_is_refused() {
+        let mut c = text_col();
+        c.flags |= value::SET_FLAG;
+        let kinds = [ValueKind::of(&c)];
+        let mut rows = vec![row(&[Some("x")])];
+        let err = sort_groups(&[0], &[c], &kinds, &mut rows, None).unwrap_err();
+        assert_eq!(err.code, 1235);
     }
 
     #[test]
