@@ -26,6 +26,9 @@
 //!   MariaDB does without ONLY_FULL_GROUP_BY. In a no-GROUP-BY aggregate, a shard with no
 //!   matching rows still answers one row (COUNT 0, NULL elsewhere); such rows are skipped when
 //!   choosing that first row if the spec has a COUNT that tells them apart.
+//! * Checked against a real MariaDB 10.11 by `tests/merge_mariadb.rs` (set
+//!   `MERGE_TEST_MARIADB_URL`): one table split by id range into three shard tables, every case
+//!   merged and compared byte for byte with the statement over the whole table.
 //!
 //! # Known limits
 //! * Collations: case-insensitive and trailing-space-insensitive only; accent-insensitivity
@@ -38,6 +41,11 @@
 //!   The planner can add a hidden `col+0` column and order by it instead.
 //! * HAVING comparing a DATE/TIME column with a number literal is refused (error 1235).
 //! * Ties in ORDER BY keep shard order (a stable sort); one server's tie order is unspecified.
+//! * SUM/AVG of DECIMALs beyond about 28 significant digits (e.g. `DECIMAL(65,30)` values) are
+//!   refused (error 1105) rather than rounded; comparisons of such values are exact.
+//! * Warnings: the shards' counts are added, so a warning every shard raises counts once per
+//!   shard; warnings one server would raise while merging (e.g. HAVING converting `'12abc'` to a
+//!   number) are not generated.
 //!
 //! # Cost
 //! The merge holds every shard row in memory at once: memory is the sum of all shard results,
@@ -47,6 +55,11 @@
 //! The planner should push `LIMIT offset+limit` down to the shards so `n` stays bounded. A
 //! streaming k-way merge of pre-sorted shard streams (and a top-k heap for LIMIT) would bound
 //! memory and latency; it is not implemented yet.
+//!
+//! Rough figures from the ignored test `cost_figures` (100,000 rows from 4 shards), measured in
+//! an unoptimised debug build on the shared, heavily loaded 2-core box, so only an upper bound:
+//! ORDER BY an int LIMIT 100 ≈ 0.35 s; a full ORDER BY text, int ≈ 2.7 s; GROUP BY text into
+//! 5,000 groups with COUNT and a DECIMAL SUM ≈ 1.2 s. Release figures were not measured.
 
 pub mod aggregate;
 pub mod distinct;
