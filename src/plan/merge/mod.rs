@@ -47,6 +47,16 @@
 //!   shard; warnings one server would raise while merging (e.g. HAVING converting `'12abc'` to a
 //!   number) are not generated.
 //!
+//! # What the planner should send the shards
+//! * ORDER BY … LIMIT o, l: each shard `ORDER BY … LIMIT o+l` (no offset); the merge applies
+//!   the offset once. The same holds with DISTINCT.
+//! * HAVING is never pushed down unless the groups cannot span shards.
+//! * AVG(x): keep AVG(x) (for its column definition) and add hidden SUM(x), COUNT(x).
+//! * An aggregate without GROUP BY that selects plain columns: include a (hidden) COUNT(*) so
+//!   shards without matching rows can be told apart.
+//! * ORDER BY / GROUP BY an ENUM or SET: add a hidden `col+0` and order by it.
+//! * MIN/MAX and HAVING on ENUM/SET compare their text, as MariaDB does (checked).
+//!
 //! # Cost
 //! The merge holds every shard row in memory at once: memory is the sum of all shard results,
 //! and no row reaches the client before the last shard has answered. Grouping is one hash pass
