@@ -46,6 +46,20 @@ async fn both(
     (rows_of(a), rows_of(b))
 }
 
+/// mysql_async switches to the server's Unix socket when `SELECT @@socket` names one on
+/// localhost; through the proxy it must stay on the proxy. PREVIEW is answered only by the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_async_stays_on_the_proxy() {
+    let proxy = proxy_with(|c| c);
+    let mut p = connect(&proxy.url()).await;
+    let socket: Option<Option<String>> = p.query_first("SELECT @@socket").await.unwrap();
+    assert_eq!(socket, Some(None));
+    for _ in 0..3 {
+        let rows: Vec<Row> = p.query("PREVIEW SELECT 1").await.unwrap();
+        assert_eq!(rows.len(), 1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_and_binary_results_match_direct() {
     let proxy = proxy_with(|c| c);

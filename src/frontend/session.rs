@@ -515,15 +515,22 @@ impl Session {
             allow_scatter_writes: self.allow_scatter_writes,
         };
         let plan = plan::plan(sql, &ctx);
-        self.prefer_held(plan)
+        self.prefer_held(plan, sql)
     }
 
-    fn prefer_held(&self, plan: Plan) -> Plan {
+    /// A statement that reads no table at all (`SELECT @@x`, `SET …`, `SHOW WARNINGS`) runs
+    /// where the session already holds a connection; one on an unsharded table still goes to
+    /// the default shard, where the table is.
+    fn prefer_held(&self, plan: Plan, sql: &str) -> Plan {
         match (plan, &self.held) {
-            (Plan::Single { reason, .. }, Some(h)) if reason == ANY_SHARD_REASON => Plan::Single {
-                shard: h.shard.clone(),
-                reason: format!("{reason}; the session's connection is on this shard"),
-            },
+            (Plan::Single { reason, .. }, Some(h))
+                if reason == ANY_SHARD_REASON && names_no_table(sql) =>
+            {
+                Plan::Single {
+                    shard: h.shard.clone(),
+                    reason: format!("{reason}; the session's connection is on this shard"),
+                }
+            }
             (p, _) => p,
         }
     }
@@ -555,6 +562,18 @@ impl Session {
             }
             _ => {}
         }
+        // The proxy has no Unix socket. Relaying a backend's @@socket would make clients that
+        // prefer sockets on localhost (mysql_async) reconnect to the backend directly,
+        // bypassing the proxy: the variable reads as NULL here.
+        let (sql, payload) = match hide_socket(&sql) {
+            Some(rewritten) => {
+                let mut p = BytesMut::with_capacity(rewritten.len() + 1);
+                p.put_u8(com::QUERY);
+                p.extend_from_slice(rewritten.as_bytes());
+                (rewritten, p.freeze())
+            }
+            None => (sql, payload),
+        };
         match self.plan_text(&sql) {
             Plan::Single { shard, .. } => {
                 self.run_single(&shard, payload, &sql, &c, ResponseKind::Query)
@@ -1476,7 +1495,7 @@ impl Session {
                 self.send_err(1, &e).await?;
                 return Ok(Flow::Continue);
             }
-            PreparedPlan::Fixed(p) => match self.prefer_held(p.clone()) {
+            PreparedPlan::Fixed(p) => match self.prefer_held(p.clone(), &sql) {
                 Plan::Single { shard, .. } => shard,
                 other => other
                     .shards()
@@ -1584,6 +1603,18 @@ impl Session {
         let sql = stmt.sql.clone();
         let mut shard = stmt.shard.clone();
         let class = stmt.class.clone();
+        // Parameter types come only with the first execute: keep them before routing, which
+        // may answer this execute without reaching the code below.
+        if stmt.params > 0 {
+            let bound_at = 10 + (stmt.params as usize).div_ceil(8);
+            if payload.get(bound_at) == Some(&1) {
+                let end = bound_at + 1 + 2 * stmt.params as usize;
+                if payload.len() < end {
+                    return self.malformed().await;
+                }
+                stmt.param_types = Some(payload.slice(bound_at + 1..end));
+            }
+        }
         // Route this execution: fixed single-shard plans need no parameter decoding.
         let needs_params = !matches!(&stmt.plan, PreparedPlan::Fixed(Plan::Single { .. }));
         if needs_params {
@@ -1599,7 +1630,8 @@ impl Session {
             };
             let keys: Vec<Option<KeyValue>> = values.iter().map(param_key).collect();
             let bound = stmt.plan.bind(&keys);
-            let bound = self.prefer_held(bound);
+            let sql_text = String::from_utf8_lossy(&sql).into_owned();
+            let bound = self.prefer_held(bound, &sql_text);
             match bound {
                 Plan::Single { shard: s, .. } => shard = s,
                 Plan::Reject {
@@ -1927,5 +1959,77 @@ pub fn preview_result_set(plan: &Plan, sql: &str) -> ResultSet {
             })
             .collect(),
         warnings: 0,
+    }
+}
+
+/// Rewrites reads of `@@socket` to NULL (keeping the column name where it is a select item);
+/// `None` when the statement does not mention it.
+fn hide_socket(sql: &str) -> Option<String> {
+    if !sql.contains("@@") {
+        return None;
+    }
+    let tokens = super::lex::tokenize(sql);
+    let hits: Vec<usize> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            matches!(&t.kind, super::lex::TokenKind::SysVar(v) | super::lex::TokenKind::GlobalVar(v) if v == "socket")
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if hits.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(sql.len() + 32);
+    let mut last = 0;
+    for i in hits {
+        let t = &tokens[i];
+        let before = i.checked_sub(1).map(|j| &tokens[j]);
+        let after = tokens.get(i + 1);
+        let select_item = before.is_some_and(|b| b.is_word("SELECT") || b.is_punct(','))
+            && after.is_none_or(|a| a.is_punct(',') || a.is_word("FROM") || a.is_punct(';'));
+        out.push_str(&sql[last..t.start]);
+        if select_item {
+            out.push_str(&format!("NULL AS `{}`", &sql[t.start..t.end]));
+        } else {
+            out.push_str("NULL");
+        }
+        last = t.end;
+    }
+    out.push_str(&sql[last..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hide_socket;
+
+    #[test]
+    fn socket_reads_become_null() {
+        assert_eq!(
+            hide_socket("SELECT @@max_allowed_packet,@@wait_timeout,@@socket").as_deref(),
+            Some("SELECT @@max_allowed_packet,@@wait_timeout,NULL AS `@@socket`")
+        );
+        assert_eq!(
+            hide_socket("select 1 where @@global.socket is null").as_deref(),
+            Some("select 1 where NULL is null")
+        );
+        assert_eq!(hide_socket("SELECT '@@socket'"), None);
+        assert_eq!(hide_socket("SELECT 1"), None);
+    }
+}
+
+/// Whether a statement reads or writes no table (so any connection can answer it).
+fn names_no_table(sql: &str) -> bool {
+    let tokens = super::lex::tokenize(sql);
+    let first = tokens.first().and_then(|t| t.word()).unwrap_or("");
+    match first {
+        "SET" | "DO" | "COMMIT" | "ROLLBACK" | "BEGIN" | "START" | "SAVEPOINT" | "RELEASE" => true,
+        "SHOW" => matches!(
+            tokens.get(1).and_then(|t| t.word()),
+            Some("WARNINGS" | "ERRORS" | "COUNT" | "VARIABLES" | "SESSION" | "STATUS")
+        ),
+        "SELECT" => !tokens.iter().any(|t| t.is_word("FROM")),
+        _ => false,
     }
 }

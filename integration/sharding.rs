@@ -1,0 +1,376 @@
+//! Sharded routing end to end (issue 4): DDL on every shard, rows on the shard the ring names,
+//! transactions bound to one shard, hints, refusals, prepared statements, PREVIEW, sysbench.
+
+mod harness;
+
+use std::process::Command;
+
+use harness::{Cluster, Proxy, ProxyConfig};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts, Row};
+use shardproxy::config::Config;
+use shardproxy::ring::{KeyValue, Ring};
+
+fn sharded_config(cluster: &Cluster) -> ProxyConfig {
+    ProxyConfig::for_cluster(cluster)
+        .sharded_table("sp_accounts", "account_id")
+        .sharded_table("sp_ledger", "account_id")
+        .sharded_table("sbtest1", "id")
+        .sharded_table("sbtest2", "id")
+        .reference_table("sp_yield")
+}
+
+async fn connect(url: &str) -> Conn {
+    Conn::new(Opts::from_url(url).unwrap()).await.unwrap()
+}
+
+fn server_error(r: Result<(), mysql_async::Error>) -> mysql_async::ServerError {
+    match r {
+        Err(mysql_async::Error::Server(e)) => e,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+async fn setup(p: &mut Conn) {
+    for sql in [
+        "DROP TABLE IF EXISTS sp_accounts",
+        "DROP TABLE IF EXISTS sp_ledger",
+        "DROP TABLE IF EXISTS sp_yield",
+        "CREATE TABLE sp_accounts (account_id BIGINT PRIMARY KEY, name VARCHAR(40), balance DECIMAL(20,2) NOT NULL DEFAULT 0)",
+        "CREATE TABLE sp_ledger (id BIGINT NOT NULL, account_id BIGINT NOT NULL, amount DECIMAL(20,2), PRIMARY KEY (account_id, id))",
+        "CREATE TABLE sp_yield (day DATE PRIMARY KEY, per_10k DECIMAL(10,4))",
+    ] {
+        p.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_reaches_every_shard_and_rows_live_where_the_ring_says() {
+    let cluster = Cluster::shared();
+    let cfg = sharded_config(cluster).render();
+    let proxy = Proxy::start(&cfg);
+    let mut p = connect(&proxy.url()).await;
+    setup(&mut p).await;
+    // The same definition on every shard.
+    let defs: Vec<String> = cluster
+        .shards
+        .iter()
+        .map(|s| s.primary.query("SHOW CREATE TABLE fund.sp_accounts")[0][1].clone())
+        .collect();
+    assert!(defs.iter().all(|d| d == &defs[0]), "{defs:?}");
+    // One multi-row INSERT, split by the proxy.
+    let values: Vec<String> = (1..=200)
+        .map(|i| format!("({i}, 'n{i}', {i}.25)"))
+        .collect();
+    p.query_drop(format!(
+        "INSERT INTO sp_accounts (account_id, name, balance) VALUES {}",
+        values.join(", ")
+    ))
+    .await
+    .unwrap();
+    assert_eq!(p.affected_rows(), 200);
+    let ring = Ring::from_config(&Config::parse(&cfg).unwrap());
+    let mut per_shard = Vec::new();
+    for s in &cluster.shards {
+        let ids: Vec<i64> = s
+            .primary
+            .query("SELECT account_id FROM fund.sp_accounts")
+            .into_iter()
+            .map(|r| r[0].parse().unwrap())
+            .collect();
+        for id in &ids {
+            assert_eq!(
+                ring.shard_for(&KeyValue::from(*id)),
+                s.name,
+                "row {id} on the wrong shard"
+            );
+        }
+        per_shard.push(ids.len());
+    }
+    assert_eq!(per_shard.iter().sum::<usize>(), 200);
+    assert!(per_shard.iter().all(|n| *n > 40), "uneven: {per_shard:?}");
+    // Point reads find every row; scatter aggregates see them all, exactly.
+    for id in [1i64, 77, 200] {
+        let name: Option<String> = p
+            .query_first(format!(
+                "SELECT name FROM sp_accounts WHERE account_id = {id}"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(name, Some(format!("n{id}")));
+    }
+    let (n, total): (i64, String) = p
+        .query_first("SELECT COUNT(*), SUM(balance) FROM sp_accounts")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 200);
+    assert_eq!(total, "20150.00");
+    let top: Vec<(i64, String)> = p
+        .query("SELECT account_id, name FROM sp_accounts ORDER BY balance DESC LIMIT 3")
+        .await
+        .unwrap();
+    assert_eq!(
+        top.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![200, 199, 198]
+    );
+    // Reference table writes reach every shard.
+    p.query_drop("INSERT INTO sp_yield (day, per_10k) VALUES ('2026-11-25', 0.6512)")
+        .await
+        .unwrap();
+    for s in &cluster.shards {
+        assert_eq!(
+            s.primary
+                .query_value("SELECT per_10k FROM fund.sp_yield")
+                .as_deref(),
+            Some("0.6512")
+        );
+    }
+    // A join with the reference table, routed by key.
+    let row: Option<(String, String)> = p
+        .query_first(
+            "SELECT a.name, y.per_10k FROM sp_accounts a JOIN sp_yield y WHERE a.account_id = 5",
+        )
+        .await
+        .unwrap();
+    assert_eq!(row, Some(("n5".into(), "0.6512".into())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_stay_on_one_shard_and_hints_pick_a_shard() {
+    let cluster = Cluster::shared();
+    let cfg = sharded_config(cluster).render();
+    let ring = Ring::from_config(&Config::parse(&cfg).unwrap());
+    drop(cfg);
+    // A table of its own so parallel tests do not interfere.
+    let proxy = Proxy::start(
+        &sharded_config(cluster)
+            .sharded_table("sp_tx", "account_id")
+            .render(),
+    );
+    let mut p = connect(&proxy.url()).await;
+    p.query_drop("DROP TABLE IF EXISTS sp_tx").await.unwrap();
+    p.query_drop("CREATE TABLE sp_tx (account_id BIGINT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    // Two keys on different shards.
+    let a = 1i64;
+    let b = (2..1000i64)
+        .find(|k| ring.shard_for(&KeyValue::from(*k)) != ring.shard_for(&KeyValue::from(a)))
+        .unwrap();
+    let (sa, sb) = (
+        ring.shard_for(&KeyValue::from(a)).to_string(),
+        ring.shard_for(&KeyValue::from(b)).to_string(),
+    );
+    p.query_drop(format!(
+        "INSERT INTO sp_tx (account_id, v) VALUES ({a}, 0), ({b}, 0)"
+    ))
+    .await
+    .unwrap();
+    p.query_drop("BEGIN").await.unwrap();
+    p.query_drop(format!("UPDATE sp_tx SET v = 1 WHERE account_id = {a}"))
+        .await
+        .unwrap();
+    let e = server_error(
+        p.query_drop(format!("UPDATE sp_tx SET v = 1 WHERE account_id = {b}"))
+            .await,
+    );
+    assert_eq!(e.code, 1235);
+    assert!(
+        e.message.contains(&sa) && e.message.contains(&sb),
+        "{}",
+        e.message
+    );
+    // Reads elsewhere still work inside the transaction; the first shard's change is intact.
+    let v: Option<i64> = p
+        .query_first(format!("SELECT v FROM sp_tx WHERE account_id = {b}"))
+        .await
+        .unwrap();
+    assert_eq!(v, Some(0));
+    p.query_drop("COMMIT").await.unwrap();
+    let vs: Vec<(i64, i64)> = p
+        .query("SELECT account_id, v FROM sp_tx ORDER BY account_id")
+        .await
+        .unwrap();
+    assert_eq!(
+        vs,
+        vec![
+            (a.min(b), if a < b { 1 } else { 0 }),
+            (a.max(b), if a < b { 0 } else { 1 })
+        ]
+    );
+    // A hint sends a statement to one named shard.
+    let n: Option<i64> = p
+        .query_first(format!("/* shard={sb} */ SELECT COUNT(*) FROM sp_tx"))
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1));
+    let e = server_error(p.query_drop("/* shard=nope */ SELECT 1").await);
+    assert!(e.message.contains("nope"), "{}", e.message);
+    // Writes without the key are refused unless the session allows them.
+    let e = server_error(p.query_drop("UPDATE sp_tx SET v = 5").await);
+    assert_eq!(e.code, 1235);
+    assert!(
+        e.message.contains("shardproxy_allow_scatter_writes"),
+        "{}",
+        e.message
+    );
+    p.query_drop("SET shardproxy_allow_scatter_writes = 1")
+        .await
+        .unwrap();
+    p.query_drop("UPDATE sp_tx SET v = 5").await.unwrap();
+    assert_eq!(p.affected_rows(), 2);
+    // Changing the key column is refused.
+    let e = server_error(
+        p.query_drop(format!(
+            "UPDATE sp_tx SET account_id = 9 WHERE account_id = {a}"
+        ))
+        .await,
+    );
+    assert_eq!(e.code, 1235);
+    // PREVIEW names the shards and the SQL each gets.
+    let rows: Vec<Row> = p.query("PREVIEW SELECT COUNT(*) FROM sp_tx").await.unwrap();
+    assert_eq!(rows.len(), cluster.shards.len());
+    let rows: Vec<(String, String, String)> = p
+        .query(format!(
+            "PREVIEW SELECT * FROM sp_tx WHERE account_id = {b}"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, sb);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_route_by_parameter_and_scatter_in_binary() {
+    let cluster = Cluster::shared();
+    let proxy = Proxy::start(
+        &sharded_config(cluster)
+            .sharded_table("sp_prep", "account_id")
+            .render(),
+    );
+    let mut p = connect(&proxy.url()).await;
+    p.query_drop("DROP TABLE IF EXISTS sp_prep").await.unwrap();
+    p.query_drop("CREATE TABLE sp_prep (account_id BIGINT PRIMARY KEY, amount DECIMAL(20,2), day DATE, note VARCHAR(20))")
+        .await
+        .unwrap();
+    for i in 1..=50i64 {
+        p.exec_drop(
+            "INSERT INTO sp_prep (account_id, amount, day, note) VALUES (?, ?, ?, ?)",
+            (
+                i,
+                format!("{}.{:02}", i * 3, i % 100),
+                format!("2026-11-{:02}", 1 + i % 28),
+                format!("note {i}"),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    for i in [1i64, 17, 50] {
+        let row: Option<(i64, String, String)> = p
+            .exec_first(
+                "SELECT account_id, amount, note FROM sp_prep WHERE account_id = ?",
+                (i,),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            row,
+            Some((i, format!("{}.{:02}", i * 3, i % 100), format!("note {i}")))
+        );
+    }
+    // Spanning shards: executed as text per shard, merged, answered as binary rows.
+    let rows: Vec<(i64, String, mysql_async::Value)> = p
+        .exec("SELECT account_id, amount, day FROM sp_prep WHERE account_id BETWEEN ? AND ? ORDER BY account_id DESC LIMIT 5", (10, 40))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![40, 39, 38, 37, 36]
+    );
+    assert_eq!(rows[0].1, "120.40");
+    // The DATE column arrives as a binary-protocol date, as from one server.
+    assert!(
+        matches!(
+            rows[0].2,
+            mysql_async::Value::Date(2026, 11, 13, 0, 0, 0, 0)
+        ),
+        "{:?}",
+        rows[0].2
+    );
+    let total: Option<String> = p
+        .exec_first("SELECT SUM(amount) FROM sp_prep WHERE account_id > ?", (0,))
+        .await
+        .unwrap();
+    let expected: f64 = (1..=50)
+        .map(|i| (i * 3) as f64 + (i % 100) as f64 / 100.0)
+        .sum();
+    assert_eq!(total, Some(format!("{expected:.2}")));
+}
+
+#[test]
+fn sysbench_oltp_read_write_on_sharded_sbtest() {
+    let cluster = Cluster::shared();
+    let proxy = Proxy::start(&sharded_config(cluster).render());
+    cluster
+        .shard("s1")
+        .primary
+        .exec("CREATE DATABASE IF NOT EXISTS sbtest_sharded");
+    for s in &cluster.shards {
+        s.primary
+            .exec("CREATE DATABASE IF NOT EXISTS sbtest_sharded");
+    }
+    let common = [
+        "--db-driver=mysql".to_string(),
+        "--mysql-host=127.0.0.1".into(),
+        format!("--mysql-port={}", proxy.port()),
+        "--mysql-user=app".into(),
+        "--mysql-password=app".into(),
+        "--mysql-db=sbtest_sharded".into(),
+        "--tables=2".into(),
+        "--table-size=1000".into(),
+        // Explicit ids (the key), and no multi-shard transactions: each statement stands alone.
+        "--auto-inc=off".into(),
+        "--skip-trx=on".into(),
+    ];
+    let run = |args: &[&str]| {
+        let out = Command::new("sysbench")
+            .arg("oltp_read_write")
+            .args(&common)
+            .args(args)
+            .output()
+            .expect("sysbench is installed by .ci/run");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    run(&["cleanup"]);
+    run(&["prepare"]);
+    // Rows were spread over every shard.
+    for s in &cluster.shards {
+        let n: u64 = s
+            .primary
+            .query_value("SELECT COUNT(*) FROM sbtest_sharded.sbtest1")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(n > 100, "shard {} has {n} rows", s.name);
+    }
+    let report = run(&["--threads=4", "--time=5", "run"]);
+    assert!(report.contains("transactions:"), "{report}");
+    let errors_line = report
+        .lines()
+        .find(|l| l.contains("ignored errors:"))
+        .unwrap_or("");
+    let errors: u64 = errors_line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(errors < 20, "{report}");
+}
