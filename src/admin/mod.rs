@@ -36,6 +36,7 @@ pub async fn reload_on_sighup(ops: Arc<dyn AdminOps>) -> std::io::Result<()> {
 /// One reload, logged; returns what [`AdminOps::reload_config`] returned.
 pub async fn reload_logged(ops: &dyn AdminOps, trigger: &str) -> Result<Vec<String>, AdminError> {
     let result = ops.reload_config().await;
+    crate::metrics::record_config_reload(result.is_ok());
     match &result {
         Ok(changes) if changes.is_empty() => {
             tracing::info!(trigger, "config reloaded: no changes")
