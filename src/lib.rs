@@ -10,6 +10,7 @@ pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod frontend;
+pub mod http;
 pub mod metrics;
 pub mod plan;
 pub mod protocol;

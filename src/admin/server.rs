@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use opensrv_mysql::{
-    AsyncMysqlIntermediary, AsyncMysqlShim, Column, ColumnFlags, ColumnType, ErrorKind, OkResponse,
-    ParamParser, QueryResultWriter, StatementMetaWriter,
+    AsyncMysqlIntermediary, AsyncMysqlShim, Column, ColumnFlags, ColumnType, ErrorKind, InitWriter,
+    OkResponse, ParamParser, QueryResultWriter, StatementMetaWriter,
 };
 use rand::Rng;
 use sha1::{Digest, Sha1};
@@ -309,6 +309,12 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for AdminShim {
             );
         }
         ok
+    }
+
+    /// `USE db`, COM_INIT_DB and a database in the handshake: accepted (the admin port has no
+    /// databases). opensrv's default answers nothing, which hangs the client.
+    async fn on_init<'a>(&'a mut self, _db: &'a str, writer: InitWriter<'a, W>) -> io::Result<()> {
+        writer.ok().await
     }
 
     async fn on_prepare<'a>(
