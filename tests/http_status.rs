@@ -22,7 +22,9 @@ async fn get(port: u16, path: &str) -> (u16, String, String) {
     let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
     let code = head.split(' ').nth(1).unwrap().parse().unwrap();
     assert!(
-        !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
         "expected a sized body: {head}"
     );
     (code, head.to_ascii_lowercase(), body.to_string())
@@ -38,7 +40,10 @@ async fn metrics_endpoint_serves_prometheus_text() {
 
     let (code, head, body) = get(port, "/metrics").await;
     assert_eq!(code, 200);
-    assert!(head.contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(
+        head.contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
     for needle in [
         "# TYPE shardproxy_queries_total counter",
         r#"shardproxy_queries_total{kind="select",shard="s1"} 1"#,
@@ -119,9 +124,7 @@ async fn chromium_dom(url: &str) -> String {
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .expect("chromium finished within 60 s")
-        .expect(
-            "chromium must be installed for this test (Debian: apt-get install -y chromium)",
-        );
+        .expect("chromium must be installed for this test (Debian: apt-get install -y chromium)");
     assert!(
         out.status.success(),
         "chromium failed: {}",
@@ -148,7 +151,10 @@ async fn status_page_in_headless_chromium() {
     let url = format!("http://127.0.0.1:{port}/");
 
     let dom = chromium_dom(&url).await;
-    assert!(dom.contains("class=\"ok\""), "the page reached /api/status:\n{dom}");
+    assert!(
+        dom.contains("class=\"ok\""),
+        "the page reached /api/status:\n{dom}"
+    );
     for shard in ["s1", "s2", "s3"] {
         let row = row_with(&dom, &format!("data-shard=\"{shard}\""));
         assert!(row.contains(&format!("<td>{shard}</td>")), "{row}");
@@ -161,7 +167,10 @@ async fn status_page_in_headless_chromium() {
     assert!(down.contains("data-health=\"down\""), "{down}");
     assert!(down.contains(">DOWN</span>"), "{down}");
     let up = row_with(&dom, "data-backend=\"127.0.0.1:3331\"");
-    assert!(up.contains("data-health=\"up\"") && up.contains(">up</span>"), "{up}");
+    assert!(
+        up.contains("data-health=\"up\"") && up.contains(">up</span>"),
+        "{up}"
+    );
     assert!(row_with(&dom, "data-shard=\"s2\"").contains("1 / 2"));
     assert!(dom.contains("<b id=\"qps\">1234.5</b>"), "QPS shown");
     assert!(dom.contains("50.00 %"), "ring share of s2 shown");
@@ -170,7 +179,13 @@ async fn status_page_in_headless_chromium() {
     ops.set_down("127.0.0.1:3331", true);
     let dom = chromium_dom(&url).await;
     let row = row_with(&dom, "data-backend=\"127.0.0.1:3331\"");
-    assert!(row.contains("data-health=\"down\"") && row.contains(">DOWN</span>"), "{row}");
+    assert!(
+        row.contains("data-health=\"down\"") && row.contains(">DOWN</span>"),
+        "{row}"
+    );
     let shard = row_with(&dom, "data-shard=\"s3\"");
-    assert!(shard.contains("<td>down</td>") && shard.contains("0 / 1"), "{shard}");
+    assert!(
+        shard.contains("<td>down</td>") && shard.contains("0 / 1"),
+        "{shard}"
+    );
 }
