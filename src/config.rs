@@ -271,16 +271,15 @@ impl Config {
                         u.name
                     )
                 }
-                (None, Some(h)) => {
+                (None, Some(h))
                     if !(h.len() == 41
                         && h.starts_with('*')
-                        && h[1..].chars().all(|c| c.is_ascii_hexdigit()))
-                    {
-                        bail!(
-                            "user {:?}: password_hash must be '*' and 40 hex digits",
-                            u.name
-                        );
-                    }
+                        && h[1..].chars().all(|c| c.is_ascii_hexdigit())) =>
+                {
+                    bail!(
+                        "user {:?}: password_hash must be '*' and 40 hex digits",
+                        u.name
+                    );
                 }
                 _ => {}
             }

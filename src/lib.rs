@@ -14,4 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod plan;
 pub mod protocol;
+pub mod proxy;
 pub mod ring;
+pub mod server;
+pub mod session_state;
