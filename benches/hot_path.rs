@@ -12,7 +12,9 @@ use shardproxy::protocol::resultset::{encode_text_row, ColumnDef};
 const POINT_SELECT: &str = "SELECT c FROM sbtest1 WHERE id=50321";
 
 fn wire(payload: &[u8]) -> Vec<u8> {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut out = Vec::new();
         let mut w = PacketWriter::new(&mut out);
@@ -23,7 +25,9 @@ fn wire(payload: &[u8]) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut cmd = vec![3u8];
     cmd.extend_from_slice(POINT_SELECT.as_bytes());
     let bytes = wire(&cmd);

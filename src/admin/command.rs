@@ -53,7 +53,7 @@ pub const STATEMENTS: &[(&str, &str)] = &[
         "SWITCHOVER <shard>",
         "promote a replica of the shard (not supported yet)",
     ),
-    ("HELP", "this list"),
+    ("HELP", "this list (in the mysql CLI: help admin)"),
 ];
 
 /// One parsed admin statement.
@@ -195,7 +195,8 @@ pub fn parse(sql: &str) -> Result<Command, AdminError> {
             }
             Ok(Command::Switchover(unquote_ident(words[1])))
         }
-        "HELP" if words.len() == 1 => Ok(Command::Help),
+        // The mysql CLI answers a bare `help` itself and sends `help 'topic'` to the server.
+        "HELP" => Ok(Command::Help),
         "SET" => Ok(Command::Set),
         "USE" if words.len() == 2 => Ok(Command::Use),
         "SELECT" => parse_select(after_words(text, 1)).ok_or_else(|| unknown_statement(text)),
