@@ -8,6 +8,7 @@
 //! - [`server`]: the listener ([`serve_admin`]).
 
 pub mod command;
+pub mod core_ops;
 pub mod diff;
 pub mod ops;
 pub mod render;
