@@ -149,6 +149,7 @@ pub fn record_error(code: u16) {
 }
 
 /// The pool of `backend` (`host:port`) now has `in_use` connections lent out and `idle` kept.
+/// `/metrics` also refreshes this from [`crate::admin::AdminOps::backends`] at every scrape.
 pub fn set_pool(backend: &str, in_use: u64, idle: u64) {
     gauge!(POOL_CONNECTIONS, "backend" => backend.to_string(), "state" => "in_use")
         .set(in_use as f64);
@@ -156,7 +157,8 @@ pub fn set_pool(backend: &str, in_use: u64, idle: u64) {
 }
 
 /// The latest health check of `backend`: up or not, and its replication lag if it is a
-/// replica that reports one.
+/// replica that reports one. `/metrics` also refreshes this from
+/// [`crate::admin::AdminOps::backends`] at every scrape.
 pub fn set_backend_health(backend: &str, up: bool, lag: Option<Duration>) {
     gauge!(BACKEND_UP, "backend" => backend.to_string()).set(if up { 1.0 } else { 0.0 });
     gauge!(BACKEND_LAG_SECONDS, "backend" => backend.to_string())

@@ -52,6 +52,11 @@ async fn metrics_endpoint_serves_prometheus_text() {
         r#"shardproxy_backend_up{backend="127.0.0.1:3322"} 0"#,
         r#"shardproxy_backend_lag_seconds{backend="127.0.0.1:3322"} NaN"#,
         r#"shardproxy_errors_total{code="1064"} 1"#,
+        // Refreshed from AdminOps::backends at the scrape.
+        r#"shardproxy_backend_up{backend="127.0.0.1:3311"} 1"#,
+        r#"shardproxy_backend_lag_seconds{backend="127.0.0.1:3312"} 0"#,
+        r#"shardproxy_pool_connections{backend="127.0.0.1:3311",state="in_use"} 2"#,
+        r#"shardproxy_pool_connections{backend="127.0.0.1:3322",state="idle"} 0"#,
     ] {
         assert!(body.contains(needle), "missing {needle:?} in\n{body}");
     }

@@ -1,6 +1,7 @@
 //! The HTTP port (`http_listen`): Prometheus metrics and the read-only status page.
 //!
-//! - `GET /metrics`: Prometheus text format (every metric is listed in [`crate::metrics`]).
+//! - `GET /metrics`: Prometheus text format (every metric is listed in [`crate::metrics`]);
+//!   the backend gauges are refreshed from [`AdminOps::backends`] at each scrape.
 //! - `GET /`: the status page, one HTML file with inline CSS and JS, no external assets; it
 //!   polls `GET /api/status` every 2 s.
 //! - `GET /api/status`: JSON snapshot: `shards`, `backends`, `ring`, `status` (the
@@ -65,6 +66,7 @@ async fn page() -> impl IntoResponse {
 }
 
 async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+    refresh_gauges(state.ops.as_ref());
     (
         [(
             header::CONTENT_TYPE,
@@ -72,6 +74,19 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+/// Sets the backend gauges (health, lag, pool) from [`AdminOps::backends`] at every scrape, so
+/// they are right even where the core never calls the gauge helpers.
+pub fn refresh_gauges(ops: &dyn AdminOps) {
+    for b in ops.backends() {
+        crate::metrics::set_backend_health(
+            &b.address,
+            b.health == crate::admin::Health::Up,
+            b.lag_seconds.map(Duration::from_secs),
+        );
+        crate::metrics::set_pool(&b.address, b.pool_in_use, b.pool_idle);
+    }
 }
 
 /// The JSON behind the status page.
