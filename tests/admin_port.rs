@@ -18,14 +18,22 @@ fn opts(port: u16, user: &str, pass: &str) -> OptsBuilder {
         .prefer_socket(false)
 }
 
+/// Every client step gets 10 s: a protocol bug must fail the test, not hang CI.
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(10), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within 10 s"))
+}
+
 async fn connect(port: u16) -> Conn {
-    Conn::new(opts(port, "admin", "admin")).await.unwrap()
+    within("connect", Conn::new(opts(port, "admin", "admin")))
+        .await
+        .unwrap()
 }
 
 /// Column names and rows as strings (NULL → None).
 async fn query(conn: &mut Conn, sql: &str) -> (Vec<String>, Vec<Vec<Option<String>>>) {
-    let rows: Vec<Row> = conn
-        .query(sql)
+    let rows: Vec<Row> = within(sql, conn.query(sql))
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let cols = rows
@@ -49,7 +57,7 @@ async fn query(conn: &mut Conn, sql: &str) -> (Vec<String>, Vec<Vec<Option<Strin
 }
 
 async fn server_error(conn: &mut Conn, sql: &str) -> mysql_async::ServerError {
-    match conn.query_drop(sql).await {
+    match within(sql, conn.query_drop(sql)).await {
         Err(mysql_async::Error::Server(e)) => e,
         other => panic!("{sql}: expected a server error, got {other:?}"),
     }
