@@ -114,6 +114,35 @@ async fn core_ops_through_the_admin_port() {
     let rules = rows(&mut conn, "SHOW TABLE RULES").await;
     assert_eq!(rules[0][0].as_deref(), Some("accounts"));
 
+    // The real ring and planner.
+    let ring = rows(&mut conn, "SHOW RING").await;
+    assert_eq!(ring.len(), 2);
+    let total: f64 = ring
+        .iter()
+        .map(|r| r[2].as_deref().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!((total - 100.0).abs() < 0.02, "{ring:?}");
+    let expected = proxy
+        .rules()
+        .ring
+        .shard_for(&shardproxy::ring::KeyValue::from(42i64))
+        .to_string();
+    let place = rows(&mut conn, "WHERE IS accounts 42").await;
+    assert_eq!(place[0][2].as_deref(), Some(expected.as_str()));
+    let quoted = rows(&mut conn, "WHERE IS accounts '42'").await;
+    assert_eq!(quoted, place, "'42' routes like 42");
+    let other = rows(&mut conn, "WHERE IS orders 42").await;
+    assert_eq!(other[0][2].as_deref(), Some("s1 (default shard)"));
+    let preview = rows(
+        &mut conn,
+        "PREVIEW SELECT * FROM accounts WHERE user_id = 42",
+    )
+    .await;
+    assert_eq!(preview.len(), 1, "{preview:?}");
+    assert_eq!(preview[0][0].as_deref(), Some(expected.as_str()));
+    let scatter = rows(&mut conn, "PREVIEW SELECT COUNT(*) FROM accounts").await;
+    assert_eq!(scatter.len(), 2, "{scatter:?}");
+
     // Reload: the diff comes back and the topology follows.
     std::fs::write(&path, CONFIG.replace("127.0.0.1:3", "127.0.0.1:4")).unwrap();
     let changes = rows(&mut conn, "RELOAD CONFIG").await;

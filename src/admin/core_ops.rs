@@ -1,9 +1,9 @@
 //! [`AdminOps`] over the running proxy ([`Proxy`]), and [`start_operator_ports`], the one call
 //! that opens the admin port, the HTTP port and the SIGHUP reload from a config.
 //!
-//! What the core does not offer yet answers "not supported yet": `PREVIEW` and `WHERE IS`
-//! (ring and planner, issue 4), `SWITCHOVER` and `SHOW RESHARD STATUS`. `SHOW RING` reports
-//! each shard's share by weight until the ring reports exact shares.
+//! `PREVIEW` plans as a session without a current database and with scatter writes off would.
+//! What the core does not offer yet answers "not supported yet": `SWITCHOVER` and
+//! `SHOW RESHARD STATUS`.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -22,9 +22,13 @@ use crate::backend::conn::BackendConn;
 use crate::backend::pool::{self, Pool};
 use crate::backend::topology::Topology;
 use crate::config::Config;
+use crate::frontend::session::preview_result_set;
+use crate::plan::rules::TableKind as RuleKind;
+use crate::plan::{PlanContext, Rules};
 use crate::protocol::constants::DEFAULT_COLLATION;
 use crate::protocol::resultset::ResultSet;
 use crate::proxy::{users_of, Proxy};
+use crate::ring::KeyValue;
 
 /// The admin view of a running [`Proxy`].
 pub struct CoreOps {
@@ -134,14 +138,17 @@ impl AdminOps for CoreOps {
 
     fn ring(&self) -> Vec<RingShare> {
         let config = self.proxy.config();
-        let total: u64 = config.shards.iter().map(|s| u64::from(s.weight)).sum();
-        config
-            .shards
-            .iter()
-            .map(|s| RingShare {
-                shard: s.name.clone(),
-                vnodes: s.weight.saturating_mul(config.ring.vnodes),
-                share: s.weight as f64 / total.max(1) as f64,
+        let rules = self.proxy.rules();
+        rules
+            .ring
+            .shares()
+            .into_iter()
+            .map(|(shard, share)| RingShare {
+                vnodes: config
+                    .shard(&shard)
+                    .map_or(0, |s| s.weight.saturating_mul(config.ring.vnodes)),
+                shard,
+                share,
             })
             .collect()
     }
@@ -196,16 +203,46 @@ impl AdminOps for CoreOps {
         table_rules(&self.proxy.config())
     }
 
-    fn preview(&self, _sql: &str) -> Result<ResultSet, AdminError> {
-        Err(AdminError::not_supported(
-            "PREVIEW is not supported yet on the admin port (lands with the planner); the data port answers PREVIEW",
-        ))
+    fn preview(&self, sql: &str) -> Result<ResultSet, AdminError> {
+        let rules = self.proxy.rules();
+        let ctx = PlanContext {
+            rules: &rules,
+            current_db: None,
+            allow_scatter_writes: false,
+        };
+        let plan = crate::plan::plan(sql, &ctx);
+        Ok(preview_result_set(&plan, sql))
     }
 
-    fn where_is(&self, _table: &str, _key: &str) -> Result<String, AdminError> {
-        Err(AdminError::not_supported(
-            "WHERE IS is not supported yet (lands with the ring)",
-        ))
+    fn where_is(&self, table: &str, key: &str) -> Result<String, AdminError> {
+        let rules = self.proxy.rules();
+        let (db, name) = match table.split_once('.') {
+            Some((d, t)) => (Some(d), t),
+            None => (None, table),
+        };
+        match rules.classify(db, name, None) {
+            RuleKind::Sharded { key: column } => {
+                let numeric = key
+                    .strip_prefix('-')
+                    .unwrap_or(key)
+                    .chars()
+                    .all(|c| c.is_ascii_digit());
+                let value = if numeric && !key.is_empty() {
+                    KeyValue::from_number_literal(key)
+                } else {
+                    KeyValue::from_str_value(key)
+                };
+                let value = value.ok_or_else(|| {
+                    AdminError::wrong_arguments(format!(
+                        "key {key:?} of {table}.{column} cannot be placed exactly (decimals, \
+                         non-canonical numbers and non-ASCII strings are not routed)"
+                    ))
+                })?;
+                Ok(rules.ring.shard_for(&value).to_string())
+            }
+            RuleKind::Reference => Ok(format!("{} (reference table)", rules.shards.join(","))),
+            RuleKind::Unlisted => Ok(format!("{} (default shard)", rules.default_shard)),
+        }
     }
 
     async fn reload_config(&self) -> Result<Vec<String>, AdminError> {
@@ -271,14 +308,17 @@ pub fn table_rules(config: &Config) -> Vec<TableRule> {
     rules
 }
 
-/// Installs a validated config: users and topology follow it. Sessions keep the leases they
+/// Installs a validated config: users, placement rules and topology follow it. Sessions keep the leases they
 /// hold; new statements use the new pools. (Pools of unchanged servers are rebuilt too: their
 /// idle connections are dropped and their health restarts as up until the next check.)
 fn apply(proxy: &Proxy, new: Config) {
+    // Pools first, so that rules naming a new shard find its pool.
     let topology = Topology::from_config(&new);
+    *proxy.topology.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(topology);
+    let rules = Rules::from_config(&new);
+    *proxy.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
     let users = users_of(&new);
     *proxy.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
-    *proxy.topology.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(topology);
     *proxy.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
 }
 
