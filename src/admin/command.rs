@@ -127,10 +127,26 @@ fn usage(syntax: &str) -> AdminError {
     AdminError::parse(format!("Syntax: {syntax}"))
 }
 
-/// Removes trailing `;` and whitespace, and leading whitespace.
+/// Removes leading whitespace and comments (`/* … */`, `-- …`, `# …`), and trailing `;` and
+/// whitespace.
 pub fn strip(sql: &str) -> &str {
-    sql.trim()
-        .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
+    let mut s = sql.trim_start();
+    loop {
+        if let Some(rest) = s.strip_prefix("/*") {
+            match rest.find("*/") {
+                Some(end) => s = rest[end + 2..].trim_start(),
+                None => break,
+            }
+        } else if s.starts_with("-- ") || s.starts_with('#') {
+            match s.find('\n') {
+                Some(end) => s = s[end + 1..].trim_start(),
+                None => s = "",
+            }
+        } else {
+            break;
+        }
+    }
+    s.trim_end_matches(|c: char| c == ';' || c.is_whitespace())
 }
 
 /// Parses one admin statement.
@@ -388,6 +404,9 @@ mod tests {
         assert_eq!(ok("show warnings"), Command::ShowWarnings);
         assert_eq!(ok("help;"), Command::Help);
         assert_eq!(ok("reload config"), Command::ReloadConfig);
+        assert_eq!(ok("/* from a script */ SHOW RING"), Command::ShowRing);
+        assert_eq!(ok("-- note\n# other\nshow ring;"), Command::ShowRing);
+        assert_eq!(parse("-- only a comment").unwrap_err().code, 1065);
     }
 
     #[test]
