@@ -581,3 +581,58 @@ async fn merge_equals_one_server() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// ENUM columns sort by member index: ordering by one is refused, ordering by a hidden `e+0`
+/// gives the server's answer.
+#[tokio::test]
+async fn enum_order_refused_or_by_index() {
+    let Ok(url) = std::env::var("MERGE_TEST_MARIADB_URL") else {
+        eprintln!("MERGE_TEST_MARIADB_URL not set: skipping the MariaDB differential test");
+        return;
+    };
+    let mut conn = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
+    for sql in [
+        "DROP DATABASE IF EXISTS merge_difftest_enum",
+        "CREATE DATABASE merge_difftest_enum",
+        "USE merge_difftest_enum",
+        "CREATE TABLE full (id INT PRIMARY KEY, e ENUM('z','y','x'))",
+        "CREATE TABLE s0 LIKE full",
+        "CREATE TABLE s1 LIKE full",
+        "INSERT INTO full VALUES (1,'x'),(2,'z'),(3,NULL),(4,'y'),(5,'x'),(6,'z')",
+        "INSERT INTO s0 SELECT * FROM full WHERE id <= 3",
+        "INSERT INTO s1 SELECT * FROM full WHERE id > 3",
+    ] {
+        conn.query_drop(sql).await.unwrap();
+    }
+    // GROUP BY e without ORDER BY: MariaDB sorts by member index; refused.
+    let inputs = shards(&mut conn, "SELECT e, COUNT(*) FROM {t} GROUP BY e").await;
+    let spec = MergeSpec {
+        visible_columns: 2,
+        group_by: vec![0],
+        aggregates: vec![agg(1, AggregateKind::Count)],
+        ..Default::default()
+    };
+    assert_eq!(merge(&spec, inputs).unwrap_err().code, 1235);
+    // With a hidden e+0 to order by: the server's answer.
+    let inputs = shards(&mut conn, "SELECT e, COUNT(*), e+0 FROM {t} GROUP BY e").await;
+    let spec = MergeSpec {
+        visible_columns: 2,
+        group_by: vec![0],
+        aggregates: vec![agg(1, AggregateKind::Count)],
+        order_by: vec![key(2, false)],
+        ..Default::default()
+    };
+    let merged = merge(&spec, inputs).unwrap();
+    let expected = query(&mut conn, "SELECT e, COUNT(*) FROM full GROUP BY e").await;
+    assert_eq!(merged.rows, expected.rows);
+    conn.query_drop("DROP DATABASE merge_difftest_enum")
+        .await
+        .unwrap();
+}
+
+async fn shards(conn: &mut Conn, sql: &str) -> Vec<ResultSet> {
+    vec![
+        query(conn, &sql.replace("{t}", "s0")).await,
+        query(conn, &sql.replace("{t}", "s1")).await,
+    ]
+}

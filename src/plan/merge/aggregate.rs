@@ -116,7 +116,15 @@ impl SumAcc {
             *self = SumAcc::Float(self.as_f64() + f);
             return Ok(());
         }
-        let d = parse_decimal(v).ok_or_else(|| bad_value("SUM", v))?;
+        let d = parse_decimal(v).ok_or_else(|| {
+            if value::DecimalText::parse(v).is_some() {
+                MergeError::out_of_precision(
+                    "SUM of a DECIMAL with more digits than the merge computes exactly",
+                )
+            } else {
+                bad_value("SUM", v)
+            }
+        })?;
         *self = match *self {
             SumAcc::Null => SumAcc::Dec(d),
             SumAcc::Dec(x) => SumAcc::Dec(x.checked_add(d).ok_or_else(|| {
@@ -698,6 +706,15 @@ mod tests {
             aggregates: vec![agg(0, AggregateKind::Sum)],
             ..Default::default()
         };
+        // A DECIMAL(65,30) value: too many digits to add exactly here.
+        let err = aggregate(
+            &spec,
+            &cols,
+            &kinds,
+            vec![row(&[Some("1.000000000000000000000000000001")])],
+        )
+        .unwrap_err();
+        assert!(err.message.contains("more digits"), "{err:?}");
         let big = "79228162514264337593543950335";
         let err = aggregate(
             &spec,

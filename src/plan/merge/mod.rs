@@ -26,6 +26,9 @@
 //!   MariaDB does without ONLY_FULL_GROUP_BY. In a no-GROUP-BY aggregate, a shard with no
 //!   matching rows still answers one row (COUNT 0, NULL elsewhere); such rows are skipped when
 //!   choosing that first row if the spec has a COUNT that tells them apart.
+//! * Checked against a real MariaDB 10.11 by `tests/merge_mariadb.rs` (set
+//!   `MERGE_TEST_MARIADB_URL`): one table split by id range into three shard tables, every case
+//!   merged and compared byte for byte with the statement over the whole table.
 //!
 //! # Known limits
 //! * Collations: case-insensitive and trailing-space-insensitive only; accent-insensitivity
@@ -33,18 +36,40 @@
 //! * FLOAT/DOUBLE SUM/AVG are computed in `f64` from the shards' partial sums; floating-point
 //!   addition is not associative, so the last digits can differ from one server's (whose own
 //!   result depends on its row order too).
-//! * ORDER BY an ENUM or SET column is refused (error 1235): they sort by member index, which the
-//!   result set does not carry. The implicit order of GROUP BY on such a column uses their text.
+//! * ORDER BY an ENUM or SET column, and GROUP BY one without ORDER BY (MariaDB sorts groups),
+//!   is refused (error 1235): they sort by member index, which the result set does not carry.
+//!   The planner can add a hidden `col+0` column and order by it instead.
 //! * HAVING comparing a DATE/TIME column with a number literal is refused (error 1235).
 //! * Ties in ORDER BY keep shard order (a stable sort); one server's tie order is unspecified.
+//! * SUM/AVG of DECIMALs beyond about 28 significant digits (e.g. `DECIMAL(65,30)` values) are
+//!   refused (error 1105) rather than rounded; comparisons of such values are exact.
+//! * Warnings: the shards' counts are added, so a warning every shard raises counts once per
+//!   shard; warnings one server would raise while merging (e.g. HAVING converting `'12abc'` to a
+//!   number) are not generated.
+//!
+//! # What the planner should send the shards
+//! * ORDER BY … LIMIT o, l: each shard `ORDER BY … LIMIT o+l` (no offset); the merge applies
+//!   the offset once. The same holds with DISTINCT.
+//! * HAVING is never pushed down unless the groups cannot span shards.
+//! * AVG(x): keep AVG(x) (for its column definition) and add hidden SUM(x), COUNT(x).
+//! * An aggregate without GROUP BY that selects plain columns: include a (hidden) COUNT(*) so
+//!   shards without matching rows can be told apart.
+//! * ORDER BY / GROUP BY an ENUM or SET: add a hidden `col+0` and order by it.
+//! * MIN/MAX and HAVING on ENUM/SET compare their text, as MariaDB does (checked).
 //!
 //! # Cost
 //! The merge holds every shard row in memory at once: memory is the sum of all shard results,
 //! and no row reaches the client before the last shard has answered. Grouping is one hash pass
-//! (one allocated key per row); ordering is a full `O(n log n)` sort even with a small LIMIT.
+//! (one allocated key per row). Ordering parses each sort value once, then sorts row indices:
+//! `O(n log n)`, or with a LIMIT a selection of the first `offset + limit` (`O(n + k log k)`).
 //! The planner should push `LIMIT offset+limit` down to the shards so `n` stays bounded. A
 //! streaming k-way merge of pre-sorted shard streams (and a top-k heap for LIMIT) would bound
 //! memory and latency; it is not implemented yet.
+//!
+//! Rough figures from the ignored test `cost_figures` (100,000 rows from 4 shards), measured in
+//! an unoptimised debug build on the shared, heavily loaded 2-core box, so only an upper bound:
+//! ORDER BY an int LIMIT 100 ≈ 0.35 s; a full ORDER BY text, int ≈ 2.7 s; GROUP BY text into
+//! 5,000 groups with COUNT and a DECIMAL SUM ≈ 1.2 s. Release figures were not measured.
 
 pub mod aggregate;
 pub mod distinct;
@@ -157,10 +182,14 @@ pub fn merge(spec: &MergeSpec, inputs: Vec<ResultSet>) -> Result<ResultSet, Merg
     if spec.distinct {
         rows = distinct::distinct(&kinds, spec.visible_columns, rows);
     }
+    // Only the rows up to OFFSET + LIMIT need ordering.
+    let keep = spec
+        .limit
+        .map(|l| usize::try_from(spec.offset.saturating_add(l)).unwrap_or(usize::MAX));
     if !spec.order_by.is_empty() {
-        sort::sort(&spec.order_by, &columns, &kinds, &mut rows)?;
+        sort::sort_top(&spec.order_by, &columns, &kinds, &mut rows, keep)?;
     } else if !spec.group_by.is_empty() {
-        sort::sort_groups(&spec.group_by, &kinds, &mut rows);
+        sort::sort_groups(&spec.group_by, &columns, &kinds, &mut rows, keep)?;
     }
     let mut rows = limit::limit(rows, spec.offset, spec.limit);
     columns.truncate(spec.visible_columns);

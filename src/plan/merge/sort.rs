@@ -14,26 +14,141 @@ pub fn sort(
     keys: &[SortKey],
     columns: &[ColumnDef],
     kinds: &[ValueKind],
-    rows: &mut [TextRow],
+    rows: &mut Vec<TextRow>,
+) -> Result<(), MergeError> {
+    sort_top(keys, columns, kinds, rows, None)
+}
+
+/// Like [`sort`], but only the first `keep` rows of the result need to be in place: the rows
+/// after them are dropped. The kept rows are exactly the first `keep` of a full stable sort.
+pub fn sort_top(
+    keys: &[SortKey],
+    columns: &[ColumnDef],
+    kinds: &[ValueKind],
+    rows: &mut Vec<TextRow>,
+    keep: Option<usize>,
 ) -> Result<(), MergeError> {
     if let Some(k) = keys
         .iter()
         .find(|k| value::sorts_by_hidden_order(&columns[k.column]))
     {
         return Err(MergeError::not_supported(format!(
-            "merge: ORDER BY the ENUM/SET column {} across shards",
+            "merge: ordering by the ENUM/SET column {} across shards (order by its member \
+             index, col+0, instead)",
             k.column
         )));
     }
-    rows.sort_by(|a, b| compare_rows(keys, kinds, a, b));
+    sort_rows(keys, kinds, rows, keep);
     Ok(())
 }
 
-/// The implicit order of GROUP BY results in MariaDB: the group keys, ascending.
-///
-/// ENUM/SET group keys are ordered by their text here (MariaDB uses the member index); an
-/// explicit ORDER BY on them is refused by [`sort`], this implicit order is only approximated.
-pub fn sort_groups(group_by: &[usize], kinds: &[ValueKind], rows: &mut [TextRow]) {
+/// Decorate (parse every sort value once), sort row indices with the original position as the
+/// last key (so an unstable sort or a partial selection gives the stable order), undecorate.
+fn sort_rows(keys: &[SortKey], kinds: &[ValueKind], rows: &mut Vec<TextRow>, keep: Option<usize>) {
+    let n = rows.len();
+    let keep = keep.unwrap_or(n).min(n);
+    if keys.is_empty() || n < 2 {
+        rows.truncate(keep);
+        return;
+    }
+    let mut order: Vec<usize> = {
+        let decorated: Vec<Vec<SortVal>> = rows
+            .iter()
+            .map(|r| {
+                keys.iter()
+                    .map(|k| SortVal::new(kinds[k.column], r[k.column].as_deref()))
+                    .collect()
+            })
+            .collect();
+        let cmp = |&a: &usize, &b: &usize| {
+            for (i, k) in keys.iter().enumerate() {
+                let o = decorated[a][i].cmp(&decorated[b][i], kinds[k.column]);
+                let o = if k.descending { o.reverse() } else { o };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            a.cmp(&b)
+        };
+        let mut order: Vec<usize> = (0..n).collect();
+        if keep == 0 {
+            order.clear();
+        } else if keep < n {
+            order.select_nth_unstable_by(keep - 1, cmp);
+            order.truncate(keep);
+            order.sort_unstable_by(cmp);
+        } else {
+            order.sort_unstable_by(cmp);
+        }
+        order
+    };
+    let mut taken: Vec<Option<TextRow>> = std::mem::take(rows).into_iter().map(Some).collect();
+    rows.extend(
+        order
+            .drain(..)
+            .map(|i| taken[i].take().expect("each index once")),
+    );
+}
+
+/// A sort value parsed once: the common cases compare without re-parsing; any other pair
+/// compares its texts through [`value::compare`], so the order is exactly
+/// [`value::compare_nullable`]'s.
+struct SortVal<'a> {
+    text: Option<&'a [u8]>,
+    parsed: Parsed<'a>,
+}
+
+enum Parsed<'a> {
+    No,
+    Int(i128),
+    Dec(value::DecimalText<'a>),
+    Float(f64),
+    Folded(Vec<u32>),
+}
+
+impl<'a> SortVal<'a> {
+    fn new(kind: ValueKind, text: Option<&'a [u8]>) -> SortVal<'a> {
+        let parsed = text
+            .and_then(|v| match kind {
+                ValueKind::Integer => value::parse_i128(v).map(Parsed::Int),
+                ValueKind::Decimal => value::DecimalText::parse(v).map(Parsed::Dec),
+                ValueKind::Float => value::parse_f64(v).map(Parsed::Float),
+                ValueKind::CaseInsensitive => Some(Parsed::Folded(value::fold(v).collect())),
+                _ => None,
+            })
+            .unwrap_or(Parsed::No);
+        SortVal { text, parsed }
+    }
+
+    fn cmp(&self, other: &SortVal, kind: ValueKind) -> Ordering {
+        let (a, b) = match (self.text, other.text) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(a), Some(b)) => (a, b),
+        };
+        match (&self.parsed, &other.parsed) {
+            (Parsed::Int(x), Parsed::Int(y)) => x.cmp(y),
+            (Parsed::Dec(x), Parsed::Dec(y)) => x.cmp(y),
+            (Parsed::Float(x), Parsed::Float(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
+            (Parsed::Folded(x), Parsed::Folded(y)) => {
+                value::compare_padded(x.iter().copied(), y.iter().copied())
+            }
+            _ => value::compare(kind, a, b),
+        }
+    }
+}
+
+/// The implicit order of GROUP BY results in MariaDB (without ORDER BY): the group keys,
+/// ascending. Refused like [`sort`] when a group key is an ENUM or SET column (the planner can
+/// order by a hidden `col+0`, the member index, instead).
+pub fn sort_groups(
+    group_by: &[usize],
+    columns: &[ColumnDef],
+    kinds: &[ValueKind],
+    rows: &mut Vec<TextRow>,
+    keep: Option<usize>,
+) -> Result<(), MergeError> {
     let keys: Vec<SortKey> = group_by
         .iter()
         .map(|&column| SortKey {
@@ -41,7 +156,7 @@ pub fn sort_groups(group_by: &[usize], kinds: &[ValueKind], rows: &mut [TextRow]
             descending: false,
         })
         .collect();
-    rows.sort_by(|a, b| compare_rows(&keys, kinds, a, b));
+    sort_top(&keys, columns, kinds, rows, keep)
 }
 
 /// Compares two rows by `keys`.
@@ -117,6 +232,16 @@ mod tests {
     }
 
     #[test]
+    fn implicit_group_order_on_enum_is_refused() {
+        let mut c = text_col();
+        c.flags |= value::SET_FLAG;
+        let kinds = [ValueKind::of(&c)];
+        let mut rows = vec![row(&[Some("x")])];
+        let err = sort_groups(&[0], &[c], &kinds, &mut rows, None).unwrap_err();
+        assert_eq!(err.code, 1235);
+    }
+
+    #[test]
     fn enum_order_is_refused() {
         let mut c = text_col();
         c.flags |= value::ENUM_FLAG;
@@ -124,5 +249,50 @@ mod tests {
         let mut rows = vec![row(&[Some("x")])];
         let err = sort(&[key(0, false)], &[c], &kinds, &mut rows).unwrap_err();
         assert_eq!(err.code, 1235);
+    }
+
+    proptest::proptest! {
+        /// The decorated, partially selected sort gives exactly the first rows of a plain
+        /// stable sort with [`compare_rows`], for parsable and unparsable values alike.
+        #[test]
+        fn decorated_sort_equals_plain_stable_sort(
+            values in proptest::collection::vec(
+                (
+                    proptest::option::of(proptest::sample::select(vec![
+                        "10", "9", "-1", "1e3", "abc", "", " 5", "0.50", "0.5", "A", "a ", "a\t",
+                        "-0", "99999999999999999999999999999999999999999", "ä", "Ä",
+                    ])),
+                    proptest::option::of(0u8..3),
+                ),
+                0..30,
+            ),
+            kind in proptest::sample::select(vec![
+                ValueKind::Integer,
+                ValueKind::Decimal,
+                ValueKind::Float,
+                ValueKind::CaseInsensitive,
+                ValueKind::BinaryPadded,
+                ValueKind::Bytes,
+                ValueKind::Time,
+            ]),
+            desc in proptest::bool::ANY,
+            keep in proptest::option::of(0usize..35),
+        ) {
+            let rows: Vec<TextRow> = values
+                .iter()
+                .map(|(v, t)| {
+                    let t = t.map(|t| t.to_string());
+                    row(&[*v, t.as_deref()])
+                })
+                .collect();
+            let kinds = [kind, ValueKind::Integer];
+            let keys = [key(0, desc), key(1, !desc)];
+            let mut expected = rows.clone();
+            expected.sort_by(|a, b| compare_rows(&keys, &kinds, a, b));
+            expected.truncate(keep.unwrap_or(usize::MAX));
+            let mut got = rows;
+            sort_rows(&keys, &kinds, &mut got, keep);
+            proptest::prop_assert_eq!(got, expected);
+        }
     }
 }

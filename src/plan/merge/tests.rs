@@ -685,3 +685,172 @@ fn avg4(sum: i64, count: i64) -> String {
     let sign = if q < 0 { "-" } else { "" };
     format!("{sign}{}.{:04}", q.abs() / 10_000, q.abs() % 10_000)
 }
+
+/// Rough cost figures for the module documentation:
+/// `cargo test --release --lib cost_figures -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn cost_figures() {
+    let cols = [int_col(), text_col(), dec_col(2)];
+    let shards = 4;
+    let per_shard = 25_000;
+    let inputs: Vec<ResultSet> = (0..shards)
+        .map(|s| {
+            let rows = (0..per_shard)
+                .map(|i| {
+                    let n = (i * 7919 + s * 104_729) % 100_003;
+                    vec![
+                        Some(Bytes::from(n.to_string())),
+                        Some(Bytes::from(format!("Name {}", n % 5000))),
+                        Some(Bytes::from(format!("{}.{:02}", n % 1000, n % 100))),
+                    ]
+                })
+                .collect();
+            rs(&cols, rows)
+        })
+        .collect();
+    let cases = [
+        (
+            "ORDER BY int LIMIT 100",
+            MergeSpec {
+                visible_columns: 3,
+                order_by: vec![key(0, false)],
+                limit: Some(100),
+                ..Default::default()
+            },
+        ),
+        (
+            "ORDER BY text, int",
+            MergeSpec {
+                visible_columns: 3,
+                order_by: vec![key(1, false), key(0, false)],
+                ..Default::default()
+            },
+        ),
+        (
+            "GROUP BY text, COUNT, SUM(decimal)",
+            MergeSpec {
+                visible_columns: 3,
+                group_by: vec![1],
+                aggregates: vec![agg(0, AggregateKind::Count), agg(2, AggregateKind::Sum)],
+                ..Default::default()
+            },
+        ),
+    ];
+    for (name, spec) in cases {
+        let input = inputs.clone();
+        let start = std::time::Instant::now();
+        let out = merge(&spec, input).unwrap();
+        eprintln!(
+            "{name}: {} input rows → {} rows in {:?}",
+            shards * per_shard,
+            out.rows.len(),
+            start.elapsed()
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// SELECT s, SUM(d) FROM t GROUP BY s HAVING SUM(d) > x (optionally OR s IS NULL): HAVING
+    /// must see whole groups, never a shard's part.
+    #[test]
+    fn having_sees_merged_groups(
+        (rows, placement, shards) in table_strategy(),
+        threshold in -200_000i64..200_000,
+        or_null in any::<bool>(),
+    ) {
+        let parts = split(&rows, &placement, shards);
+        let cols = [text_col(), dec_col(2)];
+        let shard_answer = |part: &[Row]| -> Vec<TextRow> {
+            reference_aggregate(part, true)
+                .into_iter()
+                .map(|r| vec![r[0].clone(), r[2].clone()])
+                .collect()
+        };
+        let inputs: Vec<ResultSet> = parts.iter().map(|p| rs(&cols, shard_answer(p))).collect();
+        let compare = Filter::Compare {
+            column: 1,
+            op: CompareOp::Gt,
+            value: Literal::Number(cents(threshold)),
+        };
+        let having = if or_null {
+            Filter::Or(
+                Box::new(compare),
+                Box::new(Filter::IsNull { column: 0, negated: false }),
+            )
+        } else {
+            compare
+        };
+        let spec = MergeSpec {
+            visible_columns: 2,
+            group_by: vec![0],
+            aggregates: vec![agg(1, AggregateKind::Sum)],
+            having: Some(having),
+            ..Default::default()
+        };
+        let out = merge(&spec, inputs).unwrap();
+        let concatenated = parts.concat();
+        let expected: Vec<TextRow> = reference_aggregate(&concatenated, true)
+            .into_iter()
+            .filter(|r| {
+                let sum: Option<i64> = concatenated
+                    .iter()
+                    .filter(|x| x.s.map(ci) == r[0].as_deref().map(|b| ci(std::str::from_utf8(b).unwrap())))
+                    .filter_map(|x| x.d)
+                    .fold(None, |acc, d| Some(acc.unwrap_or(0) + d));
+                sum.is_some_and(|s| s > threshold) || (or_null && r[0].is_none())
+            })
+            .map(|r| vec![r[0].clone(), r[2].clone()])
+            .collect();
+        prop_assert_eq!(out.rows, expected);
+    }
+
+    /// SELECT DISTINCT s, a FROM t ORDER BY s DESC, a: shards answer their own distinct rows;
+    /// the merge removes duplicates across shards.
+    #[test]
+    fn distinct_matches_reference(
+        (rows, placement, shards) in table_strategy(),
+        limit in proptest::option::of(0u64..20),
+    ) {
+        let keys = [(2usize, true), (1usize, false)];
+        let distinct_rows = |rows: &[Row]| -> Vec<Row> {
+            let mut seen: Vec<(Option<String>, Option<i64>)> = Vec::new();
+            let mut out = Vec::new();
+            for r in rows {
+                let k = (r.s.map(ci), r.a);
+                if !seen.contains(&k) {
+                    seen.push(k);
+                    out.push(r.clone());
+                }
+            }
+            ref_sort(&mut out, &keys);
+            out
+        };
+        let project = |r: &Row| -> TextRow {
+            let t = to_text(r);
+            vec![t[2].clone(), t[1].clone()]
+        };
+        let cols = [text_col(), int_col()];
+        let parts = split(&rows, &placement, shards);
+        let inputs: Vec<ResultSet> = parts
+            .iter()
+            .map(|p| rs(&cols, distinct_rows(p).iter().map(project).collect()))
+            .collect();
+        let spec = MergeSpec {
+            visible_columns: 2,
+            distinct: true,
+            order_by: vec![key(0, true), key(1, false)],
+            limit,
+            ..Default::default()
+        };
+        let out = merge(&spec, inputs).unwrap();
+        let expected: Vec<TextRow> = distinct_rows(&parts.concat())
+            .iter()
+            .take(limit.map_or(usize::MAX, |l| l as usize))
+            .map(project)
+            .collect();
+        prop_assert_eq!(out.rows, expected);
+    }
+}

@@ -137,41 +137,43 @@ pub enum Key {
 /// The grouping key of a nullable value.
 pub fn key(kind: ValueKind, v: Option<&[u8]>) -> Key {
     let Some(v) = v else { return Key::Null };
-    let bytes = match kind {
-        ValueKind::Integer | ValueKind::Decimal => match DecimalText::parse(v) {
-            Some(d) => d.canonical(),
-            None => v.to_vec(),
-        },
-        ValueKind::Float => match parse_f64(v) {
+    // First byte: 1 for a parsed form, 0 for raw bytes (a value that did not parse), so the two
+    // can never collide.
+    let parsed: Option<Vec<u8>> = match kind {
+        ValueKind::Integer | ValueKind::Decimal => numeric_canonical(v),
+        ValueKind::Float => parse_f64(v).map(|f| {
             // -0.0 == 0.0
-            Some(f) => {
-                let f = if f == 0.0 { 0.0 } else { f };
-                let mut k = b"f".to_vec();
-                k.extend_from_slice(&f.to_bits().to_be_bytes());
-                k
-            }
-            None => v.to_vec(),
-        },
-        ValueKind::Time => match parse_time(v) {
-            Some((neg, h, rest)) => {
-                let mut k = vec![neg as u8];
-                k.extend_from_slice(&h.to_be_bytes());
-                k.extend_from_slice(rest);
-                k
-            }
-            None => v.to_vec(),
-        },
-        ValueKind::Bytes => v.to_vec(),
-        ValueKind::BinaryPadded => trim_spaces(v).to_vec(),
+            let f = if f == 0.0 { 0.0 } else { f };
+            f.to_bits().to_be_bytes().to_vec()
+        }),
+        ValueKind::Time => parse_time(v).map(|(neg, h, rest)| {
+            let mut k = vec![neg as u8];
+            k.extend_from_slice(&h.to_be_bytes());
+            k.extend_from_slice(rest);
+            k
+        }),
+        ValueKind::Bytes => None,
+        ValueKind::BinaryPadded => Some(trim_spaces(v).to_vec()),
         ValueKind::CaseInsensitive => {
             let mut s: Vec<u32> = fold(v).collect();
             while s.last() == Some(&32) {
                 s.pop();
             }
-            s.iter().flat_map(|c| c.to_be_bytes()).collect()
+            Some(s.iter().flat_map(|c| c.to_be_bytes()).collect())
         }
     };
-    Key::Value(bytes)
+    let mut k = Vec::with_capacity(1 + parsed.as_ref().map_or(v.len(), Vec::len));
+    match parsed {
+        Some(p) => {
+            k.push(1);
+            k.extend_from_slice(&p);
+        }
+        None => {
+            k.push(0);
+            k.extend_from_slice(v);
+        }
+    }
+    Key::Value(k)
 }
 
 fn trim_spaces(v: &[u8]) -> &[u8] {
@@ -183,15 +185,41 @@ fn trim_spaces(v: &[u8]) -> &[u8] {
 }
 
 /// Case folding: Unicode simple lower-casing of valid UTF-8, ASCII lower-casing otherwise.
-fn fold(v: &[u8]) -> Box<dyn Iterator<Item = u32> + '_> {
+pub(crate) fn fold(v: &[u8]) -> Fold<'_> {
     match std::str::from_utf8(v) {
-        Ok(s) => Box::new(s.chars().flat_map(char::to_lowercase).map(|c| c as u32)),
-        Err(_) => Box::new(v.iter().map(|c| c.to_ascii_lowercase() as u32)),
+        Ok(s) if s.is_ascii() => Fold::Ascii(v.iter()),
+        Ok(s) => Fold::Utf8(s.chars(), None),
+        Err(_) => Fold::Ascii(v.iter()),
+    }
+}
+
+/// The characters of a folded string (no allocation).
+pub(crate) enum Fold<'a> {
+    Ascii(std::slice::Iter<'a, u8>),
+    Utf8(std::str::Chars<'a>, Option<std::char::ToLowercase>),
+}
+
+impl Iterator for Fold<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        match self {
+            Fold::Ascii(it) => it.next().map(|b| b.to_ascii_lowercase() as u32),
+            Fold::Utf8(chars, pending) => loop {
+                if let Some(c) = pending.as_mut().and_then(Iterator::next) {
+                    return Some(c as u32);
+                }
+                *pending = Some(chars.next()?.to_lowercase());
+            },
+        }
     }
 }
 
 /// PAD SPACE comparison: the shorter string compares as if padded with spaces.
-fn compare_padded(mut a: impl Iterator<Item = u32>, mut b: impl Iterator<Item = u32>) -> Ordering {
+pub(crate) fn compare_padded(
+    mut a: impl Iterator<Item = u32>,
+    mut b: impl Iterator<Item = u32>,
+) -> Ordering {
     loop {
         match (a.next(), b.next()) {
             (Some(x), Some(y)) => {
@@ -329,15 +357,30 @@ impl PartialOrd for DecimalText<'_> {
     }
 }
 
-/// Exact comparison of decimal texts; falls back to `f64`, then to bytes.
+/// Exact comparison of decimal texts. A value that is not plain decimal text but parses as a
+/// double (`1e1`) compares by the double's exact decimal expansion; anything else by bytes.
 pub(crate) fn compare_decimal_text(a: &[u8], b: &[u8]) -> Ordering {
     match (DecimalText::parse(a), DecimalText::parse(b)) {
         (Some(x), Some(y)) => x.cmp(&y),
-        _ => match (parse_f64(a), parse_f64(b)) {
-            (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+        _ => match (numeric_canonical(a), numeric_canonical(b)) {
+            (Some(x), Some(y)) => match (DecimalText::parse(&x), DecimalText::parse(&y)) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                _ => a.cmp(b),
+            },
             _ => a.cmp(b),
         },
     }
+}
+
+/// The canonical decimal text of a number: plain decimal text as is (normalised), otherwise a
+/// double's decimal expansion; `None` for what is not a number.
+fn numeric_canonical(v: &[u8]) -> Option<Vec<u8>> {
+    if let Some(d) = DecimalText::parse(v) {
+        return Some(d.canonical());
+    }
+    let f = parse_f64(v)?;
+    let text = format!("{f}");
+    DecimalText::parse(text.as_bytes()).map(|d| d.canonical())
 }
 
 #[cfg(test)]
@@ -471,4 +514,62 @@ mod tests {
         assert_eq!(c(ValueKind::Decimal, "1e3", "999"), Greater);
         assert_eq!(c(ValueKind::Float, "x", "y"), Less);
     }
+
+    /// Grouping keys agree with comparison (equal keys exactly when the values compare equal)
+    /// and comparison is antisymmetric, for every kind and pair of samples.
+    #[test]
+    fn keys_agree_with_compare_exhaustively() {
+        for kind in KINDS {
+            for a in SAMPLES {
+                for b in SAMPLES {
+                    let o = compare(kind, a.as_bytes(), b.as_bytes());
+                    assert_eq!(o == Equal, same_key(kind, a, b), "{kind:?} {a:?} {b:?}");
+                    assert_eq!(o, compare(kind, b.as_bytes(), a.as_bytes()).reverse());
+                }
+            }
+        }
+    }
+
+    const KINDS: [ValueKind; 7] = [
+        ValueKind::Integer,
+        ValueKind::Decimal,
+        ValueKind::Float,
+        ValueKind::Time,
+        ValueKind::Bytes,
+        ValueKind::BinaryPadded,
+        ValueKind::CaseInsensitive,
+    ];
+
+    const SAMPLES: [&str; 30] = [
+        "0",
+        "-0",
+        "00",
+        "0.0",
+        "1",
+        "01",
+        "1.0",
+        "1.50",
+        "1.5",
+        "-1.5",
+        "10",
+        "9",
+        "1e1",
+        "a",
+        "A",
+        "a ",
+        "A  ",
+        "a\t",
+        "b",
+        "ä",
+        "Ä",
+        "",
+        " ",
+        "10:00:00",
+        "-00:00:00",
+        "00:00:00",
+        "100:00:00",
+        "-01:00:00",
+        "x1",
+        ".5",
+    ];
 }
