@@ -6,9 +6,12 @@
 //! and relays the backend's answer packets to the client untouched. Statements that span shards
 //! are executed by plan primitives that merge the shards' answers exactly as one server would.
 
+pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod frontend;
+pub mod http;
+pub mod metrics;
 pub mod plan;
 pub mod protocol;
 pub mod proxy;

@@ -1,0 +1,196 @@
+//! The HTTP port through real HTTP requests, and the status page in headless Chromium.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{start_http, FixedOps, DOWN_BACKEND};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A plain HTTP/1.1 GET; returns (status code, headers in lower case, body).
+async fn get(port: u16, path: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("HTTP answer within 10 s")
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "expected a sized body: {head}"
+    );
+    (code, head.to_ascii_lowercase(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_endpoint_serves_prometheus_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = start_http(FixedOps::new(dir.path())).await;
+    shardproxy::metrics::record_query("select", "s1", Duration::from_millis(2));
+    shardproxy::metrics::set_backend_health(DOWN_BACKEND, false, None);
+    shardproxy::metrics::record_error(1064);
+
+    let (code, head, body) = get(port, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        head.contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    for needle in [
+        "# TYPE shardproxy_queries_total counter",
+        r#"shardproxy_queries_total{kind="select",shard="s1"} 1"#,
+        "# TYPE shardproxy_query_duration_seconds histogram",
+        r#"shardproxy_query_duration_seconds_bucket{kind="select",shard="s1",le="0.0025"} 1"#,
+        r#"shardproxy_backend_up{backend="127.0.0.1:3322"} 0"#,
+        r#"shardproxy_backend_lag_seconds{backend="127.0.0.1:3322"} NaN"#,
+        r#"shardproxy_errors_total{code="1064"} 1"#,
+        // Refreshed from AdminOps::backends at the scrape.
+        r#"shardproxy_backend_up{backend="127.0.0.1:3311"} 1"#,
+        r#"shardproxy_backend_lag_seconds{backend="127.0.0.1:3312"} 0"#,
+        r#"shardproxy_pool_connections{backend="127.0.0.1:3311",state="in_use"} 2"#,
+        r#"shardproxy_pool_connections{backend="127.0.0.1:3322",state="idle"} 0"#,
+    ] {
+        assert!(body.contains(needle), "missing {needle:?} in\n{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_json_and_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = start_http(FixedOps::new(dir.path())).await;
+
+    let (code, head, body) = get(port, "/api/status").await;
+    assert_eq!(code, 200);
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let shards: Vec<&str> = v["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(shards, ["s1", "s2", "s3"]);
+    let down: Vec<&serde_json::Value> = v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["health"] == "down")
+        .collect();
+    assert_eq!(down.len(), 1);
+    assert_eq!(down[0]["address"], DOWN_BACKEND);
+    assert_eq!(down[0]["lag_seconds"], serde_json::Value::Null);
+    assert_eq!(v["ring"][1]["share"], 0.5);
+    assert!(v["status"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!(["qps", "1234.5"])));
+
+    let (code, head, body) = get(port, "/").await;
+    assert_eq!(code, 200);
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(body.contains("/api/status"));
+    assert!(
+        !body.contains("http://") && !body.contains("https://") && !body.contains("src="),
+        "the page must not load external assets"
+    );
+
+    let (code, _, _) = get(port, "/nope").await;
+    assert_eq!(code, 404);
+}
+
+/// Runs headless Chromium on `url` and returns the DOM after 5 s of virtual time.
+async fn chromium_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .arg(url)
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("chromium finished within 60 s")
+        .expect("chromium must be installed for this test (Debian: apt-get install -y chromium)");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `<tr …>…</tr>` whose opening tag contains `attr`.
+fn row_with<'a>(dom: &'a str, attr: &str) -> &'a str {
+    let start = dom
+        .find(attr)
+        .unwrap_or_else(|| panic!("no element with {attr} in the DOM:\n{dom}"));
+    let start = dom[..start].rfind("<tr").unwrap();
+    let end = start + dom[start..].find("</tr>").unwrap();
+    &dom[start..end]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_page_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let ops = FixedOps::new(dir.path());
+    let port = start_http(ops.clone()).await;
+    let url = format!("http://127.0.0.1:{port}/");
+
+    let dom = chromium_dom(&url).await;
+    assert!(
+        dom.contains("class=\"ok\""),
+        "the page reached /api/status:\n{dom}"
+    );
+    for shard in ["s1", "s2", "s3"] {
+        let row = row_with(&dom, &format!("data-shard=\"{shard}\""));
+        assert!(row.contains(&format!("<td>{shard}</td>")), "{row}");
+        assert!(
+            dom.contains(&format!("data-ring-shard=\"{shard}\"")),
+            "ring row of {shard}"
+        );
+    }
+    let down = row_with(&dom, &format!("data-backend=\"{DOWN_BACKEND}\""));
+    assert!(down.contains("data-health=\"down\""), "{down}");
+    assert!(down.contains(">DOWN</span>"), "{down}");
+    let up = row_with(&dom, "data-backend=\"127.0.0.1:3331\"");
+    assert!(
+        up.contains("data-health=\"up\"") && up.contains(">up</span>"),
+        "{up}"
+    );
+    assert!(row_with(&dom, "data-shard=\"s2\"").contains("1 / 2"));
+    assert!(dom.contains("<b id=\"qps\">1234.5</b>"), "QPS shown");
+    assert!(dom.contains("50.00 %"), "ring share of s2 shown");
+
+    // Stop a backend: the next load marks it down.
+    ops.set_down("127.0.0.1:3331", true);
+    let dom = chromium_dom(&url).await;
+    let row = row_with(&dom, "data-backend=\"127.0.0.1:3331\"");
+    assert!(
+        row.contains("data-health=\"down\"") && row.contains(">DOWN</span>"),
+        "{row}"
+    );
+    let shard = row_with(&dom, "data-shard=\"s3\"");
+    assert!(
+        shard.contains("<td>down</td>") && shard.contains("0 / 1"),
+        "{shard}"
+    );
+}
