@@ -27,8 +27,19 @@ use shardproxy::ring::{KeyValue, Ring};
 const REFUSED: u16 = 1235;
 
 /// Statements (exact SQL text) the proxy answers wrongly today; skipped on both sides and
-/// printed. Each entry is a reported bug; remove it when the bug is fixed.
-const KNOWN_WRONG: &[&str] = &[];
+/// printed. Each entry is a reported bug; remove it when the bug is fixed. Bugs that look quick
+/// to fix are not listed here: their statements fail the suite until fixed.
+const KNOWN_WRONG: &[&str] = &[
+    // Collation: the merge compares strings case-insensitively but not accent-insensitively,
+    // while utf8mb4_general_ci has 'Zoë' = 'zoe' and 'Émile' = 'emile' (ORDER BY puts 'Émile1'
+    // after 'zoe3'; GROUP BY name gives 61 groups instead of 58).
+    "SELECT COUNT(*) FROM accounts GROUP BY name",
+    "SELECT account_id, name FROM accounts ORDER BY name DESC, account_id DESC LIMIT 25 OFFSET 10",
+    "SELECT account_id, name, status FROM accounts ORDER BY status, name, account_id",
+    "SELECT account_id, name FROM accounts WHERE status = ? ORDER BY name DESC, account_id LIMIT 6",
+    // ROW_COUNT() right after a multi-row INSERT split over shards answers 0 (MariaDB: 4).
+    "SELECT ROW_COUNT() AS after_split_insert",
+];
 
 /// A statement that must never be refused (a point select or a simple scatter aggregate):
 /// a refusal of it fails the suite.
@@ -463,6 +474,30 @@ fn hand_written() -> Vec<Case> {
         write("INSERT INTO notes (id, body) VALUES (21, 'n21'), (22, NULL)", MUST),
         write("UPDATE notes SET body = 'changed' WHERE id < 5", MUST),
         write("DELETE FROM notes WHERE id = 20", MUST),
+        // AVG before other aggregates (its hidden SUM/COUNT helper columns).
+        read("SELECT AVG(balance), MAX(balance) FROM accounts", true, MUST),
+        read("SELECT AVG(shares), COUNT(*), SUM(balance) FROM accounts", true, MUST),
+        read("SELECT status, AVG(balance) FROM accounts GROUP BY status ORDER BY status", true, MUST),
+        read("SELECT kind, AVG(amount), COUNT(*), MIN(amount) FROM ledger GROUP BY kind ORDER BY kind", true, MUST),
+        // ROW_COUNT() after writes on one and on several shards.
+        write("UPDATE accounts SET shares = 1.00 WHERE account_id = 46", MUST),
+        read("SELECT ROW_COUNT()", true, MAY_REFUSE),
+        write("INSERT INTO ledger (id, account_id, kind, amount, day) VALUES (300, 1, 'buy', 1.00, NULL), (300, 2, 'buy', 1.00, NULL), (300, 3, 'buy', 1.00, NULL), (300, 4, 'buy', 1.00, NULL)", MUST),
+        read("SELECT ROW_COUNT() AS after_split_insert", true, MAY_REFUSE),
+        // Transactions: one shard works as on one server; a second shard's write is refused
+        // and the transaction stays intact on the first.
+        write("BEGIN", MUST),
+        write("UPDATE accounts SET balance = 1.11 WHERE account_id = 60", MUST),
+        read("SELECT account_id, balance FROM accounts WHERE account_id = 60", true, MUST),
+        write("ROLLBACK", MUST),
+        read("SELECT account_id, balance FROM accounts WHERE account_id = 60", true, MUST),
+        write("BEGIN", MUST),
+        write("UPDATE accounts SET balance = 2.22 WHERE account_id = 61", MUST),
+        write("UPDATE accounts SET balance = 3.33 WHERE account_id = 62", MAY_REFUSE),
+        write("UPDATE accounts SET balance = 4.44 WHERE account_id = 63", MAY_REFUSE),
+        write("UPDATE accounts SET balance = 5.55 WHERE account_id = 64", MAY_REFUSE),
+        write("COMMIT", MUST),
+        read("SELECT account_id, balance FROM accounts WHERE account_id IN (60, 61, 62, 63, 64) ORDER BY account_id", true, MUST),
         // Reads after the writes.
         read("SELECT account_id, name, balance, shares FROM accounts WHERE account_id >= 1000 AND account_id < 2000 ORDER BY account_id", true, MUST),
         read("SELECT COUNT(*), SUM(balance), SUM(shares) FROM accounts", true, MUST),
@@ -654,7 +689,16 @@ async fn finish<P: mysql_async::prelude::Protocol>(
     let columns: Vec<String> = res
         .columns_ref()
         .iter()
-        .map(|c| c.name_str().to_string())
+        .map(|c| {
+            format!(
+                "{} {:?}({},{}) cs{}",
+                c.name_str(),
+                c.column_type(),
+                c.column_length(),
+                c.decimals(),
+                c.character_set()
+            )
+        })
         .collect();
     let rows: Vec<Row> = res.collect().await?;
     let affected = res.affected_rows();
@@ -699,7 +743,8 @@ fn show(o: &Outcome) -> String {
         Outcome::Rows { columns, rows } => {
             let mut s = format!("columns {columns:?}, {} rows", rows.len());
             for r in rows.iter().take(40) {
-                let _ = write!(s, "\n      {r:?}");
+                let vals: Vec<String> = r.iter().map(show_value).collect();
+                let _ = write!(s, "\n      ({})", vals.join(", "));
             }
             if rows.len() > 40 {
                 s += "\n      …";
@@ -708,6 +753,14 @@ fn show(o: &Outcome) -> String {
         }
         Outcome::Affected(n) => format!("OK, {n} affected rows"),
         Outcome::Error(c, m) => format!("ERROR {c}: {m}"),
+    }
+}
+
+fn show_value(v: &Value) -> String {
+    match v {
+        Value::Bytes(b) => format!("{:?}", String::from_utf8_lossy(b)),
+        Value::NULL => "NULL".into(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -930,8 +983,12 @@ async fn differential_on(label: &str, cluster: &Cluster, plain: &Mariadb) -> Rep
     for (sql, msg) in &rep.refused {
         println!("  refused: {sql}\n      {msg}");
     }
+    let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
     for sql in &rep.skipped {
-        println!("  skipped (KNOWN_WRONG): {sql}");
+        *skipped.entry(sql.as_str()).or_default() += 1;
+    }
+    for (sql, n) in skipped {
+        println!("  skipped (KNOWN_WRONG) {n}×: {sql}");
     }
     drop(p);
     drop(proxy);
