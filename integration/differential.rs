@@ -1050,3 +1050,22 @@ async fn rows_live_on_the_shard_the_ring_names() {
     // itself can tell shards apart.
     assert_eq!(per_shard.iter().sum::<usize>(), data.accounts.len());
 }
+
+/// mysql_async's default options (`prefer_socket = true`) read `@@socket` after connecting and
+/// reconnect through that unix socket when it answers. Through the proxy that must not lead
+/// the client to a backend's socket, silently bypassing the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_mysql_async_client_stays_on_the_proxy() {
+    let cluster = Cluster::start(1, 0);
+    let proxy = Proxy::start(&config_for(&cluster));
+    let mut c = Conn::new(Opts::from_url(&proxy.url()).unwrap())
+        .await
+        .unwrap();
+    let r: Result<Vec<Row>, _> = c.query("PREVIEW SELECT 1").await;
+    assert!(
+        r.is_ok(),
+        "a mysql_async client with default options is no longer talking to the proxy \
+         (PREVIEW gives {r:?}): it reconnected through the unix socket the proxy relayed as \
+         @@socket"
+    );
+}
