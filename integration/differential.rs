@@ -980,7 +980,7 @@ async fn check_spread(
 const DATA_SEED: u64 = 0x5eed_0001;
 const STATEMENT_SEED: u64 = 0x5eed_0002;
 /// Generated statements per cluster (on top of the hand-written ones).
-const GENERATED: usize = 260;
+const GENERATED: usize = 500;
 
 async fn differential_on(label: &str, cluster: &Cluster, plain: &Mariadb) -> Report {
     let t = Instant::now();
