@@ -190,8 +190,8 @@ fn proxy_configs_parse() {
 }
 
 /// The Python venv has both client libraries.
+/// First run creates target/pyvenv (pip from PyPI, ~20 s); later runs reuse it.
 #[test]
-#[ignore = "needs PyPI access; run with --ignored"]
 fn python_venv_has_clients() {
     let out = harness::run_python("import pymysql, mysql.connector; print('ok')", &[]);
     assert!(
