@@ -11,4 +11,7 @@ pub mod config;
 pub mod frontend;
 pub mod plan;
 pub mod protocol;
+pub mod proxy;
 pub mod ring;
+pub mod server;
+pub mod session_state;

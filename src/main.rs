@@ -1,1 +1,52 @@
-fn main() {}
+//! `shardproxy`: the sharding MySQL proxy's command line.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// A sharding proxy that speaks the MySQL wire protocol.
+///
+/// Clients connect to it as to one MariaDB/MySQL server; it routes every statement by the
+/// shard key over a consistent-hash ring of backend shards (see docs/configuration.md).
+///
+/// Example: shardproxy --config config/local.toml
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Args {
+    /// The TOML config file (listen address, users, backend login, shards, sharding rules).
+    /// See config/example.toml for every setting with comments.
+    #[arg(short, long, env = "SHARDPROXY_CONFIG")]
+    config: PathBuf,
+    /// Write logs as JSON lines instead of human-readable text.
+    #[arg(long)]
+    log_json: bool,
+    /// Log filter in tracing's EnvFilter syntax, e.g. `info`, `shardproxy=debug`.
+    #[arg(long, env = "SHARDPROXY_LOG", default_value = "info")]
+    log: String,
+    /// Only check the config file and exit (0 = valid).
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .map_err(|e| anyhow::anyhow!("bad --log filter {:?}: {e}", args.log))?;
+    if args.log_json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let config = shardproxy::config::Config::load(&args.config)?;
+    if args.check {
+        println!("{}: valid", args.config.display());
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(shardproxy::server::run(config))
+}

@@ -1,1 +1,6 @@
-//! Backend connections, pools and health.
+//! Backend connections ([`conn`]), their pools ([`pool`]), and the shards' servers
+//! ([`topology`]).
+
+pub mod conn;
+pub mod pool;
+pub mod topology;

@@ -2,7 +2,16 @@
 //!
 //! opensrv-mysql cannot relay real backend answers faithfully (charsets, status flags, warning
 //! counts), so the data path speaks the protocol itself. Each submodule owns one layer:
-//! [`buf`] the primitive types, [`resultset`] column definitions and rows as values.
+//! [`packet`] framing, [`buf`] the primitive types, [`constants`] the protocol's numbers,
+//! [`packets`] OK/ERR/EOF, [`handshake`] the connection phase, [`auth`] the password
+//! scrambles, [`response`] where a backend's answer ends, [`resultset`] column definitions
+//! and rows as values.
 
+pub mod auth;
 pub mod buf;
+pub mod constants;
+pub mod handshake;
+pub mod packet;
+pub mod packets;
+pub mod response;
 pub mod resultset;

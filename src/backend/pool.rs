@@ -1,0 +1,229 @@
+//! A pool of connections to one backend server.
+//!
+//! Connections are keyed by the client capability bits they mirror and the handshake
+//! collation (a connection answers in the shape its login asked for). A lease holds a permit
+//! of the pool's size limit; waiting for a permit is bounded, so a saturated backend gives the
+//! client an error, never a hang. Only clean connections come back (no open transaction, no
+//! pinned state); anything doubtful is closed instead, which makes the server roll back and
+//! release locks.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::conn::{BackendConn, BackendError, ConnectParams};
+use crate::protocol::constants::{cap, status};
+use crate::session_state::SessionVars;
+
+/// Idle connections older than this are pinged before reuse.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(5);
+
+/// The server's role in its shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// Counters shown by the admin port and metrics.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    pub in_use: AtomicUsize,
+    pub idle: AtomicUsize,
+    pub queries: AtomicU64,
+    pub errors: AtomicU64,
+    pub connects: AtomicU64,
+    /// Health as seen by the last check (true until a check fails).
+    pub healthy: AtomicBool,
+    /// Replication lag in seconds from the last check; -1 unknown.
+    pub lag_seconds: AtomicI64,
+}
+
+/// Connections to one server.
+pub struct Pool {
+    pub addr: String,
+    pub shard: String,
+    pub role: Role,
+    pub stats: PoolStats,
+    user: String,
+    password: String,
+    connect_timeout: Duration,
+    read_timeout: Option<Duration>,
+    wait: Duration,
+    idle_max: usize,
+    idle: Mutex<Vec<BackendConn>>,
+    permits: Arc<Semaphore>,
+}
+
+/// A connection taken from a pool. Dropping it closes the connection; [`Pool::put`] returns
+/// it.
+pub struct Lease {
+    pub conn: BackendConn,
+    pub pool: Arc<Pool>,
+    _in_use: InUse,
+}
+
+/// Counts a lease in `in_use` for as long as it lives, and holds its pool permit.
+struct InUse(Arc<Pool>, #[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        self.0.stats.in_use.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Settings shared by every pool.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub user: String,
+    pub password: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Option<Duration>,
+    pub wait: Duration,
+    pub max: usize,
+    pub idle_max: usize,
+}
+
+impl Pool {
+    pub fn new(addr: &str, shard: &str, role: Role, s: &PoolSettings) -> Arc<Pool> {
+        let stats = PoolStats::default();
+        stats.healthy.store(true, Ordering::Relaxed);
+        stats.lag_seconds.store(-1, Ordering::Relaxed);
+        Arc::new(Pool {
+            addr: addr.to_string(),
+            shard: shard.to_string(),
+            role,
+            stats,
+            user: s.user.clone(),
+            password: s.password.clone(),
+            connect_timeout: s.connect_timeout,
+            read_timeout: s.read_timeout,
+            wait: s.wait,
+            idle_max: s.idle_max,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(s.max)),
+        })
+    }
+
+    /// Parameters to open a connection of the given shape.
+    pub fn connect_params(&self, relay_caps: u32, collation: u8) -> ConnectParams {
+        ConnectParams {
+            addr: self.addr.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            relay_caps,
+            collation,
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+        }
+    }
+
+    /// Takes an idle connection of this shape (preferring one whose session state already
+    /// equals `wanted`) or opens one.
+    pub async fn get(
+        self: &Arc<Self>,
+        relay_caps: u32,
+        collation: u8,
+        wanted: &SessionVars,
+    ) -> Result<Lease, BackendError> {
+        let relay_caps = relay_caps & cap::RELAY_RELEVANT;
+        let permit = match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+        {
+            Ok(Ok(p)) => p,
+            _ => {
+                return Err(BackendError::Lost {
+                    addr: self.addr.clone(),
+                    reason: format!(
+                        "no free connection within {:?} (pool of {} is full)",
+                        self.wait,
+                        self.permits.available_permits()
+                    ),
+                })
+            }
+        };
+        let found = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pick = None;
+            for (i, c) in idle.iter().enumerate().rev() {
+                if c.relay_caps == relay_caps && c.collation == collation {
+                    if &c.vars == wanted {
+                        pick = Some(i);
+                        break;
+                    }
+                    if pick.is_none() {
+                        pick = Some(i);
+                    }
+                }
+            }
+            let c = pick.map(|i| idle.swap_remove(i));
+            self.stats.idle.store(idle.len(), Ordering::Relaxed);
+            c
+        };
+        // A connection idle for a while may have been closed by the server (wait_timeout, a
+        // restart): check it before trusting it with a statement that might not be retryable.
+        let found = match found {
+            Some(mut c) if c.last_used.elapsed() > IDLE_CHECK_AFTER => {
+                if c.ping().await {
+                    Some(c)
+                } else {
+                    self.clear_idle();
+                    None
+                }
+            }
+            other => other,
+        };
+        let conn = match found {
+            Some(c) => c,
+            None => {
+                let c = BackendConn::connect(&self.connect_params(relay_caps, collation)).await;
+                self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                match c {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        self.stats.in_use.fetch_add(1, Ordering::Relaxed);
+        Ok(Lease {
+            conn,
+            pool: self.clone(),
+            _in_use: InUse(self.clone(), permit),
+        })
+    }
+
+    /// Gives a connection back if it is clean; otherwise closes it.
+    pub fn put(&self, lease: Lease) {
+        let Lease { mut conn, .. } = lease;
+        conn.last_used = std::time::Instant::now();
+        if conn.status & status::IN_TRANS != 0 || conn.reader.has_buffered() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.idle_max {
+            idle.push(conn);
+        }
+        self.stats.idle.store(idle.len(), Ordering::Relaxed);
+    }
+
+    /// Closes every idle connection (after a failover or a config change).
+    pub fn clear_idle(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.clear();
+        self.stats.idle.store(0, Ordering::Relaxed);
+    }
+}

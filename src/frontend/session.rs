@@ -1,0 +1,1280 @@
+//! One client connection, from handshake to quit: one tokio task per client.
+//!
+//! The session reads a command, decides where it goes, takes a backend connection (the one it
+//! holds, or one from the pool brought to the session's state), forwards the client's packet
+//! untouched and relays the answer packets back untouched. After each statement it decides
+//! whether to keep the connection:
+//! - **pinned** for good when the session created state that cannot move (user variables,
+//!   locks, temporary tables, cursors …);
+//! - **transaction** while the server says a transaction is open;
+//! - **sticky** until the next statement when the answer left something the next statement
+//!   may ask about (warnings, errors, affected rows, an insert id: SHOW WARNINGS,
+//!   ROW_COUNT() …);
+//! - otherwise it goes back to the pool at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rand::RngCore;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use super::classify::{classify, Classified, Kind};
+use super::registry::SessionHandle;
+use crate::backend::conn::{BackendConn, BackendError};
+use crate::backend::pool::Lease;
+use crate::protocol::auth;
+use crate::protocol::buf::Reader;
+use crate::protocol::constants::{cap, com, err, status, DEFAULT_COLLATION};
+use crate::protocol::handshake::{auth_switch_request, ChangeUser, Greeting, HandshakeResponse};
+use crate::protocol::packet::{PacketError, PacketReader, PacketWriter};
+use crate::protocol::packets::{build_eof, build_err, build_ok, build_terminator, ErrInfo, OkInfo};
+use crate::protocol::response::{Outcome, ResponseKind, ResponseTracker, Step};
+use crate::protocol::resultset::{encode_text_row, ResultSet};
+use crate::proxy::Proxy;
+use crate::session_state::SessionVars;
+
+/// Why the session keeps a backend connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HoldWhy {
+    Sticky,
+    Transaction,
+    Pinned,
+}
+
+struct Held {
+    shard: String,
+    lease: Lease,
+    why: HoldWhy,
+}
+
+/// A statement the client prepared, remembered so it can be prepared lazily on whichever
+/// backend connection executes it.
+struct ClientStmt {
+    sql: Bytes,
+    shard: String,
+    params: u16,
+    /// Parameter types from the last execute that sent them (2 bytes each).
+    param_types: Option<Bytes>,
+    /// COM_STMT_SEND_LONG_DATA chunks by parameter, sent before the next execute.
+    long_data: Vec<(u16, Bytes)>,
+}
+
+/// What a relay failure means for the session.
+enum RelayError {
+    /// The backend connection is unusable; the client has been told (or will be).
+    Backend(BackendError),
+    /// The client went away.
+    Client,
+}
+
+/// Whether the session goes on after a command.
+enum Flow {
+    Continue,
+    Close,
+}
+
+type ClientReader = PacketReader<OwnedReadHalf>;
+type ClientWriter = PacketWriter<OwnedWriteHalf>;
+
+pub struct Session {
+    proxy: Arc<Proxy>,
+    id: u32,
+    handle: Option<Arc<SessionHandle>>,
+    reader: ClientReader,
+    writer: ClientWriter,
+    peer: String,
+    caps: u32,
+    collation: u8,
+    user: String,
+    scramble: Vec<u8>,
+    vars: SessionVars,
+    held: Option<Held>,
+    pin: Option<&'static str>,
+    stmts: HashMap<u32, ClientStmt>,
+    next_stmt: u32,
+    last_insert_id: u64,
+    status: u16,
+}
+
+/// Serves one client connection until it quits, is killed, or the proxy shuts down.
+pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
+    stream.set_nodelay(true).ok();
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let (r, w) = stream.into_split();
+    let max = proxy.config().frontend.max_allowed_packet;
+    let mut s = Session {
+        id: proxy.next_connection_id(),
+        proxy,
+        handle: None,
+        reader: PacketReader::new(r, max),
+        writer: PacketWriter::new(w),
+        peer,
+        caps: 0,
+        collation: DEFAULT_COLLATION,
+        user: String::new(),
+        scramble: Vec::new(),
+        vars: SessionVars::default(),
+        held: None,
+        pin: None,
+        stmts: HashMap::new(),
+        next_stmt: 1,
+        last_insert_id: 0,
+        status: status::AUTOCOMMIT,
+    };
+    s.proxy
+        .counters
+        .connections_total
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match s.handshake().await {
+        Ok(true) => {
+            tracing::info!(session = s.id, client = %s.peer, user = %s.user, "client connected");
+            s.run().await;
+            tracing::info!(session = s.id, client = %s.peer, "client disconnected");
+        }
+        Ok(false) => {}
+        Err(e) => tracing::debug!(client = %s.peer, "handshake failed: {e}"),
+    }
+    s.cleanup();
+}
+
+fn random_scramble() -> Vec<u8> {
+    // Printable bytes without NUL, as servers send them.
+    let mut b = [0u8; 20];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| 0x21 + (x % 0x5e)).collect()
+}
+
+impl Session {
+    fn deprecate_eof(&self) -> bool {
+        self.caps & cap::DEPRECATE_EOF != 0
+    }
+
+    async fn send_err(&mut self, seq: u8, e: &ErrInfo) -> std::io::Result<()> {
+        self.proxy
+            .counters
+            .errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.writer.write(seq, &build_err(e)).await?;
+        self.writer.flush().await
+    }
+
+    async fn send_ok(&mut self, seq: u8, info: OkInfo) -> std::io::Result<()> {
+        self.writer.write(seq, &build_ok(&info, "")).await?;
+        self.writer.flush().await
+    }
+
+    fn local_ok(&self) -> OkInfo {
+        OkInfo {
+            status: self.status & !status::MORE_RESULTS_EXISTS,
+            ..OkInfo::default()
+        }
+    }
+
+    // ----- connection phase -----
+
+    /// Greets, authenticates, checks the initial database. `Ok(false)`: refused (the client
+    /// has been told why).
+    async fn handshake(&mut self) -> Result<bool, PacketError> {
+        let config = self.proxy.config();
+        if self.proxy.registry.len() >= config.frontend.max_connections {
+            let e = ErrInfo::new(err::ER_CON_COUNT, "Too many connections");
+            self.send_err(0, &e).await?;
+            return Ok(false);
+        }
+        self.scramble = random_scramble();
+        let plugin = config.frontend.auth_plugin.clone();
+        let greeting = Greeting {
+            server_version: self.proxy.server_version.clone(),
+            connection_id: self.id,
+            scramble: self.scramble.clone(),
+            capabilities: cap::PROXY_OFFERS,
+            collation: DEFAULT_COLLATION,
+            status: status::AUTOCOMMIT,
+            auth_plugin: plugin.clone(),
+        };
+        self.writer.write(0, &greeting.encode()).await?;
+        self.writer.flush().await?;
+        let pkt = self.reader.read().await?;
+        let Some(resp) = HandshakeResponse::parse(&pkt.payload) else {
+            let e = ErrInfo::new((1043, "08S01"), "Bad handshake");
+            self.send_err(pkt.next_seq(), &e).await?;
+            return Ok(false);
+        };
+        if resp.capabilities & cap::PROTOCOL_41 == 0 || resp.capabilities & cap::SSL != 0 {
+            let e = ErrInfo::new(
+                (1043, "08S01"),
+                "Bad handshake: the proxy needs CLIENT_PROTOCOL_41 and does not offer TLS yet",
+            );
+            self.send_err(pkt.next_seq(), &e).await?;
+            return Ok(false);
+        }
+        self.caps = resp.capabilities & cap::PROXY_OFFERS;
+        self.collation = if resp.collation == 0 {
+            DEFAULT_COLLATION
+        } else {
+            resp.collation
+        };
+        self.user = resp.user.clone();
+        let client_plugin = resp.auth_plugin.clone().unwrap_or_else(|| auth::NATIVE.into());
+        let mut seq = pkt.next_seq();
+        let ok = self
+            .authenticate(&resp.user, &client_plugin, resp.auth_response.clone(), &plugin, &mut seq)
+            .await?;
+        if !ok {
+            let e = ErrInfo::new(
+                err::ER_ACCESS_DENIED,
+                format!(
+                    "Access denied for user '{}'@'{}' (using password: {})",
+                    resp.user,
+                    self.peer.split(':').next().unwrap_or(""),
+                    if resp.auth_response.is_empty() { "NO" } else { "YES" }
+                ),
+            );
+            self.send_err(seq, &e).await?;
+            return Ok(false);
+        }
+        self.handle = Some(self.proxy.registry.register(self.id, &self.user, &self.peer));
+        if let Some(db) = resp.database.filter(|d| !d.is_empty()) {
+            if let Err(e) = self.check_database(&db).await {
+                self.send_err(seq, &e).await?;
+                return Ok(false);
+            }
+            self.vars.db = Some(db);
+        }
+        self.send_ok(seq, self.local_ok()).await?;
+        Ok(true)
+    }
+
+    /// Runs an authentication exchange; `seq` is the next sequence id and is advanced.
+    async fn authenticate(
+        &mut self,
+        user: &str,
+        client_plugin: &str,
+        mut answer: Vec<u8>,
+        server_plugin: &str,
+        seq: &mut u8,
+    ) -> Result<bool, PacketError> {
+        let Some(auth) = self.proxy.user(user) else {
+            return Ok(false);
+        };
+        let mut plugin = client_plugin.to_string();
+        if plugin != auth::NATIVE && plugin != auth::CACHING_SHA2 {
+            // Ask the client to switch to a plugin we speak, with a fresh scramble.
+            self.scramble = random_scramble();
+            plugin = server_plugin.to_string();
+            *seq = self
+                .writer
+                .write(*seq, &auth_switch_request(&plugin, &self.scramble))
+                .await?;
+            self.writer.flush().await?;
+            let p = self.reader.read().await?;
+            *seq = p.next_seq();
+            answer = p.payload.to_vec();
+        }
+        if plugin == auth::NATIVE {
+            return Ok(auth::native_verify(auth.native.as_ref(), &self.scramble, &answer));
+        }
+        // caching_sha2_password.
+        if answer.is_empty() || answer == [0] {
+            return Ok(auth.native.is_none());
+        }
+        let cached = *auth.sha2.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(stage2) = cached {
+            if !auth::sha2_verify(&stage2, &self.scramble, &answer) {
+                return Ok(false);
+            }
+            *seq = self.writer.write(*seq, &[0x01, 0x03]).await?;
+            return Ok(true);
+        }
+        // Full authentication: the client needs our RSA public key (no TLS here).
+        *seq = self.writer.write(*seq, &[0x01, 0x04]).await?;
+        self.writer.flush().await?;
+        let mut p = self.reader.read().await?;
+        *seq = p.next_seq();
+        if p.payload.as_ref() == [0x02] {
+            let pem = match self.proxy.rsa.public_pem() {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!("RSA key unavailable: {e}");
+                    return Ok(false);
+                }
+            };
+            let mut more = vec![0x01];
+            more.extend_from_slice(pem.as_bytes());
+            *seq = self.writer.write(*seq, &more).await?;
+            self.writer.flush().await?;
+            p = self.reader.read().await?;
+            *seq = p.next_seq();
+        }
+        let Ok(plain) = self.proxy.rsa.decrypt(&p.payload) else {
+            return Ok(false);
+        };
+        let mut password = auth::xor_with_scramble(&plain, &self.scramble);
+        if password.last() == Some(&0) {
+            password.pop();
+        }
+        let ok = match &auth.native {
+            Some(stage2) => &auth::native_stage2(&password) == stage2,
+            None => password.is_empty(),
+        };
+        if ok {
+            *auth.sha2.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(auth::sha2_stage2(&password));
+        }
+        Ok(ok)
+    }
+
+    /// Whether `db` exists (asked of the default shard), as a server checks at connect.
+    async fn check_database(&mut self, db: &str) -> Result<(), ErrInfo> {
+        let shard = self.proxy.config().sharding.default_shard.clone();
+        let mut lease = self.fresh_lease(&shard).await?;
+        match lease.conn.init_db(db).await {
+            Ok(()) => {
+                lease.conn.vars.db = Some(db.to_string());
+                lease.pool.clone().put(lease);
+                Ok(())
+            }
+            Err(BackendError::Server(e)) => {
+                lease.pool.clone().put(lease);
+                Err(e)
+            }
+            Err(e) => Err(e.to_err_info()),
+        }
+    }
+
+    // ----- command phase -----
+
+    async fn run(&mut self) {
+        let handle = self.handle.clone().expect("registered after login");
+        let mut shutdown = self.proxy.shutdown.subscribe();
+        loop {
+            if handle.is_killed() || *shutdown.borrow() {
+                break;
+            }
+            let read = tokio::select! {
+                r = self.reader.read() => r,
+                _ = handle.kill_notify.notified() => break,
+                _ = shutdown.changed() => break,
+            };
+            let pkt = match read {
+                Ok(p) => p,
+                Err(PacketError::TooLarge(n, max)) => {
+                    let e = ErrInfo::new(
+                        err::ER_NET_PACKET_TOO_LARGE,
+                        format!("Got a packet bigger than 'max_allowed_packet' bytes ({n} > {max})"),
+                    );
+                    let _ = self.send_err(1, &e).await;
+                    break;
+                }
+                Err(PacketError::OutOfOrder { .. }) => {
+                    let e = ErrInfo::new(err::ER_NET_PACKETS_OUT_OF_ORDER, "Got packets out of order");
+                    let _ = self.send_err(1, &e).await;
+                    break;
+                }
+                Err(_) => break,
+            };
+            if pkt.seq != 0 || pkt.payload.is_empty() {
+                let e = ErrInfo::new(
+                    err::ER_NET_PACKETS_OUT_OF_ORDER,
+                    "Got packets out of order (a command must start with sequence id 0)",
+                );
+                let _ = self.send_err(pkt.next_seq(), &e).await;
+                break;
+            }
+            self.proxy
+                .counters
+                .queries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match self.dispatch(pkt.payload).await {
+                Flow::Continue => {}
+                Flow::Close => break,
+            }
+            handle.update(|i| {
+                i.state = "idle";
+                i.statement = None;
+                i.since = Some(Instant::now());
+                i.running_on = None;
+                i.db = self.vars.db.clone();
+                i.pinned = self.pin.or(match &self.held {
+                    Some(h) if h.why == HoldWhy::Transaction => Some("transaction"),
+                    _ => None,
+                });
+            });
+        }
+    }
+
+    async fn dispatch(&mut self, payload: Bytes) -> Flow {
+        let r = match payload[0] {
+            com::QUIT => return Flow::Close,
+            com::QUERY => self.com_query(payload).await,
+            com::PING => self.send_ok(1, self.local_ok()).await.map(|_| Flow::Continue),
+            com::INIT_DB => self.com_init_db(payload).await,
+            com::FIELD_LIST => self.forward_default(payload, ResponseKind::FieldList).await,
+            com::STATISTICS => self.forward_default(payload, ResponseKind::Statistics).await,
+            com::SET_OPTION => self.com_set_option(payload).await,
+            com::RESET_CONNECTION => self.com_reset_connection().await,
+            com::CHANGE_USER => self.com_change_user(payload).await,
+            com::PROCESS_KILL => {
+                let mut r = Reader::new(&payload[1..]);
+                match r.u32() {
+                    Some(id) => self.kill(id as u64, false).await,
+                    None => self.malformed().await,
+                }
+            }
+            com::STMT_PREPARE => self.stmt_prepare(payload).await,
+            com::STMT_EXECUTE => self.stmt_execute(payload).await,
+            com::STMT_SEND_LONG_DATA => self.stmt_long_data(payload),
+            com::STMT_CLOSE => {
+                if payload.len() >= 5 {
+                    let id = u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]);
+                    self.stmts.remove(&id);
+                }
+                Ok(Flow::Continue)
+            }
+            com::STMT_RESET => self.stmt_reset(payload).await,
+            com::STMT_FETCH => self.stmt_fetch(payload).await,
+            other => {
+                let e = ErrInfo::new(err::ER_UNKNOWN_COM, format!("Unknown command {other:#04x}"));
+                self.send_err(1, &e).await.map(|_| Flow::Continue)
+            }
+        };
+        r.unwrap_or(Flow::Close)
+    }
+
+    async fn malformed(&mut self) -> std::io::Result<Flow> {
+        let e = ErrInfo::new(err::ER_MALFORMED_PACKET, "Malformed communication packet");
+        self.send_err(1, &e).await?;
+        Ok(Flow::Close)
+    }
+
+    /// Where a statement goes. Until sharded routing is wired in, every statement goes to the
+    /// default shard's primary.
+    fn route(&self, _sql: &str, _c: &Classified) -> Result<String, ErrInfo> {
+        Ok(self.proxy.config().sharding.default_shard.clone())
+    }
+
+    async fn com_query(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+        let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
+        let c = classify(&sql);
+        match &c.kind {
+            Kind::Kill { query_only, id } => return self.kill(*id, *query_only).await,
+            Kind::Preview(stmt) => {
+                let stmt = stmt.clone();
+                return self.preview(&stmt).await;
+            }
+            _ => {}
+        }
+        let shard = match self.route(&sql, &c) {
+            Ok(s) => s,
+            Err(e) => {
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        self.run_single(&shard, payload, &sql, &c, ResponseKind::Query)
+            .await
+    }
+
+    /// Runs one command on one shard and relays its answer.
+    async fn run_single(
+        &mut self,
+        shard: &str,
+        payload: Bytes,
+        sql: &str,
+        c: &Classified,
+        kind: ResponseKind,
+    ) -> std::io::Result<Flow> {
+        let mut lease = match self.acquire(shard, c).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        if let Some(h) = &self.handle {
+            let (addr, tid) = (lease.conn.addr.clone(), lease.conn.thread_id);
+            h.update(|i| {
+                i.state = "query";
+                i.statement = Some(sql.chars().take(200).collect());
+                i.since = Some(Instant::now());
+                i.running_on = Some((addr, tid));
+            });
+        }
+        let started = Instant::now();
+        let result = relay(&mut self.reader, &mut self.writer, &mut lease.conn, &payload, kind).await;
+        let elapsed = started.elapsed();
+        let slow = self.proxy.config().frontend.slow_query_ms;
+        if slow > 0 && elapsed.as_millis() as u64 >= slow {
+            tracing::warn!(session = self.id, shard, elapsed_ms = elapsed.as_millis() as u64, sql = %sql.chars().take(500).collect::<String>(), "slow query");
+        }
+        match result {
+            Ok(outcome) => {
+                lease
+                    .pool
+                    .stats
+                    .queries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.after_statement(shard, lease, c, &outcome);
+                Ok(Flow::Continue)
+            }
+            Err(RelayError::Client) => Ok(Flow::Close),
+            Err(RelayError::Backend(e)) => {
+                lease
+                    .pool
+                    .stats
+                    .errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(session = self.id, shard, "backend failed: {e}");
+                // The connection is gone (and with it any transaction): forget it.
+                if self.pin.is_some() {
+                    self.pin = None;
+                }
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// Takes the connection for a statement on `shard`: the held one, or one from the pool
+    /// brought to the session's state.
+    async fn acquire(&mut self, shard: &str, c: &Classified) -> Result<Lease, ErrInfo> {
+        if let Some(h) = self.held.take() {
+            if h.shard == shard {
+                let mut lease = h.lease;
+                self.restore_last_insert_id(&mut lease, c).await?;
+                return Ok(lease);
+            }
+            match h.why {
+                HoldWhy::Sticky => h.lease.pool.clone().put(h.lease),
+                HoldWhy::Transaction | HoldWhy::Pinned => {
+                    let first = h.shard.clone();
+                    let why = h.why;
+                    self.held = Some(h);
+                    if c.kind != Kind::Read || why == HoldWhy::Pinned {
+                        return Err(ErrInfo::new(
+                            err::ER_NOT_SUPPORTED_YET,
+                            format!(
+                                "This statement needs shard '{shard}' but the session is bound to shard '{first}' ({}); distributed transactions are not supported: commit first",
+                                if why == HoldWhy::Transaction { "open transaction" } else { self.pin.unwrap_or("pinned session") }
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut lease = self.fresh_lease(shard).await?;
+        self.restore_last_insert_id(&mut lease, c).await?;
+        Ok(lease)
+    }
+
+    async fn restore_last_insert_id(&mut self, lease: &mut Lease, c: &Classified) -> Result<(), ErrInfo> {
+        if c.uses_last_insert_id && lease.conn.last_insert_id != self.last_insert_id {
+            let sql = format!("DO LAST_INSERT_ID({})", self.last_insert_id);
+            lease.conn.query(&sql).await.map_err(|e| e.to_err_info())?;
+            lease.conn.last_insert_id = self.last_insert_id;
+        }
+        Ok(())
+    }
+
+    /// A pooled connection to `shard`'s primary with the session's state applied.
+    async fn fresh_lease(&mut self, shard: &str) -> Result<Lease, ErrInfo> {
+        let topo = self.proxy.topology();
+        let Some(pools) = topo.shard(shard) else {
+            return Err(ErrInfo::new(err::ER_NOT_SUPPORTED_YET, format!("Unknown shard '{shard}'")));
+        };
+        let pool = pools.primary.clone();
+        let mut lease = pool
+            .get(self.caps, self.collation, &self.vars)
+            .await
+            .map_err(|e| e.to_err_info())?;
+        let plan = match lease.conn.vars.sync(&self.vars) {
+            Some(p) => p,
+            None => {
+                // The connection's state cannot be brought back: use a new one.
+                lease.conn = BackendConn::connect(&pool.connect_params(self.caps, self.collation))
+                    .await
+                    .map_err(|e| e.to_err_info())?;
+                lease.conn.vars.sync(&self.vars).unwrap_or_default()
+            }
+        };
+        if !plan.is_empty() {
+            let c = &mut lease.conn;
+            let r: Result<(), BackendError> = async {
+                if let Some(db) = &plan.init_db {
+                    c.init_db(db).await?;
+                }
+                if let Some(sql) = &plan.set_sql {
+                    c.query(sql).await?;
+                }
+                if let Some(on) = plan.set_option {
+                    c.set_option(on).await?;
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = r {
+                return Err(e.to_err_info());
+            }
+            lease.conn.vars = self.vars.clone();
+        }
+        Ok(lease)
+    }
+
+    /// Records what the statement changed and decides whether to keep its connection.
+    fn after_statement(&mut self, shard: &str, mut lease: Lease, c: &Classified, o: &Outcome) {
+        if o.error.is_none() {
+            match &c.kind {
+                Kind::SetSession { vars, names } => {
+                    for (k, v) in vars {
+                        self.vars.vars.insert(k.clone(), v.clone());
+                    }
+                    if names.is_some() {
+                        self.vars.names = names.clone();
+                    }
+                }
+                Kind::Use(db) => self.vars.db = Some(db.clone()),
+                _ => {}
+            }
+            lease.conn.vars = self.vars.clone();
+        }
+        if o.last_insert_id != 0 {
+            self.last_insert_id = o.last_insert_id;
+            lease.conn.last_insert_id = o.last_insert_id;
+        }
+        if let Some(p) = c.pin {
+            self.pin = self.pin.or(Some(p));
+        }
+        if o.status & status::CURSOR_EXISTS != 0 {
+            self.pin = self.pin.or(Some("open cursor"));
+        }
+        self.status = o.status;
+        let why = if self.pin.is_some() {
+            Some(HoldWhy::Pinned)
+        } else if lease.conn.status & status::IN_TRANS != 0 {
+            Some(HoldWhy::Transaction)
+        } else if o.warnings > 0 || o.error.is_some() || o.affected_rows > 0 || o.last_insert_id != 0 {
+            Some(HoldWhy::Sticky)
+        } else {
+            None
+        };
+        match why {
+            Some(why) => {
+                if let Some(old) = self.held.take() {
+                    // A read on another shard while bound: keep the binding.
+                    self.held = Some(old);
+                    lease.pool.clone().put(lease);
+                } else {
+                    self.held = Some(Held {
+                        shard: shard.to_string(),
+                        lease,
+                        why,
+                    });
+                }
+            }
+            None => {
+                if let Some(old) = self.held.take() {
+                    self.held = Some(old);
+                }
+                lease.pool.clone().put(lease)
+            }
+        }
+    }
+
+    async fn forward_default(&mut self, payload: Bytes, kind: ResponseKind) -> std::io::Result<Flow> {
+        let shard = self.proxy.config().sharding.default_shard.clone();
+        let c = classify("");
+        let shard = self.held.as_ref().map(|h| h.shard.clone()).unwrap_or(shard);
+        self.run_single(&shard, payload, "", &c, kind).await
+    }
+
+    async fn com_init_db(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+        let db = String::from_utf8_lossy(&payload[1..]).into_owned();
+        let shard = self
+            .held
+            .as_ref()
+            .map(|h| h.shard.clone())
+            .unwrap_or_else(|| self.proxy.config().sharding.default_shard.clone());
+        let c = Classified {
+            kind: Kind::Use(db),
+            pin: None,
+            needs_previous: false,
+            uses_last_insert_id: false,
+        };
+        self.run_single(&shard, payload, "", &c, ResponseKind::Query).await
+    }
+
+    async fn com_set_option(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+        let mut r = Reader::new(&payload[1..]);
+        let on = match r.u16() {
+            Some(0) => true,
+            Some(1) => false,
+            _ => {
+                let e = ErrInfo::new((1047, "08S01"), "Unknown COM_SET_OPTION value");
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        self.vars.multi_statements = Some(on);
+        if on {
+            self.caps |= cap::MULTI_STATEMENTS;
+        } else {
+            self.caps &= !cap::MULTI_STATEMENTS;
+        }
+        if let Some(h) = self.held.as_mut() {
+            if let Err(e) = h.lease.conn.set_option(on).await {
+                self.held = None;
+                self.send_err(1, &e.to_err_info()).await?;
+                return Ok(Flow::Continue);
+            }
+            h.lease.conn.vars.multi_statements = Some(on);
+        }
+        self.writer.write(1, &build_eof(self.status, 0)).await?;
+        self.writer.flush().await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Forgets all session state, as a fresh login would have it (user and database stay).
+    fn reset_state(&mut self) {
+        if let Some(h) = self.held.take() {
+            if h.why == HoldWhy::Sticky {
+                h.lease.pool.clone().put(h.lease);
+            }
+            // A held transaction or pinned connection is closed: the server rolls back and
+            // drops locks, temporary tables and user variables.
+        }
+        let db = self.vars.db.take();
+        self.vars = SessionVars {
+            db,
+            ..SessionVars::default()
+        };
+        self.pin = None;
+        self.stmts.clear();
+        self.last_insert_id = 0;
+        self.status = status::AUTOCOMMIT;
+    }
+
+    async fn com_reset_connection(&mut self) -> std::io::Result<Flow> {
+        self.reset_state();
+        self.send_ok(1, self.local_ok()).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn com_change_user(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+        let Some(cu) = ChangeUser::parse(&payload[1..], self.caps) else {
+            return self.malformed().await;
+        };
+        self.reset_state();
+        let plugin = self.proxy.config().frontend.auth_plugin.clone();
+        // Always re-authenticate with a fresh scramble through an auth switch: the client's
+        // first answer was computed over the old one.
+        self.scramble = random_scramble();
+        let mut seq = self
+            .writer
+            .write(1, &auth_switch_request(&plugin, &self.scramble))
+            .await?;
+        self.writer.flush().await?;
+        let p = match self.reader.read().await {
+            Ok(p) => p,
+            Err(_) => return Ok(Flow::Close),
+        };
+        seq = seq.max(p.next_seq());
+        let ok = match self
+            .authenticate(&cu.user, &plugin, p.payload.to_vec(), &plugin, &mut seq)
+            .await
+        {
+            Ok(ok) => ok,
+            Err(_) => return Ok(Flow::Close),
+        };
+        if !ok {
+            let e = ErrInfo::new(
+                err::ER_ACCESS_DENIED,
+                format!("Access denied for user '{}'", cu.user),
+            );
+            self.send_err(seq, &e).await?;
+            return Ok(Flow::Close);
+        }
+        self.user = cu.user.clone();
+        if let Some(c) = cu.collation {
+            if c > 0 && c < 256 {
+                self.collation = c as u8;
+            }
+        }
+        self.vars.db = None;
+        if let Some(db) = cu.database {
+            if let Err(e) = self.check_database(&db).await {
+                self.send_err(seq, &e).await?;
+                return Ok(Flow::Continue);
+            }
+            self.vars.db = Some(db);
+        }
+        self.send_ok(seq, self.local_ok()).await?;
+        Ok(Flow::Continue)
+    }
+
+    // ----- KILL -----
+
+    async fn kill(&mut self, id: u64, query_only: bool) -> std::io::Result<Flow> {
+        let target = u32::try_from(id).ok().and_then(|i| self.proxy.registry.get(i));
+        let Some(target) = target else {
+            let e = ErrInfo::new(err::ER_NO_SUCH_THREAD, format!("Unknown thread id: {id}"));
+            self.send_err(1, &e).await?;
+            return Ok(Flow::Continue);
+        };
+        if target.user != self.user {
+            let e = ErrInfo::new((1095, "HY000"), format!("You are not owner of thread {id}"));
+            self.send_err(1, &e).await?;
+            return Ok(Flow::Continue);
+        }
+        let running = target.snapshot().running_on;
+        if !query_only {
+            target.kill();
+        }
+        if let Some((addr, tid)) = running {
+            if target.id != self.id {
+                self.kill_backend(&addr, tid, query_only).await;
+            }
+        }
+        if !query_only && target.id == self.id {
+            return Ok(Flow::Close);
+        }
+        self.send_ok(1, self.local_ok()).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Kills work on a backend through a separate connection, as the mysql CLI does on Ctrl-C.
+    async fn kill_backend(&self, addr: &str, thread_id: u32, query_only: bool) {
+        let topo = self.proxy.topology();
+        let Some(pool) = topo.pools().find(|p| p.addr == addr).cloned() else {
+            return;
+        };
+        match BackendConn::connect(&pool.connect_params(0, DEFAULT_COLLATION)).await {
+            Ok(mut c) => {
+                let sql = if query_only {
+                    format!("KILL QUERY {thread_id}")
+                } else {
+                    format!("KILL CONNECTION {thread_id}")
+                };
+                if let Err(e) = c.query(&sql).await {
+                    tracing::debug!("{sql} on {addr}: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("cannot reach {addr} to kill {thread_id}: {e}"),
+        }
+    }
+
+    // ----- proxy-answered statements -----
+
+    async fn preview(&mut self, stmt: &str) -> std::io::Result<Flow> {
+        let c = classify(stmt);
+        let rs = match self.route(stmt, &c) {
+            Ok(shard) => ResultSet {
+                columns: vec![
+                    crate::protocol::resultset::ColumnDef::text("shard"),
+                    crate::protocol::resultset::ColumnDef::text("sql"),
+                    crate::protocol::resultset::ColumnDef::text("merge"),
+                ],
+                rows: vec![vec![
+                    Some(Bytes::from(shard)),
+                    Some(Bytes::from(stmt.to_string())),
+                    Some(Bytes::from_static(b"relay (one shard answers)")),
+                ]],
+                warnings: 0,
+            },
+            Err(e) => {
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        self.send_result_set(&rs).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Sends a result set the proxy composed (text protocol).
+    async fn send_result_set(&mut self, rs: &ResultSet) -> std::io::Result<()> {
+        let mut seq = 1u8;
+        let mut count = BytesMut::new();
+        crate::protocol::buf::put_lenenc_int(&mut count, rs.columns.len() as u64);
+        seq = self.writer.write(seq, &count).await?;
+        for c in &rs.columns {
+            seq = self.writer.write(seq, &c.encode()).await?;
+        }
+        let status = self.status & !status::MORE_RESULTS_EXISTS;
+        if !self.deprecate_eof() {
+            seq = self.writer.write(seq, &build_eof(status, 0)).await?;
+        }
+        for r in &rs.rows {
+            seq = self.writer.write(seq, &encode_text_row(r)).await?;
+        }
+        self.writer
+            .write(seq, &build_terminator(self.deprecate_eof(), status, rs.warnings))
+            .await?;
+        self.writer.flush().await
+    }
+
+    // ----- prepared statements -----
+
+    async fn stmt_prepare(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+        let sql_bytes = payload.slice(1..);
+        let sql = String::from_utf8_lossy(&sql_bytes).into_owned();
+        let c = classify(&sql);
+        let shard = match self.route(&sql, &c) {
+            Ok(s) => s,
+            Err(e) => {
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let mut lease = match self.acquire(&shard, &c).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let client_id = self.next_stmt;
+        let r = relay_prepare(&mut self.writer, &mut lease.conn, &payload, client_id).await;
+        match r {
+            Ok(outcome) => {
+                if let Some((backend_id, cols, params)) = outcome.prepared {
+                    self.next_stmt = self.next_stmt.wrapping_add(1).max(1);
+                    lease
+                        .conn
+                        .remember_prepared(
+                            sql_bytes.clone(),
+                            crate::backend::conn::BackendStmt {
+                                id: backend_id,
+                                params,
+                                columns: cols,
+                            },
+                        )
+                        .await;
+                    self.stmts.insert(
+                        client_id,
+                        ClientStmt {
+                            sql: sql_bytes,
+                            shard: shard.clone(),
+                            params,
+                            param_types: None,
+                            long_data: Vec::new(),
+                        },
+                    );
+                }
+                let c = Classified {
+                    kind: Kind::Read,
+                    pin: None,
+                    needs_previous: false,
+                    uses_last_insert_id: false,
+                };
+                self.after_statement(&shard, lease, &c, &Outcome { status: self.status, ..outcome });
+                Ok(Flow::Continue)
+            }
+            Err(RelayError::Client) => Ok(Flow::Close),
+            Err(RelayError::Backend(e)) => {
+                tracing::warn!(session = self.id, "backend failed during prepare: {e}");
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    fn stmt_long_data(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+        if payload.len() < 7 {
+            return Ok(Flow::Continue);
+        }
+        let id = u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]);
+        let param = u16::from_le_bytes([payload[5], payload[6]]);
+        if let Some(s) = self.stmts.get_mut(&id) {
+            s.long_data.push((param, payload.slice(7..)));
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn unknown_stmt(&mut self, id: u32, what: &str) -> std::io::Result<Flow> {
+        let e = ErrInfo::new(
+            err::ER_UNKNOWN_STMT_HANDLER,
+            format!("Unknown prepared statement handler ({id}) given to {what}"),
+        );
+        self.send_err(1, &e).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn stmt_execute(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+        if payload.len() < 10 {
+            return self.malformed().await;
+        }
+        let id = u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]);
+        let Some(stmt) = self.stmts.get_mut(&id) else {
+            return self.unknown_stmt(id, "mysqld_stmt_execute").await;
+        };
+        let sql = stmt.sql.clone();
+        let shard = stmt.shard.clone();
+        let long_data = std::mem::take(&mut stmt.long_data);
+        // Make the packet self-contained: parameter types are sent only on the first execute,
+        // but the next one may run on another backend connection.
+        let mut body = BytesMut::from(&payload[..]);
+        if stmt.params > 0 {
+            let nb = (stmt.params as usize).div_ceil(8);
+            let bound_at = 10 + nb;
+            match body.get(bound_at).copied() {
+                Some(1) => {
+                    let end = bound_at + 1 + 2 * stmt.params as usize;
+                    if body.len() < end {
+                        return self.malformed().await;
+                    }
+                    stmt.param_types = Some(Bytes::copy_from_slice(&body[bound_at + 1..end]));
+                }
+                Some(0) => {
+                    if let Some(types) = &stmt.param_types {
+                        let mut b = BytesMut::with_capacity(body.len() + types.len());
+                        b.extend_from_slice(&body[..bound_at]);
+                        b.put_u8(1);
+                        b.extend_from_slice(types);
+                        b.extend_from_slice(&body[bound_at + 1..]);
+                        body = b;
+                    }
+                }
+                _ => return self.malformed().await,
+            }
+        }
+        let cursor = payload[5] & 0x07 != 0;
+        let c = Classified {
+            kind: Kind::Other,
+            pin: None,
+            needs_previous: false,
+            uses_last_insert_id: false,
+        };
+        let mut lease = match self.acquire(&shard, &c).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let prepared = match lease.conn.ensure_prepared(&sql).await {
+            Ok(p) => p,
+            Err(BackendError::Server(e)) => {
+                lease.pool.clone().put(lease);
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
+            Err(e) => {
+                self.send_err(1, &e.to_err_info()).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        for (param, data) in long_data {
+            let mut p = BytesMut::with_capacity(data.len() + 7);
+            p.put_u8(com::STMT_SEND_LONG_DATA);
+            p.put_u32_le(prepared.id);
+            p.put_u16_le(param);
+            p.extend_from_slice(&data);
+            if let Err(e) = lease.conn.send_command(&p).await {
+                self.send_err(1, &e.to_err_info()).await?;
+                return Ok(Flow::Continue);
+            }
+        }
+        body[1..5].copy_from_slice(&prepared.id.to_le_bytes());
+        let sql_text = String::from_utf8_lossy(&sql).into_owned();
+        let c = Classified {
+            pin: if cursor { None } else { classify(&sql_text).pin },
+            ..classify(&sql_text)
+        };
+        self.held = Some(Held {
+            shard: shard.clone(),
+            lease,
+            why: HoldWhy::Sticky,
+        });
+        // run_single takes the held connection back: the statement runs where it was prepared.
+        self.run_single(&shard, body.freeze(), &sql_text, &c, ResponseKind::Execute)
+            .await
+    }
+
+    async fn stmt_fetch(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+        if payload.len() < 9 {
+            return self.malformed().await;
+        }
+        let id = u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]);
+        let Some(stmt) = self.stmts.get(&id) else {
+            return self.unknown_stmt(id, "mysqld_stmt_fetch").await;
+        };
+        let sql = stmt.sql.clone();
+        let Some(h) = self.held.as_ref() else {
+            return self.unknown_stmt(id, "mysqld_stmt_fetch").await;
+        };
+        let Some(backend) = h.lease.conn.prepared.get(&sql).copied() else {
+            return self.unknown_stmt(id, "mysqld_stmt_fetch").await;
+        };
+        let shard = h.shard.clone();
+        let mut body = BytesMut::from(&payload[..]);
+        body[1..5].copy_from_slice(&backend.id.to_le_bytes());
+        let c = classify("");
+        self.run_single(&shard, body.freeze(), "", &c, ResponseKind::Fetch)
+            .await
+    }
+
+    async fn stmt_reset(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+        if payload.len() < 5 {
+            return self.malformed().await;
+        }
+        let id = u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]);
+        let Some(stmt) = self.stmts.get_mut(&id) else {
+            return self.unknown_stmt(id, "mysqld_stmt_reset").await;
+        };
+        stmt.long_data.clear();
+        let sql = stmt.sql.clone();
+        if let Some(h) = self.held.as_mut() {
+            if let Some(backend) = h.lease.conn.prepared.get(&sql).copied() {
+                let mut body = BytesMut::from(&payload[..]);
+                body[1..5].copy_from_slice(&backend.id.to_le_bytes());
+                let shard = h.shard.clone();
+                let c = classify("");
+                return self
+                    .run_single(&shard, body.freeze(), "", &c, ResponseKind::Query)
+                    .await;
+            }
+        }
+        self.send_ok(1, self.local_ok()).await?;
+        Ok(Flow::Continue)
+    }
+
+    fn cleanup(&mut self) {
+        if let Some(h) = self.held.take() {
+            if h.why == HoldWhy::Sticky && h.lease.conn.status & status::IN_TRANS == 0 {
+                h.lease.pool.clone().put(h.lease);
+            }
+        }
+        self.proxy.registry.remove(self.id);
+    }
+}
+
+/// Forwards a command and relays its whole answer, packet by packet, untouched.
+async fn relay(
+    client_r: &mut ClientReader,
+    client_w: &mut ClientWriter,
+    conn: &mut BackendConn,
+    payload: &[u8],
+    kind: ResponseKind,
+) -> Result<Outcome, RelayError> {
+    if let Err(e) = conn.send_command(payload).await {
+        let _ = client_w.write(1, &build_err(&e.to_err_info())).await;
+        let _ = client_w.flush().await;
+        return Err(RelayError::Backend(e));
+    }
+    let mut tracker = ResponseTracker::new(kind, conn.deprecate_eof());
+    let mut next_seq = 1u8;
+    loop {
+        let pkt = match conn.read().await {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = client_w.write(next_seq, &build_err(&e.to_err_info())).await;
+                let _ = client_w.flush().await;
+                return Err(RelayError::Backend(e));
+            }
+        };
+        let step = match tracker.feed(&pkt.payload) {
+            Ok(s) => s,
+            Err(m) => {
+                let e = BackendError::Lost {
+                    addr: conn.addr.clone(),
+                    reason: m.to_string(),
+                };
+                let _ = client_w.write(next_seq, &build_err(&e.to_err_info())).await;
+                let _ = client_w.flush().await;
+                return Err(RelayError::Backend(e));
+            }
+        };
+        next_seq = client_w
+            .write(pkt.seq, &pkt.payload)
+            .await
+            .map_err(|_| RelayError::Client)?;
+        match step {
+            Step::More => {}
+            Step::Done => break,
+            Step::LocalInfile => {
+                client_w.flush().await.map_err(|_| RelayError::Client)?;
+                // Relay the file's packets to the server up to the empty one.
+                loop {
+                    let p = client_r.read().await.map_err(|_| RelayError::Client)?;
+                    conn.writer
+                        .write(p.seq, &p.payload)
+                        .await
+                        .map_err(|e| RelayError::Backend(BackendError::Lost {
+                            addr: conn.addr.clone(),
+                            reason: e.to_string(),
+                        }))?;
+                    if p.payload.is_empty() {
+                        break;
+                    }
+                }
+                conn.writer.flush().await.map_err(|e| {
+                    RelayError::Backend(BackendError::Lost {
+                        addr: conn.addr.clone(),
+                        reason: e.to_string(),
+                    })
+                })?;
+            }
+        }
+    }
+    client_w.flush().await.map_err(|_| RelayError::Client)?;
+    conn.status = tracker.outcome.status;
+    Ok(tracker.outcome)
+}
+
+/// Relays a PREPARE answer, giving the client the proxy's statement id instead of the
+/// backend's.
+async fn relay_prepare(
+    client_w: &mut ClientWriter,
+    conn: &mut BackendConn,
+    payload: &[u8],
+    client_id: u32,
+) -> Result<Outcome, RelayError> {
+    if let Err(e) = conn.send_command(payload).await {
+        let _ = client_w.write(1, &build_err(&e.to_err_info())).await;
+        let _ = client_w.flush().await;
+        return Err(RelayError::Backend(e));
+    }
+    let mut tracker = ResponseTracker::new(ResponseKind::Prepare, conn.deprecate_eof());
+    let mut first = true;
+    loop {
+        let pkt = match conn.read().await {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = client_w.write(1, &build_err(&e.to_err_info())).await;
+                let _ = client_w.flush().await;
+                return Err(RelayError::Backend(e));
+            }
+        };
+        let step = tracker.feed(&pkt.payload).map_err(|m| {
+            RelayError::Backend(BackendError::Lost {
+                addr: conn.addr.clone(),
+                reason: m.to_string(),
+            })
+        })?;
+        if first && pkt.first() == Some(0x00) && pkt.payload.len() >= 5 {
+            let mut p = BytesMut::from(&pkt.payload[..]);
+            p[1..5].copy_from_slice(&client_id.to_le_bytes());
+            client_w.write(pkt.seq, &p).await.map_err(|_| RelayError::Client)?;
+        } else {
+            client_w
+                .write(pkt.seq, &pkt.payload)
+                .await
+                .map_err(|_| RelayError::Client)?;
+        }
+        first = false;
+        if step == Step::Done {
+            break;
+        }
+    }
+    client_w.flush().await.map_err(|_| RelayError::Client)?;
+    Ok(tracker.outcome)
+}
+
+/// Asks a backend for its version string (what clients are shown).
+pub async fn backend_version(pool: &crate::backend::pool::Pool) -> Result<String, BackendError> {
+    let c = BackendConn::connect(&pool.connect_params(0, DEFAULT_COLLATION)).await?;
+    Ok(c.server_version)
+}

@@ -1,0 +1,253 @@
+//! Packet framing: a 3-byte little-endian length, a 1-byte sequence id, the payload.
+//!
+//! A payload of 16 MiB − 1 bytes or more is split into chunks of exactly 0xFFFFFF bytes and a
+//! final shorter chunk (possibly empty). [`PacketReader::read`] joins the chunks into one
+//! logical packet and [`PacketWriter::write`] splits them again the same way, so relaying a
+//! logical packet reproduces the original bytes exactly.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest chunk payload.
+pub const MAX_CHUNK: usize = 0xFF_FFFF;
+
+/// Why reading a packet failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PacketError {
+    #[error("connection closed")]
+    Closed,
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("packet of {0} bytes exceeds the limit of {1}")]
+    TooLarge(usize, usize),
+    #[error("packet sequence id {got}, expected {expected}")]
+    OutOfOrder { got: u8, expected: u8 },
+}
+
+/// One logical packet: the sequence id of its first chunk, the number of chunks, the payload.
+#[derive(Debug, Clone)]
+pub struct Packet {
+    pub seq: u8,
+    pub chunks: u8,
+    pub payload: Bytes,
+}
+
+impl Packet {
+    /// The sequence id that follows this packet.
+    pub fn next_seq(&self) -> u8 {
+        self.seq.wrapping_add(self.chunks)
+    }
+    pub fn first(&self) -> Option<u8> {
+        self.payload.first().copied()
+    }
+}
+
+/// Reads logical packets from a byte stream.
+pub struct PacketReader<R> {
+    inner: R,
+    buf: BytesMut,
+    max_payload: usize,
+}
+
+impl<R: AsyncRead + Unpin> PacketReader<R> {
+    pub fn new(inner: R, max_payload: usize) -> Self {
+        PacketReader {
+            inner,
+            buf: BytesMut::with_capacity(16 * 1024),
+            max_payload,
+        }
+    }
+
+    pub fn set_max_payload(&mut self, max: usize) {
+        self.max_payload = max;
+    }
+
+    /// Whether bytes of a next packet are already buffered (pipelining clients).
+    pub fn has_buffered(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    async fn fill(&mut self, need: usize) -> Result<(), PacketError> {
+        while self.buf.len() < need {
+            self.buf.reserve(need - self.buf.len().min(need) + 8192);
+            let n = self.inner.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                return Err(PacketError::Closed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one logical packet, joining 16 MiB chunks.
+    pub async fn read(&mut self) -> Result<Packet, PacketError> {
+        let mut payload: Option<BytesMut> = None;
+        let mut first_seq = 0u8;
+        let mut chunks = 0u8;
+        loop {
+            self.fill(4).await?;
+            let len = (self.buf[0] as usize) | (self.buf[1] as usize) << 8 | (self.buf[2] as usize) << 16;
+            let seq = self.buf[3];
+            if chunks == 0 {
+                first_seq = seq;
+            } else if seq != first_seq.wrapping_add(chunks) {
+                return Err(PacketError::OutOfOrder {
+                    got: seq,
+                    expected: first_seq.wrapping_add(chunks),
+                });
+            }
+            let so_far = payload.as_ref().map_or(0, |p| p.len());
+            if so_far + len > self.max_payload {
+                return Err(PacketError::TooLarge(so_far + len, self.max_payload));
+            }
+            self.fill(4 + len).await?;
+            self.buf.advance(4);
+            let chunk = self.buf.split_to(len);
+            chunks = chunks.wrapping_add(1);
+            if len < MAX_CHUNK && payload.is_none() {
+                return Ok(Packet {
+                    seq: first_seq,
+                    chunks,
+                    payload: chunk.freeze(),
+                });
+            }
+            let p = payload.get_or_insert_with(BytesMut::new);
+            p.extend_from_slice(&chunk);
+            if len < MAX_CHUNK {
+                return Ok(Packet {
+                    seq: first_seq,
+                    chunks,
+                    payload: payload.take().unwrap_or_default().freeze(),
+                });
+            }
+        }
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+}
+
+/// Writes logical packets into a buffer that is flushed explicitly, so a whole answer leaves
+/// in as few system calls as possible.
+pub struct PacketWriter<W> {
+    inner: W,
+    buf: BytesMut,
+}
+
+/// Past this many buffered bytes, writes go out without waiting for an explicit flush.
+const FLUSH_THRESHOLD: usize = 64 * 1024;
+
+impl<W: AsyncWrite + Unpin> PacketWriter<W> {
+    pub fn new(inner: W) -> Self {
+        PacketWriter {
+            inner,
+            buf: BytesMut::with_capacity(16 * 1024),
+        }
+    }
+
+    /// Queues a logical packet starting at sequence id `seq`; returns the next sequence id.
+    pub async fn write(&mut self, seq: u8, payload: &[u8]) -> std::io::Result<u8> {
+        let mut seq = seq;
+        let mut rest = payload;
+        loop {
+            let n = rest.len().min(MAX_CHUNK);
+            self.buf.reserve(4 + n);
+            self.buf.put_uint_le(n as u64, 3);
+            self.buf.put_u8(seq);
+            self.buf.put_slice(&rest[..n]);
+            seq = seq.wrapping_add(1);
+            rest = &rest[n..];
+            if self.buf.len() >= FLUSH_THRESHOLD {
+                self.inner.write_all(&self.buf).await?;
+                self.buf.clear();
+            }
+            if n < MAX_CHUNK {
+                return Ok(seq);
+            }
+        }
+    }
+
+    /// Sends everything queued.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.inner.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        self.inner.flush().await
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn roundtrip(payload: Vec<u8>) -> (Packet, Vec<u8>) {
+        let mut wire = Vec::new();
+        {
+            let mut w = PacketWriter::new(&mut wire);
+            w.write(7, &payload).await.unwrap();
+            w.flush().await.unwrap();
+        }
+        let mut r = PacketReader::new(&wire[..], 64 << 20);
+        (r.read().await.unwrap(), wire)
+    }
+
+    #[tokio::test]
+    async fn small_packet() {
+        let (p, wire) = roundtrip(b"\x03SELECT 1".to_vec()).await;
+        assert_eq!(&wire[..4], &[9, 0, 0, 7]);
+        assert_eq!(p.seq, 7);
+        assert_eq!(p.chunks, 1);
+        assert_eq!(&p.payload[..], b"\x03SELECT 1");
+        assert_eq!(p.next_seq(), 8);
+    }
+
+    #[tokio::test]
+    async fn exactly_one_chunk_gets_empty_trailer() {
+        let (p, wire) = roundtrip(vec![1u8; MAX_CHUNK]).await;
+        assert_eq!(wire.len(), MAX_CHUNK + 8);
+        assert_eq!(p.chunks, 2);
+        assert_eq!(p.payload.len(), MAX_CHUNK);
+    }
+
+    #[tokio::test]
+    async fn large_packet_roundtrips() {
+        let data: Vec<u8> = (0..(MAX_CHUNK * 2 + 10)).map(|i| i as u8).collect();
+        let (p, _) = roundtrip(data.clone()).await;
+        assert_eq!(p.chunks, 3);
+        assert_eq!(&p.payload[..], &data[..]);
+        assert_eq!(p.next_seq(), 10);
+    }
+
+    #[tokio::test]
+    async fn too_large_is_refused() {
+        let mut wire = Vec::new();
+        let mut w = PacketWriter::new(&mut wire);
+        w.write(0, &[0u8; 100]).await.unwrap();
+        w.flush().await.unwrap();
+        let mut r = PacketReader::new(&wire[..], 50);
+        assert!(matches!(r.read().await, Err(PacketError::TooLarge(..))));
+    }
+
+    #[tokio::test]
+    async fn truncated_stream_is_closed() {
+        let wire = [10u8, 0, 0, 0, 1, 2];
+        let mut r = PacketReader::new(&wire[..], 1 << 20);
+        assert!(matches!(r.read().await, Err(PacketError::Closed)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoder_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let mut r = PacketReader::new(&data[..], 1 << 10);
+                while r.read().await.is_ok() {}
+            });
+        }
+    }
+}

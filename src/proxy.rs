@@ -1,0 +1,119 @@
+//! State shared by every session: the running config, the backend topology, the users, the
+//! registry of live sessions, counters.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::backend::topology::Topology;
+use crate::config::{Config, User};
+use crate::frontend::registry::Registry;
+use crate::protocol::auth;
+
+/// How a user's password is checked.
+pub struct UserAuth {
+    /// `SHA1(SHA1(pw))`; `None` for the empty password.
+    pub native: Option<[u8; 20]>,
+    /// `SHA256(SHA256(pw))`, known from a clear-text password or learnt at the first full
+    /// caching_sha2 authentication.
+    pub sha2: Mutex<Option<[u8; 32]>>,
+}
+
+impl UserAuth {
+    pub fn from_user(u: &User) -> UserAuth {
+        match (&u.password, &u.password_hash) {
+            (Some(p), _) if p.is_empty() => UserAuth {
+                native: None,
+                sha2: Mutex::new(None),
+            },
+            (Some(p), _) => UserAuth {
+                native: Some(auth::native_stage2(p.as_bytes())),
+                sha2: Mutex::new(Some(auth::sha2_stage2(p.as_bytes()))),
+            },
+            (None, Some(h)) => UserAuth {
+                native: auth::parse_native_hash(h),
+                sha2: Mutex::new(None),
+            },
+            (None, None) => UserAuth {
+                native: None,
+                sha2: Mutex::new(None),
+            },
+        }
+    }
+}
+
+/// Process-wide counters.
+#[derive(Default)]
+pub struct Counters {
+    pub connections_total: AtomicU64,
+    pub queries: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// Everything sessions share.
+pub struct Proxy {
+    pub config: RwLock<Arc<Config>>,
+    pub topology: RwLock<Arc<Topology>>,
+    pub users: RwLock<Arc<HashMap<String, Arc<UserAuth>>>>,
+    pub registry: Registry,
+    pub counters: Counters,
+    pub started: Instant,
+    /// The version string clients see: the default shard's own, so client libraries enable
+    /// exactly the features the backends have.
+    pub server_version: String,
+    pub rsa: crate::frontend::rsa_key::RsaKey,
+    next_id: AtomicU32,
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl Proxy {
+    pub fn new(config: Config, server_version: String) -> anyhow::Result<Arc<Proxy>> {
+        let topology = Topology::from_config(&config);
+        let users = users_of(&config);
+        let rsa = crate::frontend::rsa_key::RsaKey::new(config.frontend.rsa_private_key.clone());
+        let (tx, _) = watch::channel(false);
+        Ok(Arc::new(Proxy {
+            config: RwLock::new(Arc::new(config)),
+            topology: RwLock::new(Arc::new(topology)),
+            users: RwLock::new(Arc::new(users)),
+            registry: Registry::default(),
+            counters: Counters::default(),
+            started: Instant::now(),
+            server_version,
+            rsa,
+            next_id: AtomicU32::new(1),
+            shutdown: tx,
+        }))
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn user(&self, name: &str) -> Option<Arc<UserAuth>> {
+        self.users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// A new connection id for a client (what it sees in the handshake and uses in KILL).
+    pub fn next_connection_id(&self) -> u32 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+pub fn users_of(c: &Config) -> HashMap<String, Arc<UserAuth>> {
+    c.users
+        .iter()
+        .map(|u| (u.name.clone(), Arc::new(UserAuth::from_user(u))))
+        .collect()
+}

@@ -1,0 +1,68 @@
+//! The listeners and the process lifecycle: accept clients, reload on SIGHUP (once the admin
+//! side lands), drain on SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::frontend::session;
+use crate::proxy::Proxy;
+
+/// Starts the proxy from a config and serves until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let version = server_version(&config).await;
+    let proxy = Proxy::new(config, version)?;
+    tracing::info!(listen = %listener.local_addr()?, "shardproxy serving");
+    serve(proxy, listener).await
+}
+
+/// The version string shown to clients: the default shard's, or a MariaDB-like default
+/// when it cannot be reached at start.
+async fn server_version(config: &Config) -> String {
+    let topo = crate::backend::topology::Topology::from_config(config);
+    if let Some(s) = topo.shard(&config.sharding.default_shard) {
+        match session::backend_version(&s.primary).await {
+            Ok(v) => return v,
+            Err(e) => tracing::warn!("default shard unreachable at start: {e}"),
+        }
+    }
+    "5.5.5-10.11.0-MariaDB-shardproxy".to_string()
+}
+
+pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    tokio::spawn(session::serve(proxy.clone(), stream));
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    drop(listener);
+    let grace = Duration::from_millis(proxy.config().frontend.shutdown_grace_ms);
+    tracing::info!(
+        sessions = proxy.registry.len(),
+        "shutting down: no new connections; waiting up to {grace:?} for running statements"
+    );
+    let _ = proxy.shutdown.send(true);
+    let deadline = tokio::time::Instant::now() + grace;
+    while !proxy.registry.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!(remaining = proxy.registry.len(), "shardproxy stopped");
+    Ok(())
+}
