@@ -201,3 +201,40 @@ fn python_venv_has_clients() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
+
+/// The proxy binary starts on harness-chosen ports in front of the shared cluster and answers
+/// a query through the `mariadb` CLI (the end-to-end path every proxy test builds on).
+#[test]
+fn proxy_starts_and_answers() {
+    let c = Cluster::shared();
+    let proxy = harness::Proxy::start(&ProxyConfig::for_cluster(c).render());
+    let rows = proxy
+        .cli_query("SELECT 1")
+        .unwrap_or_else(|e| panic!("{e}\n--- proxy log\n{}", proxy.log()));
+    assert_eq!(rows, vec![vec!["1".to_string()]]);
+}
+
+/// A Python client (PyMySQL) from the venv reaches the proxy: the pattern client-library
+/// tests use.
+#[test]
+fn python_client_through_proxy() {
+    let c = Cluster::shared();
+    let proxy = harness::Proxy::start(&ProxyConfig::for_cluster(c).render());
+    let script = r#"
+import sys, pymysql
+c = pymysql.connect(host="127.0.0.1", port=int(sys.argv[1]), user="app", password="app",
+                    database="fund")
+with c.cursor() as cur:
+    cur.execute("SELECT 1 + 1")
+    print(cur.fetchone()[0])
+"#;
+    let port = proxy.port().to_string();
+    let out = harness::run_python(script, &[&port]);
+    assert!(
+        out.status.success(),
+        "{}\n--- proxy log\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        proxy.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+}
