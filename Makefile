@@ -13,6 +13,8 @@ FUND_BIN := target/release/fund
 
 up:
 	if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+		# policy-rc.d 101: installing must not start a system MariaDB service.
+		if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi
 		apt-get update && apt-get install -y mariadb-server mariadb-client
 	fi
 	cargo build --release --workspace
@@ -42,6 +44,7 @@ up:
 	wait_port 6033 shardproxy $(RUN)/proxy.log
 	if [ -x $(FUND_BIN) ] && $(FUND_BIN) serve --help >/dev/null 2>&1; then
 		start_bg fund $(RUN)/fund.pid $(RUN)/fund.log $(FUND_BIN) serve
+		echo "Fund API: http://127.0.0.1:8080 (create the schema once: $(FUND_BIN) init)"
 	else
 		echo "fund app: $(FUND_BIN) serve not available yet, not started"
 	fi
