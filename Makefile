@@ -38,13 +38,18 @@ up:
 		done
 		echo "$$name did not accept on 127.0.0.1:$$port within 30 s; last log lines:" >&2
 		tail -n 30 "$$log" >&2 || true
-		exit 1
+		return 1
 	}
 	start_bg shardproxy $(RUN)/proxy.pid $(RUN)/proxy.log $(PROXY_BIN) --config config/local.toml
-	wait_port 6033 shardproxy $(RUN)/proxy.log
-	if [ -x $(FUND_BIN) ] && $(FUND_BIN) serve --help >/dev/null 2>&1; then
+	wait_port 6033 shardproxy $(RUN)/proxy.log || exit 1
+	# A skeleton binary that ignores its arguments also "succeeds": require real help text.
+	if [ -x $(FUND_BIN) ] && $(FUND_BIN) serve --help 2>&1 | grep -qi usage; then
 		start_bg fund $(RUN)/fund.pid $(RUN)/fund.log $(FUND_BIN) serve
-		echo "Fund API: http://127.0.0.1:8080 (create the schema once: $(FUND_BIN) init)"
+		if wait_port 8080 fund $(RUN)/fund.log 2>/dev/null; then
+			echo "Fund API: http://127.0.0.1:8080 (create the schema once: $(FUND_BIN) init)"
+		else
+			echo "fund serve is not listening on 8080; see $(RUN)/fund.log"
+		fi
 	else
 		echo "fund app: $(FUND_BIN) serve not available yet, not started"
 	fi
