@@ -248,7 +248,10 @@ impl Config {
                 bail!("shard {:?} is declared twice", s.name);
             }
             if s.weight == 0 {
-                bail!("shard {:?} has weight 0; use a weight of at least 1", s.name);
+                bail!(
+                    "shard {:?} has weight 0; use a weight of at least 1",
+                    s.name
+                );
             }
         }
         if !names.contains(self.sharding.default_shard.as_str()) {
@@ -263,18 +266,20 @@ impl Config {
         for u in self.users.iter().chain(self.admin_users.iter()) {
             match (&u.password, &u.password_hash) {
                 (Some(_), Some(_)) => {
-                    bail!("user {:?}: give password or password_hash, not both", u.name)
+                    bail!(
+                        "user {:?}: give password or password_hash, not both",
+                        u.name
+                    )
                 }
-                (None, Some(h)) => {
+                (None, Some(h))
                     if !(h.len() == 41
                         && h.starts_with('*')
-                        && h[1..].chars().all(|c| c.is_ascii_hexdigit()))
-                    {
-                        bail!(
-                            "user {:?}: password_hash must be '*' and 40 hex digits",
-                            u.name
-                        );
-                    }
+                        && h[1..].chars().all(|c| c.is_ascii_hexdigit())) =>
+                {
+                    bail!(
+                        "user {:?}: password_hash must be '*' and 40 hex digits",
+                        u.name
+                    );
                 }
                 _ => {}
             }
@@ -351,7 +356,10 @@ mod tests {
 
     #[test]
     fn bad_password_hash_is_rejected() {
-        let text = MINIMAL.replace("password = \"app\"\n        [backend]", "password_hash = \"xyz\"\n        [backend]");
+        let text = MINIMAL.replace(
+            "password = \"app\"\n        [backend]",
+            "password_hash = \"xyz\"\n        [backend]",
+        );
         assert!(Config::parse(&text).is_err());
     }
 }

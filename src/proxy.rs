@@ -58,6 +58,8 @@ pub struct Proxy {
     pub config: RwLock<Arc<Config>>,
     pub topology: RwLock<Arc<Topology>>,
     pub users: RwLock<Arc<HashMap<String, Arc<UserAuth>>>>,
+    /// Placement rules (sharded and reference tables, the ring), rebuilt on config reload.
+    pub rules: RwLock<Arc<crate::plan::Rules>>,
     pub registry: Registry,
     pub counters: Counters,
     pub started: Instant,
@@ -73,12 +75,14 @@ impl Proxy {
     pub fn new(config: Config, server_version: String) -> anyhow::Result<Arc<Proxy>> {
         let topology = Topology::from_config(&config);
         let users = users_of(&config);
+        let rules = crate::plan::Rules::from_config(&config);
         let rsa = crate::frontend::rsa_key::RsaKey::new(config.frontend.rsa_private_key.clone());
         let (tx, _) = watch::channel(false);
         Ok(Arc::new(Proxy {
             config: RwLock::new(Arc::new(config)),
             topology: RwLock::new(Arc::new(topology)),
             users: RwLock::new(Arc::new(users)),
+            rules: RwLock::new(Arc::new(rules)),
             registry: Registry::default(),
             counters: Counters::default(),
             started: Instant::now(),
@@ -90,11 +94,21 @@ impl Proxy {
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn topology(&self) -> Arc<Topology> {
-        self.topology.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.topology
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn rules(&self) -> Arc<crate::plan::Rules> {
+        self.rules.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn user(&self, name: &str) -> Option<Arc<UserAuth>> {

@@ -18,6 +18,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let version = server_version(&config).await;
     let proxy = Proxy::new(config, version)?;
     tracing::info!(listen = %listener.local_addr()?, "shardproxy serving");
+    tokio::spawn(crate::backend::health::run(proxy.clone()));
     serve(proxy, listener).await
 }
 

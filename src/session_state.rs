@@ -75,10 +75,8 @@ impl SessionVars {
             plan.set_sql = Some(format!("SET {}", parts.join(", ")));
         }
         if self.multi_statements != wanted.multi_statements {
-            plan.set_option = wanted.multi_statements;
-            if wanted.multi_statements.is_none() {
-                return None;
-            }
+            // Back to the handshake's setting is unknowable here: a fresh connection.
+            plan.set_option = Some(wanted.multi_statements?);
         }
         Some(plan)
     }

@@ -1161,7 +1161,7 @@ impl Drop for Proxy {
 // ---------------------------------------------------------------------------------------------
 
 /// Python packages installed in the test venv.
-pub const PYTHON_PACKAGES: &[&str] = &["PyMySQL", "mysql-connector-python"];
+pub const PYTHON_PACKAGES: &[&str] = &["PyMySQL", "mysql-connector-python", "cryptography"];
 
 /// The python of a venv under `target/pyvenv` with [`PYTHON_PACKAGES`], created once (file
 /// lock) with `python3 -m venv` and pip.
@@ -1173,7 +1173,7 @@ pub fn python_venv() -> PathBuf {
         let python = venv.join("bin/python");
         let ready = venv.join(".ready");
         let _lock = lock_file(&target.join("pyvenv.lock"));
-        if ready.exists() {
+        if fs::read_to_string(&ready).ok().as_deref() == Some(PYTHON_PACKAGES.join("\n").as_str()) {
             return python;
         }
         let _ = fs::remove_dir_all(&venv);

@@ -176,7 +176,10 @@ impl BackendConn {
                         ));
                     }
                     let answer = scramble_for(&plugin, p.password.as_bytes(), data);
-                    writer.write(seq, &answer).await.map_err(|e| lost(&p.addr, e))?;
+                    writer
+                        .write(seq, &answer)
+                        .await
+                        .map_err(|e| lost(&p.addr, e))?;
                     writer.flush().await.map_err(|e| lost(&p.addr, e))?;
                 }
                 Some(0x01) if plugin == auth::CACHING_SHA2 => {

@@ -2,5 +2,6 @@
 //! ([`topology`]).
 
 pub mod conn;
+pub mod health;
 pub mod pool;
 pub mod topology;

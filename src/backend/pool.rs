@@ -138,21 +138,20 @@ impl Pool {
         wanted: &SessionVars,
     ) -> Result<Lease, BackendError> {
         let relay_caps = relay_caps & cap::RELAY_RELEVANT;
-        let permit = match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
-            .await
-        {
-            Ok(Ok(p)) => p,
-            _ => {
-                return Err(BackendError::Lost {
-                    addr: self.addr.clone(),
-                    reason: format!(
-                        "no free connection within {:?} (pool of {} is full)",
-                        self.wait,
-                        self.permits.available_permits()
-                    ),
-                })
-            }
-        };
+        let permit =
+            match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    return Err(BackendError::Lost {
+                        addr: self.addr.clone(),
+                        reason: format!(
+                            "no free connection within {:?} (pool of {} is full)",
+                            self.wait,
+                            self.permits.available_permits()
+                        ),
+                    })
+                }
+            };
         let found = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             let mut pick = None;

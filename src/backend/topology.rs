@@ -28,7 +28,8 @@ impl Topology {
             user: b.user.clone(),
             password: b.password.clone(),
             connect_timeout: Duration::from_millis(b.connect_timeout_ms),
-            read_timeout: (b.query_timeout_ms > 0).then(|| Duration::from_millis(b.query_timeout_ms)),
+            read_timeout: (b.query_timeout_ms > 0)
+                .then(|| Duration::from_millis(b.query_timeout_ms)),
             wait: Duration::from_millis(b.pool_wait_ms),
             max: b.pool_max,
             idle_max: b.pool_idle,

@@ -23,7 +23,10 @@ pub enum Kind {
     Commit,
     Rollback,
     /// `KILL [QUERY|CONNECTION] n`.
-    Kill { query_only: bool, id: u64 },
+    Kill {
+        query_only: bool,
+        id: u64,
+    },
     /// `PREVIEW <statement>`: the plan, answered by the proxy.
     Preview(String),
     /// Reads without side effects (SELECT, SHOW, DESCRIBE, EXPLAIN …).
@@ -105,6 +108,11 @@ pub fn classify(sql: &str) -> Classified {
 fn scan_flags(tokens: &[Token], c: &mut Classified) {
     for (i, t) in tokens.iter().enumerate() {
         match &t.kind {
+            // Several statements in one text: only the first is classified, so whatever the
+            // others change stays where it happened.
+            TokenKind::Punct(';') if i + 1 < tokens.len() => {
+                c.pin = c.pin.or(Some("multi-statement text"))
+            }
             TokenKind::UserVar => c.pin = c.pin.or(Some("user variable")),
             TokenKind::SysVar(v) if v == "warning_count" || v == "error_count" => {
                 c.needs_previous = true
@@ -115,7 +123,10 @@ fn scan_flags(tokens: &[Token], c: &mut Classified) {
                     "GET_LOCK" | "RELEASE_LOCK" | "RELEASE_ALL_LOCKS" | "IS_USED_LOCK" if call => {
                         c.pin = c.pin.or(Some("named lock (GET_LOCK)"))
                     }
-                    "LOCK" if word_at(tokens, i + 1) == "TABLES" || word_at(tokens, i + 1) == "TABLE" => {
+                    "LOCK"
+                        if word_at(tokens, i + 1) == "TABLES"
+                            || word_at(tokens, i + 1) == "TABLE" =>
+                    {
                         c.pin = c.pin.or(Some("LOCK TABLES"))
                     }
                     "TEMPORARY" => c.pin = c.pin.or(Some("temporary table")),
@@ -228,7 +239,9 @@ fn parse_set(tokens: &[Token], sql: &str) -> SetParse {
         };
         match (&first.kind, first.word()) {
             (_, Some("NAMES")) | (_, Some("CHARSET")) => {
-                names = Some(sql[p.get(1).map_or(first.end, |t| t.start)..p[p.len() - 1].end].to_string());
+                names = Some(
+                    sql[p.get(1).map_or(first.end, |t| t.start)..p[p.len() - 1].end].to_string(),
+                );
                 continue;
             }
             (_, Some("CHARACTER")) if word_at(p, 1) == "SET" => {
@@ -278,7 +291,12 @@ fn session_transaction(p: &[Token]) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < words.len() {
-        match (words[i], words.get(i + 1).copied(), words.get(i + 2).copied(), words.get(i + 3).copied()) {
+        match (
+            words[i],
+            words.get(i + 1).copied(),
+            words.get(i + 2).copied(),
+            words.get(i + 3).copied(),
+        ) {
             ("ISOLATION", Some("LEVEL"), Some(a), b) => {
                 let level = match (a, b) {
                     ("READ", Some("UNCOMMITTED")) => "READ-UNCOMMITTED",
@@ -287,7 +305,10 @@ fn session_transaction(p: &[Token]) -> Option<Vec<(String, String)>> {
                     ("SERIALIZABLE", _) => "SERIALIZABLE",
                     _ => return None,
                 };
-                out.push(("tx_isolation".to_string(), format!("tx_isolation = '{level}'")));
+                out.push((
+                    "tx_isolation".to_string(),
+                    format!("tx_isolation = '{level}'"),
+                ));
                 i += if level == "SERIALIZABLE" { 3 } else { 4 };
             }
             ("READ", Some("ONLY"), ..) => {
@@ -330,7 +351,10 @@ mod tests {
         );
         assert_eq!(
             set_vars("set session transaction isolation level read committed"),
-            vec![("tx_isolation".into(), "tx_isolation = 'READ-COMMITTED'".into())]
+            vec![(
+                "tx_isolation".into(),
+                "tx_isolation = 'READ-COMMITTED'".into()
+            )]
         );
         assert_eq!(
             set_vars("SET x = CONCAT('a', ',', 'b')"),
@@ -361,6 +385,7 @@ mod tests {
             "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
             "XA START 'x'",
             "SELECT LAST_INSERT_ID(5)",
+            "SELECT 1; SET sql_mode=''",
         ] {
             assert!(classify(sql).pin.is_some(), "{sql}");
         }
@@ -369,6 +394,7 @@ mod tests {
             "SELECT 'GET_LOCK(' FROM t",
             "SET sql_mode=''",
             "SELECT a FROM lock_log",
+            "SELECT 1;",
         ] {
             assert!(classify(sql).pin.is_none(), "{sql}");
         }
@@ -393,7 +419,10 @@ mod tests {
     #[test]
     fn kinds() {
         assert_eq!(classify("begin").kind, Kind::Begin);
-        assert_eq!(classify("START TRANSACTION WITH CONSISTENT SNAPSHOT").kind, Kind::Begin);
+        assert_eq!(
+            classify("START TRANSACTION WITH CONSISTENT SNAPSHOT").kind,
+            Kind::Begin
+        );
         assert_eq!(classify("COMMIT").kind, Kind::Commit);
         assert_eq!(classify("ROLLBACK TO SAVEPOINT a").kind, Kind::Other);
         assert_eq!(classify("use `fund`").kind, Kind::Use("fund".into()));

@@ -53,7 +53,11 @@ pub fn tokenize(sql: &str) -> Vec<Token> {
         let c = b[i];
         if c.is_ascii_whitespace() {
             i += 1;
-        } else if c == b'#' || (c == b'-' && b.get(i + 1) == Some(&b'-') && b.get(i + 2).is_none_or(|c| c.is_ascii_whitespace())) {
+        } else if c == b'#'
+            || (c == b'-'
+                && b.get(i + 1) == Some(&b'-')
+                && b.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()))
+        {
             while i < b.len() && b[i] != b'\n' {
                 i += 1;
             }
@@ -96,7 +100,12 @@ pub fn tokenize(sql: &str) -> Vec<Token> {
             if b.get(i + 1) == Some(&b'@') {
                 i += 2;
                 let name_start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.' || b[i] == b'$') {
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric()
+                        || b[i] == b'_'
+                        || b[i] == b'.'
+                        || b[i] == b'$')
+                {
                     i += 1;
                 }
                 let name = sql[name_start..i].to_ascii_lowercase();
@@ -119,7 +128,12 @@ pub fn tokenize(sql: &str) -> Vec<Token> {
                 if i < b.len() && (b[i] == b'\'' || b[i] == b'"' || b[i] == b'`') {
                     i = skip_quoted(b, i, b[i]);
                 } else {
-                    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.' || b[i] == b'$') {
+                    while i < b.len()
+                        && (b[i].is_ascii_alphanumeric()
+                            || b[i] == b'_'
+                            || b[i] == b'.'
+                            || b[i] == b'$')
+                    {
                         i += 1;
                     }
                 }
@@ -141,7 +155,9 @@ pub fn tokenize(sql: &str) -> Vec<Token> {
             });
         } else if c.is_ascii_alphabetic() || c == b'_' || c == b'$' || c >= 0x80 {
             let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80) {
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
+            {
                 i += 1;
             }
             out.push(Token {
@@ -202,7 +218,10 @@ mod tests {
 
     #[test]
     fn executable_comments_are_code() {
-        assert_eq!(words("/*!40101 SET NAMES utf8 */"), vec!["SET", "NAMES", "UTF8"]);
+        assert_eq!(
+            words("/*!40101 SET NAMES utf8 */"),
+            vec!["SET", "NAMES", "UTF8"]
+        );
     }
 
     #[test]

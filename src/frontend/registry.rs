@@ -96,7 +96,10 @@ impl Registry {
         v
     }
     pub fn len(&self) -> usize {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0

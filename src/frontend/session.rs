@@ -23,8 +23,10 @@ use tokio::net::TcpStream;
 
 use super::classify::{classify, Classified, Kind};
 use super::registry::SessionHandle;
-use crate::backend::conn::{BackendConn, BackendError};
+use crate::backend::conn::{BackendConn, BackendError, QueryResult};
 use crate::backend::pool::Lease;
+use crate::plan::spec::MergeSpec;
+use crate::plan::{self, merge, MultiKind, Plan, PlanContext, PreparedPlan, ShardSql};
 use crate::protocol::auth;
 use crate::protocol::buf::Reader;
 use crate::protocol::constants::{cap, com, err, status, DEFAULT_COLLATION};
@@ -34,6 +36,7 @@ use crate::protocol::packets::{build_eof, build_err, build_ok, build_terminator,
 use crate::protocol::response::{Outcome, ResponseKind, ResponseTracker, Step};
 use crate::protocol::resultset::{encode_text_row, ResultSet};
 use crate::proxy::Proxy;
+use crate::ring::KeyValue;
 use crate::session_state::SessionVars;
 
 /// Why the session keeps a backend connection.
@@ -54,6 +57,10 @@ struct Held {
 /// backend connection executes it.
 struct ClientStmt {
     sql: Bytes,
+    /// The statement's classification, computed once at prepare time.
+    class: Classified,
+    /// Its plan, computed once; bound to parameter values at each execute.
+    plan: PreparedPlan,
     shard: String,
     params: u16,
     /// Parameter types from the last execute that sent them (2 bytes each).
@@ -97,7 +104,18 @@ pub struct Session {
     next_stmt: u32,
     last_insert_id: u64,
     status: u16,
+    /// BEGIN held back until the first statement picks the transaction's shard.
+    pending_begin: Option<String>,
+    /// `SET shardproxy_allow_scatter_writes = 1`: UPDATE/DELETE without a key allowed.
+    allow_scatter_writes: bool,
+    /// Why the held connection was held, while a multi-shard statement borrows it.
+    held_why_on_loan: Option<HoldWhy>,
 }
+
+/// The planner's reason for statements that name no sharded or reference table.
+const ANY_SHARD_REASON: &str = "no sharded or reference table";
+/// The session setting that allows UPDATE/DELETE without a shard key.
+const SCATTER_WRITES_SETTING: &str = "shardproxy_allow_scatter_writes";
 
 /// Serves one client connection until it quits, is killed, or the proxy shuts down.
 pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
@@ -126,6 +144,9 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         next_stmt: 1,
         last_insert_id: 0,
         status: status::AUTOCOMMIT,
+        pending_begin: None,
+        allow_scatter_writes: false,
+        held_why_on_loan: None,
     };
     s.proxy
         .counters
@@ -221,10 +242,19 @@ impl Session {
             resp.collation
         };
         self.user = resp.user.clone();
-        let client_plugin = resp.auth_plugin.clone().unwrap_or_else(|| auth::NATIVE.into());
+        let client_plugin = resp
+            .auth_plugin
+            .clone()
+            .unwrap_or_else(|| auth::NATIVE.into());
         let mut seq = pkt.next_seq();
         let ok = self
-            .authenticate(&resp.user, &client_plugin, resp.auth_response.clone(), &plugin, &mut seq)
+            .authenticate(
+                &resp.user,
+                &client_plugin,
+                resp.auth_response.clone(),
+                &plugin,
+                &mut seq,
+            )
             .await?;
         if !ok {
             let e = ErrInfo::new(
@@ -233,13 +263,21 @@ impl Session {
                     "Access denied for user '{}'@'{}' (using password: {})",
                     resp.user,
                     self.peer.split(':').next().unwrap_or(""),
-                    if resp.auth_response.is_empty() { "NO" } else { "YES" }
+                    if resp.auth_response.is_empty() {
+                        "NO"
+                    } else {
+                        "YES"
+                    }
                 ),
             );
             self.send_err(seq, &e).await?;
             return Ok(false);
         }
-        self.handle = Some(self.proxy.registry.register(self.id, &self.user, &self.peer));
+        self.handle = Some(
+            self.proxy
+                .registry
+                .register(self.id, &self.user, &self.peer),
+        );
         if let Some(db) = resp.database.filter(|d| !d.is_empty()) {
             if let Err(e) = self.check_database(&db).await {
                 self.send_err(seq, &e).await?;
@@ -278,7 +316,11 @@ impl Session {
             answer = p.payload.to_vec();
         }
         if plugin == auth::NATIVE {
-            return Ok(auth::native_verify(auth.native.as_ref(), &self.scramble, &answer));
+            return Ok(auth::native_verify(
+                auth.native.as_ref(),
+                &self.scramble,
+                &answer,
+            ));
         }
         // caching_sha2_password.
         if answer.is_empty() || answer == [0] {
@@ -367,13 +409,16 @@ impl Session {
                 Err(PacketError::TooLarge(n, max)) => {
                     let e = ErrInfo::new(
                         err::ER_NET_PACKET_TOO_LARGE,
-                        format!("Got a packet bigger than 'max_allowed_packet' bytes ({n} > {max})"),
+                        format!(
+                            "Got a packet bigger than 'max_allowed_packet' bytes ({n} > {max})"
+                        ),
                     );
                     let _ = self.send_err(1, &e).await;
                     break;
                 }
                 Err(PacketError::OutOfOrder { .. }) => {
-                    let e = ErrInfo::new(err::ER_NET_PACKETS_OUT_OF_ORDER, "Got packets out of order");
+                    let e =
+                        ErrInfo::new(err::ER_NET_PACKETS_OUT_OF_ORDER, "Got packets out of order");
                     let _ = self.send_err(1, &e).await;
                     break;
                 }
@@ -413,10 +458,16 @@ impl Session {
         let r = match payload[0] {
             com::QUIT => return Flow::Close,
             com::QUERY => self.com_query(payload).await,
-            com::PING => self.send_ok(1, self.local_ok()).await.map(|_| Flow::Continue),
+            com::PING => self
+                .send_ok(1, self.local_ok())
+                .await
+                .map(|_| Flow::Continue),
             com::INIT_DB => self.com_init_db(payload).await,
             com::FIELD_LIST => self.forward_default(payload, ResponseKind::FieldList).await,
-            com::STATISTICS => self.forward_default(payload, ResponseKind::Statistics).await,
+            com::STATISTICS => {
+                self.forward_default(payload, ResponseKind::Statistics)
+                    .await
+            }
             com::SET_OPTION => self.com_set_option(payload).await,
             com::RESET_CONNECTION => self.com_reset_connection().await,
             com::CHANGE_USER => self.com_change_user(payload).await,
@@ -453,10 +504,28 @@ impl Session {
         Ok(Flow::Close)
     }
 
-    /// Where a statement goes. Until sharded routing is wired in, every statement goes to the
-    /// default shard's primary.
-    fn route(&self, _sql: &str, _c: &Classified) -> Result<String, ErrInfo> {
-        Ok(self.proxy.config().sharding.default_shard.clone())
+    /// Plans a text statement. Statements that name no sharded or reference table may run on
+    /// any shard: they go where the session already holds a connection (its transaction, its
+    /// pinned state, its last statement's diagnostics), else to the default shard.
+    fn plan_text(&self, sql: &str) -> Plan {
+        let rules = self.proxy.rules();
+        let ctx = PlanContext {
+            rules: &rules,
+            current_db: self.vars.db.as_deref(),
+            allow_scatter_writes: self.allow_scatter_writes,
+        };
+        let plan = plan::plan(sql, &ctx);
+        self.prefer_held(plan)
+    }
+
+    fn prefer_held(&self, plan: Plan) -> Plan {
+        match (plan, &self.held) {
+            (Plan::Single { reason, .. }, Some(h)) if reason == ANY_SHARD_REASON => Plan::Single {
+                shard: h.shard.clone(),
+                reason: format!("{reason}; the session's connection is on this shard"),
+            },
+            (p, _) => p,
+        }
     }
 
     async fn com_query(&mut self, payload: Bytes) -> std::io::Result<Flow> {
@@ -468,17 +537,418 @@ impl Session {
                 let stmt = stmt.clone();
                 return self.preview(&stmt).await;
             }
+            Kind::Begin => return self.begin(payload, &sql, &c).await,
+            Kind::Commit | Kind::Rollback => return self.end_transaction(payload, &sql, &c).await,
+            Kind::SetSession { vars, names: None }
+                if vars.len() == 1 && vars[0].0 == SCATTER_WRITES_SETTING =>
+            {
+                let value = vars[0]
+                    .1
+                    .rsplit('=')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                self.allow_scatter_writes = matches!(value.as_str(), "1" | "on" | "true");
+                self.send_ok(1, self.local_ok()).await?;
+                return Ok(Flow::Continue);
+            }
             _ => {}
         }
-        let shard = match self.route(&sql, &c) {
-            Ok(s) => s,
+        match self.plan_text(&sql) {
+            Plan::Single { shard, .. } => {
+                self.run_single(&shard, payload, &sql, &c, ResponseKind::Query)
+                    .await
+            }
+            Plan::Scatter { targets, merge } => self.run_scatter(targets, merge, None).await,
+            Plan::Multi { targets, kind } => self.run_multi(targets, kind).await,
+            Plan::Reject {
+                code,
+                sqlstate,
+                message,
+            } => {
+                let e = ErrInfo {
+                    code,
+                    sqlstate,
+                    message,
+                };
+                self.send_err(1, &e).await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// BEGIN / START TRANSACTION: inside a transaction it goes to its connection (which
+    /// commits implicitly, as on one server); otherwise it is held back until the first
+    /// statement that picks a shard, and sent there first.
+    async fn begin(&mut self, payload: Bytes, sql: &str, c: &Classified) -> std::io::Result<Flow> {
+        if let Some(h) = &self.held {
+            if h.why == HoldWhy::Transaction || h.why == HoldWhy::Pinned {
+                let shard = h.shard.clone();
+                return self
+                    .run_single(&shard, payload, sql, c, ResponseKind::Query)
+                    .await;
+            }
+        }
+        self.pending_begin = Some(sql.to_string());
+        self.status |= status::IN_TRANS;
+        self.send_ok(1, self.local_ok()).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// COMMIT / ROLLBACK: to the transaction's connection; answered by the proxy when no
+    /// statement ran since BEGIN (nothing to commit).
+    async fn end_transaction(
+        &mut self,
+        payload: Bytes,
+        sql: &str,
+        c: &Classified,
+    ) -> std::io::Result<Flow> {
+        self.pending_begin = None;
+        if let Some(h) = &self.held {
+            if h.lease.conn.status & status::IN_TRANS != 0 || h.why == HoldWhy::Pinned {
+                let shard = h.shard.clone();
+                return self
+                    .run_single(&shard, payload, sql, c, ResponseKind::Query)
+                    .await;
+            }
+        }
+        self.status &= !status::IN_TRANS;
+        self.send_ok(1, self.local_ok()).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Runs a prepared statement that spans shards as text SQL with its values in place, and
+    /// answers in the binary protocol.
+    async fn execute_as_text(
+        &mut self,
+        sql: &str,
+        values: &[crate::protocol::binary::ParamValue],
+    ) -> std::io::Result<Flow> {
+        let backslash = !self
+            .vars
+            .vars
+            .get("sql_mode")
+            .is_some_and(|v| v.to_ascii_uppercase().contains("NO_BACKSLASH_ESCAPES"));
+        let literals: Option<Vec<String>> =
+            values.iter().map(|v| v.to_sql_literal(backslash)).collect();
+        let text = literals.and_then(|l| crate::protocol::binary::interpolate(sql, &l));
+        let Some(text) = text else {
+            let e = ErrInfo::new(
+                err::ER_NOT_SUPPORTED_YET,
+                "a prepared statement spanning shards cannot use long data or non-finite values",
+            );
+            self.send_err(1, &e).await?;
+            return Ok(Flow::Continue);
+        };
+        match self.plan_text(&text) {
+            Plan::Scatter { targets, merge } => self.run_scatter(targets, merge, Some(())).await,
+            Plan::Multi { targets, kind } => self.run_multi(targets, kind).await,
+            Plan::Single { shard, .. } => {
+                let target = vec![ShardSql {
+                    shard,
+                    sql: text.clone(),
+                }];
+                if classify(&text).kind == Kind::Read {
+                    let spec = MergeSpec {
+                        visible_columns: plan::ALL_COLUMNS,
+                        ..MergeSpec::default()
+                    };
+                    self.run_scatter(target, spec, Some(())).await
+                } else {
+                    self.run_multi(target, MultiKind::Write).await
+                }
+            }
+            Plan::Reject {
+                code,
+                sqlstate,
+                message,
+            } => {
+                let e = ErrInfo {
+                    code,
+                    sqlstate,
+                    message,
+                };
+                self.send_err(1, &e).await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// Sends a held-back BEGIN on the connection that will run the transaction.
+    async fn start_pending_transaction(&mut self, lease: &mut Lease) -> Result<(), ErrInfo> {
+        if let Some(begin) = self.pending_begin.take() {
+            if lease.conn.status & status::IN_TRANS == 0 {
+                if let Err(e) = lease.conn.query(&begin).await {
+                    return Err(e.to_err_info());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The shard bound by an open (or pending) transaction, if any.
+    fn transaction_shard(&self) -> Option<&str> {
+        match &self.held {
+            Some(h)
+                if h.why == HoldWhy::Transaction || h.lease.conn.status & status::IN_TRANS != 0 =>
+            {
+                Some(h.shard.as_str())
+            }
+            _ => None,
+        }
+    }
+
+    /// Takes a connection for one leg of a multi-shard statement: the held one if it is on
+    /// that shard (so a transaction sees its own changes), else a pooled one.
+    async fn leg_lease(&mut self, shard: &str) -> Result<(Lease, bool), ErrInfo> {
+        if self.held.as_ref().is_some_and(|h| h.shard == shard) {
+            let h = self.held.take().expect("checked");
+            self.held_why_on_loan = Some(h.why);
+            return Ok((h.lease, true));
+        }
+        Ok((self.fresh_lease(shard).await?, false))
+    }
+
+    /// Gives back the legs' connections: the held one to `held`, the others to their pools.
+    fn return_legs(&mut self, legs: Vec<(String, Lease, bool)>) {
+        for (shard, lease, was_held) in legs {
+            if was_held {
+                let why = self.held_why_on_loan.take().unwrap_or(HoldWhy::Sticky);
+                self.held = Some(Held { shard, lease, why });
+            } else {
+                lease.pool.clone().put(lease);
+            }
+        }
+    }
+
+    /// Runs a scatter read: each shard's SQL in parallel, answers merged exactly, sent as one
+    /// result set (binary rows when answering a prepared statement).
+    async fn run_scatter(
+        &mut self,
+        targets: Vec<ShardSql>,
+        merge_spec: MergeSpec,
+        binary: Option<()>,
+    ) -> std::io::Result<Flow> {
+        let mut legs = Vec::with_capacity(targets.len());
+        for t in &targets {
+            match self.leg_lease(&t.shard).await {
+                Ok((l, h)) => legs.push((t.shard.clone(), l, h)),
+                Err(e) => {
+                    self.return_legs(legs);
+                    self.send_err(1, &e).await?;
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
+        let runs = legs
+            .into_iter()
+            .zip(targets.iter())
+            .map(|((shard, mut lease, held), t)| {
+                let sql = t.sql.clone();
+                async move {
+                    let r = lease.conn.query(&sql).await;
+                    (shard, lease, held, r)
+                }
+            });
+        let results = futures::future::join_all(runs).await;
+        let mut inputs = Vec::with_capacity(results.len());
+        let mut legs = Vec::new();
+        let mut failure: Option<ErrInfo> = None;
+        for (shard, lease, held, r) in results {
+            match r {
+                Ok(QueryResult::Rows(rs)) => inputs.push(rs),
+                Ok(QueryResult::Ok(_)) => {
+                    failure.get_or_insert_with(|| {
+                        ErrInfo::new(
+                            err::ER_NOT_SUPPORTED_YET,
+                            format!("shard {shard} returned no result set"),
+                        )
+                    });
+                }
+                Err(BackendError::Server(e)) => {
+                    failure.get_or_insert_with(|| ErrInfo {
+                        message: format!("{} (on shard {shard})", e.message),
+                        ..e
+                    });
+                }
+                Err(e) => {
+                    failure.get_or_insert_with(|| e.to_err_info());
+                    if held {
+                        self.held_why_on_loan = None;
+                    }
+                    continue; // the connection is gone
+                }
+            }
+            legs.push((shard, lease, held));
+        }
+        self.return_legs(legs);
+        if let Some(e) = failure {
+            self.send_err(1, &e).await?;
+            return Ok(Flow::Continue);
+        }
+        match merge::merge(&merge_spec, inputs) {
+            Ok(rs) => {
+                if binary.is_some() {
+                    self.send_binary_result_set(&rs).await?;
+                } else {
+                    self.send_result_set(&rs).await?;
+                }
+            }
             Err(e) => {
+                let e = ErrInfo::new((e.code, e.sqlstate), e.message.clone());
+                self.send_err(1, &e).await?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Runs a write on several shards. Outside a transaction, a split INSERT or a multi-shard
+    /// UPDATE/DELETE runs in a transaction on every shard, committed only when every shard
+    /// succeeded; inside one, it must stay on the transaction's shard.
+    async fn run_multi(
+        &mut self,
+        targets: Vec<ShardSql>,
+        kind: MultiKind,
+    ) -> std::io::Result<Flow> {
+        let mut shards: Vec<&str> = targets.iter().map(|t| t.shard.as_str()).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        if let Some(first) = self
+            .transaction_shard()
+            .map(str::to_string)
+            .or_else(|| self.pending_begin.as_ref().map(|_| String::new()))
+        {
+            if shards.len() > 1 || (!first.is_empty() && shards[0] != first) {
+                let bound = if first.is_empty() {
+                    "a transaction".to_string()
+                } else {
+                    format!("a transaction on shard '{first}'")
+                };
+                let e = ErrInfo::new(
+                    err::ER_NOT_SUPPORTED_YET,
+                    format!(
+                        "This write needs shards {} but the session is in {bound}; distributed transactions are not supported: commit first",
+                        shards.join(", ")
+                    ),
+                );
                 self.send_err(1, &e).await?;
                 return Ok(Flow::Continue);
             }
+        }
+        let atomic = matches!(kind, MultiKind::InsertSplit | MultiKind::Write)
+            && shards.len() > 1
+            && self.transaction_shard().is_none();
+        let mut legs = Vec::with_capacity(targets.len());
+        for t in &targets {
+            let r = match self.leg_lease(&t.shard).await {
+                Ok((mut l, h)) => match self.start_pending_transaction(&mut l).await {
+                    Ok(()) => Ok((l, h)),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok((l, h)) => legs.push((t.shard.clone(), l, h)),
+                Err(e) => {
+                    self.return_legs(legs);
+                    self.send_err(1, &e).await?;
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
+        let runs = legs
+            .into_iter()
+            .zip(targets.iter())
+            .map(|((shard, mut lease, held), t)| {
+                let sql = t.sql.clone();
+                async move {
+                    let r = async {
+                        if atomic {
+                            lease.conn.query("BEGIN").await?;
+                        }
+                        lease.conn.query(&sql).await
+                    }
+                    .await;
+                    (shard, lease, held, r)
+                }
+            });
+        let results = futures::future::join_all(runs).await;
+        let failed = results.iter().any(|r| r.3.is_err());
+        let mut total = OkInfo {
+            status: self.status & !status::MORE_RESULTS_EXISTS,
+            ..OkInfo::default()
         };
-        self.run_single(&shard, payload, &sql, &c, ResponseKind::Query)
-            .await
+        let mut failure: Option<ErrInfo> = None;
+        let mut legs = Vec::new();
+        for (i, (shard, mut lease, held, r)) in results.into_iter().enumerate() {
+            match r {
+                Ok(QueryResult::Ok(ok)) => {
+                    if kind == MultiKind::ReferenceWrite {
+                        if i == 0 {
+                            total.affected_rows = ok.affected_rows;
+                        }
+                    } else {
+                        total.affected_rows += ok.affected_rows;
+                    }
+                    if total.last_insert_id == 0 {
+                        total.last_insert_id = ok.last_insert_id;
+                    }
+                    total.warnings = total.warnings.saturating_add(ok.warnings);
+                }
+                Ok(QueryResult::Rows(_)) => {}
+                Err(BackendError::Server(e)) => {
+                    failure.get_or_insert_with(|| ErrInfo {
+                        message: format!("{} (on shard {shard})", e.message),
+                        ..e
+                    });
+                }
+                Err(e) => {
+                    failure.get_or_insert_with(|| ErrInfo {
+                        message: format!("{} (on shard {shard})", e.to_err_info().message),
+                        ..e.to_err_info()
+                    });
+                    continue;
+                }
+            }
+            if atomic {
+                let end = if failed { "ROLLBACK" } else { "COMMIT" };
+                if let Err(e) = lease.conn.query(end).await {
+                    failure.get_or_insert_with(|| ErrInfo {
+                        message: format!(
+                            "{end} failed on shard {shard}: {}",
+                            e.to_err_info().message
+                        ),
+                        ..e.to_err_info()
+                    });
+                    continue;
+                }
+            }
+            if held {
+                legs.push((shard, lease, held));
+            } else if lease.conn.status & status::IN_TRANS != 0 {
+                // The held-back BEGIN went here: this is now the transaction's connection.
+                self.held_why_on_loan = Some(HoldWhy::Transaction);
+                legs.push((shard, lease, true));
+            } else {
+                legs.push((shard, lease, false));
+            }
+        }
+        self.return_legs(legs);
+        if let Some(e) = failure {
+            self.send_err(1, &e).await?;
+            return Ok(Flow::Continue);
+        }
+        if total.last_insert_id != 0 {
+            self.last_insert_id = total.last_insert_id;
+        }
+        total.status = self
+            .held
+            .as_ref()
+            .map_or(self.status, |h| h.lease.conn.status)
+            & !status::MORE_RESULTS_EXISTS;
+        self.send_ok(1, total).await?;
+        Ok(Flow::Continue)
     }
 
     /// Runs one command on one shard and relays its answer.
@@ -497,6 +967,10 @@ impl Session {
                 return Ok(Flow::Continue);
             }
         };
+        if let Err(e) = self.start_pending_transaction(&mut lease).await {
+            self.send_err(1, &e).await?;
+            return Ok(Flow::Continue);
+        }
         if let Some(h) = &self.handle {
             let (addr, tid) = (lease.conn.addr.clone(), lease.conn.thread_id);
             h.update(|i| {
@@ -507,7 +981,14 @@ impl Session {
             });
         }
         let started = Instant::now();
-        let result = relay(&mut self.reader, &mut self.writer, &mut lease.conn, &payload, kind).await;
+        let result = relay(
+            &mut self.reader,
+            &mut self.writer,
+            &mut lease.conn,
+            &payload,
+            kind,
+        )
+        .await;
         let elapsed = started.elapsed();
         let slow = self.proxy.config().frontend.slow_query_ms;
         if slow > 0 && elapsed.as_millis() as u64 >= slow {
@@ -555,7 +1036,14 @@ impl Session {
                     let first = h.shard.clone();
                     let why = h.why;
                     self.held = Some(h);
-                    if c.kind != Kind::Read || why == HoldWhy::Pinned {
+                    // In a transaction, reads elsewhere run on their own (autocommit) connection
+                    // but writes would make it distributed. A pinned session may use other
+                    // shards unless the statement itself needs the pinned state.
+                    let refuse = match why {
+                        HoldWhy::Transaction => c.kind != Kind::Read,
+                        _ => c.pin.is_some(),
+                    };
+                    if refuse {
                         return Err(ErrInfo::new(
                             err::ER_NOT_SUPPORTED_YET,
                             format!(
@@ -572,7 +1060,11 @@ impl Session {
         Ok(lease)
     }
 
-    async fn restore_last_insert_id(&mut self, lease: &mut Lease, c: &Classified) -> Result<(), ErrInfo> {
+    async fn restore_last_insert_id(
+        &mut self,
+        lease: &mut Lease,
+        c: &Classified,
+    ) -> Result<(), ErrInfo> {
         if c.uses_last_insert_id && lease.conn.last_insert_id != self.last_insert_id {
             let sql = format!("DO LAST_INSERT_ID({})", self.last_insert_id);
             lease.conn.query(&sql).await.map_err(|e| e.to_err_info())?;
@@ -585,7 +1077,10 @@ impl Session {
     async fn fresh_lease(&mut self, shard: &str) -> Result<Lease, ErrInfo> {
         let topo = self.proxy.topology();
         let Some(pools) = topo.shard(shard) else {
-            return Err(ErrInfo::new(err::ER_NOT_SUPPORTED_YET, format!("Unknown shard '{shard}'")));
+            return Err(ErrInfo::new(
+                err::ER_NOT_SUPPORTED_YET,
+                format!("Unknown shard '{shard}'"),
+            ));
         };
         let pool = pools.primary.clone();
         let mut lease = pool
@@ -657,7 +1152,11 @@ impl Session {
             Some(HoldWhy::Pinned)
         } else if lease.conn.status & status::IN_TRANS != 0 {
             Some(HoldWhy::Transaction)
-        } else if o.warnings > 0 || o.error.is_some() || o.affected_rows > 0 || o.last_insert_id != 0 {
+        } else if o.warnings > 0
+            || o.error.is_some()
+            || o.affected_rows > 0
+            || o.last_insert_id != 0
+        {
             Some(HoldWhy::Sticky)
         } else {
             None
@@ -685,7 +1184,11 @@ impl Session {
         }
     }
 
-    async fn forward_default(&mut self, payload: Bytes, kind: ResponseKind) -> std::io::Result<Flow> {
+    async fn forward_default(
+        &mut self,
+        payload: Bytes,
+        kind: ResponseKind,
+    ) -> std::io::Result<Flow> {
         let shard = self.proxy.config().sharding.default_shard.clone();
         let c = classify("");
         let shard = self.held.as_ref().map(|h| h.shard.clone()).unwrap_or(shard);
@@ -705,7 +1208,8 @@ impl Session {
             needs_previous: false,
             uses_last_insert_id: false,
         };
-        self.run_single(&shard, payload, "", &c, ResponseKind::Query).await
+        self.run_single(&shard, payload, "", &c, ResponseKind::Query)
+            .await
     }
 
     async fn com_set_option(&mut self, payload: Bytes) -> std::io::Result<Flow> {
@@ -819,7 +1323,9 @@ impl Session {
     // ----- KILL -----
 
     async fn kill(&mut self, id: u64, query_only: bool) -> std::io::Result<Flow> {
-        let target = u32::try_from(id).ok().and_then(|i| self.proxy.registry.get(i));
+        let target = u32::try_from(id)
+            .ok()
+            .and_then(|i| self.proxy.registry.get(i));
         let Some(target) = target else {
             let e = ErrInfo::new(err::ER_NO_SUCH_THREAD, format!("Unknown thread id: {id}"));
             self.send_err(1, &e).await?;
@@ -870,26 +1376,8 @@ impl Session {
     // ----- proxy-answered statements -----
 
     async fn preview(&mut self, stmt: &str) -> std::io::Result<Flow> {
-        let c = classify(stmt);
-        let rs = match self.route(stmt, &c) {
-            Ok(shard) => ResultSet {
-                columns: vec![
-                    crate::protocol::resultset::ColumnDef::text("shard"),
-                    crate::protocol::resultset::ColumnDef::text("sql"),
-                    crate::protocol::resultset::ColumnDef::text("merge"),
-                ],
-                rows: vec![vec![
-                    Some(Bytes::from(shard)),
-                    Some(Bytes::from(stmt.to_string())),
-                    Some(Bytes::from_static(b"relay (one shard answers)")),
-                ]],
-                warnings: 0,
-            },
-            Err(e) => {
-                self.send_err(1, &e).await?;
-                return Ok(Flow::Continue);
-            }
-        };
+        let plan = self.plan_text(stmt);
+        let rs = preview_result_set(&plan, stmt);
         self.send_result_set(&rs).await?;
         Ok(Flow::Continue)
     }
@@ -911,7 +1399,48 @@ impl Session {
             seq = self.writer.write(seq, &encode_text_row(r)).await?;
         }
         self.writer
-            .write(seq, &build_terminator(self.deprecate_eof(), status, rs.warnings))
+            .write(
+                seq,
+                &build_terminator(self.deprecate_eof(), status, rs.warnings),
+            )
+            .await?;
+        self.writer.flush().await
+    }
+
+    /// Sends a result set the proxy composed as binary rows (the answer to an execute).
+    async fn send_binary_result_set(&mut self, rs: &ResultSet) -> std::io::Result<()> {
+        let mut rows = Vec::with_capacity(rs.rows.len());
+        for r in &rs.rows {
+            match crate::protocol::binary::encode_binary_row(&rs.columns, r) {
+                Some(b) => rows.push(b),
+                None => {
+                    let e = ErrInfo::new(
+                        (1105, "HY000"),
+                        "a merged value does not fit its column type in the binary protocol",
+                    );
+                    return self.send_err(1, &e).await;
+                }
+            }
+        }
+        let mut seq = 1u8;
+        let mut count = BytesMut::new();
+        crate::protocol::buf::put_lenenc_int(&mut count, rs.columns.len() as u64);
+        seq = self.writer.write(seq, &count).await?;
+        for c in &rs.columns {
+            seq = self.writer.write(seq, &c.encode()).await?;
+        }
+        let status = self.status & !status::MORE_RESULTS_EXISTS;
+        if !self.deprecate_eof() {
+            seq = self.writer.write(seq, &build_eof(status, 0)).await?;
+        }
+        for r in &rows {
+            seq = self.writer.write(seq, r).await?;
+        }
+        self.writer
+            .write(
+                seq,
+                &build_terminator(self.deprecate_eof(), status, rs.warnings),
+            )
             .await?;
         self.writer.flush().await
     }
@@ -922,12 +1451,44 @@ impl Session {
         let sql_bytes = payload.slice(1..);
         let sql = String::from_utf8_lossy(&sql_bytes).into_owned();
         let c = classify(&sql);
-        let shard = match self.route(&sql, &c) {
-            Ok(s) => s,
-            Err(e) => {
+        let prepared_plan = {
+            let rules = self.proxy.rules();
+            let ctx = PlanContext {
+                rules: &rules,
+                current_db: self.vars.db.as_deref(),
+                allow_scatter_writes: self.allow_scatter_writes,
+            };
+            plan::plan_prepared(&sql, &ctx)
+        };
+        // Where to prepare for the client's metadata: the statement's shard when fixed; for a
+        // route that depends on parameters, any shard that has the tables.
+        let shard = match &prepared_plan {
+            PreparedPlan::Fixed(Plan::Reject {
+                code,
+                sqlstate,
+                message,
+            }) => {
+                let e = ErrInfo {
+                    code: *code,
+                    sqlstate: sqlstate.clone(),
+                    message: message.clone(),
+                };
                 self.send_err(1, &e).await?;
                 return Ok(Flow::Continue);
             }
+            PreparedPlan::Fixed(p) => match self.prefer_held(p.clone()) {
+                Plan::Single { shard, .. } => shard,
+                other => other
+                    .shards()
+                    .first()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| self.proxy.config().sharding.default_shard.clone()),
+            },
+            PreparedPlan::ByParam { fallback, .. } => fallback
+                .shards()
+                .first()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| self.proxy.config().sharding.default_shard.clone()),
         };
         let mut lease = match self.acquire(&shard, &c).await {
             Ok(l) => l,
@@ -957,6 +1518,8 @@ impl Session {
                         client_id,
                         ClientStmt {
                             sql: sql_bytes,
+                            class: c.clone(),
+                            plan: prepared_plan,
                             shard: shard.clone(),
                             params,
                             param_types: None,
@@ -970,7 +1533,15 @@ impl Session {
                     needs_previous: false,
                     uses_last_insert_id: false,
                 };
-                self.after_statement(&shard, lease, &c, &Outcome { status: self.status, ..outcome });
+                self.after_statement(
+                    &shard,
+                    lease,
+                    &c,
+                    &Outcome {
+                        status: self.status,
+                        ..outcome
+                    },
+                );
                 Ok(Flow::Continue)
             }
             Err(RelayError::Client) => Ok(Flow::Close),
@@ -1011,7 +1582,48 @@ impl Session {
             return self.unknown_stmt(id, "mysqld_stmt_execute").await;
         };
         let sql = stmt.sql.clone();
-        let shard = stmt.shard.clone();
+        let mut shard = stmt.shard.clone();
+        let class = stmt.class.clone();
+        // Route this execution: fixed single-shard plans need no parameter decoding.
+        let needs_params = !matches!(&stmt.plan, PreparedPlan::Fixed(Plan::Single { .. }));
+        if needs_params {
+            let long_ids: Vec<u16> = stmt.long_data.iter().map(|(p, _)| *p).collect();
+            let types = stmt.param_types.clone().unwrap_or_default();
+            let Some(values) = crate::protocol::binary::decode_params(
+                &payload,
+                stmt.params as usize,
+                &types,
+                &long_ids,
+            ) else {
+                return self.malformed().await;
+            };
+            let keys: Vec<Option<KeyValue>> = values.iter().map(param_key).collect();
+            let bound = stmt.plan.bind(&keys);
+            let bound = self.prefer_held(bound);
+            match bound {
+                Plan::Single { shard: s, .. } => shard = s,
+                Plan::Reject {
+                    code,
+                    sqlstate,
+                    message,
+                } => {
+                    let e = ErrInfo {
+                        code,
+                        sqlstate,
+                        message,
+                    };
+                    self.send_err(1, &e).await?;
+                    return Ok(Flow::Continue);
+                }
+                Plan::Scatter { .. } | Plan::Multi { .. } => {
+                    // Several shards: run it as text with the values in place, then answer
+                    // in the binary protocol.
+                    let sql_text = String::from_utf8_lossy(&sql).into_owned();
+                    return self.execute_as_text(&sql_text, &values).await;
+                }
+            }
+        }
+        let stmt = self.stmts.get_mut(&id).expect("looked up above");
         let long_data = std::mem::take(&mut stmt.long_data);
         // Make the packet self-contained: parameter types are sent only on the first execute,
         // but the next one may run on another backend connection.
@@ -1079,10 +1691,9 @@ impl Session {
         }
         body[1..5].copy_from_slice(&prepared.id.to_le_bytes());
         let sql_text = String::from_utf8_lossy(&sql).into_owned();
-        let c = Classified {
-            pin: if cursor { None } else { classify(&sql_text).pin },
-            ..classify(&sql_text)
-        };
+        // A cursor pins through the answer's CURSOR_EXISTS status (see after_statement).
+        let _ = cursor;
+        let c = class;
         self.held = Some(Held {
             shard: shard.clone(),
             lease,
@@ -1199,13 +1810,12 @@ async fn relay(
                 // Relay the file's packets to the server up to the empty one.
                 loop {
                     let p = client_r.read().await.map_err(|_| RelayError::Client)?;
-                    conn.writer
-                        .write(p.seq, &p.payload)
-                        .await
-                        .map_err(|e| RelayError::Backend(BackendError::Lost {
+                    conn.writer.write(p.seq, &p.payload).await.map_err(|e| {
+                        RelayError::Backend(BackendError::Lost {
                             addr: conn.addr.clone(),
                             reason: e.to_string(),
-                        }))?;
+                        })
+                    })?;
                     if p.payload.is_empty() {
                         break;
                     }
@@ -1257,7 +1867,10 @@ async fn relay_prepare(
         if first && pkt.first() == Some(0x00) && pkt.payload.len() >= 5 {
             let mut p = BytesMut::from(&pkt.payload[..]);
             p[1..5].copy_from_slice(&client_id.to_le_bytes());
-            client_w.write(pkt.seq, &p).await.map_err(|_| RelayError::Client)?;
+            client_w
+                .write(pkt.seq, &p)
+                .await
+                .map_err(|_| RelayError::Client)?;
         } else {
             client_w
                 .write(pkt.seq, &pkt.payload)
@@ -1277,4 +1890,42 @@ async fn relay_prepare(
 pub async fn backend_version(pool: &crate::backend::pool::Pool) -> Result<String, BackendError> {
     let c = BackendConn::connect(&pool.connect_params(0, DEFAULT_COLLATION)).await?;
     Ok(c.server_version)
+}
+
+/// The shard key a decoded parameter stands for, if it can be routed exactly.
+fn param_key(v: &crate::protocol::binary::ParamValue) -> Option<KeyValue> {
+    use crate::protocol::binary::ParamValue as P;
+    match v {
+        P::Int(i) => Some(KeyValue::from(*i)),
+        P::UInt(u) => Some(KeyValue::from(*u)),
+        P::Bytes { data, .. } => std::str::from_utf8(data)
+            .ok()
+            .and_then(KeyValue::from_str_value),
+        P::Decimal(d) => KeyValue::from_number_literal(d),
+        _ => None,
+    }
+}
+
+/// What PREVIEW answers: one row per shard with the SQL it gets and how results combine.
+pub fn preview_result_set(plan: &Plan, sql: &str) -> ResultSet {
+    use crate::protocol::resultset::ColumnDef;
+    ResultSet {
+        columns: vec![
+            ColumnDef::text("shard"),
+            ColumnDef::text("sql"),
+            ColumnDef::text("plan"),
+        ],
+        rows: plan
+            .describe(sql)
+            .into_iter()
+            .map(|(shard, sql, notes)| {
+                vec![
+                    Some(Bytes::from(shard)),
+                    Some(Bytes::from(sql)),
+                    Some(Bytes::from(notes)),
+                ]
+            })
+            .collect(),
+        warnings: 0,
+    }
 }

@@ -1,3 +1,616 @@
-//! Statement classification and plans. (Being written; see issue 4.)
+//! Statement planning: from SQL text to a [`Plan`] that says which shards get which SQL and how
+//! their answers combine.
+//!
+//! # The path of one statement
+//! 1. [`scan`] reads the text once: routing hints (`/* shard=s2 */`), words, placeholders. A
+//!    hint decides at once; a statement that names no sharded or reference table goes to the
+//!    default shard without being parsed (the hot path for unsharded traffic).
+//! 2. Otherwise sqlparser (MySqlDialect) parses it and a primitive plans it, each in its own
+//!    file, in the style of Vitess's `vtgate/engine`:
+//!    - [`select`]: reads. One shard when the key is pinned, else [`scatter`] (rewritten SQL
+//!      per shard + a [`spec::MergeSpec`]).
+//!    - [`insert_split`]: INSERT/REPLACE, split per shard by each row's key.
+//!    - [`write`]: UPDATE and DELETE.
+//!    - [`ddl`]: CREATE/ALTER/DROP/TRUNCATE TABLE, CREATE/DROP INDEX.
+//!    - [`prepared`]: statements with `?` whose route depends on a parameter.
+//!    - [`route`]: the shared analysis (tables, colocation, key values); [`reject`]: refusals.
+//! 3. Whatever cannot be executed exactly is refused with error 1235 and a reason. A refusal is
+//!    acceptable; a wrong answer never is.
+//!
+//! A statement that goes whole to one shard is sent as the client's original text (the AST is
+//! only used to decide); rewritten SQL exists only for scatter reads (re-rendered from the AST,
+//! then re-parsed as a check) and split INSERTs (spliced from the original text).
 
+// Primitives return `Result<_, Plan>` with the refusal as the error: refusals are the cold
+// path, so the size of `Plan` in the error variant does not matter.
+#![allow(clippy::result_large_err)]
+
+#[cfg(test)]
+mod consistency;
+pub mod ddl;
+pub mod insert_split;
+pub mod merge;
+pub mod prepared;
+pub mod reject;
+pub mod route;
+pub mod rules;
+pub mod scan;
+pub mod scatter;
+pub mod select;
 pub mod spec;
+pub mod write;
+
+use sqlparser::ast::Statement;
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+
+pub use prepared::{plan_prepared, PreparedPlan};
+pub use rules::{Rules, TableKind};
+use spec::MergeSpec;
+
+/// What the planner needs besides the SQL text.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanContext<'a> {
+    pub rules: &'a Rules,
+    /// The session's current database (`USE db`), for matching `db.table` rules.
+    pub current_db: Option<&'a str>,
+    /// Session setting allowing UPDATE/DELETE without a key on sharded tables (sent to every
+    /// shard). Off by default.
+    pub allow_scatter_writes: bool,
+}
+
+/// The plan of one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Send the client's original SQL text untouched to one shard (the lead relays packets).
+    Single { shard: String, reason: String },
+    /// Different SQL per shard (SELECT scatter-gather), answers merged by `merge`.
+    Scatter {
+        targets: Vec<ShardSql>,
+        merge: MergeSpec,
+    },
+    /// Writes sent to several shards; their OK packets are combined (affected rows summed).
+    Multi {
+        targets: Vec<ShardSql>,
+        kind: MultiKind,
+    },
+    /// Refused: MySQL error code, SQLSTATE, and a message that says what and why.
+    Reject {
+        code: u16,
+        sqlstate: String,
+        message: String,
+    },
+}
+
+/// The SQL one shard receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSql {
+    pub shard: String,
+    pub sql: String,
+}
+
+/// Why a statement goes to several shards (how to report and combine the OK packets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultiKind {
+    /// A multi-row INSERT split by key: each shard got only its rows.
+    InsertSplit,
+    /// UPDATE/DELETE over several shards (an IN list of keys, or a permitted scatter write).
+    Write,
+    /// A write to a reference table, repeated on every shard (every copy reports the same
+    /// affected rows; report one shard's count, not the sum).
+    ReferenceWrite,
+    /// DDL on a sharded or reference table, run on every shard; a failure names the shard.
+    Ddl,
+}
+
+/// `MergeSpec::visible_columns` value for `SELECT *` scatter plans, whose column count the
+/// planner cannot know: every column of the shard rows is visible (no hidden columns exist).
+pub const ALL_COLUMNS: usize = usize::MAX;
+
+impl Plan {
+    pub(crate) fn single(shard: &str, reason: impl Into<String>) -> Plan {
+        Plan::Single {
+            shard: shard.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// What PREVIEW prints: one row per shard with the SQL it gets and notes on merging.
+    /// `original_sql` is the statement as the client sent it (what a Single plan forwards).
+    pub fn describe(&self, original_sql: &str) -> Vec<(String, String, String)> {
+        match self {
+            Plan::Single { shard, reason } => {
+                vec![(shard.clone(), original_sql.to_string(), reason.clone())]
+            }
+            Plan::Scatter { targets, merge } => targets
+                .iter()
+                .map(|t| (t.shard.clone(), t.sql.clone(), describe_merge(merge)))
+                .collect(),
+            Plan::Multi { targets, kind } => targets
+                .iter()
+                .map(|t| (t.shard.clone(), t.sql.clone(), format!("{kind:?}")))
+                .collect(),
+            Plan::Reject {
+                code,
+                sqlstate,
+                message,
+            } => vec![(
+                String::new(),
+                original_sql.to_string(),
+                format!("refused: ERROR {code} ({sqlstate}): {message}"),
+            )],
+        }
+    }
+
+    /// Shard names this plan sends something to.
+    pub fn shards(&self) -> Vec<&str> {
+        match self {
+            Plan::Single { shard, .. } => vec![shard.as_str()],
+            Plan::Scatter { targets, .. } | Plan::Multi { targets, .. } => {
+                targets.iter().map(|t| t.shard.as_str()).collect()
+            }
+            Plan::Reject { .. } => vec![],
+        }
+    }
+}
+
+fn describe_merge(m: &MergeSpec) -> String {
+    let mut parts = Vec::new();
+    if m.visible_columns == ALL_COLUMNS {
+        parts.push("all columns".to_string());
+    } else {
+        parts.push(format!("{} visible columns", m.visible_columns));
+    }
+    if !m.group_by.is_empty() {
+        parts.push(format!("group by {:?}", m.group_by));
+    }
+    for a in &m.aggregates {
+        parts.push(format!("{:?}(col {})", a.kind, a.column));
+    }
+    if m.having.is_some() {
+        parts.push("having (in proxy)".into());
+    }
+    if m.distinct {
+        parts.push("distinct".into());
+    }
+    if !m.order_by.is_empty() {
+        let keys: Vec<String> = m
+            .order_by
+            .iter()
+            .map(|k| format!("{}{}", k.column, if k.descending { " desc" } else { "" }))
+            .collect();
+        parts.push(format!("order by {}", keys.join(", ")));
+    }
+    if m.offset > 0 {
+        parts.push(format!("offset {}", m.offset));
+    }
+    if let Some(l) = m.limit {
+        parts.push(format!("limit {l}"));
+    }
+    format!("merge: {}", parts.join("; "))
+}
+
+/// Plans one statement (see the module doc).
+pub fn plan(sql: &str, ctx: &PlanContext) -> Plan {
+    plan_full(sql, ctx).0
+}
+
+/// The plan, plus the index of a `?` parameter that, when bound to a routable key value, would
+/// pin the statement to one shard (used by [`prepared`]).
+pub(crate) fn plan_full(sql: &str, ctx: &PlanContext) -> (Plan, Option<usize>) {
+    let rules = ctx.rules;
+    let scan = scan::scan(sql);
+    if let Some(h) = scan.hints.first() {
+        if scan.hints.iter().any(|o| o != h) {
+            return (
+                reject::not_supported(format!("conflicting shard hints {:?}", scan.hints)),
+                None,
+            );
+        }
+        return if rules.is_shard(h) {
+            (Plan::single(h, format!("hint shard={h}")), None)
+        } else {
+            (
+                reject::error(
+                    reject::ER_UNKNOWN_ERROR,
+                    "HY000",
+                    format!(
+                        "unknown shard {h:?} in hint; shards are: {}",
+                        rules.shards.join(", ")
+                    ),
+                ),
+                None,
+            )
+        };
+    }
+    let mentions_sharded = scan.words.iter().any(|w| rules.mentions_sharded(&w.text));
+    let mentions_any = mentions_sharded || scan.words.iter().any(|w| rules.mentions(&w.text));
+    if !mentions_any {
+        return (
+            Plan::single(&rules.default_shard, "no sharded or reference table"),
+            None,
+        );
+    }
+    if scan.executable_comment {
+        return (
+            reject::not_supported(
+                "executable comments (/*! … */) in statements on sharded or reference tables \
+                 are not supported",
+            ),
+            None,
+        );
+    }
+    if scan.multiple_statements {
+        return (
+            reject::not_supported(
+                "several statements in one query on sharded or reference tables; send them \
+                 one at a time",
+            ),
+            None,
+        );
+    }
+    let statements = match Parser::parse_sql(&MySqlDialect {}, sql) {
+        Ok(s) => s,
+        Err(e) => {
+            // A read of reference tables only is answered by any copy.
+            let first = scan.words.first().map(|w| w.text.as_str());
+            if !mentions_sharded && first == Some("select") && !scan.has_keyword("into") {
+                return (
+                    Plan::single(&rules.default_shard, "reference tables only (not parsed)"),
+                    None,
+                );
+            }
+            return (
+                reject::not_supported(format!(
+                    "the proxy's SQL parser could not read this statement, which names a \
+                     sharded or reference table, so it cannot be routed safely ({e})"
+                )),
+                None,
+            );
+        }
+    };
+    let [stmt] = statements.as_slice() else {
+        return (
+            reject::not_supported("expected exactly one statement"),
+            None,
+        );
+    };
+    let cx = Cx {
+        sql,
+        ctx,
+        scan: &scan,
+        mentions_sharded,
+    };
+    match stmt {
+        Statement::Query(q) => select::plan_select(q, &cx),
+        Statement::Insert(i) => insert_split::plan_insert(i, &cx),
+        Statement::Update(u) => write::plan_update(u, &cx),
+        Statement::Delete(d) => write::plan_delete(d, &cx),
+        Statement::CreateTable(_)
+        | Statement::AlterTable(_)
+        | Statement::Drop { .. }
+        | Statement::Truncate(_)
+        | Statement::CreateIndex(_)
+        | Statement::RenameTable(_) => (ddl::plan_ddl(stmt, &cx), None),
+        Statement::Explain { statement, .. } => {
+            let inner = match statement.as_ref() {
+                Statement::Query(q) => select::plan_select(q, &cx).0,
+                Statement::Insert(i) => insert_split::plan_insert(i, &cx).0,
+                Statement::Update(u) => write::plan_update(u, &cx).0,
+                Statement::Delete(d) => write::plan_delete(d, &cx).0,
+                _ => Plan::single(&rules.default_shard, "EXPLAIN"),
+            };
+            match inner {
+                Plan::Single { shard, .. } => (
+                    Plan::single(&shard, "EXPLAIN on the statement's shard"),
+                    None,
+                ),
+                Plan::Reject { .. } => (inner, None),
+                _ => (
+                    reject::not_supported(
+                        "EXPLAIN of a statement that spans shards; use PREVIEW to see its plan",
+                    ),
+                    None,
+                ),
+            }
+        }
+        Statement::CreateView(_) if mentions_sharded => (
+            reject::not_supported("views over sharded tables are not supported"),
+            None,
+        ),
+        _ => {
+            // Metadata, session and maintenance statements are answered by the default shard;
+            // any other statement kind that names a sharded table (LOAD DATA, CALL, HANDLER,
+            // LOCK TABLES, …) could read or write rows on every shard and is refused.
+            let first = scan.words.first().map(|w| w.text.as_str()).unwrap_or("");
+            if !mentions_sharded || DEFAULT_SHARD_STATEMENTS.contains(&first) {
+                (
+                    Plan::single(&rules.default_shard, "not a data statement"),
+                    None,
+                )
+            } else {
+                (
+                    reject::not_supported(format!(
+                        "{} statements on sharded tables are not supported",
+                        first.to_uppercase()
+                    )),
+                    None,
+                )
+            }
+        }
+    }
+}
+
+/// Everything a primitive needs about the statement being planned.
+pub(crate) struct Cx<'a> {
+    pub sql: &'a str,
+    pub ctx: &'a PlanContext<'a>,
+    pub scan: &'a scan::Scan,
+    /// The text names a sharded table somewhere (maybe only as a column name).
+    pub mentions_sharded: bool,
+}
+
+impl Cx<'_> {
+    pub fn rules(&self) -> &Rules {
+        self.ctx.rules
+    }
+    pub fn cur_db(&self) -> Option<&str> {
+        self.ctx.current_db
+    }
+    pub fn default_shard(&self) -> &str {
+        &self.ctx.rules.default_shard
+    }
+    /// Every shard getting `sql`.
+    pub fn all_shards(&self, sql: &str) -> Vec<ShardSql> {
+        self.ctx
+            .rules
+            .shards
+            .iter()
+            .map(|s| ShardSql {
+                shard: s.clone(),
+                sql: sql.to_string(),
+            })
+            .collect()
+    }
+}
+
+/// First words of statements that the default shard answers even when they name a sharded
+/// table (metadata, session, maintenance).
+const DEFAULT_SHARD_STATEMENTS: &[&str] = &[
+    "show",
+    "describe",
+    "desc",
+    "set",
+    "use",
+    "begin",
+    "start",
+    "commit",
+    "rollback",
+    "savepoint",
+    "release",
+    "analyze",
+    "optimize",
+    "check",
+    "checksum",
+    "flush",
+    "kill",
+];
+
+/// Functions whose value differs between shards: a reference-table write using them would make
+/// the copies diverge.
+pub(crate) const NONDETERMINISTIC: &[&str] = &[
+    "rand",
+    "uuid",
+    "uuid_short",
+    "now",
+    "sysdate",
+    "current_timestamp",
+    "curtime",
+    "curdate",
+    "current_time",
+    "current_date",
+    "localtime",
+    "localtimestamp",
+    "unix_timestamp",
+    "utc_timestamp",
+    "connection_id",
+    "last_insert_id",
+];
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+
+    pub fn rules(shards: usize) -> Rules {
+        Rules::from_config(&rules::tests::test_config(shards))
+    }
+
+    pub fn plan_with(sql: &str, r: &Rules) -> Plan {
+        plan(
+            sql,
+            &PlanContext {
+                rules: r,
+                current_db: None,
+                allow_scatter_writes: false,
+            },
+        )
+    }
+
+    /// The shard a key lands on (tests compute expectations with the same ring).
+    pub fn shard_of(r: &Rules, key: i64) -> String {
+        r.ring
+            .shard_for(&crate::ring::KeyValue::from(key))
+            .to_string()
+    }
+
+    /// Two integer keys that land on different shards.
+    pub fn keys_on_two_shards(r: &Rules) -> (i64, i64) {
+        let a = 1;
+        let b = (2..1000)
+            .find(|&k| shard_of(r, k) != shard_of(r, a))
+            .unwrap();
+        (a, b)
+    }
+
+    pub fn expect_single(p: &Plan) -> &str {
+        match p {
+            Plan::Single { shard, .. } => shard,
+            other => panic!("expected Single, got {other:?}"),
+        }
+    }
+
+    pub fn expect_reject(p: &Plan, needle: &str) {
+        match p {
+            Plan::Reject { code, message, .. } => {
+                assert!(
+                    message.to_lowercase().contains(&needle.to_lowercase()),
+                    "message {message:?} lacks {needle:?}"
+                );
+                assert!(*code == 1235 || *code == 1105, "{code}");
+            }
+            other => panic!("expected Reject({needle}), got {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+
+    #[test]
+    fn unsharded_statements_skip_the_parser_and_go_to_default() {
+        let r = rules(3);
+        for sql in [
+            "SELECT 1",
+            "SELECT * FROM other WHERE x = 1",
+            "SET NAMES utf8mb4",
+            "SELECT * FROM t LOCK IN SHARE MODE",
+            "XA START 'x'",
+            "SELECT 'accounts' FROM dual",
+        ] {
+            assert_eq!(expect_single(&plan_with(sql, &r)), "s1", "{sql}");
+        }
+    }
+
+    #[test]
+    fn hint_routes_to_named_shard() {
+        let r = rules(3);
+        let p = plan_with("/* shard=s3 */ DELETE FROM accounts", &r);
+        assert_eq!(expect_single(&p), "s3");
+        let p = plan_with("SELECT COUNT(*) FROM accounts -- shard=s2", &r);
+        assert_eq!(expect_single(&p), "s2");
+    }
+
+    #[test]
+    fn hint_with_unknown_shard_lists_shards() {
+        let r = rules(3);
+        let p = plan_with("/* shard=s9 */ SELECT 1", &r);
+        expect_reject(&p, "s1, s2, s3");
+        expect_reject(&p, "s9");
+    }
+
+    #[test]
+    fn unparsable_statement_on_sharded_table_is_refused() {
+        let r = rules(3);
+        let p = plan_with(
+            "SELECT * FROM accounts WHERE account_id = 1 LOCK IN SHARE MODE",
+            &r,
+        );
+        expect_reject(&p, "parser could not read");
+        // Reading only a reference table is answered by the default shard's copy.
+        let p = plan_with("SELECT * FROM fund_yield LOCK IN SHARE MODE", &r);
+        assert_eq!(expect_single(&p), "s1");
+    }
+
+    #[test]
+    fn executable_comment_naming_sharded_table_is_refused() {
+        let r = rules(3);
+        let p = plan_with("SELECT 1 /*!50000 , (SELECT COUNT(*) FROM accounts) */", &r);
+        expect_reject(&p, "executable comments");
+    }
+
+    #[test]
+    fn multiple_statements_are_refused() {
+        let r = rules(3);
+        let p = plan_with(
+            "DELETE FROM accounts WHERE account_id = 1; DELETE FROM accounts",
+            &r,
+        );
+        expect_reject(&p, "one at a time");
+    }
+
+    #[test]
+    fn other_statements_go_to_default_shard() {
+        let r = rules(3);
+        assert_eq!(
+            expect_single(&plan_with("SHOW CREATE TABLE accounts", &r)),
+            "s1"
+        );
+        assert_eq!(expect_single(&plan_with("DESCRIBE accounts", &r)), "s1");
+        assert_eq!(
+            expect_single(&plan_with("ANALYZE TABLE accounts", &r)),
+            "s1"
+        );
+    }
+
+    #[test]
+    fn other_statements_on_sharded_tables_are_refused() {
+        let r = rules(3);
+        expect_reject(
+            &plan_with("LOAD DATA INFILE '/tmp/x' INTO TABLE accounts", &r),
+            "",
+        );
+        expect_reject(&plan_with("LOCK TABLES accounts WRITE", &r), "");
+        expect_reject(
+            &plan_with("CREATE VIEW v AS SELECT * FROM accounts", &r),
+            "views",
+        );
+    }
+
+    #[test]
+    fn explain_follows_single_route_and_refuses_scatter() {
+        let r = rules(3);
+        let p = plan_with("EXPLAIN SELECT * FROM accounts WHERE account_id = 7", &r);
+        assert_eq!(expect_single(&p), shard_of(&r, 7));
+        expect_reject(&plan_with("EXPLAIN SELECT * FROM accounts", &r), "PREVIEW");
+    }
+
+    #[test]
+    fn describe_lists_shards_sql_and_merge() {
+        let r = rules(3);
+        let sql = "SELECT * FROM accounts WHERE account_id = 7";
+        let rows = plan_with(sql, &r).describe(sql);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].1, sql);
+        let sql = "SELECT COUNT(*) FROM accounts";
+        let rows = plan_with(sql, &r).describe(sql);
+        assert_eq!(rows.len(), 3);
+        assert!(rows[0].2.contains("Count"), "{:?}", rows[0]);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    /// Rough cost of planning a point select (run with `--ignored --nocapture`, ideally in
+    /// release mode).
+    #[test]
+    #[ignore]
+    fn point_select_cost() {
+        let r = super::testutil::rules(3);
+        let n = 20_000;
+        for sql in [
+            "SELECT c FROM accounts WHERE account_id = 4242",
+            "SELECT c FROM sbtest1 WHERE id = 4242",
+            "SELECT COUNT(*), SUM(balance) FROM accounts GROUP BY fund ORDER BY 2 DESC LIMIT 5",
+        ] {
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(super::testutil::plan_with(sql, &r));
+            }
+            println!(
+                "{:>8.2} µs  {sql}",
+                t.elapsed().as_secs_f64() * 1e6 / n as f64
+            );
+        }
+    }
+}

@@ -117,8 +117,16 @@ mod tests {
     fn native_roundtrip() {
         let scramble = b"12345678901234567890";
         let ans = native_scramble(b"secret", scramble);
-        assert!(native_verify(Some(&native_stage2(b"secret")), scramble, &ans));
-        assert!(!native_verify(Some(&native_stage2(b"other")), scramble, &ans));
+        assert!(native_verify(
+            Some(&native_stage2(b"secret")),
+            scramble,
+            &ans
+        ));
+        assert!(!native_verify(
+            Some(&native_stage2(b"other")),
+            scramble,
+            &ans
+        ));
         assert!(native_verify(None, scramble, &[]));
         assert!(!native_verify(None, scramble, &ans));
     }

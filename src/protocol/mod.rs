@@ -8,6 +8,7 @@
 //! and rows as values.
 
 pub mod auth;
+pub mod binary;
 pub mod buf;
 pub mod constants;
 pub mod handshake;

@@ -85,7 +85,8 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         let mut chunks = 0u8;
         loop {
             self.fill(4).await?;
-            let len = (self.buf[0] as usize) | (self.buf[1] as usize) << 8 | (self.buf[2] as usize) << 16;
+            let len =
+                (self.buf[0] as usize) | (self.buf[1] as usize) << 8 | (self.buf[2] as usize) << 16;
             let seq = self.buf[3];
             if chunks == 0 {
                 first_seq = seq;

@@ -191,7 +191,8 @@ impl ResponseTracker {
                     return self.error(payload);
                 }
                 if super::packets::is_terminator(payload) {
-                    let t = parse_terminator(self.deprecate_eof, payload).ok_or(Malformed("bad terminator"))?;
+                    let t = parse_terminator(self.deprecate_eof, payload)
+                        .ok_or(Malformed("bad terminator"))?;
                     return Ok(self.finish_ok(OkInfo {
                         affected_rows: 0,
                         last_insert_id: 0,
@@ -354,7 +355,11 @@ mod tests {
                     pkts.push(build_eof(0, 0).to_vec());
                 }
                 let (steps, out) = run(ResponseKind::Prepare, deprecate, &pkts);
-                assert_eq!(*steps.last().unwrap(), Step::Done, "{cols} {params} {deprecate}");
+                assert_eq!(
+                    *steps.last().unwrap(),
+                    Step::Done,
+                    "{cols} {params} {deprecate}"
+                );
                 assert_eq!(steps.iter().filter(|s| **s == Step::Done).count(), 1);
                 assert_eq!(out.prepared, Some((7, cols, params)));
             }

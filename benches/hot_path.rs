@@ -1,0 +1,64 @@
+//! Per-statement CPU cost of the proxy's own work on the hot path, without the network:
+//! decoding a client packet, classifying the statement, following the backend's answer.
+//! Run: `cargo bench --bench hot_path`. Results go to docs/benchmarks.md.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use shardproxy::frontend::classify::classify;
+use shardproxy::protocol::packet::{PacketReader, PacketWriter};
+use shardproxy::protocol::packets::{build_eof, build_terminator};
+use shardproxy::protocol::response::{ResponseKind, ResponseTracker};
+use shardproxy::protocol::resultset::{encode_text_row, ColumnDef};
+
+const POINT_SELECT: &str = "SELECT c FROM sbtest1 WHERE id=50321";
+
+fn wire(payload: &[u8]) -> Vec<u8> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut out = Vec::new();
+        let mut w = PacketWriter::new(&mut out);
+        w.write(0, payload).await.unwrap();
+        w.flush().await.unwrap();
+        out
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut cmd = vec![3u8];
+    cmd.extend_from_slice(POINT_SELECT.as_bytes());
+    let bytes = wire(&cmd);
+    c.bench_function("decode COM_QUERY packet", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut r = PacketReader::new(black_box(&bytes[..]), 1 << 24);
+                r.read().await.unwrap()
+            })
+        })
+    });
+    c.bench_function("classify point select", |b| {
+        b.iter(|| classify(black_box(POINT_SELECT)))
+    });
+    let answer: Vec<Vec<u8>> = vec![
+        vec![1],
+        ColumnDef::text("c").encode().to_vec(),
+        build_eof(2, 0).to_vec(),
+        encode_text_row(&[Some(bytes::Bytes::from(vec![b'x'; 120]))]).to_vec(),
+        build_terminator(false, 2, 0).to_vec(),
+    ];
+    c.bench_function("track point-select answer", |b| {
+        b.iter(|| {
+            let mut t = ResponseTracker::new(ResponseKind::Query, false);
+            for p in &answer {
+                t.feed(black_box(p)).unwrap();
+            }
+            t.outcome.status
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

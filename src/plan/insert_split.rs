@@ -1,0 +1,305 @@
+//! INSERT and REPLACE: each row goes to the shard its key names.
+//!
+//! The key of every row must be a literal the ring can place (or, in a prepared statement with
+//! one row, a `?` resolved at execute time). Rows are grouped by shard; when they all land on
+//! one shard the client's text goes there untouched, otherwise each shard gets a copy of the
+//! statement with only its rows, spliced from the original text by the positions of each row's
+//! parentheses (nothing is re-rendered, so literals keep their exact spelling). Everything after
+//! the last row — `ON DUPLICATE KEY UPDATE …`, `AS new` — is kept for every shard, which is
+//! exact because it only touches the row being inserted, which lives on that shard; assigning
+//! the key column there is refused, like any key change.
+//!
+//! Refused on sharded tables: INSERT without a column list (the key's position is unknown),
+//! without the key column (auto-increment keys need a global sequence, not yet available),
+//! INSERT … SELECT, and key values that are expressions or cannot be placed exactly.
+
+use sqlparser::ast::{AssignmentTarget, Expr, Insert, OnInsert, SetExpr, TableObject};
+
+use super::reject::not_supported;
+use super::route::{key_atom, object_name, offset_of, KeyAtom};
+use super::rules::TableKind;
+use super::{Cx, MultiKind, Plan, ShardSql, NONDETERMINISTIC};
+
+pub(crate) fn plan_insert(ins: &Insert, cx: &Cx) -> (Plan, Option<usize>) {
+    match plan(ins, cx) {
+        Ok(x) => x,
+        Err(p) => (p, None),
+    }
+}
+
+type R<T> = Result<T, Plan>;
+
+fn plan(ins: &Insert, cx: &Cx) -> R<(Plan, Option<usize>)> {
+    let TableObject::TableName(name) = &ins.table else {
+        return Err(not_supported("INSERT into a table function"));
+    };
+    let (db, table) = object_name(name);
+    let kind = cx.rules().classify(db.as_deref(), &table, cx.cur_db());
+    let key = match kind {
+        TableKind::Unlisted => {
+            if cx.scan.selects > 0 && cx.mentions_sharded {
+                return Err(not_supported(
+                    "INSERT … SELECT from a sharded table into an unsharded table",
+                ));
+            }
+            return Ok((Plan::single(cx.default_shard(), "unsharded table"), None));
+        }
+        TableKind::Reference => {
+            if cx.scan.selects > 0 {
+                return Err(not_supported(
+                    "INSERT … SELECT into a reference table (the source may differ per shard)",
+                ));
+            }
+            if let Some(f) = NONDETERMINISTIC.iter().find(|f| cx.scan.has_keyword(f)) {
+                return Err(not_supported(format!(
+                    "{}() gives a different value on each shard; a reference-table write using \
+                     it would make the copies differ",
+                    f.to_uppercase()
+                )));
+            }
+            return Ok((
+                Plan::Multi {
+                    targets: cx.all_shards(cx.sql),
+                    kind: MultiKind::ReferenceWrite,
+                },
+                None,
+            ));
+        }
+        TableKind::Sharded { key } => key,
+    };
+    if let Some(OnInsert::DuplicateKeyUpdate(assignments)) = &ins.on {
+        for a in assignments {
+            if let AssignmentTarget::ColumnName(n) = &a.target {
+                if object_name(n).1 == key {
+                    return Err(not_supported(format!(
+                        "ON DUPLICATE KEY UPDATE of the shard key column {key}"
+                    )));
+                }
+            }
+        }
+    }
+    if cx.scan.selects > 0 {
+        return Err(not_supported("INSERT … SELECT into a sharded table"));
+    }
+    let no_key = || {
+        not_supported(format!(
+            "INSERT into sharded table {table} must give the shard key column {key} (auto-increment \
+             keys on sharded tables are not available yet)"
+        ))
+    };
+    // INSERT … SET key = v
+    if ins.source.is_none() {
+        let v = ins
+            .assignments
+            .iter()
+            .find(
+                |a| matches!(&a.target, AssignmentTarget::ColumnName(n) if object_name(n).1 == key),
+            )
+            .map(|a| &a.value)
+            .ok_or_else(no_key)?;
+        return place_one(v, &table, &key, cx);
+    }
+    let source = ins.source.as_ref().expect("checked");
+    let SetExpr::Values(values) = source.body.as_ref() else {
+        return Err(not_supported("INSERT … SELECT into a sharded table"));
+    };
+    if ins.columns.is_empty() {
+        return Err(not_supported(format!(
+            "INSERT into sharded table {table} without a column list: list the columns so the \
+             proxy can find the shard key {key}"
+        )));
+    }
+    let idx = ins
+        .columns
+        .iter()
+        .position(|c| object_name(c).1 == key)
+        .ok_or_else(no_key)?;
+    if values.rows.len() == 1 {
+        let row = &values.rows[0].content;
+        let v = row.get(idx).ok_or_else(no_key)?;
+        return place_one(v, &table, &key, cx);
+    }
+    // Several rows: place each.
+    let mut shard_of_row = Vec::with_capacity(values.rows.len());
+    for (n, row) in values.rows.iter().enumerate() {
+        let v = row.content.get(idx).ok_or_else(no_key)?;
+        match key_atom(v, cx.sql, cx.scan) {
+            Some(KeyAtom::Value(k)) => shard_of_row.push(cx.rules().ring.shard_for(&k).to_string()),
+            Some(KeyAtom::Param(_)) => {
+                return Err(not_supported(
+                    "a prepared multi-row INSERT into a sharded table; prepare one row per \
+                     statement",
+                ))
+            }
+            _ => return Err(bad_key(v, n + 1, &key)),
+        }
+    }
+    let first = &shard_of_row[0];
+    if shard_of_row.iter().all(|s| s == first) {
+        return Ok((Plan::single(first, "all rows on one shard"), None));
+    }
+    if values.explicit_row {
+        return Err(not_supported("VALUES ROW(…) split across shards"));
+    }
+    // Splice: prefix + this shard's rows + suffix, from the original text.
+    let mut spans = Vec::with_capacity(values.rows.len());
+    for row in &values.rows {
+        let open = offset_of(cx.sql, row.opening_token.0.span.start);
+        let close = offset_of(cx.sql, row.closing_token.0.span.start);
+        match (open, close) {
+            (Some(o), Some(c))
+                if o < c
+                    && cx.sql.as_bytes().get(o) == Some(&b'(')
+                    && cx.sql.as_bytes().get(c) == Some(&b')') =>
+            {
+                spans.push((o, c + 1))
+            }
+            _ => {
+                return Err(not_supported(
+                    "could not locate the VALUES rows to split them",
+                ))
+            }
+        }
+    }
+    let prefix = &cx.sql[..spans[0].0];
+    let suffix = &cx.sql[spans[spans.len() - 1].1..];
+    let mut targets = Vec::new();
+    for shard in &cx.rules().shards {
+        let rows: Vec<&str> = spans
+            .iter()
+            .zip(&shard_of_row)
+            .filter(|(_, s)| *s == shard)
+            .map(|((o, c), _)| &cx.sql[*o..*c])
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        targets.push(ShardSql {
+            shard: shard.clone(),
+            sql: format!("{prefix}{}{suffix}", rows.join(", ")),
+        });
+    }
+    Ok((
+        Plan::Multi {
+            targets,
+            kind: MultiKind::InsertSplit,
+        },
+        None,
+    ))
+}
+
+fn bad_key(v: &Expr, row: usize, key: &str) -> Plan {
+    not_supported(format!(
+        "row {row}: shard key {key} = {v} is not an integer or string literal the proxy can place \
+         exactly"
+    ))
+}
+
+fn place_one(v: &Expr, _table: &str, key: &str, cx: &Cx) -> R<(Plan, Option<usize>)> {
+    match key_atom(v, cx.sql, cx.scan) {
+        Some(KeyAtom::Value(k)) => Ok((
+            Plan::single(cx.rules().ring.shard_for(&k), format!("{key} = {k}")),
+            None,
+        )),
+        Some(KeyAtom::Param(i)) => Ok((
+            not_supported(format!(
+                "the shard key {key} parameter is NULL or cannot be placed exactly"
+            )),
+            Some(i),
+        )),
+        _ => Err(bad_key(v, 1, key)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testutil::*;
+    use crate::plan::{MultiKind, Plan};
+
+    #[test]
+    fn single_row_goes_to_its_shard_untouched() {
+        let r = rules(3);
+        let s = shard_of(&r, 11);
+        for sql in [
+            "INSERT INTO accounts (account_id, balance) VALUES (11, 5.00)",
+            "insert into accounts (balance, `ACCOUNT_ID`) values (5, '11')",
+            "INSERT INTO accounts SET account_id = 11, balance = 1",
+            "REPLACE INTO accounts (account_id) VALUES (11)",
+            "INSERT IGNORE INTO accounts (account_id, b) VALUE (11, 2)",
+            "INSERT INTO accounts (account_id, b) VALUES (11, 2) ON DUPLICATE KEY UPDATE b = b + 1",
+        ] {
+            assert_eq!(expect_single(&plan_with(sql, &r)), s, "{sql}");
+        }
+    }
+
+    #[test]
+    fn multi_row_insert_is_split_per_shard() {
+        let r = rules(3);
+        let (a, b) = keys_on_two_shards(&r);
+        let sql = format!(
+            "INSERT INTO accounts (account_id, note) VALUES ({a}, 'x, (y)'),\n  ({b}, 'b'), ({a}, 'c') ON DUPLICATE KEY UPDATE note = VALUES(note)"
+        );
+        match plan_with(&sql, &r) {
+            Plan::Multi { targets, kind } => {
+                assert_eq!(kind, MultiKind::InsertSplit);
+                assert_eq!(targets.len(), 2);
+                let ta = targets.iter().find(|t| t.shard == shard_of(&r, a)).unwrap();
+                let tb = targets.iter().find(|t| t.shard == shard_of(&r, b)).unwrap();
+                assert_eq!(
+                    ta.sql,
+                    format!("INSERT INTO accounts (account_id, note) VALUES ({a}, 'x, (y)'), ({a}, 'c') ON DUPLICATE KEY UPDATE note = VALUES(note)")
+                );
+                assert_eq!(
+                    tb.sql,
+                    format!("INSERT INTO accounts (account_id, note) VALUES ({b}, 'b') ON DUPLICATE KEY UPDATE note = VALUES(note)")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn multi_row_on_one_shard_stays_single() {
+        let r = rules(3);
+        let s = shard_of(&r, 3);
+        let sql = "INSERT INTO accounts (account_id) VALUES (3), ('3'), (003)";
+        assert_eq!(expect_single(&plan_with(sql, &r)), s);
+    }
+
+    #[test]
+    fn reference_insert_goes_everywhere() {
+        let r = rules(3);
+        match plan_with(
+            "INSERT INTO fund_yield (d, rate) VALUES ('2026-01-01', 0.02)",
+            &r,
+        ) {
+            Plan::Multi { targets, kind } => {
+                assert_eq!(kind, MultiKind::ReferenceWrite);
+                assert_eq!(targets.len(), 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        expect_reject(
+            &plan_with("INSERT INTO fund_yield (d, id) VALUES (1, UUID())", &r),
+            "UUID() gives a different value",
+        );
+    }
+
+    #[test]
+    fn insert_refusals() {
+        let r = rules(3);
+        for (sql, why) in [
+            ("INSERT INTO accounts VALUES (1, 2)", "column list"),
+            ("INSERT INTO accounts (balance) VALUES (1)", "must give the shard key"),
+            ("INSERT INTO accounts (account_id) VALUES (1 + 1)", "not an integer or string literal"),
+            ("INSERT INTO accounts (account_id) VALUES (1), (2.5)", "row 2"),
+            ("INSERT INTO accounts (account_id) VALUES (NULL)", "literal"),
+            ("INSERT INTO accounts (account_id) SELECT id FROM other", "SELECT"),
+            ("INSERT INTO other (x) SELECT account_id FROM accounts", "SELECT"),
+            ("INSERT INTO accounts (account_id) VALUES (1) ON DUPLICATE KEY UPDATE account_id = 2", "shard key"),
+            ("INSERT INTO users (name) VALUES ('Zoë')", "literal"),
+        ] {
+            expect_reject(&plan_with(sql, &r), why);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Prepared statements: the plan is built once at PREPARE (the lead caches it per statement);
+//! when the route depends on a `?` parameter (`WHERE key = ?`, a one-row `INSERT … VALUES (?, …)`)
+//! it is resolved at EXECUTE with the bound value, which costs one ring lookup.
+//!
+//! The lead decodes the parameter values of COM_STMT_EXECUTE into `Option<KeyValue>`: `None` for
+//! NULL, floats, decimals, or strings that cannot be placed exactly (see
+//! [`crate::ring::key`]). With such a value the statement takes its fallback plan: a read
+//! scatters (exact), a write without a placeable key is refused.
+
+use std::sync::Arc;
+
+use super::{plan_full, Plan, PlanContext};
+use crate::ring::{KeyValue, Ring};
+
+/// The cached plan of a prepared statement.
+#[derive(Debug, Clone)]
+pub enum PreparedPlan {
+    /// The route does not depend on parameters.
+    Fixed(Plan),
+    /// The route depends on parameter `param_index` (0-based): its shard gets the original
+    /// statement; `fallback` applies when the value is `None` (cannot be placed).
+    ByParam {
+        param_index: usize,
+        ring: Arc<Ring>,
+        fallback: Box<Plan>,
+    },
+}
+
+/// Plans a statement with `?` placeholders (see the module doc).
+pub fn plan_prepared(sql: &str, ctx: &PlanContext) -> PreparedPlan {
+    let (plan, param) = plan_full(sql, ctx);
+    match (param, &plan) {
+        // A literal already pins one shard: no parameter matters.
+        (_, Plan::Single { .. }) | (None, _) => PreparedPlan::Fixed(plan),
+        (Some(param_index), _) => PreparedPlan::ByParam {
+            param_index,
+            ring: ctx.rules.ring.clone(),
+            fallback: Box::new(plan),
+        },
+    }
+}
+
+impl PreparedPlan {
+    /// The plan for one execution with these decoded parameter values.
+    pub fn bind(&self, params: &[Option<KeyValue>]) -> Plan {
+        match self {
+            PreparedPlan::Fixed(p) => p.clone(),
+            PreparedPlan::ByParam {
+                param_index,
+                ring,
+                fallback,
+            } => match params.get(*param_index) {
+                Some(Some(k)) => Plan::Single {
+                    shard: ring.shard_for(k).to_string(),
+                    reason: format!("shard key parameter {} = {k}", param_index + 1),
+                },
+                _ => (**fallback).clone(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::testutil::*;
+
+    fn prep(sql: &str, r: &crate::plan::Rules) -> PreparedPlan {
+        plan_prepared(
+            sql,
+            &PlanContext {
+                rules: r,
+                current_db: None,
+                allow_scatter_writes: false,
+            },
+        )
+    }
+
+    #[test]
+    fn point_select_binds_by_parameter() {
+        let r = rules(3);
+        let p = prep("SELECT c FROM accounts WHERE x = ? AND account_id = ?", &r);
+        let PreparedPlan::ByParam { param_index, .. } = &p else {
+            panic!("{p:?}")
+        };
+        assert_eq!(*param_index, 1);
+        for k in [1i64, 2, 3, 50, 99] {
+            let plan = p.bind(&[None, Some(KeyValue::from(k))]);
+            assert_eq!(expect_single(&plan), shard_of(&r, k));
+        }
+        // Unplaceable value: the read scatters.
+        assert!(matches!(p.bind(&[None, None]), Plan::Scatter { .. }));
+    }
+
+    #[test]
+    fn insert_and_update_bind_by_parameter() {
+        let r = rules(3);
+        let p = prep(
+            "INSERT INTO accounts (balance, account_id) VALUES (?, ?)",
+            &r,
+        );
+        assert_eq!(
+            expect_single(&p.bind(&[None, Some(KeyValue::from(8i64))])),
+            shard_of(&r, 8)
+        );
+        expect_reject(&p.bind(&[None, None]), "cannot be placed");
+        let p = prep("UPDATE accounts SET balance = ? WHERE account_id = ?", &r);
+        assert_eq!(
+            expect_single(&p.bind(&[None, Some(KeyValue::from(8i64))])),
+            shard_of(&r, 8)
+        );
+        expect_reject(&p.bind(&[None, None]), "scatter_writes");
+    }
+
+    #[test]
+    fn literal_key_is_fixed() {
+        let r = rules(3);
+        let p = prep("SELECT c FROM accounts WHERE account_id = 4 AND x = ?", &r);
+        assert!(
+            matches!(p, PreparedPlan::Fixed(Plan::Single { .. })),
+            "{p:?}"
+        );
+        let p = prep("SELECT c FROM other WHERE id = ?", &r);
+        assert!(
+            matches!(p, PreparedPlan::Fixed(Plan::Single { .. })),
+            "{p:?}"
+        );
+    }
+}

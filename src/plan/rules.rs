@@ -1,0 +1,160 @@
+//! The sharding rules the planner applies, built once from the config.
+//!
+//! Table names are matched case-insensitively. A rule written `db.table` matches `db.table` and,
+//! when the session's current database is `db`, an unqualified `table`. A rule written `table`
+//! matches that table in any database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::ring::Ring;
+
+/// How a table is placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableKind {
+    /// Rows spread over the ring by this key column (lowercase).
+    Sharded { key: String },
+    /// A full copy on every shard.
+    Reference,
+    /// Not in the config: lives on the default shard only.
+    Unlisted,
+}
+
+/// Sharding rules (see the module doc).
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Sharded tables: lowercase table name → [(optional lowercase db, lowercase key)].
+    sharded: HashMap<String, Vec<(Option<String>, String)>>,
+    /// Reference tables: lowercase table name → [optional lowercase db].
+    reference: HashMap<String, Vec<Option<String>>>,
+    pub default_shard: String,
+    /// All shard names in config order.
+    pub shards: Vec<String>,
+    pub ring: Arc<Ring>,
+}
+
+fn split_name(name: &str) -> (Option<String>, String) {
+    let lower = name.to_ascii_lowercase();
+    match lower.split_once('.') {
+        Some((db, t)) => (Some(db.to_string()), t.to_string()),
+        None => (None, lower),
+    }
+}
+
+impl Rules {
+    pub fn from_config(config: &Config) -> Rules {
+        let mut sharded: HashMap<String, Vec<(Option<String>, String)>> = HashMap::new();
+        for t in &config.sharding.tables {
+            let (db, table) = split_name(&t.name);
+            sharded
+                .entry(table)
+                .or_default()
+                .push((db, t.key.to_ascii_lowercase()));
+        }
+        let mut reference: HashMap<String, Vec<Option<String>>> = HashMap::new();
+        for r in &config.sharding.reference_tables {
+            let (db, table) = split_name(r);
+            reference.entry(table).or_default().push(db);
+        }
+        Rules {
+            sharded,
+            reference,
+            default_shard: config.sharding.default_shard.clone(),
+            shards: config.shards.iter().map(|s| s.name.clone()).collect(),
+            ring: Arc::new(Ring::from_config(config)),
+        }
+    }
+
+    /// Whether a lowercase word could name a sharded or reference table (the scanner's test).
+    pub fn mentions(&self, word: &str) -> bool {
+        self.sharded.contains_key(word) || self.reference.contains_key(word)
+    }
+
+    /// Whether a lowercase word could name a sharded table.
+    pub fn mentions_sharded(&self, word: &str) -> bool {
+        self.sharded.contains_key(word)
+    }
+
+    /// Placement of `db.table` (`db` as written, else the session's current database).
+    pub fn classify(&self, db: Option<&str>, table: &str, current_db: Option<&str>) -> TableKind {
+        let table = table.to_ascii_lowercase();
+        let db = db.or(current_db).map(|d| d.to_ascii_lowercase());
+        let db_matches = |rule: &Option<String>| match rule {
+            None => true,
+            Some(r) => db.as_deref() == Some(r.as_str()),
+        };
+        if let Some(rules) = self.sharded.get(&table) {
+            if let Some((_, key)) = rules.iter().find(|(d, _)| db_matches(d)) {
+                return TableKind::Sharded { key: key.clone() };
+            }
+        }
+        if let Some(rules) = self.reference.get(&table) {
+            if rules.iter().any(db_matches) {
+                return TableKind::Reference;
+            }
+        }
+        TableKind::Unlisted
+    }
+
+    pub fn is_shard(&self, name: &str) -> bool {
+        self.shards.iter().any(|s| s == name)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The config most planner tests use: 3 shards, accounts and transactions sharded by
+    /// account_id, users by name, `bank.ledger` by id, fund_yield a reference table.
+    pub fn test_config(shards: usize) -> Config {
+        let mut text = String::from(
+            "[backend]\nuser = \"u\"\npassword = \"p\"\n[sharding]\ndefault_shard = \"s1\"\n\
+             reference_tables = [\"fund_yield\", \"currencies\"]\n\
+             [[sharding.tables]]\nname = \"accounts\"\nkey = \"account_id\"\n\
+             [[sharding.tables]]\nname = \"transactions\"\nkey = \"Account_ID\"\n\
+             [[sharding.tables]]\nname = \"users\"\nkey = \"name\"\n\
+             [[sharding.tables]]\nname = \"bank.ledger\"\nkey = \"id\"\n",
+        );
+        for i in 1..=shards {
+            text.push_str(&format!(
+                "[[shards]]\nname = \"s{i}\"\nprimary = \"127.0.0.1:33{i:02}\"\n"
+            ));
+        }
+        Config::parse(&text).unwrap()
+    }
+
+    pub fn test_rules() -> Rules {
+        Rules::from_config(&test_config(3))
+    }
+
+    #[test]
+    fn classify_tables() {
+        let r = test_rules();
+        assert_eq!(
+            r.classify(None, "ACCOUNTS", None),
+            TableKind::Sharded {
+                key: "account_id".into()
+            }
+        );
+        assert_eq!(
+            r.classify(Some("x"), "transactions", None),
+            TableKind::Sharded {
+                key: "account_id".into()
+            }
+        );
+        assert_eq!(r.classify(None, "fund_yield", None), TableKind::Reference);
+        assert_eq!(r.classify(None, "other", None), TableKind::Unlisted);
+        assert_eq!(r.classify(None, "ledger", None), TableKind::Unlisted);
+        assert_eq!(
+            r.classify(None, "ledger", Some("Bank")),
+            TableKind::Sharded { key: "id".into() }
+        );
+        assert_eq!(
+            r.classify(Some("bank"), "ledger", Some("x")),
+            TableKind::Sharded { key: "id".into() }
+        );
+        assert!(r.mentions("fund_yield") && r.mentions("ledger") && !r.mentions("other"));
+    }
+}

@@ -1,0 +1,233 @@
+//! Reads: one shard when the WHERE clause pins the shard key, otherwise scatter-gather.
+//!
+//! Refused: CTEs, subqueries and UNION once a sharded table is involved (a subquery's rows may
+//! live on other shards than the outer query's, and counting `SELECT` keywords in the text
+//! catches a subquery wherever it hides), derived tables, joins of sharded tables that do not
+//! match rows by key, and joins of sharded tables with unlisted tables (which live only on the
+//! default shard).
+
+use sqlparser::ast::{Query, SetExpr};
+
+use super::reject::not_supported;
+use super::route::{analyze, collect_from, param_key, target_shards};
+use super::rules::TableKind;
+use super::{scatter, Cx, Plan};
+
+pub(crate) fn plan_select(q: &Query, cx: &Cx) -> (Plan, Option<usize>) {
+    if !cx.mentions_sharded {
+        return (
+            Plan::single(cx.default_shard(), "no sharded table (reference copy)"),
+            None,
+        );
+    }
+    if q.with.is_some() {
+        return (
+            not_supported("WITH (common table expressions) over sharded tables is not supported"),
+            None,
+        );
+    }
+    if cx.scan.selects > 1 || cx.scan.set_operation {
+        return (
+            not_supported(
+                "subqueries and UNION over sharded tables are not supported (their rows may \
+                 live on other shards); run the parts separately",
+            ),
+            None,
+        );
+    }
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return (
+            not_supported("this query form is not supported over sharded tables"),
+            None,
+        );
+    };
+    let from = match collect_from(&sel.from, cx.rules(), cx.cur_db()) {
+        Ok(f) => f,
+        Err(p) => return (p, None),
+    };
+    let sharded = from
+        .relations
+        .iter()
+        .any(|r| matches!(r.kind, TableKind::Sharded { .. }));
+    if !sharded {
+        return (
+            Plan::single(cx.default_shard(), "no sharded table in FROM"),
+            None,
+        );
+    }
+    if let Some(u) = from
+        .relations
+        .iter()
+        .find(|r| r.kind == TableKind::Unlisted)
+    {
+        return (
+            not_supported(format!(
+                "table {} is not sharded and lives only on the default shard; it cannot be \
+                 joined with sharded tables (declare it a reference table)",
+                u.table
+            )),
+            None,
+        );
+    }
+    let route = match analyze(&from, sel.selection.as_ref(), cx.sql, cx.scan) {
+        Ok(r) => r,
+        Err(p) => return (p, None),
+    };
+    let param = param_key(&route);
+    let plan = match target_shards(&route, cx.rules()) {
+        Some(shards) if shards.len() == 1 => Plan::single(&shards[0], "shard key pinned"),
+        Some(shards) => scatter::plan_scatter(q, sel, &from.relations, &shards, cx),
+        None => scatter::plan_scatter(q, sel, &from.relations, &cx.rules().shards, cx),
+    };
+    (plan, param)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testutil::*;
+    use crate::plan::Plan;
+
+    #[test]
+    fn key_equality_routes_to_one_shard() {
+        let r = rules(3);
+        let s7 = shard_of(&r, 7);
+        for sql in [
+            "SELECT * FROM accounts WHERE account_id = 7",
+            "SELECT * FROM accounts WHERE 7 = account_id",
+            "select * from ACCOUNTS where (ACCOUNT_ID = 7)",
+            "SELECT * FROM accounts WHERE balance > 0 AND (account_id = '7' AND x = 1)",
+            "SELECT * FROM accounts a WHERE a.account_id = 7 ORDER BY x LIMIT 3",
+            "SELECT * FROM mydb.accounts WHERE mydb.accounts.account_id = 7",
+            "SELECT * FROM `accounts` WHERE `account_id` = 007",
+            "SELECT * FROM accounts WHERE account_id IN (7)",
+            "SELECT COUNT(*) FROM accounts WHERE account_id = 7 GROUP BY x HAVING COUNT(*) > 1",
+        ] {
+            assert_eq!(expect_single(&plan_with(sql, &r)), s7, "{sql}");
+        }
+    }
+
+    #[test]
+    fn string_keys_fold_case_and_trailing_spaces() {
+        let r = rules(3);
+        let a = plan_with("SELECT * FROM users WHERE name = 'Alice  '", &r);
+        let b = plan_with("SELECT * FROM users WHERE name = 'alice'", &r);
+        assert_eq!(a.shards(), b.shards());
+        assert_eq!(a.shards().len(), 1);
+    }
+
+    #[test]
+    fn or_and_unroutable_values_scatter() {
+        let r = rules(3);
+        for sql in [
+            "SELECT * FROM accounts WHERE account_id = 7 OR x = 1",
+            "SELECT * FROM accounts WHERE account_id = 7.0",
+            "SELECT * FROM accounts WHERE account_id = '007'",
+            "SELECT * FROM accounts WHERE account_id = other_col",
+            "SELECT * FROM accounts WHERE NOT (account_id = 7)",
+            "SELECT * FROM accounts WHERE account_id <> 7",
+            "SELECT * FROM users WHERE name = 'José'",
+        ] {
+            match plan_with(sql, &r) {
+                Plan::Scatter { targets, .. } => assert_eq!(targets.len(), 3, "{sql}"),
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn in_list_goes_to_involved_shards_only() {
+        let r = rules(3);
+        let (a, b) = keys_on_two_shards(&r);
+        let sql = format!("SELECT * FROM accounts WHERE account_id IN ({a}, {b})");
+        match plan_with(&sql, &r) {
+            Plan::Scatter { targets, .. } => {
+                let mut got: Vec<String> = targets.iter().map(|t| t.shard.clone()).collect();
+                let mut want = vec![shard_of(&r, a), shard_of(&r, b)];
+                got.sort();
+                want.sort();
+                assert_eq!(got, want);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Intersected with an equality: one shard.
+        let sql =
+            format!("SELECT * FROM accounts WHERE account_id IN ({a}, {b}) AND account_id = {b}");
+        assert_eq!(expect_single(&plan_with(&sql, &r)), shard_of(&r, b));
+    }
+
+    #[test]
+    fn colocated_join_with_key_routes_to_one_shard() {
+        let r = rules(3);
+        let s = shard_of(&r, 5);
+        for sql in [
+            "SELECT * FROM accounts a JOIN transactions t ON a.account_id = t.account_id WHERE a.account_id = 5",
+            "SELECT * FROM accounts a JOIN transactions t ON t.account_id = a.account_id AND t.amount > 0 WHERE t.account_id = 5",
+            "SELECT * FROM accounts a, transactions t WHERE a.account_id = t.account_id AND a.account_id = 5",
+            "SELECT * FROM accounts JOIN transactions USING (account_id) WHERE account_id = 5",
+            "SELECT * FROM accounts a LEFT JOIN transactions t ON a.account_id = t.account_id WHERE a.account_id = 5",
+            "SELECT * FROM accounts a JOIN fund_yield f ON f.fund = a.fund WHERE a.account_id = 5",
+        ] {
+            assert_eq!(expect_single(&plan_with(sql, &r)), s, "{sql}");
+        }
+    }
+
+    #[test]
+    fn colocated_join_without_key_scatters() {
+        let r = rules(3);
+        let p = plan_with(
+            "SELECT a.account_id, t.amount FROM accounts a JOIN transactions t ON a.account_id = t.account_id",
+            &r,
+        );
+        assert!(matches!(p, Plan::Scatter { .. }), "{p:?}");
+    }
+
+    #[test]
+    fn refusals() {
+        let r = rules(3);
+        for (sql, why) in [
+            ("SELECT * FROM accounts a JOIN transactions t ON a.id = t.account_id WHERE a.account_id = 1", "does not match rows"),
+            ("SELECT * FROM accounts a JOIN users u ON a.account_id = u.account_id", "does not match rows"),
+            ("SELECT * FROM accounts WHERE account_id IN (SELECT account_id FROM transactions)", "subqueries"),
+            ("SELECT * FROM accounts WHERE account_id = 1 UNION SELECT * FROM accounts WHERE account_id = 2", "UNION"),
+            ("SELECT * FROM (SELECT * FROM accounts) x", "subqueries"),
+            ("WITH x AS (SELECT 1) SELECT * FROM accounts", "WITH"),
+            ("SELECT * FROM accounts a JOIN other o ON o.id = a.account_id", "default shard"),
+            ("SELECT * FROM fund_yield f LEFT JOIN accounts a ON a.fund = f.fund", "outer join"),
+            ("SELECT * FROM accounts a RIGHT JOIN fund_yield f ON a.fund = f.fund", "outer join"),
+            ("SELECT * FROM accounts NATURAL JOIN transactions", "NATURAL"),
+        ] {
+            expect_reject(&plan_with(sql, &r), why);
+        }
+    }
+
+    #[test]
+    fn reference_and_unlisted_reads_go_to_default() {
+        let r = rules(3);
+        for sql in [
+            "SELECT * FROM fund_yield",
+            "SELECT * FROM fund_yield f JOIN other o ON o.x = f.x",
+            "SELECT accounts FROM other",
+            "SELECT * FROM fund_yield WHERE x IN (SELECT y FROM currencies)",
+        ] {
+            assert_eq!(expect_single(&plan_with(sql, &r)), "s1", "{sql}");
+        }
+    }
+
+    #[test]
+    fn db_qualified_rule_uses_current_db() {
+        let r = rules(3);
+        let sql = "SELECT * FROM ledger WHERE id = 5";
+        assert_eq!(expect_single(&plan_with(sql, &r)), "s1");
+        let p = crate::plan::plan(
+            sql,
+            &crate::plan::PlanContext {
+                rules: &r,
+                current_db: Some("bank"),
+                allow_scatter_writes: false,
+            },
+        );
+        assert_eq!(expect_single(&p), shard_of(&r, 5));
+        let p = plan_with("SELECT * FROM bank.ledger WHERE id = 5", &r);
+        assert_eq!(expect_single(&p), shard_of(&r, 5));
+    }
+}
