@@ -8,6 +8,9 @@
 #   scripts/cluster.sh clean             down, then delete the instances' data (keeps template)
 #
 # Ports: shard sK primary 33K1, replica 33K2 (s1 3311/3312, s2 3321/3322, ...).
+# CLUSTER_PORT_PREFIX=43 (with SHARDPROXY_RUN=<other dir>) runs a second cluster on 43K1/43K2
+# beside one already on 33xx (config/local.toml assumes 33). A port answered by a server
+# that is not ours is an error, never silently used.
 # Users on every instance: app/app (ALL), repl/repl (replication), root without password
 # from 127.0.0.1. Database `fund` exists everywhere.
 #
@@ -22,6 +25,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="${SHARDPROXY_RUN:-$ROOT/run}"
 INIT_SQL="$ROOT/scripts/mariadb-init.sql"
 START_TIMEOUT="${CLUSTER_START_TIMEOUT:-60}"
+PORT_PREFIX="${CLUSTER_PORT_PREFIX:-33}"
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
@@ -38,7 +42,7 @@ sql() {
 # The port of instance sK-primary / sK-replica.
 port_of() {
     local shard="$1" role="$2"
-    if [ "$role" = primary ]; then echo "33${shard}1"; else echo "33${shard}2"; fi
+    if [ "$role" = primary ]; then echo "${PORT_PREFIX}${shard}1"; else echo "${PORT_PREFIX}${shard}2"; fi
 }
 
 # Is the instance in dir $1 running? Checks the pid file and that the pid really is our
@@ -48,7 +52,8 @@ alive() {
     [ -f "$dir/mysqld.pid" ] || return 1
     pid="$(cat "$dir/mysqld.pid" 2>/dev/null)" || return 1
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--defaults-file=$dir/my.cnf"
+    # No pipeline here: under pipefail, grep -q closing early would fail the writer (SIGPIPE).
+    grep -qaF -- "--defaults-file=$dir/my.cnf" "/proc/$pid/cmdline" 2>/dev/null
 }
 
 # Creates the template datadir once per MariaDB version; built aside and renamed so an
@@ -121,6 +126,9 @@ start_instance() {
     if alive "$dir"; then
         return 0
     fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "port $port (s$shard-$role) is already in use by another process; see CLUSTER_PORT_PREFIX"
+    fi
     mkdir -p "$dir"
     if [ ! -d "$dir/data" ]; then
         cp -a "$tpl" "$dir/data.tmp"
@@ -130,6 +138,7 @@ start_instance() {
     rm -f "$dir/mysqld.pid"
     # setsid: the server must outlive this script and not get the terminal's signals.
     setsid "$MARIADBD" --defaults-file="$dir/my.cnf" </dev/null >>"$dir/stdout.log" 2>&1 &
+    echo $! >"$dir/launch.pid"
     echo "started s$shard-$role on 127.0.0.1:$port"
 }
 
@@ -139,7 +148,15 @@ wait_instance() {
     dir="$RUN/s$shard-$role"
     port="$(port_of "$shard" "$role")"
     deadline=$((SECONDS + START_TIMEOUT))
-    until sql "$port" -e 'SELECT 1' >/dev/null 2>&1; do
+    # Answering is not enough: the server on the port must be ours (our datadir).
+    until [ "$(sql "$port" -e 'SELECT @@datadir' 2>/dev/null)" = "$dir/data/" ]; do
+        local launched
+        launched="$(cat "$dir/launch.pid" 2>/dev/null || true)"
+        if [ -n "$launched" ] && ! kill -0 "$launched" 2>/dev/null; then
+            echo "--- $dir/error.log (last 30 lines)" >&2
+            tail -n 30 "$dir/error.log" >&2 || true
+            die "s$shard-$role exited during startup (port $port)"
+        fi
         if [ $SECONDS -ge $deadline ]; then
             echo "--- $dir/error.log (last 30 lines)" >&2
             tail -n 30 "$dir/error.log" >&2 || true

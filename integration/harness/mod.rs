@@ -910,6 +910,21 @@ impl ProxyConfig {
         self
     }
 
+    /// The fund app's placement (fund/src/schema.rs, same as config/local.toml): per-account
+    /// tables sharded on `account_id`, `fund_yield` a reference table.
+    pub fn fund_schema(self) -> Self {
+        [
+            "accounts",
+            "ledger",
+            "requests",
+            "income",
+            "pending_redemptions",
+        ]
+        .iter()
+        .fold(self, |c, t| c.sharded_table(t, "account_id"))
+        .reference_table("fund_yield")
+    }
+
     pub fn reference_table(mut self, name: &str) -> Self {
         self.reference_tables.push(name.into());
         self
