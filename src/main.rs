@@ -48,5 +48,5 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(shardproxy::server::run(config))
+    rt.block_on(shardproxy::server::run(config, Some(args.config)))
 }

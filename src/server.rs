@@ -10,8 +10,9 @@ use crate::config::Config;
 use crate::frontend::session;
 use crate::proxy::Proxy;
 
-/// Starts the proxy from a config and serves until SIGTERM/SIGINT.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Starts the proxy from a config (read from `config_path`, which RELOAD CONFIG and SIGHUP
+/// read again) and serves until SIGTERM/SIGINT.
+pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -19,6 +20,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let proxy = Proxy::new(config, version)?;
     tracing::info!(listen = %listener.local_addr()?, "shardproxy serving");
     tokio::spawn(crate::backend::health::run(proxy.clone()));
+    crate::admin::core_ops::start_operator_ports(proxy.clone(), config_path).await?;
     serve(proxy, listener).await
 }
 

@@ -155,7 +155,9 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
     match s.handshake().await {
         Ok(true) => {
             tracing::info!(session = s.id, client = %s.peer, user = %s.user, "client connected");
+            crate::metrics::record_client_connected();
             s.run().await;
+            crate::metrics::record_client_disconnected();
             tracing::info!(session = s.id, client = %s.peer, "client disconnected");
         }
         Ok(false) => {}
@@ -177,6 +179,7 @@ impl Session {
     }
 
     async fn send_err(&mut self, seq: u8, e: &ErrInfo) -> std::io::Result<()> {
+        crate::metrics::record_error(e.code);
         self.proxy
             .counters
             .errors
@@ -1010,7 +1013,9 @@ impl Session {
         .await;
         let elapsed = started.elapsed();
         let slow = self.proxy.config().frontend.slow_query_ms;
+        crate::metrics::record_query(query_kind(kind, c), shard, elapsed);
         if slow > 0 && elapsed.as_millis() as u64 >= slow {
+            crate::metrics::record_slow_query();
             tracing::warn!(session = self.id, shard, elapsed_ms = elapsed.as_millis() as u64, sql = %sql.chars().take(500).collect::<String>(), "slow query");
         }
         match result {
@@ -2031,5 +2036,17 @@ fn names_no_table(sql: &str) -> bool {
         ),
         "SELECT" => !tokens.iter().any(|t| t.is_word("FROM")),
         _ => false,
+    }
+}
+
+/// The metrics label of a statement.
+fn query_kind(kind: ResponseKind, c: &Classified) -> &'static str {
+    match (kind, &c.kind) {
+        (ResponseKind::Execute, _) => "execute",
+        (ResponseKind::Prepare, _) => "prepare",
+        (_, Kind::Read) => "read",
+        (_, Kind::SetSession { .. } | Kind::Use(_)) => "session",
+        (_, Kind::Begin | Kind::Commit | Kind::Rollback) => "transaction",
+        _ => "write",
     }
 }

@@ -447,6 +447,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
         rels,
     };
     let mut wildcard = false;
+    let mut deferred_avgs = Vec::new();
     // 1. The select list.
     for item in &sel.projection {
         let (e, alias) = match item {
@@ -482,8 +483,16 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
             agg: kind.is_some(),
         });
         if let Some(k) = kind {
-            b.register_aggregate(e, k, col);
+            if matches!(k, AggregateKind::Avg { .. }) {
+                // AVG adds hidden columns; they must come after every visible one.
+                deferred_avgs.push((e.clone(), k, col));
+            } else {
+                b.register_aggregate(e, k, col);
+            }
         }
+    }
+    for (e, k, col) in deferred_avgs {
+        b.register_aggregate(&e, k, col);
     }
     let visible = sel.projection.len();
     // 2. GROUP BY.
@@ -704,6 +713,27 @@ mod tests {
         let (sql, m) = scatter("SELECT * FROM accounts LIMIT 5");
         assert_eq!(sql, "SELECT * FROM accounts LIMIT 5");
         assert_eq!(m.visible_columns, ALL_COLUMNS);
+    }
+
+    #[test]
+    fn avg_hidden_columns_come_after_every_visible_column() {
+        let r = rules(2);
+        let Plan::Scatter { merge: m, targets } =
+            plan_with("SELECT AVG(balance), SUM(shares), COUNT(*) FROM accounts", &r)
+        else {
+            panic!()
+        };
+        assert_eq!(m.visible_columns, 3);
+        for a in &m.aggregates {
+            if let AggregateKind::Avg {
+                sum_column,
+                count_column,
+            } = a.kind
+            {
+                assert!(sum_column >= 3 && count_column >= 3, "{m:?}");
+            }
+        }
+        assert!(targets[0].sql.contains("SUM(balance)"), "{}", targets[0].sql);
         assert_eq!(m.limit, Some(5));
     }
 

@@ -186,6 +186,7 @@ pub fn merge(spec: &MergeSpec, inputs: Vec<ResultSet>) -> Result<ResultSet, Merg
     }
 
     let kinds: Vec<ValueKind> = columns.iter().map(ValueKind::of).collect();
+    refuse_unmodelled_collation(spec, &columns, &kinds, &rows)?;
     let mut rows = aggregate::aggregate(spec, &columns, &kinds, rows)?;
     if let Some(filter) = &spec.having {
         rows = having::filter(filter, &columns, &kinds, rows)?;
@@ -271,3 +272,39 @@ fn validate_filter(
 
 #[cfg(test)]
 mod tests;
+
+/// Case-insensitive collations also fold accents and expand some letters (`é` = `e`, `ß` =
+/// `ss`), which the merge does not model. Rather than order or group such text differently
+/// from one server, the merge refuses when a compared text column holds non-ASCII characters.
+fn refuse_unmodelled_collation(
+    spec: &MergeSpec,
+    columns: &[ColumnDef],
+    kinds: &[ValueKind],
+    rows: &[TextRow],
+) -> Result<(), MergeError> {
+    let mut compared: Vec<usize> = spec.group_by.clone();
+    compared.extend(spec.order_by.iter().map(|k| k.column));
+    compared.extend(spec.aggregates.iter().filter_map(|a| {
+        matches!(a.kind, AggregateKind::Min | AggregateKind::Max).then_some(a.column)
+    }));
+    if spec.distinct {
+        compared.extend(0..spec.visible_columns.min(columns.len()));
+    }
+    for c in compared {
+        if kinds.get(c) != Some(&ValueKind::CaseInsensitive) {
+            continue;
+        }
+        let non_ascii = rows
+            .iter()
+            .any(|r| r.get(c).and_then(|v| v.as_ref()).is_some_and(|v| !v.is_ascii()));
+        if non_ascii {
+            return Err(MergeError::not_supported(format!(
+                "comparing text with non-ASCII characters in column '{}' across shards: the \
+                 proxy does not reproduce the accent rules of its case-insensitive collation; \
+                 order or group by a binary collation (e.g. COLLATE utf8mb4_bin) or query one shard",
+                String::from_utf8_lossy(&columns[c].name)
+            )));
+        }
+    }
+    Ok(())
+}
