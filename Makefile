@@ -3,11 +3,15 @@
 # app. Everything runtime lives in ./run (gitignored).
 SHELL := /bin/bash
 .ONESHELL:
+# The recipes are scripts: print what they say, not their source.
+.SILENT:
 .SHELLFLAGS := -euo pipefail -c
 
 RUN := run
 PROXY_BIN := target/release/shardproxy
 FUND_BIN := target/release/fund
+# `make up CONFIG=...` runs the proxy with another config (e.g. a cluster on CLUSTER_PORT_PREFIX).
+CONFIG ?= config/local.toml
 
 .PHONY: up down test bench soak cluster-up cluster-down status
 
@@ -40,7 +44,12 @@ up:
 		tail -n 30 "$$log" >&2 || true
 		return 1
 	}
-	start_bg shardproxy $(RUN)/proxy.pid $(RUN)/proxy.log $(PROXY_BIN) --config config/local.toml
+	# Another proxy on 6033 would make the wait below succeed for the wrong process.
+	if ! grep -qa shardproxy /proc/"$$(cat $(RUN)/proxy.pid 2>/dev/null || echo none)"/cmdline 2>/dev/null \
+		&& (exec 3<>/dev/tcp/127.0.0.1/6033) 2>/dev/null; then
+		echo "port 6033 is already in use by another process; not starting shardproxy" >&2; exit 1
+	fi
+	start_bg shardproxy $(RUN)/proxy.pid $(RUN)/proxy.log $(PROXY_BIN) --config $(CONFIG)
 	wait_port 6033 shardproxy $(RUN)/proxy.log || exit 1
 	# A skeleton binary that ignores its arguments also "succeeds": require real help text.
 	if [ -x $(FUND_BIN) ] && $(FUND_BIN) serve --help 2>&1 | grep -qi usage; then
