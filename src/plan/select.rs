@@ -9,7 +9,7 @@
 use sqlparser::ast::{Query, SetExpr};
 
 use super::reject::not_supported;
-use super::route::{analyze, collect_from, param_key, target_shards};
+use super::route::{analyze, collect_from, describe, param_key, target_shards};
 use super::rules::TableKind;
 use super::{scatter, Cx, Plan};
 
@@ -75,7 +75,7 @@ pub(crate) fn plan_select(q: &Query, cx: &Cx) -> (Plan, Option<usize>) {
     };
     let param = param_key(&route);
     let plan = match target_shards(&route, cx.rules()) {
-        Some(shards) if shards.len() == 1 => Plan::single(&shards[0], "shard key pinned"),
+        Some(shards) if shards.len() == 1 => Plan::single(&shards[0], describe(&route)),
         Some(shards) => scatter::plan_scatter(q, sel, &from.relations, &shards, cx),
         None => scatter::plan_scatter(q, sel, &from.relations, &cx.rules().shards, cx),
     };
@@ -103,6 +103,18 @@ mod tests {
             "SELECT COUNT(*) FROM accounts WHERE account_id = 7 GROUP BY x HAVING COUNT(*) > 1",
         ] {
             assert_eq!(expect_single(&plan_with(sql, &r)), s7, "{sql}");
+        }
+    }
+
+    #[test]
+    fn reason_names_the_key_values() {
+        let r = rules(3);
+        match plan_with(
+            "SELECT * FROM accounts WHERE account_id = 0042 AND x = 1",
+            &r,
+        ) {
+            Plan::Single { reason, .. } => assert_eq!(reason, "key = 42"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -15,7 +15,9 @@
 use sqlparser::ast::{AssignmentTarget, Delete, Expr, FromTable, Update};
 
 use super::reject::not_supported;
-use super::route::{analyze, collect_from, object_name, param_key, target_shards, From, Relation};
+use super::route::{
+    analyze, collect_from, describe, object_name, param_key, target_shards, From, Relation,
+};
 use super::rules::TableKind;
 use super::{Cx, MultiKind, Plan, ShardSql, NONDETERMINISTIC};
 
@@ -131,7 +133,7 @@ fn plan_write(
     };
     let param = param_key(&route);
     let plan = match target_shards(&route, cx.rules()) {
-        Some(s) if s.len() == 1 => Plan::single(&s[0], "shard key pinned"),
+        Some(s) if s.len() == 1 => Plan::single(&s[0], describe(&route)),
         Some(s) => {
             if ordered {
                 not_supported("ORDER BY/LIMIT in a write that spans shards")
