@@ -615,7 +615,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     shard_sel.projection.extend(b.hidden.iter().cloned());
     shard_sel.having = None;
     shard_q.limit_clause = match limit {
-        Some(l) if !grouped && !distinct => Some(LimitClause::LimitOffset {
+        Some(l) if !grouped && !distinct && having.is_none() => Some(LimitClause::LimitOffset {
             limit: Some(Expr::value(Value::Number(
                 l.saturating_add(offset).to_string(),
                 false,
@@ -884,6 +884,15 @@ mod tests {
         assert_eq!(m.limit, Some(2));
         let (sql, _) = scatter("SELECT fund FROM accounts ORDER BY MAX(balance) LIMIT 2");
         assert!(!sql.contains("LIMIT"), "{sql}");
+    }
+
+    #[test]
+    fn having_without_grouping_disables_limit_pushdown() {
+        // HAVING filters after the shards answered: a shard's first rows may all be filtered.
+        let (sql, m) = scatter("SELECT a FROM accounts HAVING a > 1 ORDER BY a LIMIT 2");
+        assert_eq!(sql, "SELECT a FROM accounts ORDER BY a");
+        assert!(m.having.is_some());
+        assert_eq!(m.limit, Some(2));
     }
 
     #[test]

@@ -105,6 +105,13 @@ fn plan_write(
                 None,
             );
         }
+        if ordered {
+            // `LIMIT n` may pick different rows on each copy (ties, physical order).
+            return (
+                not_supported("ORDER BY/LIMIT in a write to a reference table"),
+                None,
+            );
+        }
         return (
             Plan::Multi {
                 targets: cx.all_shards(cx.sql),
@@ -253,6 +260,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        expect_reject(
+            &plan_with("DELETE FROM fund_yield LIMIT 1", &r),
+            "reference table",
+        );
         expect_reject(
             &plan_with("UPDATE fund_yield SET updated = NOW()", &r),
             "NOW()",
