@@ -127,3 +127,58 @@ mod tests {
         );
     }
 }
+
+/// The statements sysbench's oltp_read_write prepares, with `sbtest1` sharded by `id`.
+#[cfg(test)]
+mod sysbench {
+    use super::*;
+    use crate::config::Config;
+    use crate::plan::Rules;
+
+    fn rules() -> Rules {
+        let text =
+            "[backend]\nuser = \"u\"\npassword = \"p\"\n[sharding]\ndefault_shard = \"s1\"\n\
+                    [[sharding.tables]]\nname = \"sbtest1\"\nkey = \"id\"\n\
+                    [[shards]]\nname = \"s1\"\nprimary = \"a:1\"\n\
+                    [[shards]]\nname = \"s2\"\nprimary = \"a:2\"\n";
+        Rules::from_config(&Config::parse(text).unwrap())
+    }
+
+    #[test]
+    fn oltp_read_write_statements() {
+        let r = rules();
+        let ctx = PlanContext {
+            rules: &r,
+            current_db: Some("sbtest"),
+            allow_scatter_writes: false,
+        };
+        let by_param = [
+            ("SELECT c FROM sbtest1 WHERE id=?", 0),
+            ("UPDATE sbtest1 SET k=k+1 WHERE id=?", 0),
+            ("UPDATE sbtest1 SET c=? WHERE id=?", 1),
+            ("DELETE FROM sbtest1 WHERE id=?", 0),
+            ("INSERT INTO sbtest1 (id, k, c, pad) VALUES (?, ?, ?, ?)", 0),
+        ];
+        for (sql, idx) in by_param {
+            match plan_prepared(sql, &ctx) {
+                PreparedPlan::ByParam { param_index, .. } => assert_eq!(param_index, idx, "{sql}"),
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+        for sql in [
+            "SELECT c FROM sbtest1 WHERE id BETWEEN ? AND ?",
+            "SELECT SUM(k) FROM sbtest1 WHERE id BETWEEN ? AND ?",
+            "SELECT c FROM sbtest1 WHERE id BETWEEN ? AND ? ORDER BY c",
+            "SELECT DISTINCT c FROM sbtest1 WHERE id BETWEEN ? AND ? ORDER BY c",
+        ] {
+            match plan_prepared(sql, &ctx) {
+                PreparedPlan::Fixed(Plan::Scatter { targets, .. }) => {
+                    assert_eq!(targets.len(), 2, "{sql}");
+                    // The parameters stay in place, in order.
+                    assert_eq!(targets[0].sql.matches('?').count(), 2, "{sql}");
+                }
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+    }
+}
