@@ -113,6 +113,19 @@ mod tests {
     }
 
     #[test]
+    fn placeholder_index_counts_across_lines_and_multibyte_text() {
+        let r = rules(3);
+        let p = prep(
+            "SELECT c FROM accounts\n WHERE note = 'é?' AND x = ?\n   AND account_id = ?",
+            &r,
+        );
+        let PreparedPlan::ByParam { param_index, .. } = &p else {
+            panic!("{p:?}")
+        };
+        assert_eq!(*param_index, 1);
+    }
+
+    #[test]
     fn literal_key_is_fixed() {
         let r = rules(3);
         let p = prep("SELECT c FROM accounts WHERE account_id = 4 AND x = ?", &r);
