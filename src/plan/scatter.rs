@@ -8,7 +8,8 @@
 //!   `AVG(x)` (for its column definition) and gets hidden trailing columns `SUM(x), COUNT(x)`.
 //!   `COUNT(DISTINCT key)` adds up because each key value lives on one shard;
 //!   `COUNT(DISTINCT other)` does not (the same value may sit on several shards) and is refused.
-//! - `GROUP BY`: shards group their rows; the proxy merges groups with equal keys. A group key
+//! - `GROUP BY`: shards group their rows; the proxy merges groups with equal keys and, without
+//!   ORDER BY, sorts them by the group keys as MariaDB does. A group key
 //!   that is not selected becomes a hidden column.
 //! - `HAVING` is true of a whole group, not of a partial one: it is removed from the shard SQL
 //!   and becomes a [`Filter`] the proxy applies to merged groups. Only comparisons of selected
@@ -571,6 +572,17 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
             order_by.push(SortKey { column, descending });
         }
     }
+    // MariaDB sorts GROUP BY results by the group keys when there is no ORDER BY; so does the
+    // merged answer.
+    if q.order_by.is_none() {
+        order_by = group_by
+            .iter()
+            .map(|&column| SortKey {
+                column,
+                descending: false,
+            })
+            .collect();
+    }
     // HAVING and ORDER BY may have added aggregates: decide grouping only now.
     let grouped = !group_by.is_empty() || !b.aggregates.is_empty();
     if wildcard
@@ -793,6 +805,14 @@ mod tests {
         );
         assert_eq!(m.visible_columns, 2);
         assert_eq!(m.group_by, vec![0]);
+        // Implicit GROUP BY order, as MariaDB returns it.
+        assert_eq!(
+            m.order_by,
+            vec![SortKey {
+                column: 0,
+                descending: false
+            }]
+        );
         assert_eq!(
             m.aggregates,
             vec![AggregateSpec {
