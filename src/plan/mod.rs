@@ -230,6 +230,14 @@ pub(crate) fn plan_full(sql: &str, ctx: &PlanContext) -> (Plan, Option<usize>) {
             None,
         );
     }
+    let first_word = scan.words.first().map(|w| w.text.as_str());
+    if !mentions_sharded && first_word == Some("select") && !scan.has_keyword("into") {
+        // A read of reference (and unlisted) tables only: any copy answers; skip the parser.
+        return (
+            Plan::single(&rules.default_shard, "reference tables only"),
+            None,
+        );
+    }
     if scan.executable_comment {
         return (
             reject::not_supported(
