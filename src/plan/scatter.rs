@@ -228,7 +228,7 @@ impl Builder<'_> {
 
     /// The column holding `e`, adding a hidden one if `e` is not selected. Aggregates are
     /// registered so the merge recombines them.
-    fn column_for(&mut self, e: &Expr, visible: usize) -> R<usize> {
+    fn column_for(&mut self, e: &Expr) -> R<usize> {
         if let Some(i) = self.by_alias(e).or_else(|| self.by_text(e)) {
             return Ok(i);
         }
@@ -245,7 +245,6 @@ impl Builder<'_> {
                  the aggregates and compute the expression in the application",
             ));
         }
-        let _ = visible;
         Ok(self.push_hidden(e.clone(), false))
     }
 }
@@ -310,7 +309,7 @@ fn flip(op: CompareOp) -> CompareOp {
     }
 }
 
-fn having_filter(e: &Expr, b: &mut Builder, visible: usize) -> R<Filter> {
+fn having_filter(e: &Expr, b: &mut Builder) -> R<Filter> {
     let unsupported = || {
         not_supported(format!(
             "HAVING {e} cannot be evaluated by the proxy; only comparisons of selected columns \
@@ -318,34 +317,34 @@ fn having_filter(e: &Expr, b: &mut Builder, visible: usize) -> R<Filter> {
         ))
     };
     match e {
-        Expr::Nested(x) => having_filter(x, b, visible),
+        Expr::Nested(x) => having_filter(x, b),
         Expr::BinaryOp {
             left,
             op: BinaryOperator::And,
             right,
         } => Ok(Filter::And(
-            Box::new(having_filter(left, b, visible)?),
-            Box::new(having_filter(right, b, visible)?),
+            Box::new(having_filter(left, b)?),
+            Box::new(having_filter(right, b)?),
         )),
         Expr::BinaryOp {
             left,
             op: BinaryOperator::Or,
             right,
         } => Ok(Filter::Or(
-            Box::new(having_filter(left, b, visible)?),
-            Box::new(having_filter(right, b, visible)?),
+            Box::new(having_filter(left, b)?),
+            Box::new(having_filter(right, b)?),
         )),
         Expr::UnaryOp {
             op: UnaryOperator::Not,
             expr,
-        } => Ok(Filter::Not(Box::new(having_filter(expr, b, visible)?))),
+        } => Ok(Filter::Not(Box::new(having_filter(expr, b)?))),
         Expr::BinaryOp { left, op, right } => {
             let op = compare_op(op).ok_or_else(unsupported)?;
             if let Some(value) = literal(right) {
-                let column = b.column_for(left, visible)?;
+                let column = b.column_for(left)?;
                 Ok(Filter::Compare { column, op, value })
             } else if let Some(value) = literal(left) {
-                let column = b.column_for(right, visible)?;
+                let column = b.column_for(right)?;
                 Ok(Filter::Compare {
                     column,
                     op: flip(op),
@@ -364,7 +363,7 @@ fn having_filter(e: &Expr, b: &mut Builder, visible: usize) -> R<Filter> {
             let (Some(lo), Some(hi)) = (literal(low), literal(high)) else {
                 return Err(unsupported());
             };
-            let column = b.column_for(expr, visible)?;
+            let column = b.column_for(expr)?;
             let f = Filter::And(
                 Box::new(Filter::Compare {
                     column,
@@ -384,11 +383,11 @@ fn having_filter(e: &Expr, b: &mut Builder, visible: usize) -> R<Filter> {
             })
         }
         Expr::IsNull(x) => Ok(Filter::IsNull {
-            column: b.column_for(x, visible)?,
+            column: b.column_for(x)?,
             negated: false,
         }),
         Expr::IsNotNull(x) => Ok(Filter::IsNull {
-            column: b.column_for(x, visible)?,
+            column: b.column_for(x)?,
             negated: true,
         }),
         _ => Err(unsupported()),
@@ -532,7 +531,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     }
     // 3. HAVING.
     let having = match &sel.having {
-        Some(h) => Some(having_filter(h, &mut b, visible)?),
+        Some(h) => Some(having_filter(h, &mut b)?),
         None => None,
     };
     // 4. ORDER BY.
@@ -560,7 +559,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
                 p as usize - 1
             } else {
                 let before = b.cols.len();
-                let c = b.column_for(&o.expr, visible)?;
+                let c = b.column_for(&o.expr)?;
                 if c >= before && distinct {
                     return Err(not_supported(
                         "SELECT DISTINCT … ORDER BY an expression that is not selected, across \
