@@ -184,6 +184,44 @@ mod tests {
     }
 
     #[test]
+    fn self_join_and_differently_named_keys_colocate_by_equality() {
+        let r = rules(3);
+        let s = shard_of(&r, 5);
+        for sql in [
+            "SELECT * FROM accounts a JOIN accounts b ON a.account_id = b.account_id WHERE b.account_id = 5",
+            "SELECT * FROM accounts a JOIN bank.ledger l ON l.id = a.account_id WHERE a.account_id = 5",
+        ] {
+            assert_eq!(expect_single(&plan_with(sql, &r)), s, "{sql}");
+        }
+        expect_reject(
+            &plan_with(
+                "SELECT * FROM accounts a JOIN accounts b ON a.parent = b.account_id WHERE a.account_id = 5",
+                &r,
+            ),
+            "does not match rows",
+        );
+        // The key equality inside an OR does not colocate.
+        expect_reject(
+            &plan_with(
+                "SELECT * FROM accounts a JOIN transactions t ON a.account_id = t.account_id OR a.x = t.y",
+                &r,
+            ),
+            "does not match rows",
+        );
+    }
+
+    #[test]
+    fn key_in_left_join_condition_does_not_pin() {
+        // Rows of `a` are all returned whatever the ON clause says about `t`.
+        let r = rules(3);
+        let p = plan_with(
+            "SELECT a.account_id FROM accounts a LEFT JOIN transactions t ON a.account_id = t.account_id AND t.account_id = 5",
+            &r,
+        );
+        assert_eq!(p.shards().len(), 3, "{p:?}");
+    }
+
+    #[test]
     fn colocated_join_without_key_scatters() {
         let r = rules(3);
         let p = plan_with(
