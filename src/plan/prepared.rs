@@ -2,10 +2,14 @@
 //! when the route depends on a `?` parameter (`WHERE key = ?`, a one-row `INSERT … VALUES (?, …)`)
 //! it is resolved at EXECUTE with the bound value, which costs one ring lookup.
 //!
-//! The lead decodes the parameter values of COM_STMT_EXECUTE into `Option<KeyValue>`: `None` for
-//! NULL, floats, decimals, or strings that cannot be placed exactly (see
-//! [`crate::ring::key`]). With such a value the statement takes its fallback plan: a read
-//! scatters (exact), a write without a placeable key is refused.
+//! The executor decodes the parameter values of COM_STMT_EXECUTE into `Option<KeyValue>`:
+//! - TINY/SHORT/LONG/LONGLONG/INT24 → `KeyValue::from(i64)`, or `from(u64)` with the unsigned flag;
+//! - string types and NEWDECIMAL (sent as text) → `KeyValue::from_str_value(text)`, which
+//!   accepts `"42"` as the integer 42 and refuses `"42.0"`;
+//! - NULL, FLOAT, DOUBLE, dates, blobs → `None`.
+//!
+//! With `None` the statement takes its fallback plan: a read scatters (exact; its SQL keeps the
+//! `?` placeholders, so each shard prepares it), a write without a placeable key is refused.
 
 use std::sync::Arc;
 
