@@ -618,6 +618,26 @@ mod timing {
                 "{:>8.2} µs  {sql}",
                 t.elapsed().as_secs_f64() * 1e6 / n as f64
             );
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(sqlparser::parser::Parser::parse_sql(
+                    &sqlparser::dialect::MySqlDialect {},
+                    sql,
+                ))
+                .ok();
+            }
+            println!(
+                "{:>8.2} µs  (parse only)",
+                t.elapsed().as_secs_f64() * 1e6 / n as f64
+            );
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(super::scan::scan(sql));
+            }
+            println!(
+                "{:>8.2} µs  (scan only)",
+                t.elapsed().as_secs_f64() * 1e6 / n as f64
+            );
         }
     }
 }
