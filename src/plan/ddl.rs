@@ -5,7 +5,7 @@
 //! lack the unsharded table), `CREATE TABLE … AS SELECT` / `LIKE` from a table that is not on
 //! every shard, and RENAME of a sharded or reference table (the config names it).
 
-use sqlparser::ast::{CreateTableLikeKind, ObjectName, ObjectType, Statement};
+use sqlparser::ast::{AlterTableOperation, CreateTableLikeKind, ObjectName, ObjectType, Statement};
 
 use super::reject::not_supported;
 use super::route::object_name;
@@ -30,7 +30,11 @@ pub(crate) fn plan_ddl(stmt: &Statement, cx: &Cx) -> Plan {
             }
         }
         Statement::AlterTable(a) => {
-            if cx.scan.has_keyword("rename") {
+            let renames_table = a
+                .operations
+                .iter()
+                .any(|op| matches!(op, AlterTableOperation::RenameTable { .. }));
+            if renames_table {
                 let (db, t) = object_name(&a.name);
                 if cx.rules().classify(db.as_deref(), &t, cx.cur_db()) != TableKind::Unlisted {
                     return not_supported(format!(
@@ -117,6 +121,7 @@ mod tests {
             "CREATE TABLE accounts (account_id BIGINT PRIMARY KEY, balance DECIMAL(20,2))",
             "CREATE TABLE IF NOT EXISTS fund_yield (d DATE, rate DECIMAL(10,6))",
             "ALTER TABLE transactions ADD COLUMN note VARCHAR(100)",
+            "ALTER TABLE accounts RENAME COLUMN a TO b",
             "DROP TABLE IF EXISTS accounts, transactions",
             "TRUNCATE TABLE accounts",
             "CREATE INDEX ix_bal ON accounts (balance)",

@@ -259,6 +259,25 @@ mod tests {
     }
 
     #[test]
+    fn split_locates_rows_after_multibyte_text() {
+        let r = rules(3);
+        let (a, b) = keys_on_two_shards(&r);
+        let sql = format!(
+            "INSERT INTO accounts (account_id, note) VALUES ({a}, 'héllo wörld'), ({b}, '日本')"
+        );
+        match plan_with(&sql, &r) {
+            Plan::Multi { targets, .. } => {
+                let tb = targets.iter().find(|t| t.shard == shard_of(&r, b)).unwrap();
+                assert_eq!(
+                    tb.sql,
+                    format!("INSERT INTO accounts (account_id, note) VALUES ({b}, '日本')")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn multi_row_on_one_shard_stays_single() {
         let r = rules(3);
         let s = shard_of(&r, 3);

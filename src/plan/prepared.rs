@@ -2,10 +2,14 @@
 //! when the route depends on a `?` parameter (`WHERE key = ?`, a one-row `INSERT … VALUES (?, …)`)
 //! it is resolved at EXECUTE with the bound value, which costs one ring lookup.
 //!
-//! The lead decodes the parameter values of COM_STMT_EXECUTE into `Option<KeyValue>`: `None` for
-//! NULL, floats, decimals, or strings that cannot be placed exactly (see
-//! [`crate::ring::key`]). With such a value the statement takes its fallback plan: a read
-//! scatters (exact), a write without a placeable key is refused.
+//! The executor decodes the parameter values of COM_STMT_EXECUTE into `Option<KeyValue>`:
+//! - TINY/SHORT/LONG/LONGLONG/INT24 → `KeyValue::from(i64)`, or `from(u64)` with the unsigned flag;
+//! - string types and NEWDECIMAL (sent as text) → `KeyValue::from_str_value(text)`, which
+//!   accepts `"42"` as the integer 42 and refuses `"42.0"`;
+//! - NULL, FLOAT, DOUBLE, dates, blobs → `None`.
+//!
+//! With `None` the statement takes its fallback plan: a read scatters (exact; its SQL keeps the
+//! `?` placeholders, so each shard prepares it), a write without a placeable key is refused.
 
 use std::sync::Arc;
 
@@ -113,6 +117,19 @@ mod tests {
     }
 
     #[test]
+    fn placeholder_index_counts_across_lines_and_multibyte_text() {
+        let r = rules(3);
+        let p = prep(
+            "SELECT c FROM accounts\n WHERE note = 'é?' AND x = ?\n   AND account_id = ?",
+            &r,
+        );
+        let PreparedPlan::ByParam { param_index, .. } = &p else {
+            panic!("{p:?}")
+        };
+        assert_eq!(*param_index, 1);
+    }
+
+    #[test]
     fn literal_key_is_fixed() {
         let r = rules(3);
         let p = prep("SELECT c FROM accounts WHERE account_id = 4 AND x = ?", &r);
@@ -125,5 +142,60 @@ mod tests {
             matches!(p, PreparedPlan::Fixed(Plan::Single { .. })),
             "{p:?}"
         );
+    }
+}
+
+/// The statements sysbench's oltp_read_write prepares, with `sbtest1` sharded by `id`.
+#[cfg(test)]
+mod sysbench {
+    use super::*;
+    use crate::config::Config;
+    use crate::plan::Rules;
+
+    fn rules() -> Rules {
+        let text =
+            "[backend]\nuser = \"u\"\npassword = \"p\"\n[sharding]\ndefault_shard = \"s1\"\n\
+                    [[sharding.tables]]\nname = \"sbtest1\"\nkey = \"id\"\n\
+                    [[shards]]\nname = \"s1\"\nprimary = \"a:1\"\n\
+                    [[shards]]\nname = \"s2\"\nprimary = \"a:2\"\n";
+        Rules::from_config(&Config::parse(text).unwrap())
+    }
+
+    #[test]
+    fn oltp_read_write_statements() {
+        let r = rules();
+        let ctx = PlanContext {
+            rules: &r,
+            current_db: Some("sbtest"),
+            allow_scatter_writes: false,
+        };
+        let by_param = [
+            ("SELECT c FROM sbtest1 WHERE id=?", 0),
+            ("UPDATE sbtest1 SET k=k+1 WHERE id=?", 0),
+            ("UPDATE sbtest1 SET c=? WHERE id=?", 1),
+            ("DELETE FROM sbtest1 WHERE id=?", 0),
+            ("INSERT INTO sbtest1 (id, k, c, pad) VALUES (?, ?, ?, ?)", 0),
+        ];
+        for (sql, idx) in by_param {
+            match plan_prepared(sql, &ctx) {
+                PreparedPlan::ByParam { param_index, .. } => assert_eq!(param_index, idx, "{sql}"),
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+        for sql in [
+            "SELECT c FROM sbtest1 WHERE id BETWEEN ? AND ?",
+            "SELECT SUM(k) FROM sbtest1 WHERE id BETWEEN ? AND ?",
+            "SELECT c FROM sbtest1 WHERE id BETWEEN ? AND ? ORDER BY c",
+            "SELECT DISTINCT c FROM sbtest1 WHERE id BETWEEN ? AND ? ORDER BY c",
+        ] {
+            match plan_prepared(sql, &ctx) {
+                PreparedPlan::Fixed(Plan::Scatter { targets, .. }) => {
+                    assert_eq!(targets.len(), 2, "{sql}");
+                    // The parameters stay in place, in order.
+                    assert_eq!(targets[0].sql.matches('?').count(), 2, "{sql}");
+                }
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
     }
 }

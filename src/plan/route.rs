@@ -473,6 +473,34 @@ pub fn target_shards(route: &KeyRoute, rules: &Rules) -> Option<Vec<String>> {
     })
 }
 
+/// Human-readable key constraints for PREVIEW, e.g. `key = 7` or `key IN (1, 2)`.
+pub fn describe(route: &KeyRoute) -> String {
+    let parts: Vec<String> = route
+        .sets
+        .iter()
+        .map(|set| {
+            let vals: Vec<String> = set
+                .iter()
+                .map(|a| match a {
+                    KeyAtom::Value(v) => v.to_string(),
+                    KeyAtom::Param(i) => format!("?{}", i + 1),
+                    KeyAtom::Unroutable => "(unplaceable)".into(),
+                })
+                .collect();
+            if vals.len() == 1 {
+                format!("key = {}", vals[0])
+            } else {
+                format!("key IN ({})", vals.join(", "))
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        "no shard key in WHERE".into()
+    } else {
+        parts.join(" AND ")
+    }
+}
+
 /// A key constraint `key = ?` that alone would pin the statement to one shard.
 pub fn param_key(route: &KeyRoute) -> Option<usize> {
     route.sets.iter().find_map(|s| match s.as_slice() {

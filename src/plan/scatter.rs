@@ -8,7 +8,8 @@
 //!   `AVG(x)` (for its column definition) and gets hidden trailing columns `SUM(x), COUNT(x)`.
 //!   `COUNT(DISTINCT key)` adds up because each key value lives on one shard;
 //!   `COUNT(DISTINCT other)` does not (the same value may sit on several shards) and is refused.
-//! - `GROUP BY`: shards group their rows; the proxy merges groups with equal keys. A group key
+//! - `GROUP BY`: shards group their rows; the proxy merges groups with equal keys and, without
+//!   ORDER BY, sorts them by the group keys as MariaDB does. A group key
 //!   that is not selected becomes a hidden column.
 //! - `HAVING` is true of a whole group, not of a partial one: it is removed from the shard SQL
 //!   and becomes a [`Filter`] the proxy applies to merged groups. Only comparisons of selected
@@ -227,7 +228,7 @@ impl Builder<'_> {
 
     /// The column holding `e`, adding a hidden one if `e` is not selected. Aggregates are
     /// registered so the merge recombines them.
-    fn column_for(&mut self, e: &Expr, visible: usize) -> R<usize> {
+    fn column_for(&mut self, e: &Expr) -> R<usize> {
         if let Some(i) = self.by_alias(e).or_else(|| self.by_text(e)) {
             return Ok(i);
         }
@@ -244,7 +245,6 @@ impl Builder<'_> {
                  the aggregates and compute the expression in the application",
             ));
         }
-        let _ = visible;
         Ok(self.push_hidden(e.clone(), false))
     }
 }
@@ -309,7 +309,7 @@ fn flip(op: CompareOp) -> CompareOp {
     }
 }
 
-fn having_filter(e: &Expr, b: &mut Builder, visible: usize) -> R<Filter> {
+fn having_filter(e: &Expr, b: &mut Builder) -> R<Filter> {
     let unsupported = || {
         not_supported(format!(
             "HAVING {e} cannot be evaluated by the proxy; only comparisons of selected columns \
@@ -317,34 +317,34 @@ fn having_filter(e: &Expr, b: &mut Builder, visible: usize) -> R<Filter> {
         ))
     };
     match e {
-        Expr::Nested(x) => having_filter(x, b, visible),
+        Expr::Nested(x) => having_filter(x, b),
         Expr::BinaryOp {
             left,
             op: BinaryOperator::And,
             right,
         } => Ok(Filter::And(
-            Box::new(having_filter(left, b, visible)?),
-            Box::new(having_filter(right, b, visible)?),
+            Box::new(having_filter(left, b)?),
+            Box::new(having_filter(right, b)?),
         )),
         Expr::BinaryOp {
             left,
             op: BinaryOperator::Or,
             right,
         } => Ok(Filter::Or(
-            Box::new(having_filter(left, b, visible)?),
-            Box::new(having_filter(right, b, visible)?),
+            Box::new(having_filter(left, b)?),
+            Box::new(having_filter(right, b)?),
         )),
         Expr::UnaryOp {
             op: UnaryOperator::Not,
             expr,
-        } => Ok(Filter::Not(Box::new(having_filter(expr, b, visible)?))),
+        } => Ok(Filter::Not(Box::new(having_filter(expr, b)?))),
         Expr::BinaryOp { left, op, right } => {
             let op = compare_op(op).ok_or_else(unsupported)?;
             if let Some(value) = literal(right) {
-                let column = b.column_for(left, visible)?;
+                let column = b.column_for(left)?;
                 Ok(Filter::Compare { column, op, value })
             } else if let Some(value) = literal(left) {
-                let column = b.column_for(right, visible)?;
+                let column = b.column_for(right)?;
                 Ok(Filter::Compare {
                     column,
                     op: flip(op),
@@ -363,7 +363,7 @@ fn having_filter(e: &Expr, b: &mut Builder, visible: usize) -> R<Filter> {
             let (Some(lo), Some(hi)) = (literal(low), literal(high)) else {
                 return Err(unsupported());
             };
-            let column = b.column_for(expr, visible)?;
+            let column = b.column_for(expr)?;
             let f = Filter::And(
                 Box::new(Filter::Compare {
                     column,
@@ -383,11 +383,11 @@ fn having_filter(e: &Expr, b: &mut Builder, visible: usize) -> R<Filter> {
             })
         }
         Expr::IsNull(x) => Ok(Filter::IsNull {
-            column: b.column_for(x, visible)?,
+            column: b.column_for(x)?,
             negated: false,
         }),
         Expr::IsNotNull(x) => Ok(Filter::IsNull {
-            column: b.column_for(x, visible)?,
+            column: b.column_for(x)?,
             negated: true,
         }),
         _ => Err(unsupported()),
@@ -540,7 +540,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     }
     // 3. HAVING.
     let having = match &sel.having {
-        Some(h) => Some(having_filter(h, &mut b, visible)?),
+        Some(h) => Some(having_filter(h, &mut b)?),
         None => None,
     };
     // 4. ORDER BY.
@@ -568,7 +568,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
                 p as usize - 1
             } else {
                 let before = b.cols.len();
-                let c = b.column_for(&o.expr, visible)?;
+                let c = b.column_for(&o.expr)?;
                 if c >= before && distinct {
                     return Err(not_supported(
                         "SELECT DISTINCT … ORDER BY an expression that is not selected, across \
@@ -579,6 +579,17 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
             };
             order_by.push(SortKey { column, descending });
         }
+    }
+    // MariaDB sorts GROUP BY results by the group keys when there is no ORDER BY; so does the
+    // merged answer.
+    if q.order_by.is_none() {
+        order_by = group_by
+            .iter()
+            .map(|&column| SortKey {
+                column,
+                descending: false,
+            })
+            .collect();
     }
     // HAVING and ORDER BY may have added aggregates: decide grouping only now.
     let grouped = !group_by.is_empty() || !b.aggregates.is_empty();
@@ -624,7 +635,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     shard_sel.projection.extend(b.hidden.iter().cloned());
     shard_sel.having = None;
     shard_q.limit_clause = match limit {
-        Some(l) if !grouped && !distinct => Some(LimitClause::LimitOffset {
+        Some(l) if !grouped && !distinct && having.is_none() => Some(LimitClause::LimitOffset {
             limit: Some(Expr::value(Value::Number(
                 l.saturating_add(offset).to_string(),
                 false,
@@ -823,6 +834,14 @@ mod tests {
         );
         assert_eq!(m.visible_columns, 2);
         assert_eq!(m.group_by, vec![0]);
+        // Implicit GROUP BY order, as MariaDB returns it.
+        assert_eq!(
+            m.order_by,
+            vec![SortKey {
+                column: 0,
+                descending: false
+            }]
+        );
         assert_eq!(
             m.aggregates,
             vec![AggregateSpec {
@@ -914,6 +933,15 @@ mod tests {
         assert_eq!(m.limit, Some(2));
         let (sql, _) = scatter("SELECT fund FROM accounts ORDER BY MAX(balance) LIMIT 2");
         assert!(!sql.contains("LIMIT"), "{sql}");
+    }
+
+    #[test]
+    fn having_without_grouping_disables_limit_pushdown() {
+        // HAVING filters after the shards answered: a shard's first rows may all be filtered.
+        let (sql, m) = scatter("SELECT a FROM accounts HAVING a > 1 ORDER BY a LIMIT 2");
+        assert_eq!(sql, "SELECT a FROM accounts ORDER BY a");
+        assert!(m.having.is_some());
+        assert_eq!(m.limit, Some(2));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use sqlparser::ast::{Query, SetExpr};
 
 use super::reject::not_supported;
-use super::route::{analyze, collect_from, param_key, target_shards};
+use super::route::{analyze, collect_from, describe, param_key, target_shards};
 use super::rules::TableKind;
 use super::{scatter, Cx, Plan};
 
@@ -75,7 +75,7 @@ pub(crate) fn plan_select(q: &Query, cx: &Cx) -> (Plan, Option<usize>) {
     };
     let param = param_key(&route);
     let plan = match target_shards(&route, cx.rules()) {
-        Some(shards) if shards.len() == 1 => Plan::single(&shards[0], "shard key pinned"),
+        Some(shards) if shards.len() == 1 => Plan::single(&shards[0], describe(&route)),
         Some(shards) => scatter::plan_scatter(q, sel, &from.relations, &shards, cx),
         None => scatter::plan_scatter(q, sel, &from.relations, &cx.rules().shards, cx),
     };
@@ -103,6 +103,18 @@ mod tests {
             "SELECT COUNT(*) FROM accounts WHERE account_id = 7 GROUP BY x HAVING COUNT(*) > 1",
         ] {
             assert_eq!(expect_single(&plan_with(sql, &r)), s7, "{sql}");
+        }
+    }
+
+    #[test]
+    fn reason_names_the_key_values() {
+        let r = rules(3);
+        match plan_with(
+            "SELECT * FROM accounts WHERE account_id = 0042 AND x = 1",
+            &r,
+        ) {
+            Plan::Single { reason, .. } => assert_eq!(reason, "key = 42"),
+            other => panic!("{other:?}"),
         }
     }
 
@@ -169,6 +181,44 @@ mod tests {
         ] {
             assert_eq!(expect_single(&plan_with(sql, &r)), s, "{sql}");
         }
+    }
+
+    #[test]
+    fn self_join_and_differently_named_keys_colocate_by_equality() {
+        let r = rules(3);
+        let s = shard_of(&r, 5);
+        for sql in [
+            "SELECT * FROM accounts a JOIN accounts b ON a.account_id = b.account_id WHERE b.account_id = 5",
+            "SELECT * FROM accounts a JOIN bank.ledger l ON l.id = a.account_id WHERE a.account_id = 5",
+        ] {
+            assert_eq!(expect_single(&plan_with(sql, &r)), s, "{sql}");
+        }
+        expect_reject(
+            &plan_with(
+                "SELECT * FROM accounts a JOIN accounts b ON a.parent = b.account_id WHERE a.account_id = 5",
+                &r,
+            ),
+            "does not match rows",
+        );
+        // The key equality inside an OR does not colocate.
+        expect_reject(
+            &plan_with(
+                "SELECT * FROM accounts a JOIN transactions t ON a.account_id = t.account_id OR a.x = t.y",
+                &r,
+            ),
+            "does not match rows",
+        );
+    }
+
+    #[test]
+    fn key_in_left_join_condition_does_not_pin() {
+        // Rows of `a` are all returned whatever the ON clause says about `t`.
+        let r = rules(3);
+        let p = plan_with(
+            "SELECT a.account_id FROM accounts a LEFT JOIN transactions t ON a.account_id = t.account_id AND t.account_id = 5",
+            &r,
+        );
+        assert_eq!(p.shards().len(), 3, "{p:?}");
     }
 
     #[test]

@@ -15,7 +15,9 @@
 use sqlparser::ast::{AssignmentTarget, Delete, Expr, FromTable, Update};
 
 use super::reject::not_supported;
-use super::route::{analyze, collect_from, object_name, param_key, target_shards, From, Relation};
+use super::route::{
+    analyze, collect_from, describe, object_name, param_key, target_shards, From, Relation,
+};
 use super::rules::TableKind;
 use super::{Cx, MultiKind, Plan, ShardSql, NONDETERMINISTIC};
 
@@ -103,6 +105,13 @@ fn plan_write(
                 None,
             );
         }
+        if ordered {
+            // `LIMIT n` may pick different rows on each copy (ties, physical order).
+            return (
+                not_supported("ORDER BY/LIMIT in a write to a reference table"),
+                None,
+            );
+        }
         return (
             Plan::Multi {
                 targets: cx.all_shards(cx.sql),
@@ -131,7 +140,7 @@ fn plan_write(
     };
     let param = param_key(&route);
     let plan = match target_shards(&route, cx.rules()) {
-        Some(s) if s.len() == 1 => Plan::single(&s[0], "shard key pinned"),
+        Some(s) if s.len() == 1 => Plan::single(&s[0], describe(&route)),
         Some(s) => {
             if ordered {
                 not_supported("ORDER BY/LIMIT in a write that spans shards")
@@ -251,6 +260,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        expect_reject(
+            &plan_with("DELETE FROM fund_yield LIMIT 1", &r),
+            "reference table",
+        );
         expect_reject(
             &plan_with("UPDATE fund_yield SET updated = NOW()", &r),
             "NOW()",
