@@ -361,7 +361,14 @@ fn sysbench_oltp_read_write_on_sharded_sbtest() {
             .unwrap();
         assert!(n > 100, "shard {} has {n} rows", s.name);
     }
-    let report = run(&["--threads=4", "--time=5", "run"]);
+    // Without transactions, two threads may delete and re-insert the same id at once: the
+    // duplicate key is sysbench's race, not the proxy's (one server answers the same).
+    let report = run(&[
+        "--threads=4",
+        "--time=5",
+        "--mysql-ignore-errors=1062",
+        "run",
+    ]);
     assert!(report.contains("transactions:"), "{report}");
     let errors_line = report
         .lines()

@@ -724,14 +724,16 @@ mod tests {
         let (sql, m) = scatter("SELECT * FROM accounts LIMIT 5");
         assert_eq!(sql, "SELECT * FROM accounts LIMIT 5");
         assert_eq!(m.visible_columns, ALL_COLUMNS);
+        assert_eq!(m.limit, Some(5));
     }
 
     #[test]
     fn avg_hidden_columns_come_after_every_visible_column() {
         let r = rules(2);
-        let Plan::Scatter { merge: m, targets } =
-            plan_with("SELECT AVG(balance), SUM(shares), COUNT(*) FROM accounts", &r)
-        else {
+        let Plan::Scatter { merge: m, targets } = plan_with(
+            "SELECT AVG(balance), SUM(shares), COUNT(*) FROM accounts",
+            &r,
+        ) else {
             panic!()
         };
         assert_eq!(m.visible_columns, 3);
@@ -744,8 +746,11 @@ mod tests {
                 assert!(sum_column >= 3 && count_column >= 3, "{m:?}");
             }
         }
-        assert!(targets[0].sql.contains("SUM(balance)"), "{}", targets[0].sql);
-        assert_eq!(m.limit, Some(5));
+        assert!(
+            targets[0].sql.contains("SUM(balance)"),
+            "{}",
+            targets[0].sql
+        );
     }
 
     #[test]

@@ -294,9 +294,11 @@ fn refuse_unmodelled_collation(
         if kinds.get(c) != Some(&ValueKind::CaseInsensitive) {
             continue;
         }
-        let non_ascii = rows
-            .iter()
-            .any(|r| r.get(c).and_then(|v| v.as_ref()).is_some_and(|v| !v.is_ascii()));
+        let non_ascii = rows.iter().any(|r| {
+            r.get(c)
+                .and_then(|v| v.as_ref())
+                .is_some_and(|v| !v.is_ascii())
+        });
         if non_ascii {
             return Err(MergeError::not_supported(format!(
                 "comparing text with non-ASCII characters in column '{}' across shards: the \
