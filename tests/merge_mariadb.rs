@@ -5,8 +5,10 @@
 //! [`shardproxy::plan::merge::merge`], and compares with the original statement run over the
 //! whole table: rows must be byte-for-byte equal.
 //!
-//! Needs `MERGE_TEST_MARIADB_URL` (e.g. `mysql://root@localhost/?socket=/tmp/mdb/sock`, a user
-//! that may create and drop the database `merge_difftest`); skipped when it is not set.
+//! Runs against a MariaDB the test harness starts (database `merge_difftest`, as root).
+
+#[path = "../integration/harness/mod.rs"]
+mod harness;
 
 use mysql_async::prelude::*;
 use mysql_async::{Column, Conn, Opts, Value};
@@ -517,10 +519,8 @@ fn cases() -> Vec<Case> {
 
 #[tokio::test]
 async fn merge_equals_one_server() {
-    let Ok(url) = std::env::var("MERGE_TEST_MARIADB_URL") else {
-        eprintln!("MERGE_TEST_MARIADB_URL not set: skipping the MariaDB differential test");
-        return;
-    };
+    let server = test_server();
+    let url = format!("mysql://root@127.0.0.1:{}/", server.port());
     let mut conn = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
     setup(&mut conn).await;
     let mut failures = Vec::new();
@@ -586,10 +586,8 @@ async fn merge_equals_one_server() {
 /// gives the server's answer.
 #[tokio::test]
 async fn enum_order_refused_or_by_index() {
-    let Ok(url) = std::env::var("MERGE_TEST_MARIADB_URL") else {
-        eprintln!("MERGE_TEST_MARIADB_URL not set: skipping the MariaDB differential test");
-        return;
-    };
+    let server = test_server();
+    let url = format!("mysql://root@127.0.0.1:{}/", server.port());
     let mut conn = Conn::new(Opts::from_url(&url).unwrap()).await.unwrap();
     for sql in [
         "DROP DATABASE IF EXISTS merge_difftest_enum",
@@ -635,4 +633,10 @@ async fn shards(conn: &mut Conn, sql: &str) -> Vec<ResultSet> {
         query(conn, &sql.replace("{t}", "s0")).await,
         query(conn, &sql.replace("{t}", "s1")).await,
     ]
+}
+
+/// One MariaDB per test binary, shared by its tests.
+fn test_server() -> &'static harness::Mariadb {
+    static SERVER: std::sync::OnceLock<harness::Mariadb> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| harness::Mariadb::start(harness::MariadbOpts::default()))
 }

@@ -2005,25 +2005,6 @@ fn hide_socket(sql: &str) -> Option<String> {
     Some(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::hide_socket;
-
-    #[test]
-    fn socket_reads_become_null() {
-        assert_eq!(
-            hide_socket("SELECT @@max_allowed_packet,@@wait_timeout,@@socket").as_deref(),
-            Some("SELECT @@max_allowed_packet,@@wait_timeout,NULL AS `@@socket`")
-        );
-        assert_eq!(
-            hide_socket("select 1 where @@global.socket is null").as_deref(),
-            Some("select 1 where NULL is null")
-        );
-        assert_eq!(hide_socket("SELECT '@@socket'"), None);
-        assert_eq!(hide_socket("SELECT 1"), None);
-    }
-}
-
 /// Whether a statement reads or writes no table (so any connection can answer it).
 fn names_no_table(sql: &str) -> bool {
     let tokens = super::lex::tokenize(sql);
@@ -2048,5 +2029,24 @@ fn query_kind(kind: ResponseKind, c: &Classified) -> &'static str {
         (_, Kind::SetSession { .. } | Kind::Use(_)) => "session",
         (_, Kind::Begin | Kind::Commit | Kind::Rollback) => "transaction",
         _ => "write",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hide_socket;
+
+    #[test]
+    fn socket_reads_become_null() {
+        assert_eq!(
+            hide_socket("SELECT @@max_allowed_packet,@@wait_timeout,@@socket").as_deref(),
+            Some("SELECT @@max_allowed_packet,@@wait_timeout,NULL AS `@@socket`")
+        );
+        assert_eq!(
+            hide_socket("select 1 where @@global.socket is null").as_deref(),
+            Some("select 1 where NULL is null")
+        );
+        assert_eq!(hide_socket("SELECT '@@socket'"), None);
+        assert_eq!(hide_socket("SELECT 1"), None);
     }
 }
