@@ -1,0 +1,186 @@
+//! The operator's side against the real proxy and a real cluster (issue 6): the admin port
+//! through the mysql CLI, Prometheus metrics, and the status page in headless Chromium marking
+//! a stopped backend as down.
+
+mod harness;
+
+use std::process::Command;
+use std::time::Duration;
+
+use harness::{Cluster, Proxy, ProxyConfig};
+
+/// Runs statements on the admin port with the mariadb CLI; rows as tab-separated fields.
+fn admin(proxy: &Proxy, sql: &str) -> Result<Vec<Vec<String>>, String> {
+    let addr = proxy.admin_listen.as_ref().expect("admin port configured");
+    let port = addr.rsplit(':').next().unwrap();
+    let out = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "--protocol=tcp",
+            "-h127.0.0.1",
+            "-uadmin",
+            "-padmin",
+            "--batch",
+            "--skip-column-names",
+        ])
+        .arg(format!("-P{port}"))
+        .arg("-e")
+        .arg(sql)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect())
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+fn chromium_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .expect("chromium must be installed (Debian: apt-get install -y chromium)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn admin_port_metrics_and_status_page_on_a_real_cluster() {
+    // Its own cluster: this test stops a server.
+    let mut cluster = Cluster::start(2, 1);
+    let cfg = ProxyConfig::for_cluster(&cluster)
+        .sharded_table("ops_accounts", "account_id")
+        .backend("health_interval_ms = 200")
+        .render();
+    let proxy = Proxy::start(&cfg);
+    proxy
+        .cli_query("USE fund; CREATE TABLE IF NOT EXISTS ops_accounts (account_id BIGINT PRIMARY KEY, v INT)")
+        .unwrap();
+    proxy
+        .cli_query(
+            "USE fund; INSERT INTO ops_accounts (account_id, v) VALUES (1, 1), (2, 2), (3, 3)",
+        )
+        .unwrap();
+
+    let shards = admin(&proxy, "SHOW SHARDS").unwrap();
+    let names: Vec<&str> = shards.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(names, vec!["s1", "s2"]);
+    let rules = admin(&proxy, "SHOW TABLE RULES").unwrap();
+    assert!(rules.iter().any(|r| r[0] == "ops_accounts"), "{rules:?}");
+    let ring = admin(&proxy, "SHOW RING").unwrap();
+    assert_eq!(ring.len(), 2, "{ring:?}");
+    let preview = admin(&proxy, "PREVIEW SELECT COUNT(*) FROM ops_accounts").unwrap();
+    assert_eq!(preview.len(), 2, "{preview:?}");
+    let where_is = admin(&proxy, "WHERE IS ops_accounts 3").unwrap();
+    let shard_of_3 = where_is[0]
+        .iter()
+        .find(|f| f.starts_with('s'))
+        .cloned()
+        .unwrap();
+    let direct = cluster
+        .shard(&shard_of_3)
+        .primary
+        .query("SELECT COUNT(*) FROM fund.ops_accounts WHERE account_id = 3");
+    assert_eq!(
+        direct[0][0], "1",
+        "WHERE IS named {shard_of_3}, which lacks the row"
+    );
+    let e = admin(&proxy, "SHOW NONSENSE").unwrap_err();
+    assert!(e.contains("SHOW SHARDS"), "{e}");
+    assert!(admin(&proxy, "SHOW PROXY STATUS").unwrap().len() > 2);
+
+    // A live data-port session shows up in SHOW SESSIONS.
+    let mut sleeper = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "--protocol=tcp",
+            "-h127.0.0.1",
+            "-uapp",
+            "-papp",
+            "fund",
+            "-e",
+            "SELECT SLEEP(3)",
+        ])
+        .arg(format!("-P{}", proxy.port()))
+        .spawn()
+        .unwrap();
+    let seen = harness::wait_until(Duration::from_secs(5), || {
+        admin(&proxy, "SHOW SESSIONS")
+            .map(|rows| {
+                rows.iter()
+                    .any(|r| r.iter().any(|f| f.contains("SLEEP(3)")))
+            })
+            .unwrap_or(false)
+    });
+    assert!(seen, "running statement not in SHOW SESSIONS");
+    let _ = sleeper.wait();
+
+    // Metrics count the queries.
+    let http = proxy.http_listen.clone().expect("http port configured");
+    let metrics = http_get(&http, "/metrics");
+    assert!(metrics.contains("shardproxy_queries_total"), "{metrics}");
+    assert!(metrics.contains("shardproxy_backend_up"), "{metrics}");
+
+    // The status page shows both shards, and marks a stopped replica as down.
+    let url = format!("http://{http}/");
+    let dom = chromium_dom(&url);
+    for s in ["s1", "s2"] {
+        assert!(dom.contains(&format!("data-shard=\"{s}\"")), "{dom}");
+    }
+    let replica = cluster.shards[1].replicas[0].addr();
+    cluster.shards[1].replicas[0].stop();
+    let down = harness::wait_until(Duration::from_secs(10), || {
+        admin(&proxy, "SHOW BACKENDS")
+            .map(|rows| {
+                rows.iter()
+                    .any(|r| r[0] == replica && r.iter().any(|f| f == "down"))
+            })
+            .unwrap_or(false)
+    });
+    assert!(
+        down,
+        "SHOW BACKENDS never marked {replica} down: {:?}",
+        admin(&proxy, "SHOW BACKENDS")
+    );
+    let dom = chromium_dom(&url);
+    let at = dom
+        .find(&format!("data-backend=\"{replica}\""))
+        .expect("backend row on the page");
+    let row_end = at + dom[at..].find("</tr>").unwrap();
+    assert!(dom[at..row_end].contains("DOWN"), "{}", &dom[at..row_end]);
+}
