@@ -3,7 +3,10 @@
 //! Run: `cargo bench --bench hot_path`. Results go to docs/benchmarks.md.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use shardproxy::config::Config;
 use shardproxy::frontend::classify::classify;
+use shardproxy::plan::{plan, plan_prepared, PlanContext, Rules};
+use shardproxy::ring::KeyValue;
 use shardproxy::protocol::packet::{PacketReader, PacketWriter};
 use shardproxy::protocol::packets::{build_eof, build_terminator};
 use shardproxy::protocol::response::{ResponseKind, ResponseTracker};
@@ -41,6 +44,42 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("classify point select", |b| {
         b.iter(|| classify(black_box(POINT_SELECT)))
+    });
+    let config = Config::parse(
+        r#"
+        [backend]
+        user = "app"
+        password = "app"
+        [[shards]]
+        name = "s1"
+        primary = "127.0.0.1:3311"
+        [[shards]]
+        name = "s2"
+        primary = "127.0.0.1:3321"
+        [sharding]
+        default_shard = "s1"
+        [[sharding.tables]]
+        name = "sbtest1"
+        key = "id"
+        "#,
+    )
+    .unwrap();
+    let rules = Rules::from_config(&config);
+    let ctx = PlanContext {
+        rules: &rules,
+        current_db: Some("sbtest"),
+        allow_scatter_writes: false,
+    };
+    c.bench_function("plan sharded point select (parse + route)", |b| {
+        b.iter(|| plan(black_box(POINT_SELECT), &ctx))
+    });
+    c.bench_function("plan unsharded statement (lexical fast path)", |b| {
+        b.iter(|| plan(black_box("SELECT c FROM other WHERE id=5"), &ctx))
+    });
+    let prepared = plan_prepared("SELECT c FROM sbtest1 WHERE id=?", &ctx);
+    let key = [Some(KeyValue::from(50321i64))];
+    c.bench_function("bind cached prepared plan (route by parameter)", |b| {
+        b.iter(|| prepared.bind(black_box(&key)))
     });
     let answer: Vec<Vec<u8>> = vec![
         vec![1],
