@@ -6,11 +6,11 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use shardproxy::config::Config;
 use shardproxy::frontend::classify::classify;
 use shardproxy::plan::{plan, plan_prepared, PlanContext, Rules};
-use shardproxy::ring::KeyValue;
 use shardproxy::protocol::packet::{PacketReader, PacketWriter};
 use shardproxy::protocol::packets::{build_eof, build_terminator};
 use shardproxy::protocol::response::{ResponseKind, ResponseTracker};
 use shardproxy::protocol::resultset::{encode_text_row, ColumnDef};
+use shardproxy::ring::KeyValue;
 
 const POINT_SELECT: &str = "SELECT c FROM sbtest1 WHERE id=50321";
 

@@ -775,3 +775,59 @@ fn sigterm_lets_running_statements_finish() {
         "still accepting after SIGTERM"
     );
 }
+
+/// mariadb-admin uses COM_PING, COM_STATISTICS and COM_QUERY; the mysql CLI with auto-rehash
+/// uses COM_FIELD_LIST.
+#[test]
+fn admin_tool_commands_statistics_ping_and_field_list() {
+    let cluster = Cluster::shared();
+    let proxy = Proxy::start(&ProxyConfig::for_cluster(cluster).render());
+    let port = proxy.port().to_string();
+    let out = Command::new("mariadb-admin")
+        .args([
+            "--no-defaults",
+            "--protocol=tcp",
+            "-h127.0.0.1",
+            "-uapp",
+            "-papp",
+            "-P",
+            &port,
+            "ping",
+            "status",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("mysqld is alive"), "{text}");
+    assert!(text.contains("Uptime:"), "{text}");
+    // COM_FIELD_LIST on a raw connection: column definitions, then EOF.
+    let mut raw = harness_login(&proxy.listen);
+    let init_db = [5u8, 0, 0, 0, 2, b'f', b'u', b'n', b'd'];
+    raw.write_all(&init_db).unwrap();
+    assert_eq!(read_packet(&mut raw)[0], 0);
+    cluster
+        .shard("s1")
+        .primary
+        .exec("CREATE TABLE IF NOT EXISTS fund.field_list_t (a INT, b VARCHAR(3))");
+    let mut cmd = vec![4u8];
+    cmd.extend_from_slice(b"field_list_t\0");
+    let mut pkt = (cmd.len() as u32).to_le_bytes()[..3].to_vec();
+    pkt.push(0);
+    pkt.extend_from_slice(&cmd);
+    raw.write_all(&pkt).unwrap();
+    let mut defs = 0;
+    loop {
+        let p = read_packet(&mut raw);
+        if p[0] == 0xfe && p.len() < 9 {
+            break;
+        }
+        assert_ne!(p[0], 0xff, "field list failed: {p:?}");
+        defs += 1;
+    }
+    assert_eq!(defs, 2);
+}
