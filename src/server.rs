@@ -21,6 +21,15 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> any
     tracing::info!(listen = %listener.local_addr()?, "shardproxy serving");
     tokio::spawn(crate::backend::health::run(proxy.clone()));
     crate::admin::core_ops::start_operator_ports(proxy.clone(), config_path).await?;
+    // Histogram samples wait in the recorder until drained: drain them even when nobody
+    // scrapes /metrics, so memory stays flat.
+    let handle = crate::metrics::install();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            handle.run_upkeep();
+        }
+    });
     serve(proxy, listener).await
 }
 

@@ -138,20 +138,24 @@ impl Pool {
         wanted: &SessionVars,
     ) -> Result<Lease, BackendError> {
         let relay_caps = relay_caps & cap::RELAY_RELEVANT;
-        let permit =
-            match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                _ => {
-                    return Err(BackendError::Lost {
-                        addr: self.addr.clone(),
-                        reason: format!(
-                            "no free connection within {:?} (pool of {} is full)",
-                            self.wait,
-                            self.permits.available_permits()
-                        ),
-                    })
-                }
-            };
+        // The common case takes a free permit at once, without arming a timer.
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => Ok(Ok(p)),
+            Err(_) => tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await,
+        };
+        let permit = match permit {
+            Ok(Ok(p)) => p,
+            _ => {
+                return Err(BackendError::Lost {
+                    addr: self.addr.clone(),
+                    reason: format!(
+                        "no free connection within {:?} (pool of {} is full)",
+                        self.wait,
+                        self.permits.available_permits()
+                    ),
+                })
+            }
+        };
         let found = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             let mut pick = None;
