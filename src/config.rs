@@ -179,7 +179,7 @@ fn default_listen() -> String {
     "127.0.0.1:6033".into()
 }
 fn default_connect_timeout_ms() -> u64 {
-    3000
+    10_000
 }
 fn default_query_timeout_ms() -> u64 {
     0

@@ -114,6 +114,8 @@ pub struct Session {
 
 /// The planner's reason for statements that name no sharded or reference table.
 const ANY_SHARD_REASON: &str = "no sharded or reference table";
+/// The planner's reason for reads of reference tables only (every shard has a copy).
+const REFERENCE_READ_REASON: &str = "reference tables only";
 /// The session setting that allows UPDATE/DELETE without a shard key.
 const SCATTER_WRITES_SETTING: &str = "shardproxy_allow_scatter_writes";
 
@@ -527,7 +529,8 @@ impl Session {
     fn prefer_held(&self, plan: Plan, sql: &str) -> Plan {
         match (plan, &self.held) {
             (Plan::Single { reason, .. }, Some(h))
-                if reason == ANY_SHARD_REASON && names_no_table(sql) =>
+                if (reason == ANY_SHARD_REASON && names_no_table(sql))
+                    || reason.starts_with(REFERENCE_READ_REASON) =>
             {
                 Plan::Single {
                     shard: h.shard.clone(),
@@ -578,9 +581,25 @@ impl Session {
             None => (sql, payload),
         };
         match self.plan_text(&sql) {
-            Plan::Single { shard, .. } => {
-                self.run_single(&shard, payload, &sql, &c, ResponseKind::Query)
-                    .await
+            Plan::Single { shard, reason } => {
+                // A read that any shard answers (no table, or reference tables only) does not
+                // decide where a held-back transaction runs.
+                let floating = c.kind == Kind::Read
+                    && self.held.is_none()
+                    && ((reason == ANY_SHARD_REASON && names_no_table(&sql))
+                        || reason.starts_with(REFERENCE_READ_REASON));
+                let pending = if floating {
+                    self.pending_begin.take()
+                } else {
+                    None
+                };
+                let r = self
+                    .run_single(&shard, payload, &sql, &c, ResponseKind::Query)
+                    .await;
+                if pending.is_some() {
+                    self.pending_begin = pending;
+                }
+                r
             }
             Plan::Scatter { targets, merge } => self.run_scatter(targets, merge, None).await,
             Plan::Multi { targets, kind } => self.run_multi(targets, kind).await,
