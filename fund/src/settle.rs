@@ -1,0 +1,334 @@
+//! Daily settlement for a date D, shard by shard in parallel via `/* shard=… */` hints, in
+//! batches of consecutive account ids, set-based SQL.
+//!
+//! One batch is one transaction on one shard:
+//! 1. `INSERT INTO income … SELECT …` the income of every not-yet-settled account of the range
+//!    (`settled_through < D`) with earning shares > 0;
+//! 2. `UPDATE accounts LEFT JOIN income …` adds the income to the shares and sets
+//!    `settled_through = D` for the same accounts;
+//! 3. marks the range's standard redemptions requested before D as paid on D.
+//!
+//! Because the marker and the income row commit together, a rerun or a resumed run after a
+//! crash skips settled accounts: each account is paid exactly once for D (the income primary
+//! key (account_id, income_date) would refuse a second row anyway).
+//!
+//! Earning shares for D (same rule as `domain::Position::earning_on`): the account's day
+//! position if it was active on D, all shares if it was last active before D, else the saved
+//! previous day. Run the settlement of D before accounts are active on D+2.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use sqlx::MySqlPool;
+
+use crate::db::{self, date_lit, hint};
+
+/// Settlement options.
+#[derive(Debug, Clone)]
+pub struct SettleOpts {
+    pub date: NaiveDate,
+    pub shards: Vec<String>,
+    pub batch: u32,
+    pub workers_per_shard: usize,
+    /// Stop after this many batches per shard (for crash tests); 0 = no limit.
+    pub max_batches: u64,
+}
+
+/// The SQL expression for the earning shares of date `d` (a literal).
+pub fn earning_sql(d: &str, next: &str) -> String {
+    format!(
+        "CASE WHEN biz_day = {d} THEN GREATEST(base_shares - day_out, 0) \
+         WHEN biz_day < {d} THEN shares \
+         WHEN prev_day = {d} THEN prev_earning \
+         WHEN prev_day < {d} AND biz_day = {next} THEN base_shares \
+         ELSE 0 END"
+    )
+}
+
+struct Progress {
+    settled: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// Reads the yield of `date` (reference table: any shard answers).
+pub async fn yield_of(pool: &MySqlPool, date: NaiveDate) -> Result<Option<Decimal>> {
+    Ok(
+        sqlx::query_scalar("SELECT per_10k FROM fund_yield WHERE yield_date = ?")
+            .bind(date)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Runs the settlement; prints progress and the final rate.
+pub async fn run(pool: &MySqlPool, o: &SettleOpts) -> Result<()> {
+    let Some(per_10k) = yield_of(pool, o.date).await? else {
+        bail!(
+            "no yield for {}: set it first with `fund yield --date {} --per-10k X`",
+            o.date,
+            o.date
+        );
+    };
+    let d = date_lit(o.date);
+    // Totals to do, per shard.
+    let mut todo = Vec::new();
+    for s in &o.shards {
+        let n: i64 = sqlx::query_scalar(db::sql(format!(
+            "{}SELECT COUNT(*) FROM accounts WHERE settled_through < {d}",
+            hint(s)
+        )))
+        .fetch_one(pool)
+        .await
+        .with_context(|| format!("counting accounts on shard {s}"))?;
+        todo.push(n as u64);
+    }
+    let total: u64 = todo.iter().sum();
+    eprintln!(
+        "settling {} at {} per 10,000 shares on shards {} ({} accounts to settle: {})",
+        o.date,
+        per_10k,
+        o.shards.join(","),
+        total,
+        o.shards
+            .iter()
+            .zip(&todo)
+            .map(|(s, n)| format!("{s}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let progress: Vec<Arc<Progress>> = o
+        .shards
+        .iter()
+        .map(|_| {
+            Arc::new(Progress {
+                settled: AtomicU64::new(0),
+                batches: AtomicU64::new(0),
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let ticker = {
+        let progress = progress.clone();
+        let shards = o.shards.clone();
+        tokio::spawn(async move {
+            let mut last = 0u64;
+            let mut last_t = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let done: u64 = progress
+                    .iter()
+                    .map(|p| p.settled.load(Ordering::Relaxed))
+                    .sum();
+                let now = Instant::now();
+                let rate = (done - last) as f64 / now.duration_since(last_t).as_secs_f64();
+                let per: Vec<String> = shards
+                    .iter()
+                    .zip(&progress)
+                    .map(|(s, p)| format!("{s}={}", p.settled.load(Ordering::Relaxed)))
+                    .collect();
+                eprintln!(
+                    "  {:>6.1}s settled {done}/{total} ({}) {rate:.0} accounts/s",
+                    start.elapsed().as_secs_f64(),
+                    per.join(" ")
+                );
+                last = done;
+                last_t = now;
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for (i, s) in o.shards.iter().enumerate() {
+        let pool = pool.clone();
+        let s = s.clone();
+        let o = o.clone();
+        let p = progress[i].clone();
+        tasks.push(tokio::spawn(async move {
+            settle_shard(&pool, &o, &s, per_10k, &p).await
+        }));
+    }
+    let mut err = None;
+    for t in tasks {
+        if let Err(e) = t.await? {
+            err.get_or_insert(e);
+        }
+    }
+    ticker.abort();
+    let secs = start.elapsed().as_secs_f64();
+    let done: u64 = progress
+        .iter()
+        .map(|p| p.settled.load(Ordering::Relaxed))
+        .sum();
+    let batches: u64 = progress
+        .iter()
+        .map(|p| p.batches.load(Ordering::Relaxed))
+        .sum();
+    println!(
+        "settled {done} accounts for {} in {secs:.2}s: {:.0} accounts/s ({batches} batches)",
+        o.date,
+        done as f64 / secs.max(1e-9),
+    );
+    if let Some(e) = err {
+        return Err(e);
+    }
+    // Totals for D over every shard, including batches committed by an earlier (interrupted) run.
+    let (mut n, mut paid, mut left) = (0i64, Decimal::ZERO, 0i64);
+    for s in &o.shards {
+        let (c, a): (i64, Option<Decimal>) = sqlx::query_as(db::sql(format!(
+            "{}SELECT COUNT(*), SUM(amount) FROM income WHERE income_date = {d}",
+            hint(s)
+        )))
+        .fetch_one(pool)
+        .await?;
+        n += c;
+        paid += a.unwrap_or_default();
+        let l: i64 = sqlx::query_scalar(db::sql(format!(
+            "{}SELECT COUNT(*) FROM accounts WHERE settled_through < {d}",
+            hint(s)
+        )))
+        .fetch_one(pool)
+        .await?;
+        left += l;
+    }
+    println!(
+        "income for {}: {n} accounts, {} in total; accounts not yet settled: {left}",
+        o.date,
+        paid.round_dp(2)
+    );
+    Ok(())
+}
+
+/// One shard: a producer walks the primary key to cut ranges of `batch` accounts, workers
+/// settle ranges.
+async fn settle_shard(
+    pool: &MySqlPool,
+    o: &SettleOpts,
+    shard: &str,
+    per_10k: Decimal,
+    p: &Progress,
+) -> Result<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<(i64, i64)>(o.workers_per_shard * 2);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let producer = {
+        let pool = pool.clone();
+        let h = hint(shard);
+        let batch = o.batch.max(1);
+        let max_batches = o.max_batches;
+        async move {
+            let mut lo = 0i64;
+            let mut n = 0u64;
+            loop {
+                if max_batches > 0 && n >= max_batches {
+                    break;
+                }
+                let hi: Option<i64> = sqlx::query_scalar(db::sql(format!(
+                    "{h}SELECT account_id FROM accounts WHERE account_id > {lo} ORDER BY account_id LIMIT 1 OFFSET {}",
+                    batch - 1
+                )))
+                .fetch_optional(&pool)
+                .await?;
+                let hi_v = hi.unwrap_or(i64::MAX);
+                if tx.send((lo, hi_v)).await.is_err() {
+                    break;
+                }
+                n += 1;
+                match hi {
+                    Some(h) => lo = h,
+                    None => break,
+                }
+            }
+            anyhow::Ok(())
+        }
+    };
+    let mut workers = Vec::new();
+    for _ in 0..o.workers_per_shard.max(1) {
+        let rx = rx.clone();
+        workers.push(async move {
+            loop {
+                let next = rx.lock().await.recv().await;
+                let Some((lo, hi)) = next else { break };
+                settle_range(pool, o.date, shard, per_10k, lo, hi, p).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    let (a, b) = tokio::join!(producer, futures::future::try_join_all(workers));
+    a.with_context(|| format!("shard {shard}"))?;
+    b.with_context(|| format!("shard {shard}"))?;
+    Ok(())
+}
+
+/// Settles accounts in (lo, hi] on one shard, in one transaction, retrying deadlocks.
+async fn settle_range(
+    pool: &MySqlPool,
+    date: NaiveDate,
+    shard: &str,
+    per_10k: Decimal,
+    lo: i64,
+    hi: i64,
+    p: &Progress,
+) -> Result<()> {
+    let h = hint(shard);
+    let d = date_lit(date);
+    let next = date_lit(date.succ_opt().context("date overflow")?);
+    let y = per_10k.to_string();
+    let range = format!("account_id > {lo} AND account_id <= {hi}");
+    let earning = earning_sql(&d, &next);
+    let ins = format!(
+        "{h}INSERT INTO income (account_id, income_date, earning_shares, per_10k, amount) \
+         SELECT account_id, {d}, e, {y}, FLOOR(e * {y} / 100) / 100 FROM \
+         (SELECT account_id, {earning} AS e FROM accounts WHERE {range} AND settled_through < {d}) t \
+         WHERE e > 0"
+    );
+    let upd = format!(
+        "{h}UPDATE accounts a LEFT JOIN income i ON i.account_id = a.account_id AND i.income_date = {d} \
+         SET a.shares = a.shares + COALESCE(i.amount, 0), \
+         a.base_shares = IF(a.biz_day > {d}, a.base_shares + COALESCE(i.amount, 0), a.base_shares), \
+         a.total_income = a.total_income + COALESCE(i.amount, 0), \
+         a.settled_through = {d} \
+         WHERE a.account_id > {lo} AND a.account_id <= {hi} AND a.settled_through < {d}"
+    );
+    let pend = format!(
+        "{h}UPDATE pending_redemptions SET paid_on = {d} \
+         WHERE {range} AND paid_on IS NULL AND req_date < {d}"
+    );
+    let mut attempt = 0u64;
+    loop {
+        attempt += 1;
+        let r: Result<u64, sqlx::Error> = async {
+            let mut tx = pool.begin().await?;
+            sqlx::raw_sql(db::sql(ins.clone()))
+                .execute(&mut *tx)
+                .await?;
+            let settled = sqlx::raw_sql(db::sql(upd.clone()))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::raw_sql(db::sql(pend.clone()))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(settled)
+        }
+        .await;
+        match r {
+            Ok(settled) => {
+                p.settled.fetch_add(settled, Ordering::Relaxed);
+                p.batches.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) if db::is_transient(&e) && attempt < 10 => {
+                tracing::warn!("shard {shard} batch ({lo},{hi}] retry {attempt}: {e}");
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("shard {shard} batch ({lo},{hi}]"))
+                )
+            }
+        }
+    }
+}
