@@ -201,8 +201,10 @@ pub async fn run(pool: &MySqlPool, o: &SettleOpts) -> Result<()> {
     Ok(())
 }
 
-/// One shard: a producer walks the primary key to cut ranges of `batch` accounts, workers
-/// settle ranges.
+/// One shard: first walk the primary key to cut ranges of `batch` accounts, then split the
+/// ranges into one contiguous run per worker. Workers on adjacent ranges would deadlock on the
+/// next-key locks at range boundaries; contiguous runs meet at one boundary only (and a
+/// deadlock there is retried).
 async fn settle_shard(
     pool: &MySqlPool,
     o: &SettleOpts,
@@ -210,54 +212,43 @@ async fn settle_shard(
     per_10k: Decimal,
     p: &Progress,
 ) -> Result<()> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<(i64, i64)>(o.workers_per_shard * 2);
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let producer = {
-        let pool = pool.clone();
-        let h = hint(shard);
-        let batch = o.batch.max(1);
-        let max_batches = o.max_batches;
-        async move {
-            let mut lo = 0i64;
-            let mut n = 0u64;
-            loop {
-                if max_batches > 0 && n >= max_batches {
-                    break;
-                }
-                let hi: Option<i64> = sqlx::query_scalar(db::sql(format!(
-                    "{h}SELECT account_id FROM accounts WHERE account_id > {lo} ORDER BY account_id LIMIT 1 OFFSET {}",
-                    batch - 1
-                )))
-                .fetch_optional(&pool)
-                .await?;
-                let hi_v = hi.unwrap_or(i64::MAX);
-                if tx.send((lo, hi_v)).await.is_err() {
-                    break;
-                }
-                n += 1;
-                match hi {
-                    Some(h) => lo = h,
-                    None => break,
-                }
-            }
-            anyhow::Ok(())
+    let h = hint(shard);
+    let batch = o.batch.max(1);
+    let mut ranges = Vec::new();
+    let mut lo = 0i64;
+    loop {
+        let hi: Option<i64> = sqlx::query_scalar(db::sql(format!(
+            "{h}SELECT account_id FROM accounts WHERE account_id > {lo} ORDER BY account_id LIMIT 1 OFFSET {}",
+            batch - 1
+        )))
+        .fetch_optional(pool)
+        .await
+        .with_context(|| format!("shard {shard}: cutting ranges"))?;
+        ranges.push((lo, hi.unwrap_or(i64::MAX)));
+        match hi {
+            Some(h) => lo = h,
+            None => break,
         }
-    };
-    let mut workers = Vec::new();
-    for _ in 0..o.workers_per_shard.max(1) {
-        let rx = rx.clone();
-        workers.push(async move {
-            loop {
-                let next = rx.lock().await.recv().await;
-                let Some((lo, hi)) = next else { break };
+    }
+    let workers = o.workers_per_shard.clamp(1, ranges.len());
+    let per = ranges.len().div_ceil(workers);
+    let started = AtomicU64::new(0);
+    let mut tasks = Vec::new();
+    for run in ranges.chunks(per) {
+        let started = &started;
+        tasks.push(async move {
+            for &(lo, hi) in run {
+                if o.max_batches > 0 && started.fetch_add(1, Ordering::SeqCst) >= o.max_batches {
+                    break;
+                }
                 settle_range(pool, o.date, shard, per_10k, lo, hi, p).await?;
             }
             anyhow::Ok(())
         });
     }
-    let (a, b) = tokio::join!(producer, futures::future::try_join_all(workers));
-    a.with_context(|| format!("shard {shard}"))?;
-    b.with_context(|| format!("shard {shard}"))?;
+    futures::future::try_join_all(tasks)
+        .await
+        .with_context(|| format!("shard {shard}"))?;
     Ok(())
 }
 
