@@ -23,7 +23,7 @@ use serde_json::json;
 use sqlx::{MySqlPool, Row};
 
 use crate::db;
-use crate::domain::{self, Op, Position};
+use crate::domain::{self, cents, Op, Position};
 
 /// Shared state of the server.
 pub struct AppState {
@@ -270,14 +270,14 @@ async fn get_account(
         account_id: id,
         name: row.try_get("name")?,
         business_date: today,
-        balance: pos.shares,
-        shares: pos.shares,
-        earning_shares: pos.earning_today(),
-        fresh_shares: pos.day_in,
-        pending_redemptions: pending.unwrap_or_default().round_dp(2),
-        instant_redeemed_today: pos.instant_out,
-        instant_remaining_today: (domain::INSTANT_CAP - pos.instant_out).max(Decimal::ZERO),
-        yesterday_income: yincome.unwrap_or_default(),
+        balance: cents(pos.shares),
+        shares: cents(pos.shares),
+        earning_shares: cents(pos.earning_today()),
+        fresh_shares: cents(pos.day_in),
+        pending_redemptions: cents(pending.unwrap_or_default()),
+        instant_redeemed_today: cents(pos.instant_out),
+        instant_remaining_today: cents((domain::INSTANT_CAP - pos.instant_out).max(Decimal::ZERO)),
+        yesterday_income: cents(yincome.unwrap_or_default()),
         total_income: row.try_get("total_income")?,
         settled_through: row.try_get("settled_through")?,
     };

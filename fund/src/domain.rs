@@ -63,7 +63,14 @@ pub fn parse_amount(s: &str) -> Result<Decimal, RuleError> {
     if d > MAX_AMOUNT {
         return Err(RuleError::new("invalid_amount", "amount too large"));
     }
-    Ok(d.round_dp(2))
+    Ok(cents(d))
+}
+
+/// The value with exactly two decimals (for display: `6000` → `6000.00`).
+pub fn cents(d: Decimal) -> Decimal {
+    let mut d = d.round_dp(2);
+    d.rescale(2);
+    d
 }
 
 // `income`, `Position::new` and `Position::earning_on` state in Rust what the settlement SQL
@@ -264,6 +271,8 @@ mod tests {
         assert!(parse_amount("1e3").is_err());
         assert!(parse_amount("100000000000000").is_err());
         assert_eq!(parse_amount("1.10").unwrap(), d("1.10"));
+        assert_eq!(parse_amount("6000").unwrap().to_string(), "6000.00");
+        assert_eq!(cents(Decimal::ZERO).to_string(), "0.00");
     }
 
     #[test]
