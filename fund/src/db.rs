@@ -90,6 +90,11 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Marks a statement we built ourselves (only from typed values) as safe to send.
+pub fn sql(s: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,9 +115,4 @@ mod tests {
         );
         assert_eq!(parse_shards(" s1, s2,,"), vec!["s1", "s2"]);
     }
-}
-
-/// Marks a statement we built ourselves (only from typed values) as safe to send.
-pub fn sql(s: String) -> sqlx::AssertSqlSafe<String> {
-    sqlx::AssertSqlSafe(s)
 }

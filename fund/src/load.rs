@@ -453,7 +453,7 @@ fn print_histogram(v: &[u32]) {
         return;
     }
     // Power-of-two buckets from 0.25 ms.
-    let mut buckets = vec![0u64; 16];
+    let mut buckets = [0u64; 16];
     for &us in v {
         let mut b = 0;
         let mut edge = 250u32;
