@@ -4,8 +4,8 @@
 //! One batch is one transaction on one shard:
 //! 1. `INSERT INTO income … SELECT …` the income of every not-yet-settled account of the range
 //!    (`settled_through < D`) with earning shares > 0;
-//! 2. `UPDATE accounts LEFT JOIN income …` adds the income to the shares and sets
-//!    `settled_through = D` for the same accounts;
+//! 2. `UPDATE accounts …` adds the same income (same expression over the same, now locked, rows)
+//!    to the shares and sets `settled_through = D` for the same accounts;
 //! 3. marks the range's standard redemptions requested before D as paid on D.
 //!
 //! Because the marker and the income row commit together, a rerun or a resumed run after a
@@ -201,6 +201,30 @@ pub async fn run(pool: &MySqlPool, o: &SettleOpts) -> Result<()> {
     Ok(())
 }
 
+/// Cuts a shard's accounts into ranges (lo, hi] of about `batch` accounts by walking the
+/// primary key; together the ranges cover every id (the first starts at 0, the last ends at
+/// i64::MAX).
+pub async fn cut_ranges(pool: &MySqlPool, shard: &str, batch: u32) -> Result<Vec<(i64, i64)>> {
+    let h = hint(shard);
+    let batch = batch.max(1);
+    let mut ranges = Vec::new();
+    let mut lo = 0i64;
+    loop {
+        let hi: Option<i64> = sqlx::query_scalar(db::sql(format!(
+            "{h}SELECT account_id FROM accounts WHERE account_id > {lo} ORDER BY account_id LIMIT 1 OFFSET {}",
+            batch - 1
+        )))
+        .fetch_optional(pool)
+        .await?;
+        ranges.push((lo, hi.unwrap_or(i64::MAX)));
+        match hi {
+            Some(h) => lo = h,
+            None => break,
+        }
+    }
+    Ok(ranges)
+}
+
 /// One shard: first walk the primary key to cut ranges of `batch` accounts, then split the
 /// ranges into one contiguous run per worker. Workers on adjacent ranges would deadlock on the
 /// next-key locks at range boundaries; contiguous runs meet at one boundary only (and a
@@ -212,24 +236,9 @@ async fn settle_shard(
     per_10k: Decimal,
     p: &Progress,
 ) -> Result<()> {
-    let h = hint(shard);
-    let batch = o.batch.max(1);
-    let mut ranges = Vec::new();
-    let mut lo = 0i64;
-    loop {
-        let hi: Option<i64> = sqlx::query_scalar(db::sql(format!(
-            "{h}SELECT account_id FROM accounts WHERE account_id > {lo} ORDER BY account_id LIMIT 1 OFFSET {}",
-            batch - 1
-        )))
-        .fetch_optional(pool)
+    let ranges = cut_ranges(pool, shard, o.batch)
         .await
         .with_context(|| format!("shard {shard}: cutting ranges"))?;
-        ranges.push((lo, hi.unwrap_or(i64::MAX)));
-        match hi {
-            Some(h) => lo = h,
-            None => break,
-        }
-    }
     let workers = o.workers_per_shard.clamp(1, ranges.len());
     let per = ranges.len().div_ceil(workers);
     let started = AtomicU64::new(0);
@@ -274,13 +283,18 @@ async fn settle_range(
          (SELECT account_id, {earning} AS e FROM accounts WHERE {range} AND settled_through < {d}) t \
          WHERE e > 0"
     );
+    // The same income expression as the INSERT, recomputed from the same (locked) row state: no
+    // join back to `income`. `shares` is assigned before `base_shares` and the earning
+    // expression never reads `shares` when `base_shares` changes, so MariaDB's left-to-right
+    // assignment order and a simultaneous one give the same result.
+    let inc = format!("(FLOOR(({earning}) * {y} / 100) / 100)");
     let upd = format!(
-        "{h}UPDATE accounts a LEFT JOIN income i ON i.account_id = a.account_id AND i.income_date = {d} \
-         SET a.shares = a.shares + COALESCE(i.amount, 0), \
-         a.base_shares = IF(a.biz_day > {d}, a.base_shares + COALESCE(i.amount, 0), a.base_shares), \
-         a.total_income = a.total_income + COALESCE(i.amount, 0), \
-         a.settled_through = {d} \
-         WHERE a.account_id > {lo} AND a.account_id <= {hi} AND a.settled_through < {d}"
+        "{h}UPDATE accounts SET \
+         total_income = total_income + {inc}, \
+         shares = shares + {inc}, \
+         base_shares = IF(biz_day > {d}, base_shares + {inc}, base_shares), \
+         settled_through = {d} \
+         WHERE {range} AND settled_through < {d}"
     );
     let pend = format!(
         "{h}UPDATE pending_redemptions SET paid_on = {d} \
