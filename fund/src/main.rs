@@ -156,7 +156,7 @@ async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,fund=info".into()),
+                .unwrap_or_else(|_| "warn,fund=info,sqlx=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
