@@ -307,12 +307,12 @@ async fn history(
     if exists.is_none() {
         return Err(ApiError::not_found(id));
     }
-    let rows = sqlx::query(
+    // LIMIT as a literal (a clamped integer): simpler for the proxy's parser than a placeholder.
+    let rows = sqlx::query(db::sql(format!(
         "SELECT request_id, kind, amount, biz_date, merchant, created_at FROM ledger \
-         WHERE account_id = ? ORDER BY created_at DESC LIMIT ?",
-    )
+         WHERE account_id = ? ORDER BY created_at DESC LIMIT {limit}"
+    )))
     .bind(id)
-    .bind(limit)
     .fetch_all(&st.pool)
     .await?;
     let mut tx = Vec::with_capacity(rows.len());
@@ -327,12 +327,11 @@ async fn history(
             "created_at": created.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
         }));
     }
-    let rows = sqlx::query(
+    let rows = sqlx::query(db::sql(format!(
         "SELECT income_date, earning_shares, per_10k, amount FROM income \
-         WHERE account_id = ? ORDER BY income_date DESC LIMIT ?",
-    )
+         WHERE account_id = ? ORDER BY income_date DESC LIMIT {limit}"
+    )))
     .bind(id)
-    .bind(limit)
     .fetch_all(&st.pool)
     .await?;
     let mut inc = Vec::with_capacity(rows.len());
@@ -344,12 +343,11 @@ async fn history(
             "amount": r.try_get::<Decimal, _>("amount")?,
         }));
     }
-    let rows = sqlx::query(
+    let rows = sqlx::query(db::sql(format!(
         "SELECT request_id, amount, req_date, paid_on FROM pending_redemptions \
-         WHERE account_id = ? ORDER BY req_date DESC LIMIT ?",
-    )
+         WHERE account_id = ? ORDER BY req_date DESC LIMIT {limit}"
+    )))
     .bind(id)
-    .bind(limit)
     .fetch_all(&st.pool)
     .await?;
     let mut red = Vec::with_capacity(rows.len());
