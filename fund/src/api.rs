@@ -121,7 +121,6 @@ pub async fn serve(pool: MySqlPool, listen: &str, today: Option<NaiveDate>) -> a
     let state = Arc::new(AppState { pool, today });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!("fund API listening on http://{}", listener.local_addr()?);
-    eprintln!("fund API listening on http://{}", listener.local_addr()?);
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
