@@ -78,10 +78,17 @@ pub fn error_number(e: &sqlx::Error) -> Option<u16> {
     }
 }
 
-/// Deadlock (1213), lock wait timeout (1205) and lost connections are worth retrying.
+/// Deadlock (1213), lock wait timeout (1205) and lost connections are worth retrying. So is
+/// the proxy's 1235 "session is bound to shard … (open transaction)": the failed transaction
+/// is dropped, sqlx sends ROLLBACK on that connection before its next use, which unbinds it.
+/// (Seen once under load on 2026-11-26; logged so the proxy-side cause stays visible.)
 pub fn is_transient(e: &sqlx::Error) -> bool {
     match error_number(e) {
         Some(1213) | Some(1205) => true,
+        Some(1235) => {
+            tracing::warn!("proxy says the session is still bound to another shard: {e}");
+            true
+        }
         Some(_) => false,
         None => matches!(
             e,
