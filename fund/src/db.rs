@@ -85,7 +85,7 @@ pub fn error_number(e: &sqlx::Error) -> Option<u16> {
 pub fn is_transient(e: &sqlx::Error) -> bool {
     match error_number(e) {
         Some(1213) | Some(1205) => true,
-        Some(1235) => {
+        Some(1235) if e.to_string().contains("bound to shard") => {
             tracing::warn!("proxy says the session is still bound to another shard: {e}");
             true
         }
