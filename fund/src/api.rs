@@ -1,0 +1,674 @@
+//! The HTTP JSON API (axum). Amounts travel as decimal strings; errors are
+//! `{"code","message"}` with 400 (malformed), 404 (no such account), 409 (request id reused
+//! with other parameters) or 422 (a fund rule says no).
+//!
+//! Every money-moving request is one transaction on the account's shard: lock the account row,
+//! look the request id up (a retry replays the stored outcome, header `idempotent-replayed:
+//! true`), apply the pure rule from `domain`, write account + ledger (+ pending redemption) +
+//! request outcome, commit. Every statement carries `account_id = ?`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{NaiveDate, Utc};
+use rand::Rng;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{MySqlPool, Row};
+
+use crate::db;
+use crate::domain::{self, cents, Op, Position};
+
+/// Shared state of the server.
+pub struct AppState {
+    pub pool: MySqlPool,
+    /// Fixed business date (tests, demos); otherwise today's UTC date.
+    pub today: Option<NaiveDate>,
+}
+
+impl AppState {
+    fn today(&self) -> NaiveDate {
+        self.today.unwrap_or_else(|| Utc::now().date_naive())
+    }
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    fn not_found(id: i64) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "account_not_found",
+            format!("no account {id}"),
+        )
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::warn!("database error: {e}");
+        let status = if db::is_transient(&e) {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        ApiError::new(status, "database_error", e.to_string())
+    }
+}
+
+impl From<domain::RuleError> for ApiError {
+    fn from(e: domain::RuleError) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(
+            self.status,
+            json!({"code": self.code, "message": self.message}).to_string(),
+        )
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The router with every route.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/accounts", post(create_account))
+        .route("/accounts/{id}", get(get_account))
+        .route("/accounts/{id}/history", get(history))
+        .route("/accounts/{id}/subscribe", post(subscribe))
+        .route("/accounts/{id}/redeem", post(redeem))
+        .route("/accounts/{id}/pay", post(pay))
+        .route("/fund/report", get(report))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// Serves the API until Ctrl-C.
+pub async fn serve(pool: MySqlPool, listen: &str, today: Option<NaiveDate>) -> anyhow::Result<()> {
+    let state = Arc::new(AppState { pool, today });
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!("fund API listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// A new random positive 53-bit account id (never 0; safe as a JSON number).
+pub fn new_account_id() -> i64 {
+    rand::thread_rng().gen_range(1..(1i64 << 53))
+}
+
+fn parse_id(s: &str) -> Result<i64, ApiError> {
+    match s.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(ApiError::bad(
+            "invalid_account_id",
+            format!("not an account id: {s:?}"),
+        )),
+    }
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad("invalid_json", e.to_string()))
+}
+
+fn check_request_id(r: &str) -> Result<(), ApiError> {
+    if r.is_empty() || r.len() > 64 || !r.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ApiError::bad(
+            "invalid_request_id",
+            "request_id must be 1-64 printable ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct CreateAccount {
+    name: String,
+}
+
+async fn create_account(
+    State(st): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: CreateAccount = parse_body(&body)?;
+    let name = req.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::bad(
+            "invalid_name",
+            "name must be 1-100 characters",
+        ));
+    }
+    let today = st.today();
+    for _ in 0..5 {
+        let id = new_account_id();
+        let r = sqlx::query("INSERT INTO accounts (account_id, name, biz_day) VALUES (?, ?, ?)")
+            .bind(id)
+            .bind(name)
+            .bind(today)
+            .execute(&st.pool)
+            .await;
+        match r {
+            Ok(_) => {
+                return Ok(json_response(
+                    StatusCode::CREATED,
+                    json!({"account_id": id, "name": name}).to_string(),
+                ))
+            }
+            Err(e) if db::error_number(&e) == Some(1062) => continue, // id collision: new id
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "id_generation_failed",
+        "could not find a free account id",
+    ))
+}
+
+const POSITION_COLS: &str =
+    "shares, biz_day, base_shares, day_in, day_out, instant_out, prev_day, prev_earning";
+
+fn position_from_row(row: &sqlx::mysql::MySqlRow) -> Result<Position, sqlx::Error> {
+    Ok(Position {
+        shares: row.try_get("shares")?,
+        day: row.try_get("biz_day")?,
+        base_shares: row.try_get("base_shares")?,
+        day_in: row.try_get("day_in")?,
+        day_out: row.try_get("day_out")?,
+        instant_out: row.try_get("instant_out")?,
+        prev_day: row.try_get("prev_day")?,
+        prev_earning: row.try_get("prev_earning")?,
+    })
+}
+
+#[derive(Serialize)]
+struct AccountView {
+    account_id: i64,
+    name: String,
+    business_date: NaiveDate,
+    balance: Decimal,
+    shares: Decimal,
+    earning_shares: Decimal,
+    fresh_shares: Decimal,
+    pending_redemptions: Decimal,
+    instant_redeemed_today: Decimal,
+    instant_remaining_today: Decimal,
+    yesterday_income: Decimal,
+    total_income: Decimal,
+    settled_through: NaiveDate,
+}
+
+async fn get_account(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let today = st.today();
+    let sql = format!(
+        "SELECT name, {POSITION_COLS}, settled_through, total_income FROM accounts WHERE account_id = ?"
+    );
+    let Some(row) = sqlx::query(db::sql(sql))
+        .bind(id)
+        .fetch_optional(&st.pool)
+        .await?
+    else {
+        return Err(ApiError::not_found(id));
+    };
+    let pos = position_from_row(&row)?.roll(today);
+    let pending: Option<Decimal> = sqlx::query_scalar(
+        "SELECT SUM(amount) FROM pending_redemptions WHERE account_id = ? AND paid_on IS NULL",
+    )
+    .bind(id)
+    .fetch_one(&st.pool)
+    .await?;
+    let yesterday = today.pred_opt().unwrap_or(today);
+    let yincome: Option<Decimal> =
+        sqlx::query_scalar("SELECT amount FROM income WHERE account_id = ? AND income_date = ?")
+            .bind(id)
+            .bind(yesterday)
+            .fetch_optional(&st.pool)
+            .await?;
+    let view = AccountView {
+        account_id: id,
+        name: row.try_get("name")?,
+        business_date: today,
+        balance: cents(pos.shares),
+        shares: cents(pos.shares),
+        earning_shares: cents(pos.earning_today()),
+        fresh_shares: cents(pos.day_in),
+        pending_redemptions: cents(pending.unwrap_or_default()),
+        instant_redeemed_today: cents(pos.instant_out),
+        instant_remaining_today: cents((domain::INSTANT_CAP - pos.instant_out).max(Decimal::ZERO)),
+        yesterday_income: cents(yincome.unwrap_or_default()),
+        total_income: row.try_get("total_income")?,
+        settled_through: row.try_get("settled_through")?,
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_string(&view).unwrap(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    limit: Option<u32>,
+}
+
+async fn history(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000) as i64;
+    let exists: Option<i64> =
+        sqlx::query_scalar("SELECT account_id FROM accounts WHERE account_id = ?")
+            .bind(id)
+            .fetch_optional(&st.pool)
+            .await?;
+    if exists.is_none() {
+        return Err(ApiError::not_found(id));
+    }
+    // LIMIT as a literal (a clamped integer): simpler for the proxy's parser than a placeholder.
+    let rows = sqlx::query(db::sql(format!(
+        "SELECT request_id, kind, amount, biz_date, merchant, created_at FROM ledger \
+         WHERE account_id = ? ORDER BY created_at DESC LIMIT {limit}"
+    )))
+    .bind(id)
+    .fetch_all(&st.pool)
+    .await?;
+    let mut tx = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let created: chrono::NaiveDateTime = r.try_get("created_at")?;
+        tx.push(json!({
+            "request_id": r.try_get::<String, _>("request_id")?,
+            "kind": r.try_get::<String, _>("kind")?,
+            "amount": r.try_get::<Decimal, _>("amount")?,
+            "business_date": r.try_get::<NaiveDate, _>("biz_date")?,
+            "merchant": r.try_get::<Option<String>, _>("merchant")?,
+            "created_at": created.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+        }));
+    }
+    let rows = sqlx::query(db::sql(format!(
+        "SELECT income_date, earning_shares, per_10k, amount FROM income \
+         WHERE account_id = ? ORDER BY income_date DESC LIMIT {limit}"
+    )))
+    .bind(id)
+    .fetch_all(&st.pool)
+    .await?;
+    let mut inc = Vec::with_capacity(rows.len());
+    for r in &rows {
+        inc.push(json!({
+            "date": r.try_get::<NaiveDate, _>("income_date")?,
+            "earning_shares": r.try_get::<Decimal, _>("earning_shares")?,
+            "per_10k": r.try_get::<Decimal, _>("per_10k")?,
+            "amount": r.try_get::<Decimal, _>("amount")?,
+        }));
+    }
+    let rows = sqlx::query(db::sql(format!(
+        "SELECT request_id, amount, req_date, paid_on FROM pending_redemptions \
+         WHERE account_id = ? ORDER BY req_date DESC LIMIT {limit}"
+    )))
+    .bind(id)
+    .fetch_all(&st.pool)
+    .await?;
+    let mut red = Vec::with_capacity(rows.len());
+    for r in &rows {
+        red.push(json!({
+            "request_id": r.try_get::<String, _>("request_id")?,
+            "amount": r.try_get::<Decimal, _>("amount")?,
+            "requested_on": r.try_get::<NaiveDate, _>("req_date")?,
+            "paid_on": r.try_get::<Option<NaiveDate>, _>("paid_on")?,
+        }));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"account_id": id, "transactions": tx, "income": inc, "standard_redemptions": red})
+            .to_string(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct MoneyBody {
+    amount: String,
+    request_id: String,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    merchant: Option<String>,
+}
+
+async fn subscribe(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let b: MoneyBody = parse_body(&body)?;
+    money(&st, id, Op::Subscribe, &b, None).await
+}
+
+async fn redeem(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let b: MoneyBody = parse_body(&body)?;
+    let op = match b.mode.as_deref() {
+        Some("instant") => Op::RedeemInstant,
+        Some("standard") => Op::RedeemStandard,
+        _ => {
+            return Err(ApiError::bad(
+                "invalid_mode",
+                "mode must be \"instant\" or \"standard\"",
+            ))
+        }
+    };
+    money(&st, id, op, &b, None).await
+}
+
+async fn pay(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let b: MoneyBody = parse_body(&body)?;
+    let merchant = b.merchant.as_deref().map(str::trim).unwrap_or("");
+    if merchant.is_empty() || merchant.chars().count() > 100 {
+        return Err(ApiError::bad(
+            "invalid_merchant",
+            "merchant must be 1-100 characters",
+        ));
+    }
+    let merchant = merchant.to_string();
+    money(&st, id, Op::Pay, &b, Some(merchant)).await
+}
+
+/// Validates, then runs the money transaction with retries on deadlocks and lost connections
+/// (safe: the request id makes the retry idempotent).
+async fn money(
+    st: &AppState,
+    id: i64,
+    op: Op,
+    b: &MoneyBody,
+    merchant: Option<String>,
+) -> Result<Response, ApiError> {
+    check_request_id(&b.request_id)?;
+    let amount = domain::parse_amount(&b.amount)?;
+    let fingerprint = format!(
+        "{}|{}|{}",
+        op.kind(),
+        amount.normalize(),
+        merchant.as_deref().unwrap_or("")
+    );
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match money_tx(
+            st,
+            id,
+            op,
+            amount,
+            &b.request_id,
+            merchant.as_deref(),
+            &fingerprint,
+        )
+        .await
+        {
+            Ok(Outcome::Done(status, body)) => return Ok(json_response(status, body)),
+            Ok(Outcome::Replayed(status, body)) => {
+                let mut r = json_response(status, body);
+                r.headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                return Ok(r);
+            }
+            Err(TxError::Api(e)) => return Err(e),
+            Err(TxError::Db(e)) if db::is_transient(&e) && attempt < 5 => {
+                tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
+                continue;
+            }
+            Err(TxError::Db(e)) => return Err(e.into()),
+        }
+    }
+}
+
+enum Outcome {
+    Done(StatusCode, String),
+    Replayed(StatusCode, String),
+}
+
+enum TxError {
+    Api(ApiError),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for TxError {
+    fn from(e: sqlx::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+async fn money_tx(
+    st: &AppState,
+    id: i64,
+    op: Op,
+    amount: Decimal,
+    request_id: &str,
+    merchant: Option<&str>,
+    fingerprint: &str,
+) -> Result<Outcome, TxError> {
+    let today = st.today();
+    let mut tx = st.pool.begin().await?;
+    let sql = format!("SELECT {POSITION_COLS} FROM accounts WHERE account_id = ? FOR UPDATE");
+    let Some(row) = sqlx::query(db::sql(sql))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        tx.rollback().await?;
+        return Err(TxError::Api(ApiError::not_found(id)));
+    };
+    if let Some(prev) = sqlx::query(
+        "SELECT fingerprint, status, response FROM requests WHERE account_id = ? AND request_id = ?",
+    )
+    .bind(id)
+    .bind(request_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    {
+        tx.rollback().await?;
+        let fp: String = prev.try_get("fingerprint")?;
+        if fp != fingerprint {
+            return Err(TxError::Api(ApiError::new(
+                StatusCode::CONFLICT,
+                "request_id_reused",
+                format!("request_id {request_id} was already used with different parameters ({fp})"),
+            )));
+        }
+        let status: i16 = prev.try_get("status")?;
+        let body: String = prev.try_get("response")?;
+        let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+        return Ok(Outcome::Replayed(status, body));
+    }
+    let pos = position_from_row(&row)?;
+    let (status, body) = match pos.apply(today, op, amount) {
+        Ok(p) => {
+            sqlx::query(
+                "UPDATE accounts SET shares = ?, biz_day = ?, base_shares = ?, day_in = ?, \
+                 day_out = ?, instant_out = ?, prev_day = ?, prev_earning = ? WHERE account_id = ?",
+            )
+            .bind(p.shares)
+            .bind(p.day)
+            .bind(p.base_shares)
+            .bind(p.day_in)
+            .bind(p.day_out)
+            .bind(p.instant_out)
+            .bind(p.prev_day)
+            .bind(p.prev_earning)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO ledger (account_id, request_id, kind, amount, biz_date, merchant) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(request_id)
+            .bind(op.kind())
+            .bind(amount)
+            .bind(today)
+            .bind(merchant)
+            .execute(&mut *tx)
+            .await?;
+            if op == Op::RedeemStandard {
+                sqlx::query(
+                    "INSERT INTO pending_redemptions (account_id, request_id, amount, req_date) \
+                     VALUES (?, ?, ?, ?)",
+                )
+                .bind(id)
+                .bind(request_id)
+                .bind(amount)
+                .bind(today)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let mut body = json!({
+                "account_id": id,
+                "request_id": request_id,
+                "kind": op.kind(),
+                "amount": amount,
+                "business_date": today,
+                "shares": p.shares,
+                "balance": p.shares,
+            });
+            if op == Op::RedeemStandard {
+                body["paid_by_settlement_of"] = json!(today.succ_opt());
+            }
+            if let Some(m) = merchant {
+                body["merchant"] = json!(m);
+            }
+            (StatusCode::OK, body.to_string())
+        }
+        Err(rule) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"code": rule.code, "message": rule.message}).to_string(),
+        ),
+    };
+    sqlx::query(
+        "INSERT INTO requests (account_id, request_id, fingerprint, status, response) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(request_id)
+    .bind(fingerprint)
+    .bind(status.as_u16() as i16)
+    .bind(&body)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Outcome::Done(status, body))
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    date: Option<NaiveDate>,
+}
+
+/// Totals across all shards, each a scatter-gather aggregate through the proxy (no key, simple
+/// aggregates only).
+async fn report(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let date = q
+        .date
+        .unwrap_or_else(|| st.today().pred_opt().unwrap_or(st.today()));
+    let a = sqlx::query(
+        "SELECT COUNT(*) AS n, SUM(shares) AS s, SUM(total_income) AS ti FROM accounts",
+    )
+    .fetch_one(&st.pool)
+    .await?;
+    let i = sqlx::query(
+        "SELECT COUNT(*) AS n, SUM(amount) AS s, SUM(earning_shares) AS e FROM income WHERE income_date = ?",
+    )
+    .bind(date)
+    .fetch_one(&st.pool)
+    .await?;
+    let p = sqlx::query(
+        "SELECT COUNT(*) AS n, SUM(amount) AS s FROM pending_redemptions WHERE paid_on IS NULL",
+    )
+    .fetch_one(&st.pool)
+    .await?;
+    let y = sqlx::query("SELECT per_10k, annual_7d FROM fund_yield WHERE yield_date = ?")
+        .bind(date)
+        .fetch_optional(&st.pool)
+        .await?;
+    let dec = |r: &sqlx::mysql::MySqlRow, c: &str| -> Result<Decimal, sqlx::Error> {
+        Ok(r.try_get::<Option<Decimal>, _>(c)?
+            .unwrap_or_default()
+            .round_dp(2))
+    };
+    let body = json!({
+        "date": date,
+        "accounts": a.try_get::<i64, _>("n")?,
+        "total_shares": dec(&a, "s")?,
+        "total_assets": dec(&a, "s")?,
+        "total_income_all_time": dec(&a, "ti")?,
+        "income": {
+            "accounts_paid": i.try_get::<i64, _>("n")?,
+            "amount": dec(&i, "s")?,
+            "earning_shares": dec(&i, "e")?,
+        },
+        "pending_standard_redemptions": {
+            "count": p.try_get::<i64, _>("n")?,
+            "amount": dec(&p, "s")?,
+        },
+        "yield": match y {
+            Some(y) => json!({
+                "per_10k": y.try_get::<Decimal, _>("per_10k")?,
+                "annual_7d_percent": y.try_get::<Decimal, _>("annual_7d")?,
+            }),
+            None => serde_json::Value::Null,
+        },
+    });
+    Ok(json_response(StatusCode::OK, body.to_string()))
+}
