@@ -1527,13 +1527,25 @@ impl Session {
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| self.proxy.config().sharding.default_shard.clone()),
             },
-            PreparedPlan::ByParam { fallback, .. } => fallback
-                .shards()
-                .first()
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| self.proxy.config().sharding.default_shard.clone()),
+            // Every shard has the tables: prepare where the session already is, if anywhere.
+            PreparedPlan::ByParam { fallback, .. } => match &self.held {
+                Some(h) => h.shard.clone(),
+                None => fallback
+                    .shards()
+                    .first()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| self.proxy.config().sharding.default_shard.clone()),
+            },
         };
-        let mut lease = match self.acquire(&shard, &c).await {
+        // Preparing changes nothing on the server: it may use any shard, even inside a
+        // transaction bound elsewhere (the execute is what must stay on that shard).
+        let prepare_only = Classified {
+            kind: Kind::Read,
+            pin: None,
+            needs_previous: false,
+            uses_last_insert_id: false,
+        };
+        let mut lease = match self.acquire(&shard, &prepare_only).await {
             Ok(l) => l,
             Err(e) => {
                 self.send_err(1, &e).await?;

@@ -54,7 +54,9 @@ async fn stack() -> Stack {
     let cluster = tokio::task::spawn_blocking(|| harness::Cluster::start(2, 0))
         .await
         .unwrap();
-    let cfg = harness::ProxyConfig::for_cluster(&cluster).fund_schema().render();
+    let cfg = harness::ProxyConfig::for_cluster(&cluster)
+        .fund_schema()
+        .render();
     let proxy = harness::Proxy::start(&cfg);
     Stack {
         url: proxy.url(),
@@ -148,7 +150,10 @@ impl Server {
             if line.trim().is_empty() {
                 break;
             }
-            if line.to_ascii_lowercase().starts_with("idempotent-replayed: true") {
+            if line
+                .to_ascii_lowercase()
+                .starts_with("idempotent-replayed: true")
+            {
                 replayed = true;
             }
         }
@@ -236,39 +241,83 @@ async fn domain_rules() {
     let a = day1.new_account("alice");
     let b = day1.new_account("bob");
 
-    let (st, _, v) = day1.money(a, "subscribe", json!({"amount": "20000.00", "request_id": "a1"}));
+    let (st, _, v) = day1.money(
+        a,
+        "subscribe",
+        json!({"amount": "20000.00", "request_id": "a1"}),
+    );
     assert_eq!(st, 200, "{v}");
     assert_eq!(dec(&v["shares"]), d("20000.00"));
     // Instant redemption cap: 10,000.00 per account per day.
-    let (st, _, _) = day1.money(a, "redeem", json!({"amount": "6000", "mode": "instant", "request_id": "a2"}));
+    let (st, _, _) = day1.money(
+        a,
+        "redeem",
+        json!({"amount": "6000", "mode": "instant", "request_id": "a2"}),
+    );
     assert_eq!(st, 200);
-    let (st, _, v) = day1.money(a, "redeem", json!({"amount": "4000.01", "mode": "instant", "request_id": "a3"}));
-    assert_eq!((st, v["code"].as_str()), (422, Some("instant_cap_exceeded")));
-    let (st, _, _) = day1.money(a, "redeem", json!({"amount": "4000.00", "mode": "instant", "request_id": "a3b"}));
+    let (st, _, v) = day1.money(
+        a,
+        "redeem",
+        json!({"amount": "4000.01", "mode": "instant", "request_id": "a3"}),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("instant_cap_exceeded"))
+    );
+    let (st, _, _) = day1.money(
+        a,
+        "redeem",
+        json!({"amount": "4000.00", "mode": "instant", "request_id": "a3b"}),
+    );
     assert_eq!(st, 200);
     // Standard redemption: no cap, paid by the next settlement.
-    let (st, _, v) = day1.money(a, "redeem", json!({"amount": "5000", "mode": "standard", "request_id": "a4"}));
+    let (st, _, v) = day1.money(
+        a,
+        "redeem",
+        json!({"amount": "5000", "mode": "standard", "request_id": "a4"}),
+    );
     assert_eq!(st, 200, "{v}");
     // Pay: one transaction on the account's shard.
-    let (st, _, v) = day1.money(a, "pay", json!({"amount": "100.50", "merchant": "coffee", "request_id": "a5"}));
+    let (st, _, v) = day1.money(
+        a,
+        "pay",
+        json!({"amount": "100.50", "merchant": "coffee", "request_id": "a5"}),
+    );
     assert_eq!(st, 200, "{v}");
     assert_eq!(dec(&v["shares"]), d("4899.50"));
     // Never more than available.
-    for (what, extra) in [("pay", json!({"merchant": "car"})), ("redeem", json!({"mode": "standard"}))] {
+    for (what, extra) in [
+        ("pay", json!({"merchant": "car"})),
+        ("redeem", json!({"mode": "standard"})),
+    ] {
         let mut body = json!({"amount": "4899.51", "request_id": format!("over-{what}")});
-        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         let (st, _, v) = day1.money(a, what, body);
-        assert_eq!((st, v["code"].as_str()), (422, Some("insufficient_shares")), "{v}");
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (422, Some("insufficient_shares")),
+            "{v}"
+        );
     }
     // Malformed input and unknown accounts.
-    let (st, _, _) = day1.money(a, "subscribe", json!({"amount": "1.001", "request_id": "bad"}));
+    let (st, _, _) = day1.money(
+        a,
+        "subscribe",
+        json!({"amount": "1.001", "request_id": "bad"}),
+    );
     assert_eq!(st, 400);
     let (st, _, _) = day1.money(a, "subscribe", json!({"amount": 5, "request_id": "bad2"}));
     assert_eq!(st, 400);
     let (st, _, v) = day1.call("GET", "/accounts/1", None);
     assert_eq!((st, v["code"].as_str()), (404, Some("account_not_found")));
 
-    let (st, _, _) = day1.money(b, "subscribe", json!({"amount": "10000.00", "request_id": "b1"}));
+    let (st, _, _) = day1.money(
+        b,
+        "subscribe",
+        json!({"amount": "10000.00", "request_id": "b1"}),
+    );
     assert_eq!(st, 200);
     let v = day1.account(b);
     assert_eq!(dec(&v["earning_shares"]), d("0")); // subscribed today: earns from tomorrow
@@ -278,35 +327,61 @@ async fn domain_rules() {
     drop(day1);
 
     // Day 1 settles: nobody earned on day 1.
-    fund_ok(&s, &["yield", "--date", "2026-03-01", "--per-10k", "0.6523"]);
+    fund_ok(
+        &s,
+        &["yield", "--date", "2026-03-01", "--per-10k", "0.6523"],
+    );
     fund_ok(&s, &["settle", "--date", "2026-03-01"]);
     let p = pool(&s).await;
     assert_eq!(
-        scalar_i64(&p, "SELECT COUNT(*) FROM income WHERE income_date = '2026-03-01' AND amount > 0").await,
+        scalar_i64(
+            &p,
+            "SELECT COUNT(*) FROM income WHERE income_date = '2026-03-01' AND amount > 0"
+        )
+        .await,
         0
     );
 
     // Day 2: bob subscribes more (not earning on day 2), alice pays a little (reduces day 2).
     let day2 = Server::start(&s, "2026-03-02");
-    let (st, _, _) = day2.money(b, "subscribe", json!({"amount": "5000.00", "request_id": "b2"}));
+    let (st, _, _) = day2.money(
+        b,
+        "subscribe",
+        json!({"amount": "5000.00", "request_id": "b2"}),
+    );
     assert_eq!(st, 200);
-    let (st, _, _) = day2.money(a, "pay", json!({"amount": "899.50", "merchant": "rent", "request_id": "a6"}));
+    let (st, _, _) = day2.money(
+        a,
+        "pay",
+        json!({"amount": "899.50", "merchant": "rent", "request_id": "a6"}),
+    );
     assert_eq!(st, 200);
     // The instant cap is per day: 10,000 available again (but only 4,000 shares left).
     let v = day2.account(a);
     assert_eq!(dec(&v["instant_remaining_today"]), d("10000"));
     drop(day2);
 
-    fund_ok(&s, &["yield", "--date", "2026-03-02", "--per-10k", "0.6523"]);
+    fund_ok(
+        &s,
+        &["yield", "--date", "2026-03-02", "--per-10k", "0.6523"],
+    );
     fund_ok(&s, &["settle", "--date", "2026-03-02"]);
     // alice: 4899.50 held at the end of day 1, 899.50 out on day 2 -> 4000 earning
     //        floor(4000 × 0.6523 / 10000) = floor(0.26092) = 0.26
     // bob:   10000 earning (the 5000 of day 2 earn from day 3)
     //        floor(10000 × 0.6523 / 10000) = 0.65 (0.6523 rounded down)
-    let inc = |id: i64| format!("SELECT amount FROM income WHERE account_id = {id} AND income_date = '2026-03-02'");
-    let got: Decimal = sqlx::query_scalar(sqlx::AssertSqlSafe(inc(a))).fetch_one(&p).await.unwrap();
+    let inc = |id: i64| {
+        format!("SELECT amount FROM income WHERE account_id = {id} AND income_date = '2026-03-02'")
+    };
+    let got: Decimal = sqlx::query_scalar(sqlx::AssertSqlSafe(inc(a)))
+        .fetch_one(&p)
+        .await
+        .unwrap();
     assert_eq!(got, d("0.26"));
-    let got: Decimal = sqlx::query_scalar(sqlx::AssertSqlSafe(inc(b))).fetch_one(&p).await.unwrap();
+    let got: Decimal = sqlx::query_scalar(sqlx::AssertSqlSafe(inc(b)))
+        .fetch_one(&p)
+        .await
+        .unwrap();
     assert_eq!(got, d("0.65"));
     // Standard redemption of day 1 paid by the settlement of day 2.
     let paid: Option<String> = sqlx::query_scalar(
@@ -349,13 +424,29 @@ async fn idempotent_requests() {
     assert_eq!(v1, v2, "a retry returns the original answer");
     assert_eq!(dec(&srv.account(a)["shares"]), d("123.45"));
     // The same id with other parameters is a conflict, and moves nothing.
-    let (st, _, v) = srv.money(a, "subscribe", json!({"amount": "1.00", "request_id": "sub-1"}));
+    let (st, _, v) = srv.money(
+        a,
+        "subscribe",
+        json!({"amount": "1.00", "request_id": "sub-1"}),
+    );
     assert_eq!((st, v["code"].as_str()), (409, Some("request_id_reused")));
     // A rejected request replays its rejection, even once money would be available.
-    let (st, _, _) = srv.money(a, "pay", json!({"amount": "500", "merchant": "m", "request_id": "pay-1"}));
+    let (st, _, _) = srv.money(
+        a,
+        "pay",
+        json!({"amount": "500", "merchant": "m", "request_id": "pay-1"}),
+    );
     assert_eq!(st, 422);
-    srv.money(a, "subscribe", json!({"amount": "1000", "request_id": "sub-2"}));
-    let (st, rep, _) = srv.money(a, "pay", json!({"amount": "500", "merchant": "m", "request_id": "pay-1"}));
+    srv.money(
+        a,
+        "subscribe",
+        json!({"amount": "1000", "request_id": "sub-2"}),
+    );
+    let (st, rep, _) = srv.money(
+        a,
+        "pay",
+        json!({"amount": "500", "merchant": "m", "request_id": "pay-1"}),
+    );
     assert_eq!((st, rep), (422, true));
     // 20 concurrent copies of one request: exactly one applies.
     let body = json!({"amount": "7.00", "mode": "instant", "request_id": "red-1"});
@@ -367,13 +458,18 @@ async fn idempotent_requests() {
             });
         }
     });
-    assert_eq!(dec(&srv.account(a)["shares"]), d("123.45") + d("1000") - d("7"));
+    assert_eq!(
+        dec(&srv.account(a)["shares"]),
+        d("123.45") + d("1000") - d("7")
+    );
     let p = pool(&s).await;
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE account_id = ? AND request_id = 'red-1'")
-        .bind(a)
-        .fetch_one(&p)
-        .await
-        .unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM ledger WHERE account_id = ? AND request_id = 'red-1'",
+    )
+    .bind(a)
+    .fetch_one(&p)
+    .await
+    .unwrap();
     assert_eq!(n, 1);
     assert!(fund(&s, &["check"]).status.success());
 }
@@ -407,7 +503,10 @@ async fn income_of(s: &Stack, date: &str) -> (i64, Decimal) {
     .fetch_one(&p)
     .await
     .unwrap();
-    (row.get(0), row.get::<Option<Decimal>, _>(1).unwrap_or_default())
+    (
+        row.get(0),
+        row.get::<Option<Decimal>, _>(1).unwrap_or_default(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -415,13 +514,24 @@ async fn settlement_killed_halfway_pays_exactly_once() {
     let s = stack().await;
     fresh(&s).await;
     fund_ok(&s, &["seed", "--accounts", "60000", "--date", "2026-05-01"]);
-    fund_ok(&s, &["yield", "--date", "2026-05-02", "--per-10k", "0.7123"]);
+    fund_ok(
+        &s,
+        &["yield", "--date", "2026-05-02", "--per-10k", "0.7123"],
+    );
     let (accounts, want) = expected_income(&s, "0.7123").await;
     assert_eq!(accounts, 60000);
 
     // a) Killed with SIGKILL while running.
     let mut child = Command::new(fund_bin())
-        .args(["settle", "--date", "2026-05-02", "--batch", "500", "--workers", "1"])
+        .args([
+            "settle",
+            "--date",
+            "2026-05-02",
+            "--batch",
+            "500",
+            "--workers",
+            "1",
+        ])
         .env("FUND_DATABASE_URL", &s.url)
         .env("FUND_SHARDS", s.shards.join(","))
         .spawn()
@@ -438,10 +548,17 @@ async fn settlement_killed_halfway_pays_exactly_once() {
     child.kill().unwrap(); // SIGKILL: no cleanup, an open batch transaction is rolled back
     child.wait().unwrap();
     let (partial, _) = income_of(&s, "2026-05-02").await;
-    assert!(partial > 0 && partial < accounts, "killed halfway: {partial} of {accounts}");
+    assert!(
+        partial > 0 && partial < accounts,
+        "killed halfway: {partial} of {accounts}"
+    );
     // Whatever committed is complete per account: income rows == settled markers.
     let p = pool(&s).await;
-    let settled = scalar_i64(&p, "SELECT COUNT(*) FROM accounts WHERE settled_through = '2026-05-02'").await;
+    let settled = scalar_i64(
+        &p,
+        "SELECT COUNT(*) FROM accounts WHERE settled_through = '2026-05-02'",
+    )
+    .await;
     assert_eq!(settled, partial);
 
     // Rerun: finishes, pays the rest, nobody twice.
@@ -454,8 +571,22 @@ async fn settlement_killed_halfway_pays_exactly_once() {
     assert_eq!(income_of(&s, "2026-05-02").await, (accounts, want));
 
     // b) Deterministic variant: stop after 3 batches per shard, then resume.
-    fund_ok(&s, &["yield", "--date", "2026-05-03", "--per-10k", "0.6999"]);
-    fund_ok(&s, &["settle", "--date", "2026-05-03", "--batch", "1000", "--max-batches", "3"]);
+    fund_ok(
+        &s,
+        &["yield", "--date", "2026-05-03", "--per-10k", "0.6999"],
+    );
+    fund_ok(
+        &s,
+        &[
+            "settle",
+            "--date",
+            "2026-05-03",
+            "--batch",
+            "1000",
+            "--max-batches",
+            "3",
+        ],
+    );
     let (n, _) = income_of(&s, "2026-05-03").await;
     assert_eq!(n, 3 * 1000 * s.shards.len() as i64);
     fund_ok(&s, &["settle", "--date", "2026-05-03"]);
@@ -478,7 +609,17 @@ async fn check_after_concurrent_load() {
     let srv = Server::start(&s, "2026-06-03");
     let url = format!("http://{}", srv.addr);
     let load = Command::new(fund_bin())
-        .args(["load", "--url", &url, "--accounts", "300", "--duration", "15", "--concurrency", "16"])
+        .args([
+            "load",
+            "--url",
+            &url,
+            "--accounts",
+            "300",
+            "--duration",
+            "15",
+            "--concurrency",
+            "16",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -510,5 +651,8 @@ async fn check_after_concurrent_load() {
     let out = fund(&s, &["check"]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("VIOLATION shares_mismatch shard=s1 account={id}")), "{text}");
+    assert!(
+        text.contains(&format!("VIOLATION shares_mismatch shard=s1 account={id}")),
+        "{text}"
+    );
 }
