@@ -12,6 +12,10 @@ PROXY_BIN := target/release/shardproxy
 FUND_BIN := target/release/fund
 # `make up CONFIG=...` runs the proxy with another config (e.g. a cluster on CLUSTER_PORT_PREFIX).
 CONFIG ?= config/local.toml
+# Accounts `make up` creates the first time.
+DEMO_ACCOUNTS ?= 10000
+# Seconds of load `make soak` runs against the `make up` stack.
+SOAK_SECONDS ?= 120
 
 .PHONY: up down test bench soak cluster-up cluster-down status
 
@@ -53,9 +57,16 @@ up:
 	wait_port 6033 shardproxy $(RUN)/proxy.log || exit 1
 	# A skeleton binary that ignores its arguments also "succeeds": require real help text.
 	if [ -x $(FUND_BIN) ] && $(FUND_BIN) serve --help 2>&1 | grep -qi usage; then
+		# Schema (idempotent) and, the first time, demo data: accounts, yesterday's yield.
+		$(FUND_BIN) init
+		if [ ! -f $(RUN)/fund.seeded ]; then
+			$(FUND_BIN) seed --accounts $(DEMO_ACCOUNTS) --date "$$(date -u -d '2 days ago' +%F)"
+			$(FUND_BIN) yield --date "$$(date -u -d yesterday +%F)" --per-10k 0.6523
+			touch $(RUN)/fund.seeded
+		fi
 		start_bg fund $(RUN)/fund.pid $(RUN)/fund.log $(FUND_BIN) serve
 		if wait_port 8080 fund $(RUN)/fund.log 2>/dev/null; then
-			echo "Fund API: http://127.0.0.1:8080 (create the schema once: $(FUND_BIN) init)"
+			echo "Fund API: http://127.0.0.1:8080   (e.g. curl http://127.0.0.1:8080/fund/report)"
 		else
 			echo "fund serve is not listening on 8080; see $(RUN)/fund.log"
 		fi
@@ -102,5 +113,9 @@ test:
 bench:
 	if [ -x benches/e2e.sh ]; then benches/e2e.sh; else echo "bench: benches/e2e.sh does not exist yet"; fi
 
+# A soak run against the stack `make up` started: the fund's request mix for SOAK_SECONDS,
+# a settlement of yesterday, then the invariants (fails on any violation).
 soak:
-	echo "soak: not implemented yet"
+	$(FUND_BIN) load --duration $(SOAK_SECONDS)
+	$(FUND_BIN) settle --date "$$(date -u -d yesterday +%F)"
+	$(FUND_BIN) check
