@@ -182,6 +182,7 @@ impl Session {
 
     async fn send_err(&mut self, seq: u8, e: &ErrInfo) -> std::io::Result<()> {
         crate::metrics::record_error(e.code);
+        tracing::info!(session = self.id, code = e.code, sqlstate = %e.sqlstate, message = %e.message, "error sent to client");
         self.proxy
             .counters
             .errors
@@ -792,7 +793,13 @@ impl Session {
                     (shard, lease, held, r)
                 }
             });
+        let started = Instant::now();
         let results = futures::future::join_all(runs).await;
+        self.log_if_slow(
+            started,
+            &targets,
+            &format!("scatter, {}", merge_summary(&merge_spec)),
+        );
         let mut inputs = Vec::with_capacity(results.len());
         let mut legs = Vec::new();
         let mut failure: Option<ErrInfo> = None;
@@ -842,6 +849,26 @@ impl Session {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// The slow-query log of statements that span shards: the plan and every shard's SQL.
+    fn log_if_slow(&self, started: Instant, targets: &[ShardSql], plan: &str) {
+        let slow = self.proxy.config().frontend.slow_query_ms;
+        let elapsed = started.elapsed();
+        if slow > 0 && elapsed.as_millis() as u64 >= slow {
+            crate::metrics::record_slow_query();
+            let shards: Vec<String> = targets
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}: {}",
+                        t.shard,
+                        t.sql.chars().take(300).collect::<String>()
+                    )
+                })
+                .collect();
+            tracing::warn!(session = self.id, elapsed_ms = elapsed.as_millis() as u64, plan, shards = ?shards, "slow query");
+        }
     }
 
     /// Runs a write on several shards. Outside a transaction, a split INSERT or a multi-shard
@@ -914,7 +941,9 @@ impl Session {
                     (shard, lease, held, r)
                 }
             });
+        let started = Instant::now();
         let results = futures::future::join_all(runs).await;
+        self.log_if_slow(started, &targets, &format!("multi-shard write ({kind:?})"));
         let failed = results.iter().any(|r| r.3.is_err());
         let mut total = OkInfo {
             status: self.status & !status::MORE_RESULTS_EXISTS,
@@ -1035,7 +1064,7 @@ impl Session {
         crate::metrics::record_query(query_kind(kind, c), shard, elapsed);
         if slow > 0 && elapsed.as_millis() as u64 >= slow {
             crate::metrics::record_slow_query();
-            tracing::warn!(session = self.id, shard, elapsed_ms = elapsed.as_millis() as u64, sql = %sql.chars().take(500).collect::<String>(), "slow query");
+            tracing::warn!(session = self.id, shard, plan = "single shard, relayed", elapsed_ms = elapsed.as_millis() as u64, sql = %sql.chars().take(500).collect::<String>(), "slow query");
         }
         match result {
             Ok(outcome) => {
@@ -2061,6 +2090,19 @@ fn query_kind(kind: ResponseKind, c: &Classified) -> &'static str {
         (_, Kind::Begin | Kind::Commit | Kind::Rollback) => "transaction",
         _ => "write",
     }
+}
+
+/// A short description of a merge for logs.
+fn merge_summary(m: &MergeSpec) -> String {
+    format!(
+        "{} group keys, {} aggregates, {} sort keys, offset {}, limit {:?}{}",
+        m.group_by.len(),
+        m.aggregates.len(),
+        m.order_by.len(),
+        m.offset,
+        m.limit,
+        if m.distinct { ", distinct" } else { "" }
+    )
 }
 
 #[cfg(test)]
