@@ -150,6 +150,55 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
     assert!(seen, "running statement not in SHOW SESSIONS");
     let _ = sleeper.wait();
 
+    // RELOAD CONFIG applies an edited file without dropping sessions; a bad file is refused
+    // with the reason and the running config stays.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = proxy.url();
+    let mut session = rt.block_on(async {
+        mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+            .await
+            .unwrap()
+    });
+    let path = proxy.config_path();
+    let original = std::fs::read_to_string(&path).unwrap();
+    let edited = original.replace(
+        "reference_tables = []",
+        "reference_tables = [\"ops_rates\"]",
+    );
+    assert_ne!(
+        edited, original,
+        "config has no reference_tables line:\n{original}"
+    );
+    std::fs::write(&path, &edited).unwrap();
+    let diff = admin(&proxy, "RELOAD CONFIG").unwrap();
+    assert!(
+        diff.iter().flatten().any(|l| l.contains("ops_rates")),
+        "{diff:?}"
+    );
+    let rules = admin(&proxy, "SHOW TABLE RULES").unwrap();
+    assert!(rules.iter().any(|r| r[0] == "ops_rates"), "{rules:?}");
+    std::fs::write(&path, "this is not toml = = =").unwrap();
+    let e = admin(&proxy, "RELOAD CONFIG").unwrap_err();
+    assert!(e.to_lowercase().contains("config"), "{e}");
+    let rules = admin(&proxy, "SHOW TABLE RULES").unwrap();
+    assert!(
+        rules.iter().any(|r| r[0] == "ops_rates"),
+        "bad file changed the running config"
+    );
+    std::fs::write(&path, &edited).unwrap();
+    let one: Option<i64> = rt.block_on(async {
+        use mysql_async::prelude::Queryable;
+        session
+            .query_first("SELECT v FROM fund.ops_accounts WHERE account_id = 2")
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        one,
+        Some(2),
+        "the open session stopped working after the reload"
+    );
+
     // Metrics count the queries.
     let http = proxy.http_listen.clone().expect("http port configured");
     let metrics = http_get(&http, "/metrics");

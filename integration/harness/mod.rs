@@ -1120,6 +1120,11 @@ impl Proxy {
         cli_query(self.port(), APP_USER, APP_PASSWORD, sql)
     }
 
+    /// The config file the proxy runs with (RELOAD CONFIG and SIGHUP read it again).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("proxy.toml")
+    }
+
     /// Everything the proxy wrote to stdout and stderr.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("proxy.log")).unwrap_or_default()
