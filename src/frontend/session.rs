@@ -804,6 +804,11 @@ impl Session {
         let mut legs = Vec::new();
         let mut failure: Option<ErrInfo> = None;
         for (shard, lease, held, r) in results {
+            lease
+                .pool
+                .stats
+                .queries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match r {
                 Ok(QueryResult::Rows(rs)) => inputs.push(rs),
                 Ok(QueryResult::Ok(_)) => {
@@ -952,6 +957,11 @@ impl Session {
         let mut failure: Option<ErrInfo> = None;
         let mut legs = Vec::new();
         for (i, (shard, mut lease, held, r)) in results.into_iter().enumerate() {
+            lease
+                .pool
+                .stats
+                .queries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match r {
                 Ok(QueryResult::Ok(ok)) => {
                     if kind == MultiKind::ReferenceWrite {
