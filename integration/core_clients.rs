@@ -831,3 +831,88 @@ fn admin_tool_commands_statistics_ping_and_field_list() {
     }
     assert_eq!(defs, 2);
 }
+
+fn send_command(s: &mut TcpStream, payload: &[u8]) {
+    let mut pkt = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+    pkt.push(0);
+    pkt.extend_from_slice(payload);
+    s.write_all(&pkt).unwrap();
+}
+
+/// Server-side cursors: COM_STMT_EXECUTE with a read-only cursor, then COM_STMT_FETCH in
+/// batches, over raw packets (no client library in the test set exposes cursors).
+#[test]
+fn prepared_statement_cursor_fetches_in_batches() {
+    let cluster = Cluster::shared();
+    cluster.shard("s1").primary.exec(
+        "CREATE TABLE IF NOT EXISTS fund.cursor_t (id INT PRIMARY KEY); \
+         REPLACE INTO fund.cursor_t VALUES (1),(2),(3),(4),(5)",
+    );
+    let proxy = Proxy::start(&ProxyConfig::for_cluster(cluster).render());
+    let mut s = harness_login(&proxy.listen);
+    send_command(&mut s, b"\x02fund");
+    assert_eq!(read_packet(&mut s)[0], 0);
+    send_command(&mut s, b"\x16SELECT id FROM cursor_t ORDER BY id");
+    let ok = read_packet(&mut s);
+    assert_eq!(ok[0], 0, "{ok:?}");
+    let stmt = [ok[1], ok[2], ok[3], ok[4]];
+    assert_eq!(u16::from_le_bytes([ok[5], ok[6]]), 1, "one column");
+    read_packet(&mut s); // column definition
+    assert_eq!(read_packet(&mut s)[0], 0xfe); // EOF
+    let mut exec = vec![0x17];
+    exec.extend_from_slice(&stmt);
+    exec.push(0x01); // CURSOR_TYPE_READ_ONLY
+    exec.extend_from_slice(&1u32.to_le_bytes());
+    send_command(&mut s, &exec);
+    assert_eq!(read_packet(&mut s), vec![1]); // one column
+    read_packet(&mut s);
+    let eof = read_packet(&mut s);
+    assert_eq!(eof[0], 0xfe);
+    let status = u16::from_le_bytes([eof[3], eof[4]]);
+    assert!(status & 64 != 0, "no cursor opened: status {status:#x}");
+    let mut ids = Vec::new();
+    let mut last = false;
+    let mut fetches = 0;
+    while !last && fetches < 10 {
+        fetches += 1;
+        let mut fetch = vec![0x1c];
+        fetch.extend_from_slice(&stmt);
+        fetch.extend_from_slice(&2u32.to_le_bytes());
+        send_command(&mut s, &fetch);
+        loop {
+            let p = read_packet(&mut s);
+            if p[0] == 0xfe && p.len() < 9 {
+                last = u16::from_le_bytes([p[3], p[4]]) & 128 != 0;
+                break;
+            }
+            assert_eq!(p[0], 0, "not a binary row: {p:?}");
+            ids.push(i32::from_le_bytes([p[2], p[3], p[4], p[5]]));
+        }
+    }
+    assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+    assert!(fetches >= 3, "rows came in batches of 2");
+}
+
+/// A backend silent past `query_timeout_ms`: the client gets 1159 in time, and the proxy kills
+/// the statement on the server instead of leaving it running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_timeout_errors_in_time_and_kills_the_backend_statement() {
+    let proxy = proxy_with(|c| c.backend("query_timeout_ms = 1000"));
+    let mut p = connect(&proxy.url()).await;
+    let t = Instant::now();
+    match p.query_drop("SELECT SLEEP(30) AS timeout_probe").await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1159, "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let primary = &Cluster::shared().shard("s1").primary;
+    let gone = harness::wait_until(Duration::from_secs(10), || {
+        primary
+            .query("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%timeout_probe%' AND INFO NOT LIKE '%PROCESSLIST%'")[0][0]
+            == "0"
+    });
+    assert!(gone, "the timed-out statement still runs on the backend");
+    // The session goes on.
+    let one: Option<i64> = p.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+}

@@ -1094,6 +1094,12 @@ impl Session {
                     .errors
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(session = self.id, shard, "backend failed: {e}");
+                if e.to_err_info().code == err::ER_NET_READ_INTERRUPTED.0 {
+                    // A timeout: the server may still be working on the statement; stop it
+                    // (and its connection, which the proxy no longer reads).
+                    let (addr, tid) = (lease.conn.addr.clone(), lease.conn.thread_id);
+                    self.kill_backend(&addr, tid, false).await;
+                }
                 // The connection is gone (and with it any transaction): forget it.
                 if self.pin.is_some() {
                     self.pin = None;
