@@ -122,7 +122,11 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
     );
     let e = admin(&proxy, "SHOW NONSENSE").unwrap_err();
     assert!(e.contains("SHOW SHARDS"), "{e}");
-    assert!(admin(&proxy, "SHOW PROXY STATUS").unwrap().len() > 2);
+    let status = admin(&proxy, "SHOW PROXY STATUS").unwrap();
+    assert!(
+        status.iter().any(|r| r[0] == "plan_cache_hits"),
+        "{status:?}"
+    );
 
     // A live data-port session shows up in SHOW SESSIONS.
     let mut sleeper = Command::new("mariadb")

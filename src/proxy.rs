@@ -51,6 +51,9 @@ pub struct Counters {
     pub connections_total: AtomicU64,
     pub queries: AtomicU64,
     pub errors: AtomicU64,
+    /// Prepared-statement plans reused at execute (hits) and built at prepare (misses).
+    pub plan_cache_hits: AtomicU64,
+    pub plan_cache_misses: AtomicU64,
 }
 
 /// Everything sessions share.

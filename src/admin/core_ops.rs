@@ -192,6 +192,14 @@ impl AdminOps for CoreOps {
             ("questions", c.queries.load(Ordering::Relaxed).to_string()),
             ("qps", format!("{:.1}", self.qps())),
             ("errors", c.errors.load(Ordering::Relaxed).to_string()),
+            (
+                "plan_cache_hits",
+                c.plan_cache_hits.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "plan_cache_misses",
+                c.plan_cache_misses.load(Ordering::Relaxed).to_string(),
+            ),
         ];
         if let Some(p) = &self.config_path {
             v.push(("config_file", p.display().to_string()));

@@ -1548,6 +1548,11 @@ impl Session {
             };
             plan::plan_prepared(&sql, &ctx)
         };
+        self.proxy
+            .counters
+            .plan_cache_misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::record_plan_cache(false);
         // Where to prepare for the client's metadata: the statement's shard when fixed; for a
         // route that depends on parameters, any shard that has the tables.
         let shard = match &prepared_plan {
@@ -1696,6 +1701,11 @@ impl Session {
                 stmt.param_types = Some(payload.slice(bound_at + 1..end));
             }
         }
+        self.proxy
+            .counters
+            .plan_cache_hits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::record_plan_cache(true);
         // Route this execution: fixed single-shard plans need no parameter decoding.
         let needs_params = !matches!(&stmt.plan, PreparedPlan::Fixed(Plan::Single { .. }));
         if needs_params {
