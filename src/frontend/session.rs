@@ -1069,6 +1069,11 @@ impl Session {
             kind,
         )
         .await;
+        // The connection may go back to the pool below: KILL must no longer find it here,
+        // or it would hit whichever session uses the connection next.
+        if let Some(h) = &self.handle {
+            h.update(|i| i.running_on = None);
+        }
         let elapsed = started.elapsed();
         let slow = self.proxy.config().frontend.slow_query_ms;
         crate::metrics::record_query(query_kind(kind, c), shard, elapsed);
@@ -1429,7 +1434,9 @@ impl Session {
             target.kill();
         }
         if let Some((addr, tid)) = running {
-            if target.id != self.id {
+            // Still the same statement? (It may have ended and its connection been reused.)
+            let still = target.snapshot().running_on == Some((addr.clone(), tid));
+            if target.id != self.id && still {
                 self.kill_backend(&addr, tid, query_only).await;
             }
         }
