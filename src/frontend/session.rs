@@ -112,10 +112,6 @@ pub struct Session {
     held_why_on_loan: Option<HoldWhy>,
 }
 
-/// The planner's reason for statements that name no sharded or reference table.
-const ANY_SHARD_REASON: &str = "no sharded or reference table";
-/// The planner's reason for reads of reference tables only (every shard has a copy).
-const REFERENCE_READ_REASON: &str = "reference tables only";
 /// The session setting that allows UPDATE/DELETE without a shard key.
 const SCATTER_WRITES_SETTING: &str = "shardproxy_allow_scatter_writes";
 
@@ -189,6 +185,22 @@ impl Session {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.writer.write(seq, &build_err(e)).await?;
         self.writer.flush().await
+    }
+
+    /// Answers a statement the planner refused; the session goes on.
+    async fn send_refusal(
+        &mut self,
+        code: u16,
+        sqlstate: String,
+        message: String,
+    ) -> std::io::Result<Flow> {
+        let e = ErrInfo {
+            code,
+            sqlstate,
+            message,
+        };
+        self.send_err(1, &e).await?;
+        Ok(Flow::Continue)
     }
 
     async fn send_ok(&mut self, seq: u8, info: OkInfo) -> std::io::Result<()> {
@@ -530,8 +542,8 @@ impl Session {
     fn prefer_held(&self, plan: Plan, sql: &str) -> Plan {
         match (plan, &self.held) {
             (Plan::Single { reason, .. }, Some(h))
-                if (reason == ANY_SHARD_REASON && names_no_table(sql))
-                    || reason.starts_with(REFERENCE_READ_REASON) =>
+                if (reason == plan::REASON_NO_SHARDED_TABLE && names_no_table(sql))
+                    || reason.starts_with(plan::REASON_REFERENCE_ONLY) =>
             {
                 Plan::Single {
                     shard: h.shard.clone(),
@@ -587,8 +599,8 @@ impl Session {
                 // decide where a held-back transaction runs.
                 let floating = c.kind == Kind::Read
                     && self.held.is_none()
-                    && ((reason == ANY_SHARD_REASON && names_no_table(&sql))
-                        || reason.starts_with(REFERENCE_READ_REASON));
+                    && ((reason == plan::REASON_NO_SHARDED_TABLE && names_no_table(&sql))
+                        || reason.starts_with(plan::REASON_REFERENCE_ONLY));
                 let pending = if floating {
                     self.pending_begin.take()
                 } else {
@@ -608,15 +620,7 @@ impl Session {
                 code,
                 sqlstate,
                 message,
-            } => {
-                let e = ErrInfo {
-                    code,
-                    sqlstate,
-                    message,
-                };
-                self.send_err(1, &e).await?;
-                Ok(Flow::Continue)
-            }
+            } => self.send_refusal(code, sqlstate, message).await,
         }
     }
 
@@ -705,15 +709,7 @@ impl Session {
                 code,
                 sqlstate,
                 message,
-            } => {
-                let e = ErrInfo {
-                    code,
-                    sqlstate,
-                    message,
-                };
-                self.send_err(1, &e).await?;
-                Ok(Flow::Continue)
-            }
+            } => self.send_refusal(code, sqlstate, message).await,
         }
     }
 
@@ -1568,13 +1564,9 @@ impl Session {
                 sqlstate,
                 message,
             }) => {
-                let e = ErrInfo {
-                    code: *code,
-                    sqlstate: sqlstate.clone(),
-                    message: message.clone(),
-                };
-                self.send_err(1, &e).await?;
-                return Ok(Flow::Continue);
+                return self
+                    .send_refusal(*code, sqlstate.clone(), message.clone())
+                    .await
             }
             PreparedPlan::Fixed(p) => match self.prefer_held(p.clone(), &sql) {
                 Plan::Single { shard, .. } => shard,
@@ -1736,15 +1728,7 @@ impl Session {
                     code,
                     sqlstate,
                     message,
-                } => {
-                    let e = ErrInfo {
-                        code,
-                        sqlstate,
-                        message,
-                    };
-                    self.send_err(1, &e).await?;
-                    return Ok(Flow::Continue);
-                }
+                } => return self.send_refusal(code, sqlstate, message).await,
                 Plan::Scatter { .. } | Plan::Multi { .. } => {
                     // Several shards: run it as text with the values in place, then answer
                     // in the binary protocol.

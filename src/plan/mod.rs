@@ -103,6 +103,13 @@ pub enum MultiKind {
     Ddl,
 }
 
+/// The reason of a `Single` plan for a statement that names no sharded or reference table (it
+/// goes to the default shard, or where the session already is when it reads no table at all).
+pub const REASON_NO_SHARDED_TABLE: &str = "no sharded or reference table";
+/// The reason (prefix) of a `Single` plan for a read of reference tables only: any shard's copy
+/// answers.
+pub const REASON_REFERENCE_ONLY: &str = "reference tables only";
+
 /// `MergeSpec::visible_columns` value for `SELECT *` scatter plans, whose column count the
 /// planner cannot know: every column of the shard rows is visible (no hidden columns exist).
 pub const ALL_COLUMNS: usize = usize::MAX;
@@ -227,7 +234,7 @@ pub(crate) fn plan_full(sql: &str, ctx: &PlanContext) -> (Plan, Option<usize>) {
     let mentions_any = mentions_sharded || scan.words.iter().any(|w| rules.mentions(&w.text));
     if !mentions_any {
         return (
-            Plan::single(&rules.default_shard, "no sharded or reference table"),
+            Plan::single(&rules.default_shard, REASON_NO_SHARDED_TABLE),
             None,
         );
     }
@@ -235,7 +242,7 @@ pub(crate) fn plan_full(sql: &str, ctx: &PlanContext) -> (Plan, Option<usize>) {
     if !mentions_sharded && first_word == Some("select") && !scan.has_keyword("into") {
         // A read of reference (and unlisted) tables only: any copy answers; skip the parser.
         return (
-            Plan::single(&rules.default_shard, "reference tables only"),
+            Plan::single(&rules.default_shard, REASON_REFERENCE_ONLY),
             None,
         );
     }
@@ -270,7 +277,10 @@ pub(crate) fn plan_full(sql: &str, ctx: &PlanContext) -> (Plan, Option<usize>) {
             let first = scan.words.first().map(|w| w.text.as_str());
             if !mentions_sharded && first == Some("select") && !scan.has_keyword("into") {
                 return (
-                    Plan::single(&rules.default_shard, "reference tables only (not parsed)"),
+                    Plan::single(
+                        &rules.default_shard,
+                        format!("{REASON_REFERENCE_ONLY} (not parsed)"),
+                    ),
                     None,
                 );
             }
