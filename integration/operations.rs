@@ -203,6 +203,17 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
         "the open session stopped working after the reload"
     );
 
+    // Logs: a line per client connection and per error sent to a client.
+    assert!(proxy
+        .cli_query("SELECT * FROM fund.no_such_ops_table")
+        .is_err());
+    let log = proxy.log();
+    assert!(log.contains("client connected"), "{log}");
+    assert!(
+        log.contains("error sent to client") && log.contains("1146"),
+        "{log}"
+    );
+
     // Metrics count the queries.
     let http = proxy.http_listen.clone().expect("http port configured");
     let metrics = http_get(&http, "/metrics");

@@ -1084,6 +1084,11 @@ impl Session {
                     .stats
                     .queries
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(e) = &outcome.error {
+                    // A backend's own error, relayed: logged and counted like the proxy's.
+                    crate::metrics::record_error(e.code);
+                    tracing::info!(session = self.id, shard, code = e.code, sqlstate = %e.sqlstate, message = %e.message, "error sent to client");
+                }
                 self.after_statement(shard, lease, c, &outcome);
                 Ok(Flow::Continue)
             }
