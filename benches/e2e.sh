@@ -3,18 +3,26 @@
 # through shardproxy, all in the same run on the same machine, printed as a markdown table
 # with ratios to direct. Numbers from different runs are not comparable (noise ±10-15 %).
 #
-#   benches/e2e.sh                     # 20 s per cell, 1/8/32 threads
+#   benches/e2e.sh                     # 10 s per cell, 1/8/32 threads, 3 rounds
 #   DURATION=5 THREADS="1 32" benches/e2e.sh
+#   ROUNDS=5 PROXY_ARGS="--threads 1" benches/e2e.sh
+# Each cell is the median of ROUNDS rounds (default 3); each round runs the three targets back
+# to back. The last column is the CPU time HAProxy and shardproxy spent per query (from
+# /proc/PID/stat), which moves less with the machine's load than TPS does.
 #
 # It starts its own single-shard cluster with scripts/cluster.sh (ports 3311/3312) unless one
 # is running, HAProxy on 127.0.0.1:6035 and shardproxy (release build) on 127.0.0.1:6036.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-20}
+DURATION=${DURATION:-10}
 THREADS=${THREADS:-"1 8 32"}
 WORKLOADS=${WORKLOADS:-"oltp_point_select oltp_read_write"}
 TABLES=${TABLES:-4}
 TABLE_SIZE=${TABLE_SIZE:-100000}
+# Rounds per cell: each round runs direct, HAProxy and shardproxy back to back.
+ROUNDS=${ROUNDS:-3}
+# Extra shardproxy flags, e.g. PROXY_ARGS="--threads 1".
+PROXY_ARGS=${PROXY_ARGS:-}
 RUN=run/bench
 mkdir -p "$RUN"
 
@@ -60,7 +68,8 @@ cleanup() {
 }
 trap cleanup EXIT
 haproxy -D -f "$RUN/haproxy.cfg" -p "$RUN/haproxy.pid"
-target/release/shardproxy --config "$RUN/proxy.toml" --log warn > "$RUN/proxy.log" 2>&1 &
+# shellcheck disable=SC2086 # PROXY_ARGS is a list of flags
+target/release/shardproxy --config "$RUN/proxy.toml" --log warn $PROXY_ARGS > "$RUN/proxy.log" 2>&1 &
 PROXY_PID=$!
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6036) 2>/dev/null && break; sleep 0.1; done
 
@@ -73,29 +82,54 @@ if [ "$(mariadb --no-defaults --protocol=tcp -h127.0.0.1 -P3311 -uapp -papp -N -
   sysbench oltp_read_write "${SB[@]}" --mysql-host=127.0.0.1 --mysql-port=3311 --threads=4 prepare >&2
 fi
 
-# One sysbench cell: prints "tps p95_ms".
+# CPU time (user + system, in clock ticks) a process has used so far; 0 for "not measured".
+cpu_ticks() { if [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ]; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo 0; fi; }
+TICK=$(getconf CLK_TCK)
+
+# One sysbench cell: prints "tps p95_ms cpu_us_per_query", the last for process $4 (the relay
+# under test: HAProxy or shardproxy), "-" when none is given.
 cell() {
-  local workload=$1 port=$2 threads=$3 out
+  local workload=$1 port=$2 threads=$3 pid=${4:-} out before after
+  before=$(cpu_ticks "$pid")
   out=$(sysbench "$workload" "${SB[@]}" --mysql-host=127.0.0.1 --mysql-port="$port" \
-        --threads="$threads" --time="$DURATION" --report-interval=0 run 2>&1) || { echo "0 0"; echo "$out" >&2; return; }
-  local tps p95
+        --threads="$threads" --time="$DURATION" --report-interval=0 run 2>&1) || { echo "0 0 -"; echo "$out" >&2; return; }
+  after=$(cpu_ticks "$pid")
+  local tps p95 queries
   tps=$(echo "$out" | awk '/transactions:/ {gsub(/\(/,"",$3); print $3}')
   p95=$(echo "$out" | awk '/95th percentile:/ {print $3}')
-  echo "${tps:-0} ${p95:-0}"
+  queries=$(echo "$out" | awk '/queries:/ {print $2; exit}')
+  if [ -n "$pid" ]; then
+    cpu=$(awk -v a="$before" -v b="$after" -v q="${queries:-0}" -v t="$TICK" 'BEGIN { if (q > 0) printf "%.1f", (b - a) / t * 1e6 / q; else print "-" }')
+  else
+    cpu="-"
+  fi
+  echo "${tps:-0} ${p95:-0} $cpu"
 }
 
-echo "| workload | threads | direct TPS | HAProxy TPS | shardproxy TPS | HAProxy/direct | shardproxy/direct | shardproxy/HAProxy | p95 ms direct / HAProxy / shardproxy |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+# The median of the numbers given as arguments.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
+
+HAPROXY_PID=$(cat "$RUN/haproxy.pid" 2>/dev/null || true)
+echo "| workload | threads | direct TPS | HAProxy TPS | shardproxy TPS | HAProxy/direct | shardproxy/direct | shardproxy/HAProxy | p95 ms direct / HAProxy / shardproxy | CPU µs/query HAProxy / shardproxy |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
 for w in $WORKLOADS; do
   for t in $THREADS; do
-    read -r d_tps d_p95 < <(cell "$w" 3311 "$t")
-    read -r h_tps h_p95 < <(cell "$w" 6035 "$t")
-    read -r p_tps p_p95 < <(cell "$w" 6036 "$t")
-    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
-    printf "| %s | %s | %.0f | %.0f | %.0f | %s | %s | %s | %s / %s / %s |\n" "$w" "$t" "$d_tps" "$h_tps" "$p_tps" \
-      "$(ratio "$h_tps" "$d_tps")" "$(ratio "$p_tps" "$d_tps")" "$(ratio "$p_tps" "$h_tps")" "$d_p95" "$h_p95" "$p_p95"
+    # ROUNDS rounds, the three targets interleaved in each, so that a slow phase of the
+    # machine hits all three alike; the table shows medians.
+    d_tps=() h_tps=() p_tps=() d_p95=() h_p95=() p_p95=() h_cpu=() p_cpu=()
+    for _ in $(seq "$ROUNDS"); do
+      read -r a b _ < <(cell "$w" 3311 "$t"); d_tps+=("$a"); d_p95+=("$b")
+      read -r a b c < <(cell "$w" 6035 "$t" "$HAPROXY_PID"); h_tps+=("$a"); h_p95+=("$b"); h_cpu+=("$c")
+      read -r a b c < <(cell "$w" 6036 "$t" "$PROXY_PID"); p_tps+=("$a"); p_p95+=("$b"); p_cpu+=("$c")
+    done
+    dt=$(median "${d_tps[@]}") ht=$(median "${h_tps[@]}") pt=$(median "${p_tps[@]}")
+    printf "| %s | %s | %.0f | %.0f | %.0f | %s | %s | %s | %s / %s / %s | %s / %s |\n" "$w" "$t" "$dt" "$ht" "$pt" \
+      "$(ratio "$ht" "$dt")" "$(ratio "$pt" "$dt")" "$(ratio "$pt" "$ht")" \
+      "$(median "${d_p95[@]}")" "$(median "${h_p95[@]}")" "$(median "${p_p95[@]}")" \
+      "$(median "${h_cpu[@]}")" "$(median "${p_cpu[@]}")"
   done
 done
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); $(mariadbd --version | awk '{print $3}'); sysbench $(sysbench --version | awk '{print $2}'); $(haproxy -v | head -1 | awk '{print $1, $3}')"
-echo "command: DURATION=$DURATION THREADS=\"$THREADS\" benches/e2e.sh (tables=$TABLES, table_size=$TABLE_SIZE)"
+echo "command: DURATION=$DURATION THREADS=\"$THREADS\" ROUNDS=$ROUNDS PROXY_ARGS=\"$PROXY_ARGS\" benches/e2e.sh (tables=$TABLES, table_size=$TABLE_SIZE); medians of $ROUNDS interleaved rounds"

@@ -296,6 +296,20 @@ async fn kill_query_and_kill_connection_act_on_the_proxy_session() {
     let proxy = proxy_with(|c| c);
     let mut victim = connect(&proxy.url()).await;
     let victim_id = victim.id();
+    // CONNECTION_ID() is the id of the handshake, the one KILL takes (text and prepared),
+    // under the column name MariaDB gives it.
+    let row: Row = victim
+        .query_first("SELECT CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.columns_ref()[0].name_str(), "CONNECTION_ID()");
+    assert_eq!(row.get::<u32, _>(0), Some(victim_id));
+    let prepared: Option<u32> = victim
+        .exec_first("SELECT CONNECTION_ID() AS me", ())
+        .await
+        .unwrap();
+    assert_eq!(prepared, Some(victim_id));
     let url = proxy.url();
     let killer = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(500)).await;

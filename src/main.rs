@@ -26,6 +26,12 @@ struct Args {
     /// Only check the config file and exit (0 = valid).
     #[arg(long)]
     check: bool,
+    /// Threads that serve clients and backends (default: one per CPU core). Each thread runs
+    /// many sessions; a session stays on whichever thread picks it up. `--threads 1` runs
+    /// everything on one thread, with no hand-over between threads: on a small machine shared
+    /// with the database servers that can be the faster choice (measure with `make bench`).
+    #[arg(long, env = "SHARDPROXY_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,8 +51,17 @@ fn main() -> anyhow::Result<()> {
         println!("{}: valid", args.config.display());
         return Ok(());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(n))
+            .enable_all()
+            .build()?,
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
     rt.block_on(shardproxy::server::run(config, Some(args.config)))
 }

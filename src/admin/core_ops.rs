@@ -168,7 +168,7 @@ impl AdminOps for CoreOps {
                     db: i.db,
                     state: i.state.to_string(),
                     pinned: i.pinned.is_some(),
-                    statement: i.statement,
+                    statement: i.statement.map(|s| s.chars().take(200).collect()),
                     time_in_state: i.since.map_or(Duration::ZERO, |t| now.duration_since(t)),
                 }
             })

@@ -221,6 +221,10 @@ impl BackendConn {
 
     /// Reads the next packet of an answer, within the read timeout.
     pub async fn read(&mut self) -> Result<Packet, BackendError> {
+        // Already here: no timer to arm (most packets of an answer arrive together).
+        if let Some(r) = self.reader.try_buffered() {
+            return r.map_err(|e: PacketError| lost(&self.addr, e));
+        }
         let r = match self.read_timeout {
             Some(t) => match tokio::time::timeout(t, self.reader.read()).await {
                 Ok(r) => r,

@@ -53,6 +53,8 @@ pub struct PoolStats {
 /// Connections to one server.
 pub struct Pool {
     pub addr: String,
+    /// The same address, shared cheaply (what a running statement records for KILL).
+    pub addr_shared: Arc<str>,
     pub shard: String,
     pub role: Role,
     pub stats: PoolStats,
@@ -62,14 +64,16 @@ pub struct Pool {
     read_timeout: Option<Duration>,
     wait: Duration,
     idle_max: usize,
-    idle: Mutex<Vec<BackendConn>>,
+    idle: Mutex<Vec<Box<BackendConn>>>,
     permits: Arc<Semaphore>,
 }
 
 /// A connection taken from a pool. Dropping it closes the connection; [`Pool::put`] returns
 /// it.
 pub struct Lease {
-    pub conn: BackendConn,
+    /// Boxed: a lease moves between the pool, the session and its held slot on every
+    /// statement, and a connection (buffers, prepared statements, session state) is large.
+    pub conn: Box<BackendConn>,
     pub pool: Arc<Pool>,
     _in_use: InUse,
 }
@@ -102,6 +106,7 @@ impl Pool {
         stats.lag_seconds.store(-1, Ordering::Relaxed);
         Arc::new(Pool {
             addr: addr.to_string(),
+            addr_shared: Arc::from(addr),
             shard: shard.to_string(),
             role,
             stats,
@@ -193,7 +198,7 @@ impl Pool {
                 let c = BackendConn::connect(&self.connect_params(relay_caps, collation)).await;
                 self.stats.connects.fetch_add(1, Ordering::Relaxed);
                 match c {
-                    Ok(c) => c,
+                    Ok(c) => Box::new(c),
                     Err(e) => {
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
                         return Err(e);

@@ -56,7 +56,12 @@ impl Topology {
         Topology { shards, index }
     }
 
+    /// Looked up on every statement: a short scan beats hashing the name for the few shards
+    /// of a typical cluster; the index takes over for large ones.
     pub fn shard(&self, name: &str) -> Option<&ShardPools> {
+        if self.shards.len() <= 16 {
+            return self.shards.iter().find(|s| s.name == name);
+        }
         self.index.get(name).map(|&i| &self.shards[i])
     }
 

@@ -4,5 +4,6 @@
 pub mod classify;
 pub mod lex;
 pub mod registry;
+pub mod rewrite;
 pub mod rsa_key;
 pub mod session;

@@ -23,11 +23,12 @@ pub struct SessionHandle {
 pub struct SessionInfo {
     pub db: Option<String>,
     pub state: &'static str,
-    pub statement: Option<String>,
+    /// The running statement's text (shared, not copied: the session keeps its own).
+    pub statement: Option<Arc<str>>,
     pub since: Option<Instant>,
     pub pinned: Option<&'static str>,
     /// The backend server and its connection id while a statement runs there.
-    pub running_on: Option<(String, u32)>,
+    pub running_on: Option<(Arc<str>, u32)>,
 }
 
 impl SessionHandle {

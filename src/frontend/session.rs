@@ -57,6 +57,8 @@ struct Held {
 /// backend connection executes it.
 struct ClientStmt {
     sql: Bytes,
+    /// The same text, decoded once for logs, SHOW SESSIONS and text fallbacks.
+    text: Arc<str>,
     /// The statement's classification, computed once at prepare time.
     class: Classified,
     /// Its plan, computed once; bound to parameter values at each execute.
@@ -110,6 +112,8 @@ pub struct Session {
     allow_scatter_writes: bool,
     /// Why the held connection was held, while a multi-shard statement borrows it.
     held_why_on_loan: Option<HoldWhy>,
+    /// This session's handles of the per-statement metrics.
+    metrics: crate::metrics::SessionMetrics,
 }
 
 /// The session setting that allows UPDATE/DELETE without a shard key.
@@ -145,6 +149,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         pending_begin: None,
         allow_scatter_writes: false,
         held_why_on_loan: None,
+        metrics: Default::default(),
     };
     s.proxy
         .counters
@@ -413,14 +418,23 @@ impl Session {
     async fn run(&mut self) {
         let handle = self.handle.clone().expect("registered after login");
         let mut shutdown = self.proxy.shutdown.subscribe();
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        // Made once for the whole session, not per command: each of these registers with
+        // (and later leaves) a waiter list behind a lock, which would cost every statement.
+        // `changed()` also sees a shutdown signalled before its first poll.
+        let killed = handle.kill_notify.notified();
+        let stopping = shutdown.changed();
+        tokio::pin!(killed, stopping);
         loop {
-            if handle.is_killed() || *shutdown.borrow() {
+            if handle.is_killed() {
                 break;
             }
             let read = tokio::select! {
                 r = self.reader.read() => r,
-                _ = handle.kill_notify.notified() => break,
-                _ = shutdown.changed() => break,
+                _ = &mut killed => break,
+                _ = &mut stopping => break,
             };
             let pkt = match read {
                 Ok(p) => p,
@@ -463,7 +477,9 @@ impl Session {
                 i.statement = None;
                 i.since = Some(Instant::now());
                 i.running_on = None;
-                i.db = self.vars.db.clone();
+                if i.db != self.vars.db {
+                    i.db = self.vars.db.clone();
+                }
                 i.pinned = self.pin.or(match &self.held {
                     Some(h) if h.why == HoldWhy::Transaction => Some("transaction"),
                     _ => None,
@@ -581,10 +597,8 @@ impl Session {
             }
             _ => {}
         }
-        // The proxy has no Unix socket. Relaying a backend's @@socket would make clients that
-        // prefer sockets on localhost (mysql_async) reconnect to the backend directly,
-        // bypassing the proxy: the variable reads as NULL here.
-        let (sql, payload) = match hide_socket(&sql) {
+        // CONNECTION_ID() and @@socket are the proxy's to answer (see frontend::rewrite).
+        let (sql, payload) = match super::rewrite::proxy_values(&sql, self.id) {
             Some(rewritten) => {
                 let mut p = BytesMut::with_capacity(rewritten.len() + 1);
                 p.put_u8(com::QUERY);
@@ -606,8 +620,9 @@ impl Session {
                 } else {
                     None
                 };
+                let text: Arc<str> = Arc::from(sql);
                 let r = self
-                    .run_single(&shard, payload, &sql, &c, ResponseKind::Query)
+                    .run_single(&shard, payload, &text, &c, ResponseKind::Query)
                     .await;
                 if pending.is_some() {
                     self.pending_begin = pending;
@@ -632,7 +647,7 @@ impl Session {
             if h.why == HoldWhy::Transaction || h.why == HoldWhy::Pinned {
                 let shard = h.shard.clone();
                 return self
-                    .run_single(&shard, payload, sql, c, ResponseKind::Query)
+                    .run_single(&shard, payload, &Arc::from(sql), c, ResponseKind::Query)
                     .await;
             }
         }
@@ -655,7 +670,7 @@ impl Session {
             if h.lease.conn.status & status::IN_TRANS != 0 || h.why == HoldWhy::Pinned {
                 let shard = h.shard.clone();
                 return self
-                    .run_single(&shard, payload, sql, c, ResponseKind::Query)
+                    .run_single(&shard, payload, &Arc::from(sql), c, ResponseKind::Query)
                     .await;
             }
         }
@@ -1032,7 +1047,7 @@ impl Session {
         &mut self,
         shard: &str,
         payload: Bytes,
-        sql: &str,
+        statement: &Arc<str>,
         c: &Classified,
         kind: ResponseKind,
     ) -> std::io::Result<Flow> {
@@ -1048,10 +1063,10 @@ impl Session {
             return Ok(Flow::Continue);
         }
         if let Some(h) = &self.handle {
-            let (addr, tid) = (lease.conn.addr.clone(), lease.conn.thread_id);
+            let (addr, tid) = (lease.pool.addr_shared.clone(), lease.conn.thread_id);
             h.update(|i| {
                 i.state = "query";
-                i.statement = Some(sql.chars().take(200).collect());
+                i.statement = Some(statement.clone());
                 i.since = Some(Instant::now());
                 i.running_on = Some((addr, tid));
             });
@@ -1072,10 +1087,11 @@ impl Session {
         }
         let elapsed = started.elapsed();
         let slow = self.proxy.config().frontend.slow_query_ms;
-        crate::metrics::record_query(query_kind(kind, c), shard, elapsed);
+        self.metrics
+            .record_query(query_kind(kind, c), shard, elapsed);
         if slow > 0 && elapsed.as_millis() as u64 >= slow {
             crate::metrics::record_slow_query();
-            tracing::warn!(session = self.id, shard, plan = "single shard, relayed", elapsed_ms = elapsed.as_millis() as u64, sql = %sql.chars().take(500).collect::<String>(), "slow query");
+            tracing::warn!(session = self.id, shard, plan = "single shard, relayed", elapsed_ms = elapsed.as_millis() as u64, sql = %statement.chars().take(500).collect::<String>(), "slow query");
         }
         match result {
             Ok(outcome) => {
@@ -1185,9 +1201,11 @@ impl Session {
             Some(p) => p,
             None => {
                 // The connection's state cannot be brought back: use a new one.
-                lease.conn = BackendConn::connect(&pool.connect_params(self.caps, self.collation))
-                    .await
-                    .map_err(|e| e.to_err_info())?;
+                lease.conn = Box::new(
+                    BackendConn::connect(&pool.connect_params(self.caps, self.collation))
+                        .await
+                        .map_err(|e| e.to_err_info())?,
+                );
                 lease.conn.vars.sync(&self.vars).unwrap_or_default()
             }
         };
@@ -1229,7 +1247,10 @@ impl Session {
                 Kind::Use(db) => self.vars.db = Some(db.clone()),
                 _ => {}
             }
-            lease.conn.vars = self.vars.clone();
+            // Most statements change nothing: no copy then.
+            if lease.conn.vars != self.vars {
+                lease.conn.vars = self.vars.clone();
+            }
         }
         if o.last_insert_id != 0 {
             self.last_insert_id = o.last_insert_id;
@@ -1286,7 +1307,7 @@ impl Session {
         let shard = self.proxy.config().sharding.default_shard.clone();
         let c = classify("");
         let shard = self.held.as_ref().map(|h| h.shard.clone()).unwrap_or(shard);
-        self.run_single(&shard, payload, "", &c, kind).await
+        self.run_single(&shard, payload, &no_text(), &c, kind).await
     }
 
     async fn com_init_db(&mut self, payload: Bytes) -> std::io::Result<Flow> {
@@ -1302,7 +1323,7 @@ impl Session {
             needs_previous: false,
             uses_last_insert_id: false,
         };
-        self.run_single(&shard, payload, "", &c, ResponseKind::Query)
+        self.run_single(&shard, payload, &no_text(), &c, ResponseKind::Query)
             .await
     }
 
@@ -1546,6 +1567,18 @@ impl Session {
     async fn stmt_prepare(&mut self, payload: Bytes) -> std::io::Result<Flow> {
         let sql_bytes = payload.slice(1..);
         let sql = String::from_utf8_lossy(&sql_bytes).into_owned();
+        // CONNECTION_ID() and @@socket are the proxy's to answer (see frontend::rewrite): the
+        // statement is prepared on backends with the proxy's values in place.
+        let (sql, sql_bytes, payload) = match super::rewrite::proxy_values(&sql, self.id) {
+            Some(rewritten) => {
+                let mut p = BytesMut::with_capacity(rewritten.len() + 1);
+                p.put_u8(com::STMT_PREPARE);
+                p.extend_from_slice(rewritten.as_bytes());
+                let p = p.freeze();
+                (rewritten, p.slice(1..), p)
+            }
+            None => (sql, sql_bytes, payload),
+        };
         let c = classify(&sql);
         let prepared_plan = {
             let rules = self.proxy.rules();
@@ -1626,6 +1659,7 @@ impl Session {
                     self.stmts.insert(
                         client_id,
                         ClientStmt {
+                            text: Arc::from(sql.as_str()),
                             sql: sql_bytes,
                             class: c.clone(),
                             plan: prepared_plan,
@@ -1691,6 +1725,7 @@ impl Session {
             return self.unknown_stmt(id, "mysqld_stmt_execute").await;
         };
         let sql = stmt.sql.clone();
+        let text = stmt.text.clone();
         let mut shard = stmt.shard.clone();
         let class = stmt.class.clone();
         // Parameter types come only with the first execute: keep them before routing, which
@@ -1709,7 +1744,7 @@ impl Session {
             .counters
             .plan_cache_hits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        crate::metrics::record_plan_cache(true);
+        self.metrics.record_plan_cache_hit();
         // Route this execution: fixed single-shard plans need no parameter decoding.
         let needs_params = !matches!(&stmt.plan, PreparedPlan::Fixed(Plan::Single { .. }));
         if needs_params {
@@ -1725,8 +1760,7 @@ impl Session {
             };
             let keys: Vec<Option<KeyValue>> = values.iter().map(param_key).collect();
             let bound = stmt.plan.bind(&keys);
-            let sql_text = String::from_utf8_lossy(&sql).into_owned();
-            let bound = self.prefer_held(bound, &sql_text);
+            let bound = self.prefer_held(bound, &text);
             match bound {
                 Plan::Single { shard: s, .. } => shard = s,
                 Plan::Reject {
@@ -1737,8 +1771,7 @@ impl Session {
                 Plan::Scatter { .. } | Plan::Multi { .. } => {
                     // Several shards: run it as text with the values in place, then answer
                     // in the binary protocol.
-                    let sql_text = String::from_utf8_lossy(&sql).into_owned();
-                    return self.execute_as_text(&sql_text, &values).await;
+                    return self.execute_as_text(&text, &values).await;
                 }
             }
         }
@@ -1809,7 +1842,6 @@ impl Session {
             }
         }
         body[1..5].copy_from_slice(&prepared.id.to_le_bytes());
-        let sql_text = String::from_utf8_lossy(&sql).into_owned();
         // A cursor pins through the answer's CURSOR_EXISTS status (see after_statement).
         let _ = cursor;
         let c = class;
@@ -1819,7 +1851,7 @@ impl Session {
             why: HoldWhy::Sticky,
         });
         // run_single takes the held connection back: the statement runs where it was prepared.
-        self.run_single(&shard, body.freeze(), &sql_text, &c, ResponseKind::Execute)
+        self.run_single(&shard, body.freeze(), &text, &c, ResponseKind::Execute)
             .await
     }
 
@@ -1842,7 +1874,7 @@ impl Session {
         let mut body = BytesMut::from(&payload[..]);
         body[1..5].copy_from_slice(&backend.id.to_le_bytes());
         let c = classify("");
-        self.run_single(&shard, body.freeze(), "", &c, ResponseKind::Fetch)
+        self.run_single(&shard, body.freeze(), &no_text(), &c, ResponseKind::Fetch)
             .await
     }
 
@@ -1863,7 +1895,7 @@ impl Session {
                 let shard = h.shard.clone();
                 let c = classify("");
                 return self
-                    .run_single(&shard, body.freeze(), "", &c, ResponseKind::Query)
+                    .run_single(&shard, body.freeze(), &no_text(), &c, ResponseKind::Query)
                     .await;
             }
         }
@@ -1897,15 +1929,42 @@ async fn relay(
     let mut tracker = ResponseTracker::new(kind, conn.deprecate_eof());
     let mut next_seq = 1u8;
     loop {
-        let pkt = match conn.read().await {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = client_w.write(next_seq, &build_err(&e.to_err_info())).await;
-                let _ = client_w.flush().await;
-                return Err(RelayError::Backend(e));
+        // A packet already buffered (the usual case after the first one of an answer) is
+        // looked at in place and its frame copied to the client as it is: no packet object,
+        // no timer. Otherwise wait for the next packet (bounded by the backend timeout).
+        let fed = match conn.reader.peek_frame() {
+            Some(frame) => {
+                let fed = tracker.feed(&frame[4..]);
+                if fed.is_ok() {
+                    next_seq = client_w
+                        .write_frame(frame)
+                        .await
+                        .map_err(|_| RelayError::Client)?;
+                }
+                let n = frame.len();
+                conn.reader.consume(n);
+                fed
+            }
+            None => {
+                let pkt = match conn.read().await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = client_w.write(next_seq, &build_err(&e.to_err_info())).await;
+                        let _ = client_w.flush().await;
+                        return Err(RelayError::Backend(e));
+                    }
+                };
+                let fed = tracker.feed(&pkt.payload);
+                if fed.is_ok() {
+                    next_seq = client_w
+                        .write(pkt.seq, &pkt.payload)
+                        .await
+                        .map_err(|_| RelayError::Client)?;
+                }
+                fed
             }
         };
-        let step = match tracker.feed(&pkt.payload) {
+        let step = match fed {
             Ok(s) => s,
             Err(m) => {
                 let e = BackendError::Lost {
@@ -1917,10 +1976,6 @@ async fn relay(
                 return Err(RelayError::Backend(e));
             }
         };
-        next_seq = client_w
-            .write(pkt.seq, &pkt.payload)
-            .await
-            .map_err(|_| RelayError::Client)?;
         match step {
             Step::More => {}
             Step::Done => break,
@@ -2049,42 +2104,10 @@ pub fn preview_result_set(plan: &Plan, sql: &str) -> ResultSet {
     }
 }
 
-/// Rewrites reads of `@@socket` to NULL (keeping the column name where it is a select item);
-/// `None` when the statement does not mention it.
-fn hide_socket(sql: &str) -> Option<String> {
-    if !sql.contains("@@") {
-        return None;
-    }
-    let tokens = super::lex::tokenize(sql);
-    let hits: Vec<usize> = tokens
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| {
-            matches!(&t.kind, super::lex::TokenKind::SysVar(v) | super::lex::TokenKind::GlobalVar(v) if v == "socket")
-        })
-        .map(|(i, _)| i)
-        .collect();
-    if hits.is_empty() {
-        return None;
-    }
-    let mut out = String::with_capacity(sql.len() + 32);
-    let mut last = 0;
-    for i in hits {
-        let t = &tokens[i];
-        let before = i.checked_sub(1).map(|j| &tokens[j]);
-        let after = tokens.get(i + 1);
-        let select_item = before.is_some_and(|b| b.is_word("SELECT") || b.is_punct(','))
-            && after.is_none_or(|a| a.is_punct(',') || a.is_word("FROM") || a.is_punct(';'));
-        out.push_str(&sql[last..t.start]);
-        if select_item {
-            out.push_str(&format!("NULL AS `{}`", &sql[t.start..t.end]));
-        } else {
-            out.push_str("NULL");
-        }
-        last = t.end;
-    }
-    out.push_str(&sql[last..]);
-    Some(out)
+/// The statement text of commands that have none (COM_FIELD_LIST, COM_STMT_FETCH …).
+fn no_text() -> Arc<str> {
+    static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from("")).clone()
 }
 
 /// Whether a statement reads or writes no table (so any connection can answer it).
@@ -2125,23 +2148,4 @@ fn merge_summary(m: &MergeSpec) -> String {
         m.limit,
         if m.distinct { ", distinct" } else { "" }
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::hide_socket;
-
-    #[test]
-    fn socket_reads_become_null() {
-        assert_eq!(
-            hide_socket("SELECT @@max_allowed_packet,@@wait_timeout,@@socket").as_deref(),
-            Some("SELECT @@max_allowed_packet,@@wait_timeout,NULL AS `@@socket`")
-        );
-        assert_eq!(
-            hide_socket("select 1 where @@global.socket is null").as_deref(),
-            Some("select 1 where NULL is null")
-        );
-        assert_eq!(hide_socket("SELECT '@@socket'"), None);
-        assert_eq!(hide_socket("SELECT 1"), None);
-    }
 }

@@ -78,6 +78,51 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         Ok(())
     }
 
+    /// The frame (4-byte header and payload) of the next packet when it is wholly buffered and
+    /// a single chunk, without taking it: the relay looks at the payload, copies the frame to
+    /// the client as it is, then [`Self::consume`]s it, with no per-packet allocation.
+    pub fn peek_frame(&self) -> Option<&[u8]> {
+        if self.buf.len() < 4 {
+            return None;
+        }
+        let len =
+            (self.buf[0] as usize) | (self.buf[1] as usize) << 8 | (self.buf[2] as usize) << 16;
+        if len >= MAX_CHUNK || len > self.max_payload || self.buf.len() < 4 + len {
+            return None;
+        }
+        Some(&self.buf[..4 + len])
+    }
+
+    /// Drops `n` bytes from the front of the buffer (a frame [`Self::peek_frame`] returned).
+    pub fn consume(&mut self, n: usize) {
+        self.buf.advance(n.min(self.buf.len()));
+    }
+
+    /// The next packet when it is already wholly in the buffer: no I/O, no waiting. The
+    /// packets of an answer usually arrive together, so a caller that guards reads with a
+    /// timeout arms it only when it really has to wait. `None`: not buffered yet, or a packet
+    /// of several chunks ([`Self::read`] handles both).
+    pub fn try_buffered(&mut self) -> Option<Result<Packet, PacketError>> {
+        if self.buf.len() < 4 {
+            return None;
+        }
+        let len =
+            (self.buf[0] as usize) | (self.buf[1] as usize) << 8 | (self.buf[2] as usize) << 16;
+        if len >= MAX_CHUNK || self.buf.len() < 4 + len {
+            return None;
+        }
+        if len > self.max_payload {
+            return Some(Err(PacketError::TooLarge(len, self.max_payload)));
+        }
+        let seq = self.buf[3];
+        self.buf.advance(4);
+        Some(Ok(Packet {
+            seq,
+            chunks: 1,
+            payload: self.buf.split_to(len).freeze(),
+        }))
+    }
+
     /// Reads one logical packet, joining 16 MiB chunks.
     pub async fn read(&mut self) -> Result<Packet, PacketError> {
         let mut payload: Option<BytesMut> = None;
@@ -168,6 +213,18 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         }
     }
 
+    /// Queues one frame exactly as it came from a peer (header included): relaying a packet
+    /// byte for byte, its sequence id untouched. Returns the next sequence id.
+    pub async fn write_frame(&mut self, frame: &[u8]) -> std::io::Result<u8> {
+        debug_assert!(frame.len() >= 4 && frame.len() < 4 + MAX_CHUNK);
+        self.buf.extend_from_slice(frame);
+        if self.buf.len() >= FLUSH_THRESHOLD {
+            self.inner.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        Ok(frame[3].wrapping_add(1))
+    }
+
     /// Sends everything queued.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
@@ -222,6 +279,48 @@ mod tests {
         assert_eq!(p.chunks, 3);
         assert_eq!(&p.payload[..], &data[..]);
         assert_eq!(p.next_seq(), 10);
+    }
+
+    #[tokio::test]
+    async fn buffered_packets_come_without_io() {
+        let mut wire = Vec::new();
+        let mut w = PacketWriter::new(&mut wire);
+        w.write(1, b"first").await.unwrap();
+        w.write(2, b"second").await.unwrap();
+        w.flush().await.unwrap();
+        let mut r = PacketReader::new(&wire[..], 1 << 20);
+        // Nothing read from the stream yet.
+        assert!(r.try_buffered().is_none());
+        assert_eq!(&r.read().await.unwrap().payload[..], b"first");
+        // The second packet came in the same read.
+        let p = r.try_buffered().unwrap().unwrap();
+        assert_eq!((p.seq, p.chunks, &p.payload[..]), (2, 1, &b"second"[..]));
+        assert!(r.try_buffered().is_none());
+        assert!(!r.has_buffered());
+    }
+
+    #[tokio::test]
+    async fn frames_relay_byte_for_byte() {
+        let mut wire = Vec::new();
+        let mut w = PacketWriter::new(&mut wire);
+        w.write(3, b"abc").await.unwrap();
+        w.write(4, b"").await.unwrap();
+        w.flush().await.unwrap();
+        let mut r = PacketReader::new(&wire[..], 1 << 20);
+        assert!(r.peek_frame().is_none());
+        r.fill(4).await.unwrap();
+        let mut out = Vec::new();
+        {
+            let mut w = PacketWriter::new(&mut out);
+            for expected_next in [4u8, 5] {
+                let frame = r.peek_frame().unwrap().to_vec();
+                assert_eq!(w.write_frame(&frame).await.unwrap(), expected_next);
+                r.consume(frame.len());
+            }
+            w.flush().await.unwrap();
+        }
+        assert!(r.peek_frame().is_none());
+        assert_eq!(out, wire);
     }
 
     #[tokio::test]
