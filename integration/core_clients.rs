@@ -930,3 +930,58 @@ async fn query_timeout_errors_in_time_and_kills_the_backend_statement() {
     let one: Option<i64> = p.query_first("SELECT 1").await.unwrap();
     assert_eq!(one, Some(1));
 }
+
+/// A client that stops reading its answer: after `frontend.write_timeout_ms` the proxy drops it
+/// and closes the backend connection serving it (the server stops the statement), as MariaDB's
+/// `net_write_timeout` would; other sessions go on, and the pool has its connection back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_disconnected_and_frees_its_backend() {
+    let proxy = proxy_with(|c| {
+        c.backend("pool_max = 1")
+            .backend("pool_wait_ms = 20000")
+            .extra("[frontend]\nwrite_timeout_ms = 1500")
+    });
+    let mut stalled = connect(&proxy.url()).await;
+    // About 400 MB of answer: far more than the socket buffers between the two hold.
+    let result = stalled
+        .query_iter("SELECT REPEAT('x', 200000) AS stalled_probe FROM seq_1_to_2000")
+        .await
+        .unwrap();
+    // Read nothing more. The only pooled connection is busy with that answer, so another
+    // session's statement waits for it; it gets it once the proxy gives up on the stalled one.
+    let t = Instant::now();
+    let mut other = connect(&proxy.url()).await;
+    let one: Option<i64> =
+        tokio::time::timeout(Duration::from_secs(15), other.query_first("SELECT 1"))
+            .await
+            .expect("the pool never got its connection back")
+            .unwrap();
+    assert_eq!(one, Some(1));
+    assert!(
+        t.elapsed() >= Duration::from_millis(1000),
+        "the other session ran before the stalled one timed out: pool_max = 1 not in effect?"
+    );
+    let primary = &Cluster::shared().shard("s1").primary;
+    let gone = harness::wait_until(Duration::from_secs(10), || {
+        primary
+            .query("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%stalled_probe%' AND INFO NOT LIKE '%PROCESSLIST%'")[0][0]
+            == "0"
+    });
+    assert!(gone, "the stalled statement still runs on the backend");
+    drop(result);
+    // The stalled client finds its connection closed.
+    let mut rest = 0usize;
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stalled.query_drop("SELECT 1")).await {
+            Ok(Err(_)) => break true,
+            Ok(Ok(())) => {
+                rest += 1;
+                if rest > 3 {
+                    break false;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the stalled client's connection is still served");
+}

@@ -106,6 +106,10 @@ pub struct Frontend {
     /// Statements slower than this are logged with their plan; 0 disables the slow log.
     #[serde(default = "default_slow_query_ms")]
     pub slow_query_ms: u64,
+    /// How long the proxy waits for a client that stops reading its answer before closing that
+    /// connection (MariaDB's `net_write_timeout`); 0 waits forever.
+    #[serde(default = "default_write_timeout_ms")]
+    pub write_timeout_ms: u64,
 }
 
 impl Default for Frontend {
@@ -117,6 +121,7 @@ impl Default for Frontend {
             max_allowed_packet: default_max_allowed_packet(),
             rsa_private_key: None,
             slow_query_ms: default_slow_query_ms(),
+            write_timeout_ms: default_write_timeout_ms(),
         }
     }
 }
@@ -210,6 +215,9 @@ fn default_max_allowed_packet() -> usize {
 }
 fn default_slow_query_ms() -> u64 {
     1000
+}
+fn default_write_timeout_ms() -> u64 {
+    60_000
 }
 fn default_weight() -> u32 {
     1

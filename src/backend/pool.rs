@@ -64,6 +64,8 @@ pub struct Pool {
     read_timeout: Option<Duration>,
     wait: Duration,
     idle_max: usize,
+    /// Boxed as leases hold them: taking one out or putting it back moves a pointer.
+    #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<BackendConn>>>,
     permits: Arc<Semaphore>,
 }

@@ -128,12 +128,20 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         .unwrap_or_default();
     let (r, w) = stream.into_split();
     let max = proxy.config().frontend.max_allowed_packet;
+    let write_timeout = match proxy.config().frontend.write_timeout_ms {
+        0 => None,
+        ms => Some(std::time::Duration::from_millis(ms)),
+    };
     let mut s = Session {
         id: proxy.next_connection_id(),
         proxy,
         handle: None,
         reader: PacketReader::new(r, max),
-        writer: PacketWriter::new(w),
+        writer: {
+            let mut w = PacketWriter::new(w);
+            w.set_write_timeout(write_timeout);
+            w
+        },
         peer,
         caps: 0,
         collation: DEFAULT_COLLATION,

@@ -175,9 +175,14 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
 
 /// Writes logical packets into a buffer that is flushed explicitly, so a whole answer leaves
 /// in as few system calls as possible.
+///
+/// With a write timeout, a peer that stops reading (its receive window stays full) makes a
+/// write fail with `TimedOut` after that long instead of blocking forever, as MariaDB's
+/// `net_write_timeout` does: the session then ends and releases what it held.
 pub struct PacketWriter<W> {
     inner: W,
     buf: BytesMut,
+    write_timeout: Option<std::time::Duration>,
 }
 
 /// Past this many buffered bytes, writes go out without waiting for an explicit flush.
@@ -188,7 +193,43 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         PacketWriter {
             inner,
             buf: BytesMut::with_capacity(16 * 1024),
+            write_timeout: None,
         }
+    }
+
+    /// Bounds how long one write may wait for the peer to make room (see the type's doc).
+    pub fn set_write_timeout(&mut self, timeout: Option<std::time::Duration>) {
+        self.write_timeout = timeout;
+    }
+
+    /// Sends the buffer. The first attempt goes without a timer: a socket with room in its
+    /// send buffer takes a whole answer at once, which is the common case.
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        let Some(limit) = self.write_timeout else {
+            self.inner.write_all(&self.buf).await?;
+            self.buf.clear();
+            return Ok(());
+        };
+        let mut inner = std::pin::Pin::new(&mut self.inner);
+        let first = std::future::poll_fn(|cx| match inner.as_mut().poll_write(cx, &self.buf) {
+            std::task::Poll::Pending => std::task::Poll::Ready(Ok(0)),
+            ready => ready,
+        })
+        .await?;
+        if first < self.buf.len() {
+            let rest = &self.buf[first..];
+            match tokio::time::timeout(limit, self.inner.write_all(rest)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the peer read nothing for {limit:?}"),
+                    ))
+                }
+            }
+        }
+        self.buf.clear();
+        Ok(())
     }
 
     /// Queues a logical packet starting at sequence id `seq`; returns the next sequence id.
@@ -204,8 +245,7 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
             seq = seq.wrapping_add(1);
             rest = &rest[n..];
             if self.buf.len() >= FLUSH_THRESHOLD {
-                self.inner.write_all(&self.buf).await?;
-                self.buf.clear();
+                self.write_out().await?;
             }
             if n < MAX_CHUNK {
                 return Ok(seq);
@@ -219,8 +259,7 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         debug_assert!(frame.len() >= 4 && frame.len() < 4 + MAX_CHUNK);
         self.buf.extend_from_slice(frame);
         if self.buf.len() >= FLUSH_THRESHOLD {
-            self.inner.write_all(&self.buf).await?;
-            self.buf.clear();
+            self.write_out().await?;
         }
         Ok(frame[3].wrapping_add(1))
     }
@@ -228,8 +267,7 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     /// Sends everything queued.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
-            self.inner.write_all(&self.buf).await?;
-            self.buf.clear();
+            self.write_out().await?;
         }
         self.inner.flush().await
     }
@@ -321,6 +359,43 @@ mod tests {
         }
         assert!(r.peek_frame().is_none());
         assert_eq!(out, wire);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_times_the_write_out() {
+        // A pipe whose reader never reads: its buffer fills, then writes wait.
+        let (near, _far) = tokio::io::duplex(1024);
+        let mut w = PacketWriter::new(near);
+        w.set_write_timeout(Some(std::time::Duration::from_millis(200)));
+        let started = std::time::Instant::now();
+        let mut result = Ok(());
+        for _ in 0..10 {
+            if let Err(e) = w.write(0, &[7u8; 100 * 1024]).await {
+                result = Err(e);
+                break;
+            }
+        }
+        let e = result.expect_err("the write must time out");
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn writes_with_a_timeout_arrive_whole() {
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut w = PacketWriter::new(near);
+        w.set_write_timeout(Some(std::time::Duration::from_secs(5)));
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            far.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        w.write(0, &[1u8; 1000]).await.unwrap();
+        w.flush().await.unwrap();
+        drop(w);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), 1004);
+        assert_eq!(&got[..4], &[0xe8, 0x03, 0, 0]);
     }
 
     #[tokio::test]
