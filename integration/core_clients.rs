@@ -985,3 +985,70 @@ async fn a_client_that_stops_reading_is_disconnected_and_frees_its_backend() {
     };
     assert!(closed, "the stalled client's connection is still served");
 }
+
+/// A client that logs in with a plugin the proxy does not speak (the mysql CLI offering
+/// client_ed25519) is asked to switch to one it does, with a fresh scramble, and gets in; one
+/// with a wrong password after the switch is refused with 1045, as MariaDB refuses it.
+#[test]
+fn auth_switch_from_an_unknown_plugin() {
+    let proxy = proxy_with(|c| c);
+    let login = |password: &str| {
+        Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "--protocol=tcp",
+                "-h127.0.0.1",
+                "--batch",
+                "--skip-column-names",
+                "--default-auth=client_ed25519",
+                "-uapp",
+            ])
+            .arg(format!("-p{password}"))
+            .arg(format!("-P{}", proxy.port()))
+            .args(["-e", "SELECT CURRENT_USER() LIKE 'app@%'"])
+            .output()
+            .unwrap()
+    };
+    let ok = login("app");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "1");
+    let bad = login("wrong");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("1045"), "{err}");
+}
+
+/// CLIENT_FOUND_ROWS: an UPDATE that matches rows without changing them reports the matched
+/// rows to a client that asked for them and 0 to one that did not, through the proxy as from
+/// MariaDB directly, even when both kinds of clients share the proxy's pools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_found_rows_reports_matched_rows() {
+    let proxy = proxy_with(|c| c.backend("pool_max = 2"));
+    let mut setup = connect(&proxy.url()).await;
+    setup
+        .query_drop("CREATE TABLE IF NOT EXISTS found_rows_t (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    setup
+        .query_drop("REPLACE INTO found_rows_t VALUES (1, 5), (2, 5), (3, 5)")
+        .await
+        .unwrap();
+    let mut affected = Vec::new();
+    for url in [proxy.url(), direct_url()] {
+        for found_rows in [true, false, true] {
+            let opts =
+                OptsBuilder::from_opts(Opts::from_url(&url).unwrap()).client_found_rows(found_rows);
+            let mut c = Conn::new(opts).await.unwrap();
+            c.query_drop("UPDATE found_rows_t SET v = 5 WHERE id <= 2")
+                .await
+                .unwrap();
+            affected.push(c.affected_rows());
+            c.disconnect().await.unwrap();
+        }
+    }
+    assert_eq!(affected, vec![2, 0, 2, 2, 0, 2]);
+}
