@@ -514,6 +514,63 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             },
         },
+        // COUNT(DISTINCT) of a column that is not the shard key: the shards group by it too.
+        Case {
+            original: "SELECT COUNT(DISTINCT i) FROM {t}",
+            shard: "SELECT COUNT(DISTINCT i), i FROM {t} GROUP BY i",
+            spec: MergeSpec {
+                visible_columns: 1,
+                pre_group_by: vec![1],
+                aggregates: vec![agg(0, AggregateKind::CountDistinct)],
+                ..Default::default()
+            },
+        },
+        Case {
+            // Case- and trailing-space-insensitive values count once however they are spelled.
+            original: "SELECT COUNT(DISTINCT g), COUNT(*) FROM {t}",
+            shard: "SELECT COUNT(DISTINCT g), COUNT(*), g FROM {t} GROUP BY g",
+            spec: MergeSpec {
+                visible_columns: 2,
+                pre_group_by: vec![2],
+                aggregates: vec![
+                    agg(0, AggregateKind::CountDistinct),
+                    agg(1, AggregateKind::Count),
+                ],
+                ..Default::default()
+            },
+        },
+        Case {
+            // Grouped by a number: which spelling of a case-insensitive group key shows is
+            // the first row's, and the first row of a finer group is not the first scanned.
+            original: "SELECT ti DIV 64, COUNT(DISTINCT i), SUM(d), COUNT(*), AVG(i), MAX(t) \
+                       FROM {t} GROUP BY ti DIV 64",
+            shard: "SELECT ti DIV 64, COUNT(DISTINCT i), SUM(d), COUNT(*), AVG(i), MAX(t), \
+                    SUM(i), COUNT(i), i FROM {t} GROUP BY ti DIV 64, i",
+            spec: MergeSpec {
+                visible_columns: 6,
+                group_by: vec![0],
+                pre_group_by: vec![0, 8],
+                aggregates: vec![
+                    agg(1, AggregateKind::CountDistinct),
+                    agg(2, AggregateKind::Sum),
+                    agg(3, AggregateKind::Count),
+                    avg(4, 6, 7),
+                    agg(5, AggregateKind::Max),
+                ],
+                ..Default::default()
+            },
+        },
+        Case {
+            // Over no rows at all: one row, 0.
+            original: "SELECT COUNT(DISTINCT d) FROM {t} WHERE id < 0",
+            shard: "SELECT COUNT(DISTINCT d), d FROM {t} WHERE id < 0 GROUP BY d",
+            spec: MergeSpec {
+                visible_columns: 1,
+                pre_group_by: vec![1],
+                aggregates: vec![agg(0, AggregateKind::CountDistinct)],
+                ..Default::default()
+            },
+        },
     ]
 }
 

@@ -6,8 +6,12 @@
 //! - Aggregates recombine: partial `COUNT`s and `SUM`s add up, `MIN`/`MAX` of partial
 //!   `MIN`/`MAX`. `AVG(x)` does not (an average of averages is wrong), so the shard SQL keeps
 //!   `AVG(x)` (for its column definition) and gets hidden trailing columns `SUM(x), COUNT(x)`.
-//!   `COUNT(DISTINCT key)` adds up because each key value lives on one shard;
-//!   `COUNT(DISTINCT other)` does not (the same value may sit on several shards) and is refused.
+//!   `COUNT(DISTINCT key)` adds up because each key value lives on one shard.
+//!   `COUNT(DISTINCT x)` of anything else does not (the same value may sit on several shards):
+//!   the shards also group by `x` (a hidden column), so each shard row stands for one value of
+//!   `x` per group, and the merge counts each value once however many shards have it
+//!   ([`MergeSpec::pre_group_by`]). Several COUNT(DISTINCT) of different expressions, or of
+//!   several arguments, would need one such grouping each and are refused.
 //! - `GROUP BY`: shards group their rows; the proxy merges groups with equal keys and, without
 //!   ORDER BY, sorts them by the group keys as MariaDB does. A group key
 //!   that is not selected becomes a hidden column.
@@ -79,6 +83,8 @@ struct Builder<'a> {
     cols: Vec<Col>,
     hidden: Vec<SelectItem>,
     aggregates: Vec<AggregateSpec>,
+    /// The arguments of the [`AggregateKind::CountDistinct`] aggregates registered so far.
+    distinct_args: Vec<Expr>,
     rels: &'a [Relation],
 }
 
@@ -143,13 +149,16 @@ impl Builder<'_> {
                     FunctionArgExpr::Expr(x) => !key_ref(x, self.rels).is_empty(),
                     _ => false,
                 });
-                if !on_key {
+                if on_key {
+                    AggregateKind::CountDistinctDisjoint
+                } else if args.len() == 1 && matches!(args[0], FunctionArgExpr::Expr(_)) {
+                    AggregateKind::CountDistinct
+                } else {
                     return Err(not_supported(
-                        "COUNT(DISTINCT …) of a column other than the shard key cannot be \
-                         combined across shards (the same value may be on several shards)",
+                        "COUNT(DISTINCT …) of several expressions other than the shard key \
+                         across shards (count one expression, or query one shard)",
                     ));
                 }
-                AggregateKind::CountDistinctDisjoint
             }
             "count" => AggregateKind::Count,
             "sum" | "avg" if distinct => {
@@ -196,6 +205,14 @@ impl Builder<'_> {
                     sum_column,
                     count_column,
                 }
+            }
+            AggregateKind::CountDistinct => {
+                if let Expr::Function(f) = e {
+                    if let Ok((Some(FunctionArgExpr::Expr(arg)), _, _)) = single_arg(f) {
+                        self.distinct_args.push(arg.clone());
+                    }
+                }
+                AggregateKind::CountDistinct
             }
             k => k,
         };
@@ -444,6 +461,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
         cols: Vec::new(),
         hidden: Vec::new(),
         aggregates: Vec::new(),
+        distinct_args: Vec::new(),
         rels,
     };
     let mut wildcard = false;
@@ -593,6 +611,34 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     }
     // HAVING and ORDER BY may have added aggregates: decide grouping only now.
     let grouped = !group_by.is_empty() || !b.aggregates.is_empty();
+    // COUNT(DISTINCT x) of a non-key expression: the shards group by x too.
+    let mut pre_group_by = Vec::new();
+    let mut extra_group_key = None;
+    if let Some(arg) = b.distinct_args.first().cloned() {
+        let text = lc_text(&arg);
+        if b.distinct_args.iter().any(|a| lc_text(a) != text) {
+            return Err(not_supported(
+                "COUNT(DISTINCT …) of different expressions in one query across shards (each \
+                 would need its own grouping); run one query per expression",
+            ));
+        }
+        let count_distinct_anywhere = b.aggregates.iter().filter(|a| {
+            matches!(
+                a.kind,
+                AggregateKind::CountDistinct | AggregateKind::CountDistinctDisjoint
+            )
+        });
+        if count_distinct_anywhere.count() != b.distinct_args.len() {
+            return Err(not_supported(
+                "COUNT(DISTINCT …) of the shard key together with COUNT(DISTINCT …) of \
+                 another expression across shards",
+            ));
+        }
+        let col = b.push_hidden(arg.clone(), false);
+        pre_group_by = group_by.clone();
+        pre_group_by.push(col);
+        extra_group_key = Some(arg);
+    }
     if wildcard
         && (grouped || distinct || !order_by.is_empty() || having.is_some() || !b.hidden.is_empty())
     {
@@ -634,6 +680,12 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     };
     shard_sel.projection.extend(b.hidden.iter().cloned());
     shard_sel.having = None;
+    if let Some(arg) = extra_group_key {
+        match &mut shard_sel.group_by {
+            GroupByExpr::Expressions(exprs, _) => exprs.push(arg),
+            GroupByExpr::All(_) => return Err(not_supported("GROUP BY ALL")),
+        }
+    }
     shard_q.limit_clause = match limit {
         Some(l) if !grouped && !distinct && having.is_none() => Some(LimitClause::LimitOffset {
             limit: Some(Expr::value(Value::Number(
@@ -666,6 +718,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     let merge = MergeSpec {
         visible_columns: if wildcard { ALL_COLUMNS } else { visible },
         group_by,
+        pre_group_by,
         aggregates: b.aggregates,
         having,
         distinct,
@@ -957,6 +1010,38 @@ mod tests {
         assert_eq!(m.limit, Some(4));
         let (_, m) = scatter("SELECT COUNT(DISTINCT account_id) FROM transactions");
         assert_eq!(m.aggregates[0].kind, AggregateKind::CountDistinctDisjoint);
+        assert!(m.pre_group_by.is_empty());
+    }
+
+    #[test]
+    fn count_distinct_of_another_column_groups_by_it_on_the_shards() {
+        let (sql, m) = scatter("SELECT COUNT(DISTINCT fund) FROM accounts");
+        assert_eq!(
+            sql,
+            "SELECT COUNT(DISTINCT fund), fund FROM accounts GROUP BY fund"
+        );
+        assert_eq!(m.aggregates[0].kind, AggregateKind::CountDistinct);
+        assert!(m.group_by.is_empty());
+        assert_eq!(m.pre_group_by, vec![1]);
+        assert_eq!(m.visible_columns, 1);
+        // With group keys, other aggregates, HAVING on it and a limit.
+        let (sql, m) = scatter(
+            "SELECT region, COUNT(DISTINCT fund) AS n, SUM(balance) FROM accounts \
+             GROUP BY region HAVING COUNT(DISTINCT fund) > 1 ORDER BY n DESC LIMIT 3",
+        );
+        assert_eq!(
+            sql,
+            "SELECT region, COUNT(DISTINCT fund) AS n, SUM(balance), fund FROM accounts \
+             GROUP BY region, fund ORDER BY n DESC"
+        );
+        assert_eq!(m.group_by, vec![0]);
+        assert_eq!(m.pre_group_by, vec![0, 3]);
+        assert_eq!(m.limit, Some(3));
+        assert!(m.having.is_some());
+        // The same expression twice is one grouping.
+        let (_, m) =
+            scatter("SELECT COUNT(DISTINCT fund) AS a, COUNT(DISTINCT fund) AS b FROM accounts");
+        assert_eq!(m.pre_group_by.len(), 1);
     }
 
     #[test]
@@ -964,8 +1049,16 @@ mod tests {
         let r = rules(3);
         for (sql, why) in [
             (
-                "SELECT COUNT(DISTINCT fund) FROM accounts",
-                "COUNT(DISTINCT",
+                "SELECT COUNT(DISTINCT fund), COUNT(DISTINCT region) FROM accounts",
+                "different expressions",
+            ),
+            (
+                "SELECT COUNT(DISTINCT fund, region) FROM accounts",
+                "several expressions",
+            ),
+            (
+                "SELECT COUNT(DISTINCT fund), COUNT(DISTINCT account_id) FROM accounts",
+                "together with",
             ),
             (
                 "SELECT SUM(a)/COUNT(b) FROM accounts",

@@ -14,6 +14,11 @@ pub struct MergeSpec {
     /// Group keys (column indices). Empty with non-empty `aggregates`: one group over all rows
     /// (a plain `SELECT COUNT(*) FROM t`), which yields one row even when every shard is empty.
     pub group_by: Vec<usize>,
+    /// A finer grouping merged first, for [`AggregateKind::CountDistinct`]: the group keys and
+    /// the distinct expression (a hidden column the shards also group by). Shard rows with equal
+    /// values of all of these are merged into one (so a value found on several shards counts
+    /// once), then those rows are grouped by `group_by`. Empty: no such stage.
+    pub pre_group_by: Vec<usize>,
     /// Aggregate columns, recombined per group. Columns neither grouped nor aggregated take the
     /// value of the group's first row (as MariaDB does without ONLY_FULL_GROUP_BY).
     pub aggregates: Vec<AggregateSpec>,
@@ -55,6 +60,11 @@ pub enum AggregateKind {
     },
     /// COUNT(DISTINCT x) where x is the shard key: distinct sets are disjoint, counts add up.
     CountDistinctDisjoint,
+    /// COUNT(DISTINCT x) of anything else: the same value may be on several shards. The shards
+    /// group by x as well (see [`MergeSpec::pre_group_by`]), so each of their rows counts one
+    /// value (1, or 0 for NULL); the first merge stage keeps one count per value (the maximum),
+    /// the second adds them up.
+    CountDistinct,
 }
 
 /// Sort key of the final order.

@@ -65,13 +65,48 @@ pub fn aggregate(
         .collect()
 }
 
+/// The first stage of a merge with [`MergeSpec::pre_group_by`]: shard rows with equal group
+/// keys *and* distinct value become one row. Partial aggregates recombine as usual, except the
+/// COUNT(DISTINCT) columns: each shard row counted the one value it stands for (1, or 0 for
+/// NULL), and a value found on several shards must still count once, so they take the maximum.
+/// The rows that come out are the input of [`aggregate`] over `spec.group_by`.
+pub fn pre_group(
+    spec: &MergeSpec,
+    columns: &[ColumnDef],
+    kinds: &[ValueKind],
+    rows: Vec<TextRow>,
+) -> Result<Vec<TextRow>, MergeError> {
+    if spec.pre_group_by.is_empty() {
+        return Ok(rows);
+    }
+    let stage = MergeSpec {
+        group_by: spec.pre_group_by.clone(),
+        pre_group_by: Vec::new(),
+        aggregates: spec
+            .aggregates
+            .iter()
+            .map(|a| AggregateSpec {
+                column: a.column,
+                kind: match a.kind {
+                    AggregateKind::CountDistinct => AggregateKind::Max,
+                    ref k => k.clone(),
+                },
+            })
+            .collect(),
+        ..MergeSpec::default()
+    };
+    aggregate(&stage, columns, kinds, rows)
+}
+
 /// The one row of an aggregate without GROUP BY over no rows at all: COUNT 0, NULL elsewhere.
 fn empty_row(spec: &MergeSpec, ncols: usize) -> TextRow {
     let mut row: TextRow = vec![None; ncols];
     let zero = || Some(Bytes::from_static(b"0"));
     for a in &spec.aggregates {
         match a.kind {
-            AggregateKind::Count | AggregateKind::CountDistinctDisjoint => row[a.column] = zero(),
+            AggregateKind::Count
+            | AggregateKind::CountDistinctDisjoint
+            | AggregateKind::CountDistinct => row[a.column] = zero(),
             AggregateKind::Avg { count_column, .. } => row[count_column] = zero(),
             _ => {}
         }
@@ -193,7 +228,9 @@ impl Group {
                 .aggregates
                 .iter()
                 .map(|a| match a.kind {
-                    AggregateKind::Count | AggregateKind::CountDistinctDisjoint => Acc::Count(0),
+                    AggregateKind::Count
+                    | AggregateKind::CountDistinctDisjoint
+                    | AggregateKind::CountDistinct => Acc::Count(0),
                     AggregateKind::Sum => Acc::Sum(SumAcc::Null),
                     AggregateKind::Min => Acc::Min(None),
                     AggregateKind::Max => Acc::Max(None),
@@ -291,7 +328,9 @@ impl Group {
 
 fn is_empty_partial(spec: &MergeSpec, row: &TextRow) -> bool {
     let mut counts = spec.aggregates.iter().filter_map(|a| match a.kind {
-        AggregateKind::Count | AggregateKind::CountDistinctDisjoint => Some(a.column),
+        AggregateKind::Count
+        | AggregateKind::CountDistinctDisjoint
+        | AggregateKind::CountDistinct => Some(a.column),
         _ => None,
     });
     let Some(c) = counts.next() else { return false };

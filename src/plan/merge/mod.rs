@@ -7,7 +7,8 @@
 //! [`limit`]. [`merge`] is the pipeline:
 //!
 //! ```text
-//! concatenate shard rows (shard order) → group/aggregate → HAVING → DISTINCT
+//! concatenate shard rows (shard order) → [COUNT(DISTINCT) pre-grouping] → group/aggregate
+//!   → HAVING → DISTINCT
 //!   → ORDER BY (or, with GROUP BY and no ORDER BY, the group keys ascending, as MariaDB
 //!     sorts GROUP BY results) → OFFSET/LIMIT → drop hidden columns
 //! ```
@@ -41,6 +42,10 @@
 //!   The planner can add a hidden `col+0` column and order by it instead.
 //! * HAVING comparing a DATE/TIME column with a number literal is refused (error 1235).
 //! * Ties in ORDER BY keep shard order (a stable sort); one server's tie order is unspecified.
+//! * With COUNT(DISTINCT x) of a non-key `x` ([`MergeSpec::pre_group_by`]), a group's "first
+//!   row" is the first of its finer (group, x) rows, not the first row scanned: a
+//!   case-insensitive group key spelt differently in one group (`'ab'`, `'Ab'`) may show
+//!   another of its spellings than one server shows (they are equal under the collation).
 //! * SUM/AVG of DECIMALs beyond about 28 significant digits (e.g. `DECIMAL(65,30)` values) are
 //!   refused (error 1105) rather than rounded; comparisons of such values are exact.
 //! * Warnings: the shards' counts are added, so a warning every shard raises counts once per
@@ -187,6 +192,7 @@ pub fn merge(spec: &MergeSpec, inputs: Vec<ResultSet>) -> Result<ResultSet, Merg
 
     let kinds: Vec<ValueKind> = columns.iter().map(ValueKind::of).collect();
     refuse_unmodelled_collation(spec, &columns, &kinds, &rows)?;
+    let rows = aggregate::pre_group(spec, &columns, &kinds, rows)?;
     let mut rows = aggregate::aggregate(spec, &columns, &kinds, rows)?;
     if let Some(filter) = &spec.having {
         rows = having::filter(filter, &columns, &kinds, rows)?;
@@ -236,6 +242,9 @@ fn validate(spec: &MergeSpec, columns: &[ColumnDef]) -> Result<(), MergeError> {
     for &g in &spec.group_by {
         check(g, "GROUP BY")?;
     }
+    for &g in &spec.pre_group_by {
+        check(g, "the COUNT(DISTINCT) grouping")?;
+    }
     for a in &spec.aggregates {
         check(a.column, "an aggregate")?;
         if let AggregateKind::Avg {
@@ -283,6 +292,7 @@ fn refuse_unmodelled_collation(
     rows: &[TextRow],
 ) -> Result<(), MergeError> {
     let mut compared: Vec<usize> = spec.group_by.clone();
+    compared.extend(&spec.pre_group_by);
     compared.extend(spec.order_by.iter().map(|k| k.column));
     compared.extend(spec.aggregates.iter().filter_map(|a| {
         matches!(a.kind, AggregateKind::Min | AggregateKind::Max).then_some(a.column)
