@@ -14,7 +14,7 @@ use bytes::Bytes;
 use shardproxy::admin::diff::config_diff;
 use shardproxy::admin::{
     AdminError, AdminOps, AdminUsers, BackendStatus, Health, RingShare, Role, SessionInfo,
-    ShardStatus, TableKind, TableRule,
+    ShardStatus, TableRule,
 };
 use shardproxy::config::Config;
 use shardproxy::protocol::resultset::{ColumnDef, ResultSet};
@@ -238,32 +238,8 @@ impl AdminOps for FixedOps {
     }
 
     fn table_rules(&self) -> Vec<TableRule> {
-        let config = self.config();
-        let all: Vec<String> = config.shards.iter().map(|s| s.name.clone()).collect();
-        let mut rules: Vec<TableRule> = config
-            .sharding
-            .tables
-            .iter()
-            .map(|t| TableRule {
-                table: t.name.clone(),
-                kind: TableKind::Sharded,
-                key: Some(t.key.clone()),
-                shards: all.clone(),
-            })
-            .collect();
-        rules.extend(config.sharding.reference_tables.iter().map(|t| TableRule {
-            table: t.clone(),
-            kind: TableKind::Reference,
-            key: None,
-            shards: all.clone(),
-        }));
-        rules.push(TableRule {
-            table: "*".into(),
-            kind: TableKind::Default,
-            key: None,
-            shards: vec![config.sharding.default_shard.clone()],
-        });
-        rules
+        // The live proxy's own rendering of the placement rules, over this fake's config.
+        shardproxy::admin::core_ops::table_rules(&self.config())
     }
 
     fn preview(&self, sql: &str) -> Result<ResultSet, AdminError> {
