@@ -18,3 +18,4 @@ pub mod proxy;
 pub mod ring;
 pub mod server;
 pub mod session_state;
+pub mod workers;

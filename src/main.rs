@@ -26,10 +26,10 @@ struct Args {
     /// Only check the config file and exit (0 = valid).
     #[arg(long)]
     check: bool,
-    /// Threads that serve clients and backends (default: one per CPU core). Each thread runs
-    /// many sessions; a session stays on whichever thread picks it up. `--threads 1` runs
-    /// everything on one thread, with no hand-over between threads: on a small machine shared
-    /// with the database servers that can be the faster choice (measure with `make bench`).
+    /// Session threads (default: one per CPU core). Each runs many client sessions; the
+    /// listener hands every new connection to the next thread in turn, and the session stays
+    /// there with its backend connections, never handed between threads mid-statement. The
+    /// listeners, admin port, HTTP and health checks run on the main thread.
     #[arg(long, env = "SHARDPROXY_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
 }
@@ -51,17 +51,18 @@ fn main() -> anyhow::Result<()> {
         println!("{}: valid", args.config.display());
         return Ok(());
     }
-    let rt = match args.threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(usize::from(n))
-            .enable_all()
-            .build()?,
-        None => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?,
+    let threads = match args.threads {
+        Some(n) => usize::from(n),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    rt.block_on(shardproxy::server::run(config, Some(args.config)))
+    // Session threads first: pools made from here on get one idle list per thread.
+    let workers = shardproxy::workers::Workers::start(threads)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(shardproxy::server::run_with(
+        config,
+        Some(args.config),
+        Some(workers),
+    ))
 }

@@ -9,10 +9,20 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::frontend::session;
 use crate::proxy::Proxy;
+use crate::workers::Workers;
 
 /// Starts the proxy from a config (read from `config_path`, which RELOAD CONFIG and SIGHUP
 /// read again) and serves until SIGTERM/SIGINT.
 pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    run_with(config, config_path, None).await
+}
+
+/// As [`run`], with client sessions served on `workers`' threads (`None`: on this runtime).
+pub async fn run_with(
+    config: Config,
+    config_path: Option<std::path::PathBuf>,
+    workers: Option<Arc<Workers>>,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -30,7 +40,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> any
             handle.run_upkeep();
         }
     });
-    serve(proxy, listener).await
+    serve(proxy, listener, workers).await
 }
 
 /// The version string shown to clients: the default shard's, or a MariaDB-like default
@@ -46,15 +56,22 @@ async fn server_version(config: &Config) -> String {
     "5.5.5-10.11.0-MariaDB-shardproxy".to_string()
 }
 
-pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener) -> anyhow::Result<()> {
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    workers: Option<Arc<Workers>>,
+) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => {
-                    tokio::spawn(session::serve(proxy.clone(), stream));
-                }
+                Ok((stream, _)) => match &workers {
+                    Some(w) => w.serve(proxy.clone(), stream),
+                    None => {
+                        tokio::spawn(session::serve(proxy.clone(), stream));
+                    }
+                },
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;

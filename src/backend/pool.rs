@@ -6,6 +6,9 @@
 //! client an error, never a hang. Only clean connections come back (no open transaction, no
 //! pinned state); anything doubtful is closed instead, which makes the server roll back and
 //! release locks.
+//!
+//! Idle connections are kept per thread ([`crate::workers`]): a connection belongs to the
+//! runtime that opened it, so a session only gets back connections its own thread opened.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,10 +66,12 @@ pub struct Pool {
     connect_timeout: Duration,
     read_timeout: Option<Duration>,
     wait: Duration,
-    idle_max: usize,
-    /// Boxed as leases hold them: taking one out or putting it back moves a pointer.
+    /// `pool_idle` shared out among the session threads' lists.
+    idle_per_list: usize,
+    /// Idle connections, one list per thread ([`crate::workers::current`]). Boxed as leases
+    /// hold them: taking one out or putting it back moves a pointer.
     #[allow(clippy::vec_box)]
-    idle: Mutex<Vec<Box<BackendConn>>>,
+    idle: Vec<Mutex<Vec<Box<BackendConn>>>>,
     permits: Arc<Semaphore>,
 }
 
@@ -117,8 +122,13 @@ impl Pool {
             connect_timeout: s.connect_timeout,
             read_timeout: s.read_timeout,
             wait: s.wait,
-            idle_max: s.idle_max,
-            idle: Mutex::new(Vec::new()),
+            idle_per_list: match crate::workers::lists() {
+                1 => s.idle_max,
+                n => s.idle_max.div_ceil(n - 1).max(1),
+            },
+            idle: (0..crate::workers::lists())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             permits: Arc::new(Semaphore::new(s.max)),
         })
     }
@@ -164,7 +174,7 @@ impl Pool {
             }
         };
         let found = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let mut idle = self.idle_list().lock().unwrap_or_else(|e| e.into_inner());
             let mut pick = None;
             for (i, c) in idle.iter().enumerate().rev() {
                 if c.relay_caps == relay_caps && c.collation == collation {
@@ -178,7 +188,9 @@ impl Pool {
                 }
             }
             let c = pick.map(|i| idle.swap_remove(i));
-            self.stats.idle.store(idle.len(), Ordering::Relaxed);
+            if c.is_some() {
+                self.stats.idle.fetch_sub(1, Ordering::Relaxed);
+            }
             c
         };
         // A connection idle for a while may have been closed by the server (wait_timeout, a
@@ -223,17 +235,27 @@ impl Pool {
         if conn.status & status::IN_TRANS != 0 || conn.reader.has_buffered() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < self.idle_max {
+        let mut idle = self.idle_list().lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.idle_per_list {
             idle.push(conn);
+            self.stats.idle.fetch_add(1, Ordering::Relaxed);
         }
-        self.stats.idle.store(idle.len(), Ordering::Relaxed);
+    }
+
+    /// The calling thread's idle list.
+    fn idle_list(&self) -> &Mutex<Vec<Box<BackendConn>>> {
+        // A pool made before the session threads started has fewer lists: share the first.
+        self.idle
+            .get(crate::workers::current())
+            .unwrap_or(&self.idle[0])
     }
 
     /// Closes every idle connection (after a failover or a config change).
     pub fn clear_idle(&self) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.clear();
-        self.stats.idle.store(0, Ordering::Relaxed);
+        for list in &self.idle {
+            let mut idle = list.lock().unwrap_or_else(|e| e.into_inner());
+            self.stats.idle.fetch_sub(idle.len(), Ordering::Relaxed);
+            idle.clear();
+        }
     }
 }
