@@ -22,6 +22,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use super::classify::{classify, Classified, Kind};
+use super::diagnostics::{self, Condition, Diagnostics};
 use super::registry::SessionHandle;
 use crate::backend::conn::{BackendConn, BackendError, QueryResult};
 use crate::backend::pool::Lease;
@@ -110,6 +111,9 @@ pub struct Session {
     allow_scatter_writes: bool,
     /// Why the held connection was held, while a multi-shard statement borrows it.
     held_why_on_loan: Option<HoldWhy>,
+    /// What one server would report about the previous statement when the proxy ran it on
+    /// several shards (ROW_COUNT(), SHOW WARNINGS …; see `frontend::diagnostics`).
+    diag: Option<Diagnostics>,
 }
 
 /// The session setting that allows UPDATE/DELETE without a shard key.
@@ -145,6 +149,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         pending_begin: None,
         allow_scatter_writes: false,
         held_why_on_loan: None,
+        diag: None,
     };
     s.proxy
         .counters
@@ -473,9 +478,14 @@ impl Session {
     }
 
     async fn dispatch(&mut self, payload: Bytes) -> Flow {
+        // Diagnostics of a multi-shard statement answer only the command right after it.
+        let diag = match payload[0] {
+            com::PING | com::STMT_CLOSE | com::STMT_SEND_LONG_DATA => self.diag.clone(),
+            _ => self.diag.take(),
+        };
         let r = match payload[0] {
             com::QUIT => return Flow::Close,
-            com::QUERY => self.com_query(payload).await,
+            com::QUERY => self.com_query(payload, diag).await,
             com::PING => self
                 .send_ok(1, self.local_ok())
                 .await
@@ -497,7 +507,7 @@ impl Session {
                 }
             }
             com::STMT_PREPARE => self.stmt_prepare(payload).await,
-            com::STMT_EXECUTE => self.stmt_execute(payload).await,
+            com::STMT_EXECUTE => self.stmt_execute(payload, diag).await,
             com::STMT_SEND_LONG_DATA => self.stmt_long_data(payload),
             com::STMT_CLOSE => {
                 if payload.len() >= 5 {
@@ -554,9 +564,16 @@ impl Session {
         }
     }
 
-    async fn com_query(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+    async fn com_query(
+        &mut self,
+        payload: Bytes,
+        diag: Option<Diagnostics>,
+    ) -> std::io::Result<Flow> {
         let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
         let c = classify(&sql);
+        if let Some(d) = diag.filter(|_| c.needs_previous) {
+            return self.answer_from_diagnostics(&sql, d).await;
+        }
         match &c.kind {
             Kind::Kill { query_only, id } => return self.kill(*id, *query_only).await,
             Kind::Preview(stmt) => {
@@ -615,13 +632,148 @@ impl Session {
                 r
             }
             Plan::Scatter { targets, merge } => self.run_scatter(targets, merge, None).await,
-            Plan::Multi { targets, kind } => self.run_multi(targets, kind).await,
+            Plan::Multi { targets, kind } => self.run_multi(targets, kind, None).await,
+            Plan::Sequence(s) if s.placeholder_slot => {
+                // What MariaDB answers for a `?` outside a prepared statement.
+                let e = ErrInfo::new(
+                    (1064, "42000"),
+                    "You have an error in your SQL syntax: '?' outside a prepared statement",
+                );
+                self.send_err(1, &e).await?;
+                Ok(Flow::Continue)
+            }
+            Plan::Sequence(s) => self.run_sequence(s).await,
             Plan::Reject {
                 code,
                 sqlstate,
                 message,
             } => self.send_refusal(code, sqlstate, message).await,
         }
+    }
+
+    /// Answers a statement about the previous one (ROW_COUNT(), SHOW WARNINGS …) when the
+    /// proxy ran that one on several shards: from what the proxy recorded, not from a backend
+    /// connection that saw only part of it.
+    async fn answer_from_diagnostics(
+        &mut self,
+        sql: &str,
+        d: Diagnostics,
+    ) -> std::io::Result<Flow> {
+        match diagnostics::answer(sql, &d) {
+            diagnostics::Answer::Refuse(why) => {
+                self.diag = Some(d);
+                let e = ErrInfo::new(
+                    err::ER_NOT_SUPPORTED_YET,
+                    format!(
+                        "shardproxy: cannot answer this about the previous statement, which ran                          on several shards: {why}"
+                    ),
+                );
+                self.send_err(1, &e).await?;
+                Ok(Flow::Continue)
+            }
+            diagnostics::Answer::Show {
+                errors_only,
+                offset,
+                limit,
+            } => {
+                // The column definitions come from a server, so they match what it would send
+                // in this session's character set; the rows are the proxy's.
+                let shape = match self.held.as_mut() {
+                    // SHOW does not clear the held connection's own diagnostics.
+                    Some(h) => {
+                        let r = h.lease.conn.query("SHOW WARNINGS LIMIT 0").await;
+                        if matches!(r, Err(BackendError::Lost { .. })) {
+                            self.held = None;
+                        }
+                        r.map_err(|e| e.to_err_info())
+                    }
+                    None => {
+                        let shard = self.proxy.config().sharding.default_shard.clone();
+                        match self.fresh_lease(&shard).await {
+                            Ok(mut lease) => {
+                                let r = lease.conn.query("SHOW WARNINGS LIMIT 0").await;
+                                if !matches!(r, Err(BackendError::Lost { .. })) {
+                                    lease.pool.clone().put(lease);
+                                }
+                                r.map_err(|e| e.to_err_info())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                };
+                let mut rs = match shape {
+                    Ok(QueryResult::Rows(rs)) => rs,
+                    Ok(QueryResult::Ok(_)) => ResultSet::default(),
+                    Err(e) => {
+                        self.diag = Some(d);
+                        self.send_err(1, &e).await?;
+                        return Ok(Flow::Continue);
+                    }
+                };
+                rs.rows = diagnostics::listed(&d, errors_only, offset, limit)
+                    .into_iter()
+                    .map(|c| {
+                        vec![
+                            Some(Bytes::from(c.level.clone())),
+                            Some(Bytes::from(c.code.to_string())),
+                            Some(Bytes::from(c.message.clone())),
+                        ]
+                    })
+                    .collect();
+                rs.warnings = d.warning_count.min(u16::MAX as u64) as u16;
+                self.send_result_set(&rs).await?;
+                self.diag = Some(d.after_answer());
+                Ok(Flow::Continue)
+            }
+            diagnostics::Answer::Rewrite(text) => {
+                let mut payload = BytesMut::with_capacity(text.len() + 1);
+                payload.put_u8(com::QUERY);
+                payload.extend_from_slice(text.as_bytes());
+                let names_table = !names_no_table(&text);
+                let flow = Box::pin(self.com_query(payload.freeze(), None)).await?;
+                // MariaDB keeps the warnings across statements that use no table.
+                if !names_table && self.diag.is_none() {
+                    self.diag = Some(d.after_answer());
+                }
+                Ok(flow)
+            }
+        }
+    }
+
+    /// Runs an INSERT whose keys come from a global sequence: allocates the ids, renders the
+    /// statement per shard, and runs it like a split INSERT; the client's OK carries the first
+    /// generated id, as AUTO_INCREMENT's would.
+    async fn run_sequence(&mut self, s: plan::SequenceInsert) -> std::io::Result<Flow> {
+        let zero_generates =
+            plan::sequence::zero_generates(self.vars.vars.get("sql_mode").map(String::as_str));
+        let n = s.ids_needed(zero_generates);
+        let first = if n == 0 {
+            0
+        } else {
+            let Some(db) = s.db.clone().or_else(|| self.vars.db.clone()) else {
+                let e = ErrInfo::new((1046, "3D000"), "No database selected");
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            };
+            let src = crate::sequence::Source {
+                rule: &s.sequence,
+                db: &db,
+                table: &s.table,
+                key: &s.key,
+            };
+            let proxy = self.proxy.clone();
+            match proxy.sequences.allocate(&proxy, &src, n).await {
+                Ok(first) => first,
+                Err(e) => {
+                    self.send_err(1, &e).await?;
+                    return Ok(Flow::Continue);
+                }
+            }
+        };
+        let rules = self.proxy.rules();
+        let targets = s.render(first, &rules, zero_generates);
+        self.run_multi(targets, MultiKind::InsertSplit, (n > 0).then_some(first))
+            .await
     }
 
     /// BEGIN / START TRANSACTION: inside a transaction it goes to its connection (which
@@ -689,7 +841,9 @@ impl Session {
         };
         match self.plan_text(&text) {
             Plan::Scatter { targets, merge } => self.run_scatter(targets, merge, Some(())).await,
-            Plan::Multi { targets, kind } => self.run_multi(targets, kind).await,
+            Plan::Multi { targets, kind } => self.run_multi(targets, kind, None).await,
+            // An OK packet is the same in the binary protocol.
+            Plan::Sequence(s) => self.run_sequence(s).await,
             Plan::Single { shard, .. } => {
                 let target = vec![ShardSql {
                     shard,
@@ -702,7 +856,7 @@ impl Session {
                     };
                     self.run_scatter(target, spec, Some(())).await
                 } else {
-                    self.run_multi(target, MultiKind::Write).await
+                    self.run_multi(target, MultiKind::Write, None).await
                 }
             }
             Plan::Reject {
@@ -786,7 +940,13 @@ impl Session {
                 let sql = t.sql.clone();
                 async move {
                     let r = lease.conn.query(&sql).await;
-                    (shard, lease, held, r)
+                    let warnings = match &r {
+                        Ok(QueryResult::Rows(rs)) if rs.warnings > 0 => {
+                            shard_warnings(&mut lease.conn).await
+                        }
+                        _ => Vec::new(),
+                    };
+                    (shard, lease, held, r, warnings)
                 }
             });
         let started = Instant::now();
@@ -799,7 +959,13 @@ impl Session {
         let mut inputs = Vec::with_capacity(results.len());
         let mut legs = Vec::new();
         let mut failure: Option<ErrInfo> = None;
-        for (shard, lease, held, r) in results {
+        let mut conditions = Vec::new();
+        let mut warning_count = 0u64;
+        for (shard, lease, held, r, warnings) in results {
+            conditions.extend(warnings);
+            if let Ok(QueryResult::Rows(rs)) = &r {
+                warning_count += u64::from(rs.warnings);
+            }
             lease
                 .pool
                 .stats
@@ -833,11 +999,23 @@ impl Session {
         }
         self.return_legs(legs);
         if let Some(e) = failure {
+            self.diag = Some(failed_diagnostics(conditions, &e));
             self.send_err(1, &e).await?;
             return Ok(Flow::Continue);
         }
+        // SQL_CALC_FOUND_ROWS would make FOUND_ROWS() count rows past the LIMIT on every
+        // shard: not tracked, so FOUND_ROWS() is refused after it.
+        let calc_found_rows = targets
+            .first()
+            .is_some_and(|t| t.sql.to_ascii_uppercase().contains("SQL_CALC_FOUND_ROWS"));
         match merge::merge(&merge_spec, inputs) {
             Ok(rs) => {
+                self.diag = Some(Diagnostics {
+                    row_count: -1,
+                    found_rows: (!calc_found_rows).then_some(rs.rows.len() as u64),
+                    conditions,
+                    warning_count,
+                });
                 if binary.is_some() {
                     self.send_binary_result_set(&rs).await?;
                 } else {
@@ -846,6 +1024,7 @@ impl Session {
             }
             Err(e) => {
                 let e = ErrInfo::new((e.code, e.sqlstate), e.message.clone());
+                self.diag = Some(failed_diagnostics(conditions, &e));
                 self.send_err(1, &e).await?;
             }
         }
@@ -874,11 +1053,16 @@ impl Session {
 
     /// Runs a write on several shards. Outside a transaction, a split INSERT or a multi-shard
     /// UPDATE/DELETE runs in a transaction on every shard, committed only when every shard
-    /// succeeded; inside one, it must stay on the transaction's shard.
+    /// succeeded; inside one, it must stay on the transaction's shard. `generated_id`: the
+    /// first id a sequence generated for this INSERT (the client's LAST_INSERT_ID()).
+    ///
+    /// The client's OK is composed here, so the session records what one server would report
+    /// about it (`self.diag`: summed affected rows, every shard's warnings).
     async fn run_multi(
         &mut self,
         targets: Vec<ShardSql>,
         kind: MultiKind,
+        generated_id: Option<u64>,
     ) -> std::io::Result<Flow> {
         let mut shards: Vec<&str> = targets.iter().map(|t| t.shard.as_str()).collect();
         shards.sort_unstable();
@@ -939,7 +1123,14 @@ impl Session {
                         lease.conn.query(&sql).await
                     }
                     .await;
-                    (shard, lease, held, r)
+                    // Before COMMIT, which would clear them.
+                    let warnings = match &r {
+                        Ok(QueryResult::Ok(ok)) if ok.warnings > 0 => {
+                            shard_warnings(&mut lease.conn).await
+                        }
+                        _ => Vec::new(),
+                    };
+                    (shard, lease, held, r, warnings)
                 }
             });
         let started = Instant::now();
@@ -952,7 +1143,10 @@ impl Session {
         };
         let mut failure: Option<ErrInfo> = None;
         let mut legs = Vec::new();
-        for (i, (shard, mut lease, held, r)) in results.into_iter().enumerate() {
+        let mut conditions = Vec::new();
+        let mut warning_count = 0u64;
+        for (i, (shard, mut lease, held, r, warnings)) in results.into_iter().enumerate() {
+            conditions.extend(warnings);
             lease
                 .pool
                 .stats
@@ -970,7 +1164,11 @@ impl Session {
                     if total.last_insert_id == 0 {
                         total.last_insert_id = ok.last_insert_id;
                     }
+                    if ok.last_insert_id != 0 {
+                        lease.conn.last_insert_id = ok.last_insert_id;
+                    }
                     total.warnings = total.warnings.saturating_add(ok.warnings);
+                    warning_count += u64::from(ok.warnings);
                 }
                 Ok(QueryResult::Rows(_)) => {}
                 Err(BackendError::Server(e)) => {
@@ -1012,12 +1210,23 @@ impl Session {
         }
         self.return_legs(legs);
         if let Some(e) = failure {
+            self.diag = Some(failed_diagnostics(conditions, &e));
             self.send_err(1, &e).await?;
             return Ok(Flow::Continue);
+        }
+        if let Some(id) = generated_id {
+            // The shards saw explicit keys; the client asked for generated ones.
+            total.last_insert_id = id;
         }
         if total.last_insert_id != 0 {
             self.last_insert_id = total.last_insert_id;
         }
+        self.diag = Some(Diagnostics {
+            row_count: total.affected_rows as i64,
+            found_rows: None,
+            conditions,
+            warning_count,
+        });
         total.status = self
             .held
             .as_ref()
@@ -1682,7 +1891,11 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    async fn stmt_execute(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+    async fn stmt_execute(
+        &mut self,
+        payload: Bytes,
+        diag: Option<Diagnostics>,
+    ) -> std::io::Result<Flow> {
         if payload.len() < 10 {
             return self.malformed().await;
         }
@@ -1690,6 +1903,19 @@ impl Session {
         let Some(stmt) = self.stmts.get_mut(&id) else {
             return self.unknown_stmt(id, "mysqld_stmt_execute").await;
         };
+        if diag.is_some() && stmt.class.needs_previous {
+            // The proxy answers these by rewriting the text; a prepared statement's answer
+            // would need binary rows of the rewritten statement.
+            self.diag = diag;
+            let e = ErrInfo::new(
+                err::ER_NOT_SUPPORTED_YET,
+                "shardproxy: a prepared statement asking about the previous statement \
+                 (ROW_COUNT(), FOUND_ROWS(), warnings) right after one the proxy ran on several \
+                 shards; send it as a text query",
+            );
+            self.send_err(1, &e).await?;
+            return Ok(Flow::Continue);
+        }
         let sql = stmt.sql.clone();
         let mut shard = stmt.shard.clone();
         let class = stmt.class.clone();
@@ -1734,7 +1960,7 @@ impl Session {
                     sqlstate,
                     message,
                 } => return self.send_refusal(code, sqlstate, message).await,
-                Plan::Scatter { .. } | Plan::Multi { .. } => {
+                Plan::Scatter { .. } | Plan::Multi { .. } | Plan::Sequence(_) => {
                     // Several shards: run it as text with the values in place, then answer
                     // in the binary protocol.
                     let sql_text = String::from_utf8_lossy(&sql).into_owned();
@@ -2003,6 +2229,46 @@ async fn relay_prepare(
     }
     client_w.flush().await.map_err(|_| RelayError::Client)?;
     Ok(tracker.outcome)
+}
+
+/// A shard connection's `SHOW WARNINGS`, read right after its part of a multi-shard statement
+/// (empty if it cannot be read: the count is still reported).
+async fn shard_warnings(conn: &mut BackendConn) -> Vec<Condition> {
+    match conn.query("SHOW WARNINGS").await {
+        Ok(QueryResult::Rows(rs)) => rs
+            .rows
+            .iter()
+            .filter_map(|r| {
+                let text = |i: usize| {
+                    r.get(i)
+                        .cloned()
+                        .flatten()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                };
+                Some(Condition {
+                    level: text(0)?,
+                    code: text(1)?.parse().ok()?,
+                    message: text(2)?,
+                })
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Diagnostics after a multi-shard statement failed with `e` (what the client was sent).
+fn failed_diagnostics(mut conditions: Vec<Condition>, e: &ErrInfo) -> Diagnostics {
+    conditions.push(Condition {
+        level: "Error".into(),
+        code: e.code,
+        message: e.message.clone(),
+    });
+    Diagnostics {
+        row_count: -1,
+        found_rows: None,
+        warning_count: conditions.len() as u64,
+        conditions,
+    }
 }
 
 /// Asks a backend for its version string (what clients are shown).
