@@ -961,6 +961,8 @@ impl Session {
         let mut failure: Option<ErrInfo> = None;
         let mut conditions = Vec::new();
         let mut warning_count = 0u64;
+        // The first shard's error as the server worded it (what SHOW WARNINGS lists).
+        let mut server_error: Option<ErrInfo> = None;
         for (shard, lease, held, r, warnings) in results {
             conditions.extend(warnings);
             if let Ok(QueryResult::Rows(rs)) = &r {
@@ -982,6 +984,9 @@ impl Session {
                     });
                 }
                 Err(BackendError::Server(e)) => {
+                    if failure.is_none() {
+                        server_error = Some(e.clone());
+                    }
                     failure.get_or_insert_with(|| ErrInfo {
                         message: format!("{} (on shard {shard})", e.message),
                         ..e
@@ -999,7 +1004,10 @@ impl Session {
         }
         self.return_legs(legs);
         if let Some(e) = failure {
-            self.diag = Some(failed_diagnostics(conditions, &e));
+            self.diag = Some(failed_diagnostics(
+                conditions,
+                server_error.as_ref().unwrap_or(&e),
+            ));
             self.send_err(1, &e).await?;
             return Ok(Flow::Continue);
         }
@@ -1145,6 +1153,8 @@ impl Session {
         let mut legs = Vec::new();
         let mut conditions = Vec::new();
         let mut warning_count = 0u64;
+        // The first shard's error as the server worded it (what SHOW WARNINGS lists).
+        let mut server_error: Option<ErrInfo> = None;
         for (i, (shard, mut lease, held, r, warnings)) in results.into_iter().enumerate() {
             conditions.extend(warnings);
             lease
@@ -1165,13 +1175,19 @@ impl Session {
                         total.last_insert_id = ok.last_insert_id;
                     }
                     if ok.last_insert_id != 0 {
-                        lease.conn.last_insert_id = ok.last_insert_id;
+                        // The OK's id is also set by an explicit value in an AUTO_INCREMENT
+                        // column, which leaves LAST_INSERT_ID() alone: what the connection
+                        // holds now is unknown, so the next reader restores it.
+                        lease.conn.last_insert_id = u64::MAX;
                     }
                     total.warnings = total.warnings.saturating_add(ok.warnings);
                     warning_count += u64::from(ok.warnings);
                 }
                 Ok(QueryResult::Rows(_)) => {}
                 Err(BackendError::Server(e)) => {
+                    if failure.is_none() {
+                        server_error = Some(e.clone());
+                    }
                     failure.get_or_insert_with(|| ErrInfo {
                         message: format!("{} (on shard {shard})", e.message),
                         ..e
@@ -1210,7 +1226,10 @@ impl Session {
         }
         self.return_legs(legs);
         if let Some(e) = failure {
-            self.diag = Some(failed_diagnostics(conditions, &e));
+            self.diag = Some(failed_diagnostics(
+                conditions,
+                server_error.as_ref().unwrap_or(&e),
+            ));
             self.send_err(1, &e).await?;
             return Ok(Flow::Continue);
         }
@@ -1459,6 +1478,8 @@ impl Session {
             || o.error.is_some()
             || o.affected_rows > 0
             || o.last_insert_id != 0
+            // A write that changed nothing: ROW_COUNT() next must still answer its 0.
+            || (c.kind == Kind::Other && !o.result_set)
         {
             Some(HoldWhy::Sticky)
         } else {
