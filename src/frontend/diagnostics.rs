@@ -40,12 +40,22 @@ pub struct Condition {
     pub message: String,
 }
 
+/// What `FOUND_ROWS()` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoundRows {
+    Known(u64),
+    /// Not known: refused (after a write, MariaDB reports the row count of the SELECT before
+    /// it, which the proxy does not track).
+    Unknown,
+    /// Left in the statement for the backend to answer, as for any single-shard statement.
+    Backend,
+}
+
 /// What one MariaDB would report about the statement the proxy just ran on several shards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostics {
     pub row_count: i64,
-    /// `None`: unknown (after a write, MariaDB reports the last SELECT's count).
-    pub found_rows: Option<u64>,
+    pub found_rows: FoundRows,
     /// Every shard's conditions, in shard order.
     pub conditions: Vec<Condition>,
     /// The summed warning counts (may exceed `conditions` when a shard listed only its first
@@ -65,8 +75,23 @@ impl Diagnostics {
     /// so ROW_COUNT() is -1 and the row count of that answer is not tracked.
     pub fn after_answer(mut self) -> Diagnostics {
         self.row_count = -1;
-        self.found_rows = None;
+        if self.found_rows != FoundRows::Backend {
+            self.found_rows = FoundRows::Unknown;
+        }
         self
+    }
+
+    /// After a single-shard read that named a table, gave no warning and whose connection
+    /// went back to the pool: no warnings (a statement using a table clears them), ROW_COUNT()
+    /// -1. Asking the pool instead could reach a connection that still lists another
+    /// statement's warnings.
+    pub fn clean_read() -> Diagnostics {
+        Diagnostics {
+            row_count: -1,
+            found_rows: FoundRows::Backend,
+            conditions: Vec::new(),
+            warning_count: 0,
+        }
     }
 }
 
@@ -81,6 +106,8 @@ pub enum Answer {
         offset: usize,
         limit: Option<usize>,
     },
+    /// Nothing to answer from the diagnostics: run the statement as it is.
+    AsIs,
     /// Refused with this reason.
     Refuse(String),
 }
@@ -150,15 +177,20 @@ pub fn answer(sql: &str, d: &Diagnostics) -> Answer {
             ));
             i += 3;
         } else if call("FOUND_ROWS") {
-            let Some(n) = d.found_rows else {
-                return Answer::Refuse(
-                    "FOUND_ROWS() right after a write the proxy ran on several shards (it would \
-                     answer the row count of the SELECT before it, which the proxy does not \
-                     track)"
-                        .into(),
-                );
-            };
-            edits.push((i, i + 2, format!("IF(1, {n}, {})", original(i, i + 2))));
+            match d.found_rows {
+                FoundRows::Known(n) => {
+                    edits.push((i, i + 2, format!("IF(1, {n}, {})", original(i, i + 2))))
+                }
+                FoundRows::Backend => {}
+                FoundRows::Unknown => {
+                    return Answer::Refuse(
+                        "FOUND_ROWS() right after a write the proxy ran on several shards (it \
+                         would answer the row count of the SELECT before it, which the proxy \
+                         does not track)"
+                            .into(),
+                    )
+                }
+            }
             i += 3;
         } else if let TokenKind::SysVar(v) = &t[i].kind {
             let n = match v.as_str() {
@@ -181,7 +213,7 @@ pub fn answer(sql: &str, d: &Diagnostics) -> Answer {
         }
     }
     if edits.is_empty() {
-        return Answer::Refuse("no diagnostics function found to answer".into());
+        return Answer::AsIs;
     }
     let aliases = match item_aliases(t, sql, &edits) {
         Ok(a) => a,
@@ -368,7 +400,7 @@ mod tests {
     fn d() -> Diagnostics {
         Diagnostics {
             row_count: 4,
-            found_rows: Some(7),
+            found_rows: FoundRows::Known(7),
             conditions: vec![
                 Condition {
                     level: "Warning".into(),
@@ -436,7 +468,9 @@ mod tests {
             assert!(matches!(answer(sql, &d()), Answer::Refuse(_)), "{sql}");
         }
         let mut w = d();
-        w.found_rows = None;
+        w.found_rows = FoundRows::Backend;
+        assert_eq!(answer("SELECT FOUND_ROWS()", &w), Answer::AsIs);
+        w.found_rows = FoundRows::Unknown;
         assert!(matches!(
             answer("SELECT FOUND_ROWS()", &w),
             Answer::Refuse(_)

@@ -22,7 +22,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use super::classify::{classify, Classified, Kind};
-use super::diagnostics::{self, Condition, Diagnostics};
+use super::diagnostics::{self, Condition, Diagnostics, FoundRows};
 use super::registry::SessionHandle;
 use crate::backend::conn::{BackendConn, BackendError, QueryResult};
 use crate::backend::pool::Lease;
@@ -114,6 +114,9 @@ pub struct Session {
     /// What one server would report about the previous statement when the proxy ran it on
     /// several shards (ROW_COUNT(), SHOW WARNINGS …; see `frontend::diagnostics`).
     diag: Option<Diagnostics>,
+    /// The text command of the previous statement when it was a read without warnings whose
+    /// connection went back to the pool (see `Diagnostics::clean_read`).
+    clean_read: Option<Bytes>,
 }
 
 /// The session setting that allows UPDATE/DELETE without a shard key.
@@ -150,6 +153,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         allow_scatter_writes: false,
         held_why_on_loan: None,
         diag: None,
+        clean_read: None,
     };
     s.proxy
         .counters
@@ -479,13 +483,15 @@ impl Session {
 
     async fn dispatch(&mut self, payload: Bytes) -> Flow {
         // Diagnostics of a multi-shard statement answer only the command right after it.
-        let diag = match payload[0] {
-            com::PING | com::STMT_CLOSE | com::STMT_SEND_LONG_DATA => self.diag.clone(),
-            _ => self.diag.take(),
+        let (diag, clean_read) = match payload[0] {
+            com::PING | com::STMT_CLOSE | com::STMT_SEND_LONG_DATA => {
+                (self.diag.clone(), self.clean_read.clone())
+            }
+            _ => (self.diag.take(), self.clean_read.take()),
         };
         let r = match payload[0] {
             com::QUIT => return Flow::Close,
-            com::QUERY => self.com_query(payload, diag).await,
+            com::QUERY => self.com_query(payload, diag, clean_read).await,
             com::PING => self
                 .send_ok(1, self.local_ok())
                 .await
@@ -564,15 +570,29 @@ impl Session {
         }
     }
 
+    /// A text statement. `diag`, `clean_read`: what the session knows about the previous
+    /// statement, for the statements that ask about it.
     async fn com_query(
         &mut self,
         payload: Bytes,
         diag: Option<Diagnostics>,
+        clean_read: Option<Bytes>,
     ) -> std::io::Result<Flow> {
         let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
         let c = classify(&sql);
-        if let Some(d) = diag.filter(|_| c.needs_previous) {
-            return self.answer_from_diagnostics(&sql, d).await;
+        if c.needs_previous {
+            let d = diag.or_else(|| {
+                // A read that used a table cleared the warnings; one that used none (SELECT 1)
+                // kept those of the statement before, which the proxy does not know here.
+                clean_read
+                    .filter(|p| {
+                        self.held.is_none() && !names_no_table(&String::from_utf8_lossy(&p[1..]))
+                    })
+                    .map(|_| Diagnostics::clean_read())
+            });
+            if let Some(d) = d {
+                return self.answer_from_diagnostics(&sql, d).await;
+            }
         }
         match &c.kind {
             Kind::Kill { query_only, id } => return self.kill(*id, *query_only).await,
@@ -660,6 +680,12 @@ impl Session {
         d: Diagnostics,
     ) -> std::io::Result<Flow> {
         match diagnostics::answer(sql, &d) {
+            diagnostics::Answer::AsIs => {
+                let mut payload = BytesMut::with_capacity(sql.len() + 1);
+                payload.put_u8(com::QUERY);
+                payload.extend_from_slice(sql.as_bytes());
+                Box::pin(self.com_query(payload.freeze(), None, None)).await
+            }
             diagnostics::Answer::Refuse(why) => {
                 self.diag = Some(d);
                 let e = ErrInfo::new(
@@ -730,7 +756,7 @@ impl Session {
                 payload.put_u8(com::QUERY);
                 payload.extend_from_slice(text.as_bytes());
                 let names_table = !names_no_table(&text);
-                let flow = Box::pin(self.com_query(payload.freeze(), None)).await?;
+                let flow = Box::pin(self.com_query(payload.freeze(), None, None)).await?;
                 // MariaDB keeps the warnings across statements that use no table.
                 if !names_table && self.diag.is_none() {
                     self.diag = Some(d.after_answer());
@@ -1020,7 +1046,11 @@ impl Session {
             Ok(rs) => {
                 self.diag = Some(Diagnostics {
                     row_count: -1,
-                    found_rows: (!calc_found_rows).then_some(rs.rows.len() as u64),
+                    found_rows: if calc_found_rows {
+                        FoundRows::Unknown
+                    } else {
+                        FoundRows::Known(rs.rows.len() as u64)
+                    },
                     conditions,
                     warning_count,
                 });
@@ -1242,7 +1272,7 @@ impl Session {
         }
         self.diag = Some(Diagnostics {
             row_count: total.affected_rows as i64,
-            found_rows: None,
+            found_rows: FoundRows::Unknown,
             conditions,
             warning_count,
         });
@@ -1317,7 +1347,20 @@ impl Session {
                     crate::metrics::record_error(e.code);
                     tracing::info!(session = self.id, shard, code = e.code, sqlstate = %e.sqlstate, message = %e.message, "error sent to client");
                 }
+                let tid = lease.conn.thread_id;
                 self.after_statement(shard, lease, c, &outcome);
+                let kept = self
+                    .held
+                    .as_ref()
+                    .is_some_and(|h| h.shard == shard && h.lease.conn.thread_id == tid);
+                if !kept
+                    && kind == ResponseKind::Query
+                    && outcome.result_set
+                    && outcome.warnings == 0
+                    && outcome.error.is_none()
+                {
+                    self.clean_read = Some(payload.clone());
+                }
                 Ok(Flow::Continue)
             }
             Err(RelayError::Client) => Ok(Flow::Close),
@@ -2286,7 +2329,7 @@ fn failed_diagnostics(mut conditions: Vec<Condition>, e: &ErrInfo) -> Diagnostic
     });
     Diagnostics {
         row_count: -1,
-        found_rows: None,
+        found_rows: FoundRows::Unknown,
         warning_count: conditions.len() as u64,
         conditions,
     }
