@@ -653,4 +653,13 @@ async fn row_count_and_warnings_after_multi_shard_statements() {
         .unwrap();
     let e = server_error(p.query_drop("SELECT FOUND_ROWS()").await);
     assert_eq!(e.code, 1235, "{}", e.message);
+    // After a refusal, SHOW WARNINGS lists it, as a server lists its own error.
+    let e = server_error(p.query_drop("UPDATE sp_rc SET v = 2").await);
+    assert_eq!(e.code, 1235);
+    let w: Vec<(String, u32, String)> = p.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!((w[0].0.as_str(), w[0].1), ("Error", 1235));
+    assert_eq!(w[0].2, e.message);
+    let rc: Option<i64> = p.query_first("SELECT ROW_COUNT()").await.unwrap();
+    assert_eq!(rc, Some(-1));
 }

@@ -208,6 +208,9 @@ impl Session {
             sqlstate,
             message,
         };
+        // No backend saw the statement: SHOW WARNINGS, ROW_COUNT() next answer about the
+        // refusal, as a server would about its own error.
+        self.diag = Some(failed_diagnostics(Vec::new(), &e));
         self.send_err(1, &e).await?;
         Ok(Flow::Continue)
     }
