@@ -530,6 +530,15 @@ fn hand_written() -> Vec<Case> {
         read("SHOW COUNT(*) WARNINGS", true, MUST),
         read("SELECT @@warning_count, @@error_count", true, MUST),
         read("SHOW WARNINGS LIMIT 1, 10", true, MAY_REFUSE),
+        // A point read that uses a table clears them (its connection went back to the pool,
+        // which may hold a connection that still lists a shard's part of the warnings).
+        read("SELECT name FROM accounts WHERE account_id = 17", true, MUST),
+        read("SHOW WARNINGS", true, MUST),
+        read("SELECT @@warning_count AS after_clean_read", true, MUST),
+        read("SELECT ROW_COUNT() AS after_clean_read", true, MUST),
+        // A write to the reference table: every copy changed, one copy's count reported.
+        write("UPDATE fund_yield SET per_10k = per_10k + 0.0001 WHERE day >= '2026-01-20'", MUST),
+        read("SELECT ROW_COUNT() AS after_reference_write", true, MUST),
         // A multi-shard write that fails: nothing written, ROW_COUNT() -1, the error listed.
         write("INSERT INTO accounts (account_id, name) VALUES (1041, 'n'), (4, 'dup'), (1042, 'n')", MUST),
         read("SELECT ROW_COUNT() AS after_failed_split_insert", true, MUST),

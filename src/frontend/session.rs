@@ -694,7 +694,8 @@ impl Session {
                 let e = ErrInfo::new(
                     err::ER_NOT_SUPPORTED_YET,
                     format!(
-                        "shardproxy: cannot answer this about the previous statement, which ran                          on several shards: {why}"
+                        "shardproxy: cannot answer this about the previous statement, which ran \
+                         on several shards: {why}"
                     ),
                 );
                 self.send_err(1, &e).await?;
@@ -794,6 +795,7 @@ impl Session {
             match proxy.sequences.allocate(&proxy, &src, n).await {
                 Ok(first) => first,
                 Err(e) => {
+                    self.diag = Some(failed_diagnostics(Vec::new(), &e));
                     self.send_err(1, &e).await?;
                     return Ok(Flow::Continue);
                 }
@@ -1126,6 +1128,7 @@ impl Session {
                         shards.join(", ")
                     ),
                 );
+                self.diag = Some(failed_diagnostics(Vec::new(), &e));
                 self.send_err(1, &e).await?;
                 return Ok(Flow::Continue);
             }

@@ -92,6 +92,9 @@ fn plan(ins: &Insert, cx: &Cx) -> R<(Plan, Option<usize>)> {
         .rules()
         .sequence(db.as_deref(), &table, cx.cur_db())
         .cloned();
+    // Table names are case-sensitive on most servers: the sequence's first value is read
+    // from the table as the statement spells it.
+    let (written_db, written_table) = written_name(name);
     let no_key = || {
         not_supported(format!(
             "INSERT into sharded table {table} must give the shard key column {key}: the table \
@@ -103,8 +106,8 @@ fn plan(ins: &Insert, cx: &Cx) -> R<(Plan, Option<usize>)> {
         Plan::Sequence(SequenceInsert {
             placeholder_slot: param,
             sequence: sequence.clone().expect("only called for sequence tables"),
-            db: db.clone(),
-            table: table.clone(),
+            db: written_db.clone(),
+            table: written_table.clone(),
             key: key.clone(),
             prefix,
             rows,
@@ -287,6 +290,23 @@ fn plan(ins: &Insert, cx: &Cx) -> R<(Plan, Option<usize>)> {
         },
         None,
     ))
+}
+
+/// `db.table` as written (not lowercased).
+fn written_name(name: &ObjectName) -> (Option<String>, String) {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => i.value.clone(),
+            ObjectNamePart::Function(f) => f.to_string(),
+        })
+        .collect();
+    match parts.len() {
+        0 => (None, String::new()),
+        1 => (None, parts[0].clone()),
+        n => (Some(parts[n - 2].clone()), parts[n - 1].clone()),
+    }
 }
 
 /// Byte ranges of each VALUES row's parentheses, `(` included to `)` included.

@@ -38,8 +38,8 @@ use crate::ring::KeyValue;
 #[derive(Debug, Clone, PartialEq)]
 pub struct SequenceInsert {
     pub sequence: SequenceRule,
-    /// The table as the statement names it (lowercase): where the sequence's first value is
-    /// derived from when it does not exist yet. `db` is the qualifier as written, if any.
+    /// The table as the statement spells it: where the sequence's first value is derived
+    /// from when it does not exist yet. `db` is the qualifier as written, if any.
     pub db: Option<String>,
     pub table: String,
     /// The key column (lowercase).
