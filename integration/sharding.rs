@@ -663,3 +663,83 @@ async fn row_count_and_warnings_after_multi_shard_statements() {
     let rc: Option<i64> = p.query_first("SELECT ROW_COUNT()").await.unwrap();
     assert_eq!(rc, Some(-1));
 }
+
+/// Two proxies whose first INSERTs into a table with a new sequence race to create its state
+/// row: one creates it, the other retries and reads it; ids never collide and start above the
+/// existing keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_creating_a_sequence_at_once_share_it() {
+    let cluster = Cluster::shared();
+    let cfg = sharded_config(cluster)
+        .extra(
+            "[[sharding.tables]]\nname = \"sp_seq2\"\nkey = \"id\"\nsequence = \"sp_race\"\n\
+             sequence_cache = 5",
+        )
+        .render();
+    let proxies = [Proxy::start(&cfg), Proxy::start(&cfg)];
+    let mut p = connect(&proxies[0].url()).await;
+    p.query_drop("DROP TABLE IF EXISTS sp_seq2").await.unwrap();
+    p.query_drop("CREATE TABLE sp_seq2 (id BIGINT NOT NULL PRIMARY KEY, conn INT)")
+        .await
+        .unwrap();
+    p.query_drop("INSERT INTO sp_seq2 (id, conn) VALUES (500, 0)")
+        .await
+        .unwrap();
+    // Both proxies open their connections first, then all insert at once.
+    let mut conns = Vec::new();
+    for i in 0..8usize {
+        conns.push(connect(&proxies[i % 2].url()).await);
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(conns.len()));
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut ids = Vec::new();
+                for _ in 0..10 {
+                    c.query_drop(format!("INSERT INTO sp_seq2 (conn) VALUES ({})", i + 1))
+                        .await
+                        .unwrap();
+                    ids.push(c.last_insert_id().unwrap());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: std::collections::BTreeSet<u64> = all.iter().copied().collect();
+    assert_eq!(unique.len(), 80, "duplicate ids handed out: {all:?}");
+    assert!(*unique.first().unwrap() > 500, "{unique:?}");
+    let stored: usize = cluster
+        .shards
+        .iter()
+        .map(|s| {
+            s.primary
+                .query("SELECT id FROM fund.sp_seq2 WHERE conn > 0")
+                .len()
+        })
+        .sum();
+    assert_eq!(stored, 80);
+    let rows = cluster
+        .shard("s1")
+        .primary
+        .query("SELECT COUNT(*) FROM shardproxy.sequences WHERE name = 'sp_race'");
+    assert_eq!(rows, vec![vec!["1".to_string()]]);
+    let logs = format!("{}{}", proxies[0].log(), proxies[1].log());
+    assert_eq!(
+        logs.matches("created sequence above the largest existing key")
+            .count(),
+        1,
+        "exactly one proxy creates the sequence"
+    );
+    println!(
+        "reservations retried after a concurrent creation: {}",
+        logs.matches("retrying the id reservation").count()
+    );
+}

@@ -18,7 +18,8 @@
 //! - **First use.** When the sequence's row does not exist, it is created at one more than the
 //!   largest key found on every shard (`SELECT MAX(key)` of the table the INSERT names), so
 //!   existing rows never collide with generated ids. Two proxies creating it at once: one
-//!   INSERT fails with a duplicate key, and that proxy retries and reads the row.
+//!   fails with a duplicate key or a deadlock (both held the gap lock of the missing row), and
+//!   that proxy retries and reads the row.
 //!
 //! Not done: explicit keys written by clients do not move the sequence (InnoDB would move its
 //! counter past them): give explicit keys below the sequence, or none.
@@ -101,8 +102,8 @@ impl Sequences {
         Ok(first)
     }
 
-    /// Reserves `size` ids in the state table; returns the first. Retries once when another
-    /// proxy created the sequence's row at the same moment.
+    /// Reserves `size` ids in the state table; returns the first. Retries when another proxy
+    /// created the sequence's row at the same moment.
     async fn reserve(&self, proxy: &Proxy, src: &Source<'_>, size: u64) -> Result<u64, ErrInfo> {
         let name = &src.rule.name;
         let mut guard = self.conn.lock().await;
@@ -116,7 +117,10 @@ impl Sequences {
                 Ok(start) => return Ok(start),
                 Err(e) => {
                     let _ = conn.query("ROLLBACK").await;
-                    let duplicate = matches!(&e, BackendError::Server(s) if s.code == 1062);
+                    // Two proxies creating the row at once: the loser gets a duplicate key, or a
+                    // deadlock (both hold the gap lock of the missing row, then both insert).
+                    let duplicate =
+                        matches!(&e, BackendError::Server(s) if s.code == 1062 || s.code == 1213);
                     if !matches!(e, BackendError::Server(_)) {
                         // The connection is unusable: open a new one next time.
                         *guard = None;
@@ -124,6 +128,7 @@ impl Sequences {
                     if !duplicate {
                         return Err(reservation_error(name, e));
                     }
+                    tracing::info!(sequence = %name, "retrying the id reservation: {e}");
                     last_err = Some(e);
                 }
             }
