@@ -330,6 +330,9 @@ fn row_spans(values: &Values, sql: &str) -> R<Vec<(usize, usize)>> {
             }
         }
     }
+    if spans.is_empty() {
+        return Err(not_supported("INSERT … VALUES without rows"));
+    }
     Ok(spans)
 }
 
