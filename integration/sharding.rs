@@ -557,6 +557,42 @@ async fn sequence_ids_are_unique_placed_by_the_ring_and_survive_a_restart() {
     // ROW_COUNT() of that split INSERT is the sum over the shards.
     let rc: Option<i64> = p.query_first("SELECT ROW_COUNT()").await.unwrap();
     assert_eq!(rc, Some(2));
+    // Inside a transaction bound to a shard, one-row INSERTs get ids placed on that shard.
+    let bound = ring.shard_for(&KeyValue::from(5u64)).to_string();
+    p.query_drop("BEGIN").await.unwrap();
+    p.query_drop("UPDATE sp_seq SET n = n + 1 WHERE id = 5")
+        .await
+        .unwrap();
+    let mut in_tx = Vec::new();
+    for i in 0..6 {
+        p.query_drop(format!("INSERT INTO sp_seq (conn, n) VALUES (97, {i})"))
+            .await
+            .unwrap();
+        in_tx.push(p.last_insert_id().unwrap());
+    }
+    // Twenty consecutive ids span both shards: that would be a distributed transaction.
+    let rows: Vec<String> = (0..20).map(|i| format!("(96, {i})")).collect();
+    let e = server_error(
+        p.query_drop(format!(
+            "INSERT INTO sp_seq (conn, n) VALUES {}",
+            rows.join(", ")
+        ))
+        .await,
+    );
+    assert_eq!(e.code, 1235, "{}", e.message);
+    p.query_drop("COMMIT").await.unwrap();
+    assert!(in_tx.windows(2).all(|w| w[0] < w[1]), "{in_tx:?}");
+    let on_bound: Vec<u64> = cluster
+        .shard(&bound)
+        .primary
+        .query("SELECT id FROM fund.sp_seq WHERE conn = 97 ORDER BY id")
+        .into_iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
+    assert_eq!(
+        on_bound, in_tx,
+        "rows of the transaction on its shard {bound}"
+    );
     // A sharded table without a sequence still refuses an INSERT without the key, and says
     // how to get one.
     let e = server_error(

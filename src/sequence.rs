@@ -21,6 +21,10 @@
 //!   fails with a duplicate key or a deadlock (both held the gap lock of the missing row), and
 //!   that proxy retries and reads the row.
 //!
+//! - **Inside a transaction** already bound to a shard, a one-row INSERT gets the next id that
+//!   the ring places on that shard (the ids skipped are gaps): the row could not be written
+//!   anywhere else without a distributed transaction.
+//!
 //! Not done: explicit keys written by clients do not move the sequence (InnoDB would move its
 //! counter past them): give explicit keys below the sequence, or none.
 
@@ -32,6 +36,7 @@ use crate::plan::SequenceRule;
 use crate::protocol::constants::DEFAULT_COLLATION;
 use crate::protocol::packets::ErrInfo;
 use crate::proxy::Proxy;
+use crate::ring::{KeyValue, Ring};
 
 /// The database and table holding every sequence's state, on the default shard.
 pub const STATE_TABLE: &str = "shardproxy.sequences";
@@ -78,28 +83,72 @@ fn quote_ident(s: &str) -> String {
 impl Sequences {
     /// Allocates `n` (≥ 1) consecutive ids and returns the first.
     pub async fn allocate(&self, proxy: &Proxy, src: &Source<'_>, n: u64) -> Result<u64, ErrInfo> {
-        let cell = {
-            let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-            blocks.entry(src.rule.name.clone()).or_default().clone()
-        };
+        let cell = self.cell(&src.rule.name);
         let mut block = cell.lock().await;
-        if block.end.saturating_sub(block.next) < n {
-            let size = src.rule.block.max(n);
-            let start = self.reserve(proxy, src, size).await?;
-            tracing::info!(
-                sequence = %src.rule.name,
-                start,
-                size,
-                "reserved a block of sequence ids"
-            );
-            *block = Block {
-                next: start,
-                end: start + size,
-            };
-        }
+        self.ensure(&mut block, proxy, src, n).await?;
         let first = block.next;
         block.next += n;
         Ok(first)
+    }
+
+    /// Allocates one id that `ring` places on `shard`: the next such id, the ids skipped on
+    /// the way are not used (gaps). For an INSERT inside a transaction already bound to that
+    /// shard, which could not write a row anywhere else.
+    pub async fn allocate_on(
+        &self,
+        proxy: &Proxy,
+        src: &Source<'_>,
+        ring: &Ring,
+        shard: &str,
+    ) -> Result<u64, ErrInfo> {
+        // A shard with a tiny share of the ring could need many ids; past this, refuse.
+        const MAX_SKIPPED: u64 = 100_000;
+        let cell = self.cell(&src.rule.name);
+        let mut block = cell.lock().await;
+        for _ in 0..MAX_SKIPPED {
+            self.ensure(&mut block, proxy, src, 1).await?;
+            let id = block.next;
+            block.next += 1;
+            if ring.shard_for(&KeyValue::from(id)) == shard {
+                return Ok(id);
+            }
+        }
+        Err(reservation_error(
+            &src.rule.name,
+            format!("no id placed on shard {shard} among the next {MAX_SKIPPED}"),
+        ))
+    }
+
+    fn cell(&self, name: &str) -> Arc<tokio::sync::Mutex<Block>> {
+        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        blocks.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Makes sure `block` has at least `n` ids left, reserving a new block (the rest of the
+    /// old one is skipped: one statement's ids are consecutive).
+    async fn ensure(
+        &self,
+        block: &mut Block,
+        proxy: &Proxy,
+        src: &Source<'_>,
+        n: u64,
+    ) -> Result<(), ErrInfo> {
+        if block.end.saturating_sub(block.next) >= n {
+            return Ok(());
+        }
+        let size = src.rule.block.max(n);
+        let start = self.reserve(proxy, src, size).await?;
+        tracing::info!(
+            sequence = %src.rule.name,
+            start,
+            size,
+            "reserved a block of sequence ids"
+        );
+        *block = Block {
+            next: start,
+            end: start + size,
+        };
+        Ok(())
     }
 
     /// Reserves `size` ids in the state table; returns the first. Retries when another proxy

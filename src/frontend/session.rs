@@ -792,7 +792,22 @@ impl Session {
                 key: &s.key,
             };
             let proxy = self.proxy.clone();
-            match proxy.sequences.allocate(&proxy, &src, n).await {
+            // In a transaction bound to a shard, one row can only go there: take an id that
+            // lands there rather than one that would make the write distributed.
+            let bound = (n == 1)
+                .then(|| self.transaction_shard().map(str::to_string))
+                .flatten();
+            let allocated = match &bound {
+                Some(shard) => {
+                    let rules = proxy.rules();
+                    proxy
+                        .sequences
+                        .allocate_on(&proxy, &src, &rules.ring, shard)
+                        .await
+                }
+                None => proxy.sequences.allocate(&proxy, &src, n).await,
+            };
+            match allocated {
                 Ok(first) => first,
                 Err(e) => {
                     self.diag = Some(failed_diagnostics(Vec::new(), &e));
