@@ -593,6 +593,19 @@ async fn sequence_ids_are_unique_placed_by_the_ring_and_survive_a_restart() {
         on_bound, in_tx,
         "rows of the transaction on its shard {bound}"
     );
+    // A sequence whose table does not exist: the server's error, with its code.
+    let nowhere = Proxy::start(
+        &sharded_config(cluster)
+            .extra("[[sharding.tables]]\nname = \"sp_nowhere\"\nkey = \"id\"\nsequence = true")
+            .render(),
+    );
+    let mut pn = connect(&nowhere.url()).await;
+    let e = server_error(
+        pn.query_drop("INSERT INTO sp_nowhere (conn) VALUES (1)")
+            .await,
+    );
+    assert_eq!(e.code, 1146, "{}", e.message);
+    assert!(e.message.contains("sp_nowhere"), "{}", e.message);
     // A sharded table without a sequence still refuses an INSERT without the key, and says
     // how to get one.
     let e = server_error(

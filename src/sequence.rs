@@ -175,7 +175,18 @@ impl Sequences {
                         *guard = None;
                     }
                     if !duplicate {
-                        return Err(reservation_error(name, e));
+                        return Err(match e {
+                            // The server's own error (a missing table, no privilege …) keeps
+                            // its code, as if the INSERT had met it.
+                            BackendError::Server(s) => ErrInfo {
+                                message: format!(
+                                    "shardproxy: cannot reserve ids from sequence '{name}': {}",
+                                    s.message
+                                ),
+                                ..s
+                            },
+                            other => reservation_error(name, other),
+                        });
                     }
                     tracing::info!(sequence = %name, "retrying the id reservation: {e}");
                     last_err = Some(e);
