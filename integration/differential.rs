@@ -29,10 +29,7 @@ const REFUSED: u16 = 1235;
 /// Statements (exact SQL text) the proxy answers wrongly today; skipped on both sides and
 /// printed. Each entry is a reported bug; remove it when the bug is fixed. Bugs that look quick
 /// to fix are not listed here: their statements fail the suite until fixed.
-const KNOWN_WRONG: &[&str] = &[
-    // ROW_COUNT() right after a multi-row INSERT split over shards answers 0 (MariaDB: 4).
-    "SELECT ROW_COUNT() AS after_split_insert",
-];
+const KNOWN_WRONG: &[&str] = &[];
 
 /// A statement that must never be refused (a point select or a simple scatter aggregate):
 /// a refusal of it fails the suite.
@@ -258,12 +255,17 @@ const SCHEMA: &[&str] = &[
     "DROP TABLE IF EXISTS ledger",
     "DROP TABLE IF EXISTS fund_yield",
     "DROP TABLE IF EXISTS notes",
+    "DROP TABLE IF EXISTS events",
     "CREATE TABLE accounts (account_id BIGINT PRIMARY KEY, name VARCHAR(40), \
      balance DECIMAL(20,2), shares DECIMAL(20,2), status VARCHAR(10), created DATE)",
     "CREATE TABLE ledger (id BIGINT, account_id BIGINT, kind VARCHAR(10), \
      amount DECIMAL(20,2), day DATE, PRIMARY KEY (account_id, id))",
     "CREATE TABLE fund_yield (day DATE PRIMARY KEY, per_10k DECIMAL(10,4))",
     "CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40))",
+    // Through the proxy `id` comes from its global sequence (the table is sharded by it); on
+    // the plain server from AUTO_INCREMENT. Both count 1, 2, 3 … in one connection.
+    "CREATE TABLE events (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, account_id BIGINT, \
+     note VARCHAR(40))",
 ];
 
 const ACCOUNT_COLS: &str = "account_id, name, balance, shares, status, created";
@@ -512,7 +514,59 @@ fn hand_written() -> Vec<Case> {
         write("UPDATE accounts SET shares = 1.00 WHERE account_id = 46", MUST),
         read("SELECT ROW_COUNT()", true, MAY_REFUSE),
         write("INSERT INTO ledger (id, account_id, kind, amount, day) VALUES (300, 1, 'buy', 1.00, NULL), (300, 2, 'buy', 1.00, NULL), (300, 3, 'buy', 1.00, NULL), (300, 4, 'buy', 1.00, NULL)", MUST),
-        read("SELECT ROW_COUNT() AS after_split_insert", true, MAY_REFUSE),
+        read("SELECT ROW_COUNT() AS after_split_insert", true, MUST),
+        read("SELECT ROW_COUNT()", true, MUST),
+        read("SELECT LAST_INSERT_ID()", true, MUST),
+        write("UPDATE accounts SET balance = balance + 1 WHERE account_id IN (70, 71, 72, 73, 74, 99997)", MUST),
+        read("SELECT ROW_COUNT() AS after_multi_key_update", true, MUST),
+        write("DELETE FROM ledger WHERE account_id IN (75, 76, 77, 78, 79)", MUST),
+        read("SELECT ROW_COUNT(), ROW_COUNT() + 1, @@warning_count", true, MUST),
+        write("DELETE FROM ledger WHERE account_id IN (75, 76, 77)", MUST),
+        read("SELECT ROW_COUNT() AS nothing_left", true, MUST),
+        // Warnings collected from every shard.
+        write("INSERT IGNORE INTO accounts (account_id, name) VALUES (1, 'dup'), (2, 'dup'), (3, 'dup'), (1040, 'new')", MUST),
+        read("SELECT ROW_COUNT() AS inserted_ignoring_duplicates", true, MUST),
+        read("SHOW WARNINGS", false, MUST),
+        read("SHOW COUNT(*) WARNINGS", true, MUST),
+        read("SELECT @@warning_count, @@error_count", true, MUST),
+        read("SHOW WARNINGS LIMIT 1, 10", true, MAY_REFUSE),
+        // A point read that uses a table clears them (its connection went back to the pool,
+        // which may hold a connection that still lists a shard's part of the warnings).
+        read("SELECT name FROM accounts WHERE account_id = 17", true, MUST),
+        read("SHOW WARNINGS", true, MUST),
+        read("SELECT @@warning_count AS after_clean_read", true, MUST),
+        read("SELECT ROW_COUNT() AS after_clean_read", true, MUST),
+        // A write to the reference table: every copy changed, one copy's count reported.
+        write("UPDATE fund_yield SET per_10k = per_10k + 0.0001 WHERE day >= '2026-01-20'", MUST),
+        read("SELECT ROW_COUNT() AS after_reference_write", true, MUST),
+        // A multi-shard write that fails: nothing written, ROW_COUNT() -1, the error listed.
+        write("INSERT INTO accounts (account_id, name) VALUES (1041, 'n'), (4, 'dup'), (1042, 'n')", MUST),
+        read("SELECT ROW_COUNT() AS after_failed_split_insert", true, MUST),
+        read("SHOW WARNINGS", true, MUST),
+        read("SELECT @@error_count", true, MUST),
+        // After a scatter SELECT: ROW_COUNT() -1, FOUND_ROWS() the rows sent.
+        read("SELECT account_id FROM accounts WHERE balance > 0 ORDER BY account_id LIMIT 7", true, MUST),
+        read("SELECT FOUND_ROWS()", true, MUST),
+        read("SELECT ROW_COUNT() AS after_scatter", true, MUST),
+        read("SELECT account_id, CAST('x' AS SIGNED) AS bad FROM accounts WHERE account_id IN (5, 6, 7, 8) ORDER BY account_id", true, MUST),
+        read("SHOW WARNINGS", false, MUST),
+        read("SELECT @@warning_count AS after_scatter_with_warnings", true, MUST),
+        // Keys from the global sequence: the same ids, insert ids and LAST_INSERT_ID() as
+        // AUTO_INCREMENT on one server.
+        write("INSERT INTO events (account_id, note) VALUES (1, 'e1')", MUST),
+        read("SELECT LAST_INSERT_ID()", true, MUST),
+        write("INSERT INTO events (account_id, note) VALUES (2, 'e2'), (3, 'e3'), (4, 'e4'), (5, 'e5'), (6, 'e6')", MUST),
+        read("SELECT ROW_COUNT(), LAST_INSERT_ID()", true, MUST),
+        write("INSERT INTO events (id, account_id, note) VALUES (NULL, 7, 'e7'), (NULL, 8, 'e8')", MUST),
+        write("INSERT INTO events SET account_id = 9, note = 'e9'", MUST),
+        write("INSERT INTO events (note, id) VALUES ('e10', DEFAULT)", MUST),
+        write("INSERT INTO events (account_id, note) VALUES (11, 'e11') ON DUPLICATE KEY UPDATE note = 'never'", MUST),
+        prepared(write("INSERT INTO events (account_id, note) VALUES (?, ?)", MUST), vec![V::Int(12), V::Str("p12".into())]),
+        prepared(write("INSERT INTO events (id, account_id, note) VALUES (?, ?, ?)", MUST), vec![V::Null, V::Int(13), V::Str("p13".into())]),
+        read("SELECT LAST_INSERT_ID() AS after_prepared_sequence_insert", true, MUST),
+        read("SELECT id, account_id, note FROM events ORDER BY id", true, MUST),
+        read("SELECT COUNT(*), MIN(id), MAX(id), SUM(id) FROM events", true, MUST),
+        read("SELECT note FROM events WHERE id = 7", true, MUST),
         // Transactions: one shard works as on one server; a second shard's write is refused
         // and the transaction stays intact on the first.
         write("BEGIN", MUST),
@@ -558,6 +612,7 @@ fn hand_written() -> Vec<Case> {
 /// Statements generated from templates with seeded constants.
 fn generated(seed: u64, n: usize) -> Vec<Case> {
     let mut r = Rng(seed);
+    let mut follow = Rng(seed ^ 0x0f0f);
     let mut ids = initial_ids();
     let mut next_new = 3000i64;
     let mut out = Vec::new();
@@ -653,7 +708,13 @@ fn generated(seed: u64, n: usize) -> Vec<Case> {
             32 => prepared(write("UPDATE accounts SET name = ?, created = ? WHERE account_id = ?", MUST), vec![gen_name(&mut r), gen_created(&mut r), V::Int(v)]),
             _ => prepared(write("UPDATE ledger SET amount = ? WHERE account_id = ? AND kind = ?", MUST), vec![gen_money(&mut r), V::Int(v), V::Str(kind)]),
         };
+        // ROW_COUNT() after some writes (an RNG of its own keeps the statements above the
+        // same as before it was added).
+        let row_count = case.write && follow.chance(40);
         out.push(case);
+        if row_count {
+            out.push(read("SELECT ROW_COUNT()", true, MUST));
+        }
     }
     out
 }
@@ -677,6 +738,11 @@ fn final_checks() -> Vec<Case> {
             MUST,
         ),
         read("SELECT id, body FROM notes ORDER BY id", true, MUST),
+        read(
+            "SELECT id, account_id, note FROM events ORDER BY id",
+            true,
+            MUST,
+        ),
     ]
 }
 
@@ -690,7 +756,8 @@ enum Outcome {
         columns: Vec<String>,
         rows: Vec<Vec<Value>>,
     },
-    Affected(u64),
+    /// Affected rows and the OK packet's last insert id.
+    Affected(u64, u64),
     Error(u16, String),
 }
 
@@ -731,9 +798,10 @@ async fn finish<P: mysql_async::prelude::Protocol>(
         .collect();
     let rows: Vec<Row> = res.collect().await?;
     let affected = res.affected_rows();
+    let insert_id = res.last_insert_id().unwrap_or(0);
     res.drop_result().await?;
     Ok(if columns.is_empty() {
-        Outcome::Affected(affected)
+        Outcome::Affected(affected, insert_id)
     } else {
         Outcome::Rows {
             columns,
@@ -753,7 +821,7 @@ fn sorted(o: &Outcome) -> Outcome {
                 rows,
             }
         }
-        Outcome::Affected(n) => Outcome::Affected(*n),
+        Outcome::Affected(n, id) => Outcome::Affected(*n, *id),
         Outcome::Error(c, m) => Outcome::Error(*c, m.clone()),
     }
 }
@@ -780,7 +848,7 @@ fn show(o: &Outcome) -> String {
             }
             s
         }
-        Outcome::Affected(n) => format!("OK, {n} affected rows"),
+        Outcome::Affected(n, id) => format!("OK, {n} affected rows, last insert id {id}"),
         Outcome::Error(c, m) => format!("ERROR {c}: {m}"),
     }
 }
@@ -876,6 +944,7 @@ fn config_for(cluster: &Cluster) -> String {
         .sharded_table("accounts", "account_id")
         .sharded_table("ledger", "account_id")
         .reference_table("fund_yield")
+        .extra("[[sharding.tables]]\nname = \"events\"\nkey = \"id\"\nsequence = true")
         .render()
 }
 

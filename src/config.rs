@@ -178,6 +178,44 @@ pub struct ShardedTable {
     pub name: String,
     /// The shard key column.
     pub key: String,
+    /// The key comes from a global sequence when an INSERT does not give it (omitted, NULL,
+    /// `DEFAULT`, or 0 unless the session's sql_mode has NO_AUTO_VALUE_ON_ZERO): `true` names
+    /// the sequence after the table, a string names it (tables naming the same sequence share
+    /// one id space). See `crate::sequence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<SequenceSetting>,
+    /// Ids a proxy reserves from the sequence at a time (one short transaction on the default
+    /// shard per block). Ids of a block not used before the proxy stops are skipped, as InnoDB
+    /// skips auto-increment values after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence_cache: Option<u64>,
+}
+
+/// `sequence = true | false | "name"` of a sharded table.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum SequenceSetting {
+    On(bool),
+    Named(String),
+}
+
+/// Ids reserved per block when `sequence_cache` is not given.
+pub const DEFAULT_SEQUENCE_CACHE: u64 = 1000;
+
+impl ShardedTable {
+    /// The sequence this table's key comes from (lowercase name), if any.
+    pub fn sequence_name(&self) -> Option<String> {
+        match &self.sequence {
+            None | Some(SequenceSetting::On(false)) => None,
+            Some(SequenceSetting::On(true)) => Some(self.name.to_ascii_lowercase()),
+            Some(SequenceSetting::Named(n)) => Some(n.to_ascii_lowercase()),
+        }
+    }
+
+    /// Ids reserved per block.
+    pub fn sequence_block(&self) -> u64 {
+        self.sequence_cache.unwrap_or(DEFAULT_SEQUENCE_CACHE)
+    }
 }
 
 fn default_listen() -> String {
@@ -306,6 +344,34 @@ impl Config {
             if t.key.is_empty() {
                 bail!("sharded table {:?} has no key column", t.name);
             }
+            if let Some(name) = t.sequence_name() {
+                // The name is stored as a string literal in shardproxy.sequences: keep it plain.
+                if name.is_empty()
+                    || name.len() > 64
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+                {
+                    bail!(
+                        "sharded table {:?}: sequence name {name:?} must be 1 to 64 letters, \
+                         digits, '_', '.' or '-'",
+                        t.name
+                    );
+                }
+            } else if t.sequence_cache.is_some() {
+                bail!(
+                    "sharded table {:?}: sequence_cache is set but the table has no sequence",
+                    t.name
+                );
+            }
+            if let Some(c) = t.sequence_cache {
+                if c == 0 || c > 1_000_000_000 {
+                    bail!(
+                        "sharded table {:?}: sequence_cache must be between 1 and 1000000000",
+                        t.name
+                    );
+                }
+            }
         }
         for r in &self.sharding.reference_tables {
             if tables.contains(&r.to_ascii_lowercase()) {
@@ -360,6 +426,42 @@ mod tests {
     fn unknown_field_is_rejected() {
         let text = format!("bogus = 1\n{MINIMAL}");
         assert!(Config::parse(&text).is_err());
+    }
+
+    #[test]
+    fn sequence_settings() {
+        let with = |extra: &str| {
+            Config::parse(&format!(
+                "{MINIMAL}\n[[sharding.tables]]\nname = \"Orders\"\nkey = \"id\"\n{extra}"
+            ))
+        };
+        let c = with("").unwrap();
+        assert_eq!(c.sharding.tables[0].sequence_name(), None);
+        let c = with("sequence = true").unwrap();
+        assert_eq!(
+            c.sharding.tables[0].sequence_name().as_deref(),
+            Some("orders")
+        );
+        assert_eq!(
+            c.sharding.tables[0].sequence_block(),
+            DEFAULT_SEQUENCE_CACHE
+        );
+        let c = with("sequence = \"Ids\"\nsequence_cache = 50").unwrap();
+        assert_eq!(c.sharding.tables[0].sequence_name().as_deref(), Some("ids"));
+        assert_eq!(c.sharding.tables[0].sequence_block(), 50);
+        assert_eq!(
+            with("sequence = false").unwrap().sharding.tables[0].sequence_name(),
+            None
+        );
+        for bad in [
+            "sequence = \"a'b\"",
+            "sequence = \"\"",
+            "sequence = true\nsequence_cache = 0",
+            "sequence_cache = 10",
+            "sequence = 3",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

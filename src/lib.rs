@@ -16,6 +16,7 @@ pub mod plan;
 pub mod protocol;
 pub mod proxy;
 pub mod ring;
+pub mod sequence;
 pub mod server;
 pub mod session_state;
 pub mod workers;

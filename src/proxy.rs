@@ -64,6 +64,8 @@ pub struct Proxy {
     /// Placement rules (sharded and reference tables, the ring), rebuilt on config reload.
     pub rules: RwLock<Arc<crate::plan::Rules>>,
     pub registry: Registry,
+    /// Global sequences for the keys of sharded tables (blocks reserved on the default shard).
+    pub sequences: crate::sequence::Sequences,
     pub counters: Counters,
     pub started: Instant,
     /// The version string clients see: the default shard's own, so client libraries enable
@@ -87,6 +89,7 @@ impl Proxy {
             users: RwLock::new(Arc::new(users)),
             rules: RwLock::new(Arc::new(rules)),
             registry: Registry::default(),
+            sequences: crate::sequence::Sequences::default(),
             counters: Counters::default(),
             started: Instant::now(),
             server_version,

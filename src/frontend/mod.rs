@@ -1,7 +1,9 @@
 //! Client connections: one task per client ([`session`]), the statement facts it needs before
-//! routing ([`classify`], built on [`lex`]), the registry of live sessions ([`registry`]).
+//! routing ([`classify`], built on [`lex`]), the registry of live sessions ([`registry`]), and
+//! what the proxy answers about a statement it ran on several shards ([`diagnostics`]).
 
 pub mod classify;
+pub mod diagnostics;
 pub mod lex;
 pub mod registry;
 pub mod rewrite;

@@ -22,6 +22,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use super::classify::{classify, Classified, Kind};
+use super::diagnostics::{self, Condition, Diagnostics, FoundRows};
 use super::registry::SessionHandle;
 use crate::backend::conn::{BackendConn, BackendError, QueryResult};
 use crate::backend::pool::Lease;
@@ -38,6 +39,9 @@ use crate::protocol::resultset::{encode_text_row, ResultSet};
 use crate::proxy::Proxy;
 use crate::ring::KeyValue;
 use crate::session_state::SessionVars;
+
+mod own_answers;
+use own_answers::{failed_diagnostics, shard_warnings};
 
 /// Why the session keeps a backend connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +118,12 @@ pub struct Session {
     held_why_on_loan: Option<HoldWhy>,
     /// This session's handles of the per-statement metrics.
     metrics: crate::metrics::SessionMetrics,
+    /// What one server would report about the previous statement when the proxy ran it on
+    /// several shards (ROW_COUNT(), SHOW WARNINGS …; see `frontend::diagnostics`).
+    diag: Option<Diagnostics>,
+    /// The text command of the previous statement when it was a read without warnings whose
+    /// connection went back to the pool (see `Diagnostics::clean_read`).
+    clean_read: Option<Bytes>,
 }
 
 /// The session setting that allows UPDATE/DELETE without a shard key.
@@ -158,6 +168,8 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         allow_scatter_writes: false,
         held_why_on_loan: None,
         metrics: Default::default(),
+        diag: None,
+        clean_read: None,
     };
     s.proxy
         .counters
@@ -212,6 +224,9 @@ impl Session {
             sqlstate,
             message,
         };
+        // No backend saw the statement: SHOW WARNINGS, ROW_COUNT() next answer about the
+        // refusal, as a server would about its own error.
+        self.diag = Some(failed_diagnostics(Vec::new(), &e));
         self.send_err(1, &e).await?;
         Ok(Flow::Continue)
     }
@@ -497,9 +512,16 @@ impl Session {
     }
 
     async fn dispatch(&mut self, payload: Bytes) -> Flow {
+        // Diagnostics of a multi-shard statement answer only the command right after it.
+        let (diag, clean_read) = match payload[0] {
+            com::PING | com::STMT_CLOSE | com::STMT_SEND_LONG_DATA => {
+                (self.diag.clone(), self.clean_read.clone())
+            }
+            _ => (self.diag.take(), self.clean_read.take()),
+        };
         let r = match payload[0] {
             com::QUIT => return Flow::Close,
-            com::QUERY => self.com_query(payload).await,
+            com::QUERY => self.com_query(payload, diag, clean_read).await,
             com::PING => self
                 .send_ok(1, self.local_ok())
                 .await
@@ -521,7 +543,7 @@ impl Session {
                 }
             }
             com::STMT_PREPARE => self.stmt_prepare(payload).await,
-            com::STMT_EXECUTE => self.stmt_execute(payload).await,
+            com::STMT_EXECUTE => self.stmt_execute(payload, diag).await,
             com::STMT_SEND_LONG_DATA => self.stmt_long_data(payload),
             com::STMT_CLOSE => {
                 if payload.len() >= 5 {
@@ -578,9 +600,30 @@ impl Session {
         }
     }
 
-    async fn com_query(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+    /// A text statement. `diag`, `clean_read`: what the session knows about the previous
+    /// statement, for the statements that ask about it.
+    async fn com_query(
+        &mut self,
+        payload: Bytes,
+        diag: Option<Diagnostics>,
+        clean_read: Option<Bytes>,
+    ) -> std::io::Result<Flow> {
         let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
         let c = classify(&sql);
+        if c.needs_previous {
+            let d = diag.or_else(|| {
+                // A read that used a table cleared the warnings; one that used none (SELECT 1)
+                // kept those of the statement before, which the proxy does not know here.
+                clean_read
+                    .filter(|p| {
+                        self.held.is_none() && !names_no_table(&String::from_utf8_lossy(&p[1..]))
+                    })
+                    .map(|_| Diagnostics::clean_read())
+            });
+            if let Some(d) = d {
+                return self.answer_from_diagnostics(&sql, d).await;
+            }
+        }
         match &c.kind {
             Kind::Kill { query_only, id } => return self.kill(*id, *query_only).await,
             Kind::Preview(stmt) => {
@@ -638,7 +681,17 @@ impl Session {
                 r
             }
             Plan::Scatter { targets, merge } => self.run_scatter(targets, merge, None).await,
-            Plan::Multi { targets, kind } => self.run_multi(targets, kind).await,
+            Plan::Multi { targets, kind } => self.run_multi(targets, kind, None).await,
+            Plan::Sequence(s) if s.placeholder_slot => {
+                // What MariaDB answers for a `?` outside a prepared statement.
+                let e = ErrInfo::new(
+                    (1064, "42000"),
+                    "You have an error in your SQL syntax: '?' outside a prepared statement",
+                );
+                self.send_err(1, &e).await?;
+                Ok(Flow::Continue)
+            }
+            Plan::Sequence(s) => self.run_sequence(s).await,
             Plan::Reject {
                 code,
                 sqlstate,
@@ -712,7 +765,9 @@ impl Session {
         };
         match self.plan_text(&text) {
             Plan::Scatter { targets, merge } => self.run_scatter(targets, merge, Some(())).await,
-            Plan::Multi { targets, kind } => self.run_multi(targets, kind).await,
+            Plan::Multi { targets, kind } => self.run_multi(targets, kind, None).await,
+            // An OK packet is the same in the binary protocol.
+            Plan::Sequence(s) => self.run_sequence(s).await,
             Plan::Single { shard, .. } => {
                 let target = vec![ShardSql {
                     shard,
@@ -725,7 +780,7 @@ impl Session {
                     };
                     self.run_scatter(target, spec, Some(())).await
                 } else {
-                    self.run_multi(target, MultiKind::Write).await
+                    self.run_multi(target, MultiKind::Write, None).await
                 }
             }
             Plan::Reject {
@@ -809,7 +864,13 @@ impl Session {
                 let sql = t.sql.clone();
                 async move {
                     let r = lease.conn.query(&sql).await;
-                    (shard, lease, held, r)
+                    let warnings = match &r {
+                        Ok(QueryResult::Rows(rs)) if rs.warnings > 0 => {
+                            shard_warnings(&mut lease.conn).await
+                        }
+                        _ => Vec::new(),
+                    };
+                    (shard, lease, held, r, warnings)
                 }
             });
         let started = Instant::now();
@@ -822,7 +883,15 @@ impl Session {
         let mut inputs = Vec::with_capacity(results.len());
         let mut legs = Vec::new();
         let mut failure: Option<ErrInfo> = None;
-        for (shard, lease, held, r) in results {
+        let mut conditions = Vec::new();
+        let mut warning_count = 0u64;
+        // The first shard's error as the server worded it (what SHOW WARNINGS lists).
+        let mut server_error: Option<ErrInfo> = None;
+        for (shard, lease, held, r, warnings) in results {
+            conditions.extend(warnings);
+            if let Ok(QueryResult::Rows(rs)) = &r {
+                warning_count += u64::from(rs.warnings);
+            }
             lease
                 .pool
                 .stats
@@ -839,6 +908,9 @@ impl Session {
                     });
                 }
                 Err(BackendError::Server(e)) => {
+                    if failure.is_none() {
+                        server_error = Some(e.clone());
+                    }
                     failure.get_or_insert_with(|| ErrInfo {
                         message: format!("{} (on shard {shard})", e.message),
                         ..e
@@ -856,11 +928,30 @@ impl Session {
         }
         self.return_legs(legs);
         if let Some(e) = failure {
+            self.diag = Some(failed_diagnostics(
+                conditions,
+                server_error.as_ref().unwrap_or(&e),
+            ));
             self.send_err(1, &e).await?;
             return Ok(Flow::Continue);
         }
+        // SQL_CALC_FOUND_ROWS would make FOUND_ROWS() count rows past the LIMIT on every
+        // shard: not tracked, so FOUND_ROWS() is refused after it.
+        let calc_found_rows = targets
+            .first()
+            .is_some_and(|t| t.sql.to_ascii_uppercase().contains("SQL_CALC_FOUND_ROWS"));
         match merge::merge(&merge_spec, inputs) {
             Ok(rs) => {
+                self.diag = Some(Diagnostics {
+                    row_count: -1,
+                    found_rows: if calc_found_rows {
+                        FoundRows::Unknown
+                    } else {
+                        FoundRows::Known(rs.rows.len() as u64)
+                    },
+                    conditions,
+                    warning_count,
+                });
                 if binary.is_some() {
                     self.send_binary_result_set(&rs).await?;
                 } else {
@@ -869,6 +960,7 @@ impl Session {
             }
             Err(e) => {
                 let e = ErrInfo::new((e.code, e.sqlstate), e.message.clone());
+                self.diag = Some(failed_diagnostics(conditions, &e));
                 self.send_err(1, &e).await?;
             }
         }
@@ -897,11 +989,16 @@ impl Session {
 
     /// Runs a write on several shards. Outside a transaction, a split INSERT or a multi-shard
     /// UPDATE/DELETE runs in a transaction on every shard, committed only when every shard
-    /// succeeded; inside one, it must stay on the transaction's shard.
+    /// succeeded; inside one, it must stay on the transaction's shard. `generated_id`: the
+    /// first id a sequence generated for this INSERT (the client's LAST_INSERT_ID()).
+    ///
+    /// The client's OK is composed here, so the session records what one server would report
+    /// about it (`self.diag`: summed affected rows, every shard's warnings).
     async fn run_multi(
         &mut self,
         targets: Vec<ShardSql>,
         kind: MultiKind,
+        generated_id: Option<u64>,
     ) -> std::io::Result<Flow> {
         let mut shards: Vec<&str> = targets.iter().map(|t| t.shard.as_str()).collect();
         shards.sort_unstable();
@@ -924,6 +1021,7 @@ impl Session {
                         shards.join(", ")
                     ),
                 );
+                self.diag = Some(failed_diagnostics(Vec::new(), &e));
                 self.send_err(1, &e).await?;
                 return Ok(Flow::Continue);
             }
@@ -962,7 +1060,14 @@ impl Session {
                         lease.conn.query(&sql).await
                     }
                     .await;
-                    (shard, lease, held, r)
+                    // Before COMMIT, which would clear them.
+                    let warnings = match &r {
+                        Ok(QueryResult::Ok(ok)) if ok.warnings > 0 => {
+                            shard_warnings(&mut lease.conn).await
+                        }
+                        _ => Vec::new(),
+                    };
+                    (shard, lease, held, r, warnings)
                 }
             });
         let started = Instant::now();
@@ -975,7 +1080,12 @@ impl Session {
         };
         let mut failure: Option<ErrInfo> = None;
         let mut legs = Vec::new();
-        for (i, (shard, mut lease, held, r)) in results.into_iter().enumerate() {
+        let mut conditions = Vec::new();
+        let mut warning_count = 0u64;
+        // The first shard's error as the server worded it (what SHOW WARNINGS lists).
+        let mut server_error: Option<ErrInfo> = None;
+        for (i, (shard, mut lease, held, r, warnings)) in results.into_iter().enumerate() {
+            conditions.extend(warnings);
             lease
                 .pool
                 .stats
@@ -993,10 +1103,20 @@ impl Session {
                     if total.last_insert_id == 0 {
                         total.last_insert_id = ok.last_insert_id;
                     }
+                    if ok.last_insert_id != 0 {
+                        // The OK's id is also set by an explicit value in an AUTO_INCREMENT
+                        // column, which leaves LAST_INSERT_ID() alone: what the connection
+                        // holds now is unknown, so the next reader restores it.
+                        lease.conn.last_insert_id = u64::MAX;
+                    }
                     total.warnings = total.warnings.saturating_add(ok.warnings);
+                    warning_count += u64::from(ok.warnings);
                 }
                 Ok(QueryResult::Rows(_)) => {}
                 Err(BackendError::Server(e)) => {
+                    if failure.is_none() {
+                        server_error = Some(e.clone());
+                    }
                     failure.get_or_insert_with(|| ErrInfo {
                         message: format!("{} (on shard {shard})", e.message),
                         ..e
@@ -1035,12 +1155,26 @@ impl Session {
         }
         self.return_legs(legs);
         if let Some(e) = failure {
+            self.diag = Some(failed_diagnostics(
+                conditions,
+                server_error.as_ref().unwrap_or(&e),
+            ));
             self.send_err(1, &e).await?;
             return Ok(Flow::Continue);
+        }
+        if let Some(id) = generated_id {
+            // The shards saw explicit keys; the client asked for generated ones.
+            total.last_insert_id = id;
         }
         if total.last_insert_id != 0 {
             self.last_insert_id = total.last_insert_id;
         }
+        self.diag = Some(Diagnostics {
+            row_count: total.affected_rows as i64,
+            found_rows: FoundRows::Unknown,
+            conditions,
+            warning_count,
+        });
         total.status = self
             .held
             .as_ref()
@@ -1113,7 +1247,20 @@ impl Session {
                     crate::metrics::record_error(e.code);
                     tracing::info!(session = self.id, shard, code = e.code, sqlstate = %e.sqlstate, message = %e.message, "error sent to client");
                 }
+                let tid = lease.conn.thread_id;
                 self.after_statement(shard, lease, c, &outcome);
+                let kept = self
+                    .held
+                    .as_ref()
+                    .is_some_and(|h| h.shard == shard && h.lease.conn.thread_id == tid);
+                if !kept
+                    && kind == ResponseKind::Query
+                    && outcome.result_set
+                    && outcome.warnings == 0
+                    && outcome.error.is_none()
+                {
+                    self.clean_read = Some(payload.clone());
+                }
                 Ok(Flow::Continue)
             }
             Err(RelayError::Client) => Ok(Flow::Close),
@@ -1279,6 +1426,8 @@ impl Session {
             || o.error.is_some()
             || o.affected_rows > 0
             || o.last_insert_id != 0
+            // A write that changed nothing: ROW_COUNT() next must still answer its 0.
+            || (c.kind == Kind::Other && !o.result_set)
         {
             Some(HoldWhy::Sticky)
         } else {
@@ -1724,7 +1873,11 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    async fn stmt_execute(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+    async fn stmt_execute(
+        &mut self,
+        payload: Bytes,
+        diag: Option<Diagnostics>,
+    ) -> std::io::Result<Flow> {
         if payload.len() < 10 {
             return self.malformed().await;
         }
@@ -1732,6 +1885,19 @@ impl Session {
         let Some(stmt) = self.stmts.get_mut(&id) else {
             return self.unknown_stmt(id, "mysqld_stmt_execute").await;
         };
+        if diag.is_some() && stmt.class.needs_previous {
+            // The proxy answers these by rewriting the text; a prepared statement's answer
+            // would need binary rows of the rewritten statement.
+            self.diag = diag;
+            let e = ErrInfo::new(
+                err::ER_NOT_SUPPORTED_YET,
+                "shardproxy: a prepared statement asking about the previous statement \
+                 (ROW_COUNT(), FOUND_ROWS(), warnings) right after one the proxy ran on several \
+                 shards; send it as a text query",
+            );
+            self.send_err(1, &e).await?;
+            return Ok(Flow::Continue);
+        }
         let sql = stmt.sql.clone();
         let text = stmt.text.clone();
         let mut shard = stmt.shard.clone();
@@ -1776,7 +1942,7 @@ impl Session {
                     sqlstate,
                     message,
                 } => return self.send_refusal(code, sqlstate, message).await,
-                Plan::Scatter { .. } | Plan::Multi { .. } => {
+                Plan::Scatter { .. } | Plan::Multi { .. } | Plan::Sequence(_) => {
                     // Several shards: run it as text with the values in place, then answer
                     // in the binary protocol.
                     return self.execute_as_text(&text, &values).await;

@@ -84,4 +84,27 @@ proptest! {
         let total: usize = targets.iter().map(|(_, sql)| sql.matches("'r").count()).sum();
         prop_assert_eq!(total, keys.len());
     }
+
+    #[test]
+    fn sequence_ids_go_where_reads_of_them_look(first in 1u64..(i64::MAX as u64 / 2), n in 1usize..20) {
+        for r in [rules(2), rules(3)] {
+            let rows: Vec<String> = (0..n).map(|i| format!("('r{i}')")).collect();
+            let sql = format!("INSERT INTO orders (note) VALUES {}", rows.join(", "));
+            let Plan::Sequence(s) = plan_with(&sql, &r) else { panic!("{sql}") };
+            prop_assert_eq!(s.ids_needed(true), n as u64);
+            let targets = s.render(first, &r, true);
+            let mut seen = 0;
+            for t in &targets {
+                for i in 0..n {
+                    let id = first + i as u64;
+                    if t.sql.contains(&format!("({id}, 'r{i}')")) {
+                        seen += 1;
+                        let read = plan_with(&format!("SELECT * FROM orders WHERE order_id = {id}"), &r);
+                        prop_assert_eq!(single(&read), t.shard.clone());
+                    }
+                }
+            }
+            prop_assert_eq!(seen, n);
+        }
+    }
 }

@@ -9,15 +9,22 @@
 //! exact because it only touches the row being inserted, which lives on that shard; assigning
 //! the key column there is refused, like any key change.
 //!
+//! A row without a key, or with `NULL`/`DEFAULT`/`0` as its key, gets one from the table's
+//! global sequence when the table declares one ([`super::sequence`]); otherwise it is refused.
+//!
 //! Refused on sharded tables: INSERT without a column list (the key's position is unknown),
-//! without the key column (auto-increment keys need a global sequence, not yet available),
-//! INSERT … SELECT, and key values that are expressions or cannot be placed exactly.
+//! without the key column when the table has no sequence, INSERT … SELECT, and key values that
+//! are expressions or cannot be placed exactly.
 
-use sqlparser::ast::{AssignmentTarget, Expr, Insert, OnInsert, SetExpr, TableObject};
+use sqlparser::ast::{
+    AssignmentTarget, Expr, Insert, ObjectName, ObjectNamePart, OnInsert, SetExpr, TableObject,
+    Value, Values,
+};
 
 use super::reject::not_supported;
 use super::route::{key_atom, object_name, offset_of, KeyAtom};
 use super::rules::TableKind;
+use super::sequence::{RowTemplate, SequenceInsert};
 use super::{Cx, MultiKind, Plan, ShardSql, NONDETERMINISTIC};
 
 pub(crate) fn plan_insert(ins: &Insert, cx: &Cx) -> (Plan, Option<usize>) {
@@ -81,22 +88,78 @@ fn plan(ins: &Insert, cx: &Cx) -> R<(Plan, Option<usize>)> {
     if cx.scan.selects > 0 {
         return Err(not_supported("INSERT … SELECT into a sharded table"));
     }
+    let sequence = cx
+        .rules()
+        .sequence(db.as_deref(), &table, cx.cur_db())
+        .cloned();
+    // Table names are case-sensitive on most servers: the sequence's first value is read
+    // from the table as the statement spells it.
+    let (written_db, written_table) = written_name(name);
     let no_key = || {
         not_supported(format!(
-            "INSERT into sharded table {table} must give the shard key column {key} (auto-increment \
-             keys on sharded tables are not available yet)"
+            "INSERT into sharded table {table} must give the shard key column {key}: the table \
+             has no global sequence to generate it (declare `sequence = true` for it in \
+             [[sharding.tables]] to get AUTO_INCREMENT-like ids)"
         ))
     };
+    let seq_plan = |prefix: String, rows: Vec<RowTemplate>, suffix: String, param: bool| {
+        Plan::Sequence(SequenceInsert {
+            placeholder_slot: param,
+            sequence: sequence.clone().expect("only called for sequence tables"),
+            db: written_db.clone(),
+            table: written_table.clone(),
+            key: key.clone(),
+            prefix,
+            rows,
+            suffix,
+        })
+    };
+    let quoted_key = format!("`{}`", key.replace('`', "``"));
     // INSERT … SET key = v
     if ins.source.is_none() {
-        let v = ins
+        let given = ins
             .assignments
             .iter()
             .find(
                 |a| matches!(&a.target, AssignmentTarget::ColumnName(n) if object_name(n).1 == key),
             )
-            .map(|a| &a.value)
-            .ok_or_else(no_key)?;
+            .map(|a| &a.value);
+        if sequence.is_some() {
+            match given {
+                None => {
+                    // The key assignment goes first: `SET key = <id>, …`.
+                    let at = ins
+                        .assignments
+                        .first()
+                        .and_then(|a| match &a.target {
+                            AssignmentTarget::ColumnName(n) => ident_offset(n, cx.sql),
+                            _ => None,
+                        })
+                        .ok_or_else(cannot_locate)?;
+                    let row = RowTemplate::Generated {
+                        before: format!("{}{quoted_key} = ", &cx.sql[..at]),
+                        after: format!(", {}", &cx.sql[at..]),
+                        zero: None,
+                    };
+                    return Ok((
+                        seq_plan(String::new(), vec![row], String::new(), false),
+                        None,
+                    ));
+                }
+                Some(v) => {
+                    if let Some(slot) = generated_slot(v, cx.sql, cx.scan) {
+                        let row = slot.row(cx.sql, 0, cx.sql.len());
+                        let param = slot.param;
+                        // A `?` key: its bound value decides at execute; NULL or 0 gets the
+                        // sequence (see `plan::prepared`).
+                        let plan =
+                            seq_plan(String::new(), vec![row], String::new(), param.is_some());
+                        return Ok((plan, param));
+                    }
+                }
+            }
+        }
+        let v = given.ok_or_else(no_key)?;
         return place_one(v, &table, &key, cx);
     }
     let source = ins.source.as_ref().expect("checked");
@@ -109,11 +172,70 @@ fn plan(ins: &Insert, cx: &Cx) -> R<(Plan, Option<usize>)> {
              proxy can find the shard key {key}"
         )));
     }
-    let idx = ins
-        .columns
-        .iter()
-        .position(|c| object_name(c).1 == key)
-        .ok_or_else(no_key)?;
+    let idx = ins.columns.iter().position(|c| object_name(c).1 == key);
+    if sequence.is_some() {
+        if values.explicit_row && values.rows.len() > 1 {
+            return Err(not_supported(
+                "VALUES ROW(…) with several rows into a table whose key comes from a sequence",
+            ));
+        }
+        let spans = row_spans(values, cx.sql)?;
+        let first_row = spans[0].0;
+        let suffix = cx.sql[spans[spans.len() - 1].1..].to_string();
+        let mut rows = Vec::with_capacity(spans.len());
+        let mut generated = false;
+        let mut param = None;
+        for (n, (row, (o, c))) in values.rows.iter().zip(&spans).enumerate() {
+            let Some(i) = idx else {
+                // No key column: the id goes first in every row.
+                generated = true;
+                rows.push(RowTemplate::Generated {
+                    before: "(".into(),
+                    after: format!(", {}", &cx.sql[o + 1..*c]),
+                    zero: None,
+                });
+                continue;
+            };
+            let v = row.content.get(i).ok_or_else(no_key)?;
+            if let Some(slot) = generated_slot(v, cx.sql, cx.scan) {
+                if slot.param.is_some() && values.rows.len() > 1 {
+                    return Err(not_supported(
+                        "a prepared multi-row INSERT into a sharded table; prepare one row per \
+                         statement",
+                    ));
+                }
+                generated = true;
+                param = slot.param;
+                rows.push(slot.row(cx.sql, *o, *c));
+                continue;
+            }
+            match key_atom(v, cx.sql, cx.scan) {
+                Some(KeyAtom::Value(k)) => rows.push(RowTemplate::Explicit {
+                    text: cx.sql[*o..*c].to_string(),
+                    key: k,
+                }),
+                Some(KeyAtom::Param(_)) => {
+                    return Err(not_supported(
+                        "a prepared multi-row INSERT into a sharded table; prepare one row per \
+                         statement",
+                    ))
+                }
+                _ => return Err(bad_key(v, n + 1, &key)),
+            }
+        }
+        if generated {
+            let prefix = match idx {
+                Some(_) => cx.sql[..first_row].to_string(),
+                None => {
+                    // The key column goes first in the column list.
+                    let at = ident_offset(&ins.columns[0], cx.sql).ok_or_else(cannot_locate)?;
+                    format!("{}{quoted_key}, {}", &cx.sql[..at], &cx.sql[at..first_row])
+                }
+            };
+            return Ok((seq_plan(prefix, rows, suffix, param.is_some()), param));
+        }
+    }
+    let idx = idx.ok_or_else(no_key)?;
     if values.rows.len() == 1 {
         let row = &values.rows[0].content;
         let v = row.get(idx).ok_or_else(no_key)?;
@@ -142,25 +264,7 @@ fn plan(ins: &Insert, cx: &Cx) -> R<(Plan, Option<usize>)> {
         return Err(not_supported("VALUES ROW(…) split across shards"));
     }
     // Splice: prefix + this shard's rows + suffix, from the original text.
-    let mut spans = Vec::with_capacity(values.rows.len());
-    for row in &values.rows {
-        let open = offset_of(cx.sql, row.opening_token.0.span.start);
-        let close = offset_of(cx.sql, row.closing_token.0.span.start);
-        match (open, close) {
-            (Some(o), Some(c))
-                if o < c
-                    && cx.sql.as_bytes().get(o) == Some(&b'(')
-                    && cx.sql.as_bytes().get(c) == Some(&b')') =>
-            {
-                spans.push((o, c + 1))
-            }
-            _ => {
-                return Err(not_supported(
-                    "could not locate the VALUES rows to split them",
-                ))
-            }
-        }
-    }
+    let spans = row_spans(values, cx.sql)?;
     let prefix = &cx.sql[..spans[0].0];
     let suffix = &cx.sql[spans[spans.len() - 1].1..];
     let mut targets = Vec::new();
@@ -186,6 +290,143 @@ fn plan(ins: &Insert, cx: &Cx) -> R<(Plan, Option<usize>)> {
         },
         None,
     ))
+}
+
+/// `db.table` as written (not lowercased).
+fn written_name(name: &ObjectName) -> (Option<String>, String) {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => i.value.clone(),
+            ObjectNamePart::Function(f) => f.to_string(),
+        })
+        .collect();
+    match parts.len() {
+        0 => (None, String::new()),
+        1 => (None, parts[0].clone()),
+        n => (Some(parts[n - 2].clone()), parts[n - 1].clone()),
+    }
+}
+
+/// Byte ranges of each VALUES row's parentheses, `(` included to `)` included.
+fn row_spans(values: &Values, sql: &str) -> R<Vec<(usize, usize)>> {
+    let mut spans = Vec::with_capacity(values.rows.len());
+    for row in &values.rows {
+        let open = offset_of(sql, row.opening_token.0.span.start);
+        let close = offset_of(sql, row.closing_token.0.span.start);
+        match (open, close) {
+            (Some(o), Some(c))
+                if o < c
+                    && sql.as_bytes().get(o) == Some(&b'(')
+                    && sql.as_bytes().get(c) == Some(&b')') =>
+            {
+                spans.push((o, c + 1))
+            }
+            _ => {
+                return Err(not_supported(
+                    "could not locate the VALUES rows to split them",
+                ))
+            }
+        }
+    }
+    if spans.is_empty() {
+        return Err(not_supported("INSERT … VALUES without rows"));
+    }
+    Ok(spans)
+}
+
+fn cannot_locate() -> Plan {
+    not_supported("could not locate the column list to add the key generated by the sequence")
+}
+
+/// Byte offset where a column name starts in the text (its opening backquote, if quoted).
+fn ident_offset(name: &ObjectName, sql: &str) -> Option<usize> {
+    let ObjectNamePart::Identifier(ident) = name.0.first()? else {
+        return None;
+    };
+    let at = offset_of(sql, ident.span.start)?;
+    let first = sql[at..].chars().next()?;
+    let expected = match ident.quote_style {
+        Some(q) => q,
+        None => ident.value.chars().next()?,
+    };
+    first.eq_ignore_ascii_case(&expected).then_some(at)
+}
+
+/// A key value MariaDB's AUTO_INCREMENT would replace by a generated id, located in the text.
+struct Slot {
+    start: usize,
+    end: usize,
+    /// The original text when it is the literal 0 (generated only without
+    /// NO_AUTO_VALUE_ON_ZERO).
+    zero: Option<String>,
+    /// The `?` parameter index, when the key is a placeholder (its value decides at execute).
+    param: Option<usize>,
+}
+
+impl Slot {
+    /// The row template for a row spanning `row_start..row_end` of `sql`.
+    fn row(&self, sql: &str, row_start: usize, row_end: usize) -> RowTemplate {
+        RowTemplate::Generated {
+            before: sql[row_start..self.start].to_string(),
+            after: sql[self.end..row_end].to_string(),
+            zero: self.zero.clone(),
+        }
+    }
+}
+
+/// `NULL`, `DEFAULT`, `0` or `?` as the key value: where it is in the text.
+fn generated_slot(v: &Expr, sql: &str, scan: &super::scan::Scan) -> Option<Slot> {
+    let locate = |span: sqlparser::tokenizer::Span, want: &dyn Fn(&str) -> bool| {
+        let start = offset_of(sql, span.start)?;
+        let end = offset_of(sql, span.end)?;
+        (start < end && end <= sql.len() && want(&sql[start..end])).then_some((start, end))
+    };
+    match v {
+        Expr::Value(val) => match &val.value {
+            Value::Null => {
+                let (start, end) = locate(val.span, &|t| t.eq_ignore_ascii_case("null"))?;
+                Some(Slot {
+                    start,
+                    end,
+                    zero: None,
+                    param: None,
+                })
+            }
+            Value::Number(n, _) if n.bytes().all(|b| b == b'0') => {
+                let (start, end) = locate(val.span, &|t| t == n)?;
+                Some(Slot {
+                    start,
+                    end,
+                    zero: Some(n.clone()),
+                    param: None,
+                })
+            }
+            Value::Placeholder(p) if p == "?" => {
+                let (start, end) = locate(val.span, &|t| t == "?")?;
+                Some(Slot {
+                    start,
+                    end,
+                    zero: None,
+                    param: Some(scan.placeholder_index(start)?),
+                })
+            }
+            _ => None,
+        },
+        Expr::Identifier(id)
+            if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default") =>
+        {
+            let (start, end) = locate(id.span, &|t| t.eq_ignore_ascii_case("default"))?;
+            Some(Slot {
+                start,
+                end,
+                zero: None,
+                param: None,
+            })
+        }
+        _ => None,
+    }
 }
 
 fn bad_key(v: &Expr, row: usize, key: &str) -> Plan {

@@ -37,6 +37,7 @@ pub mod rules;
 pub mod scan;
 pub mod scatter;
 pub mod select;
+pub mod sequence;
 pub mod spec;
 pub mod write;
 
@@ -45,7 +46,8 @@ use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
 pub use prepared::{plan_prepared, PreparedPlan};
-pub use rules::{Rules, TableKind};
+pub use rules::{Rules, SequenceRule, TableKind};
+pub use sequence::SequenceInsert;
 use spec::MergeSpec;
 
 /// What the planner needs besides the SQL text.
@@ -74,6 +76,9 @@ pub enum Plan {
         targets: Vec<ShardSql>,
         kind: MultiKind,
     },
+    /// An INSERT whose keys come from a global sequence: the executor allocates the ids, then
+    /// renders one INSERT per shard ([`SequenceInsert::render`]) and runs them like `Multi`.
+    Sequence(SequenceInsert),
     /// Refused: MySQL error code, SQLSTATE, and a message that says what and why.
     Reject {
         code: u16,
@@ -137,6 +142,7 @@ impl Plan {
                 .iter()
                 .map(|t| (t.shard.clone(), t.sql.clone(), format!("{kind:?}")))
                 .collect(),
+            Plan::Sequence(s) => vec![("(by generated id)".to_string(), s.template(), s.note())],
             Plan::Reject {
                 code,
                 sqlstate,
@@ -149,13 +155,16 @@ impl Plan {
         }
     }
 
-    /// Shard names this plan sends something to.
+    /// Shard names this plan sends something to (none for `Sequence`: they depend on the ids
+    /// allocated at execution).
     pub fn shards(&self) -> Vec<&str> {
         match self {
             Plan::Single { shard, .. } => vec![shard.as_str()],
             Plan::Scatter { targets, .. } | Plan::Multi { targets, .. } => {
                 targets.iter().map(|t| t.shard.as_str()).collect()
             }
+            // Not known before the ids are allocated at execution.
+            Plan::Sequence(_) => vec![],
             Plan::Reject { .. } => vec![],
         }
     }

@@ -9,7 +9,10 @@
 //! - NULL, FLOAT, DOUBLE, dates, blobs → `None`.
 //!
 //! With `None` the statement takes its fallback plan: a read scatters (exact; its SQL keeps the
-//! `?` placeholders, so each shard prepares it), a write without a placeable key is refused.
+//! `?` placeholders, so each shard prepares it), a write without a placeable key is refused,
+//! except an INSERT into a table with a global sequence: NULL (and 0, see
+//! [`super::sequence`]) as its key means "generate one", so it runs as text with the values in
+//! place, planned again as a [`Plan::Sequence`].
 
 use std::sync::Arc;
 
@@ -27,6 +30,9 @@ pub enum PreparedPlan {
         param_index: usize,
         ring: Arc<Ring>,
         fallback: Box<Plan>,
+        /// A bound 0 takes the fallback too: the key of a table with a sequence, where 0 may
+        /// mean "generate an id" (decided with the session's sql_mode when it runs).
+        zero_falls_back: bool,
     },
 }
 
@@ -39,6 +45,7 @@ pub fn plan_prepared(sql: &str, ctx: &PlanContext) -> PreparedPlan {
         (Some(param_index), _) => PreparedPlan::ByParam {
             param_index,
             ring: ctx.rules.ring.clone(),
+            zero_falls_back: matches!(plan, Plan::Sequence(_)),
             fallback: Box::new(plan),
         },
     }
@@ -53,11 +60,14 @@ impl PreparedPlan {
                 param_index,
                 ring,
                 fallback,
+                zero_falls_back,
             } => match params.get(*param_index) {
-                Some(Some(k)) => Plan::Single {
-                    shard: ring.shard_for(k).to_string(),
-                    reason: format!("shard key parameter {} = {k}", param_index + 1),
-                },
+                Some(Some(k)) if !(*zero_falls_back && *k == KeyValue::from(0i64)) => {
+                    Plan::Single {
+                        shard: ring.shard_for(k).to_string(),
+                        reason: format!("shard key parameter {} = {k}", param_index + 1),
+                    }
+                }
                 _ => (**fallback).clone(),
             },
         }
@@ -114,6 +124,24 @@ mod tests {
             shard_of(&r, 8)
         );
         expect_reject(&p.bind(&[None, None]), "scatter_writes");
+    }
+
+    #[test]
+    fn sequence_key_parameter_falls_back_on_null_and_zero() {
+        let r = rules(3);
+        let p = prep("INSERT INTO orders (order_id, note) VALUES (?, ?)", &r);
+        assert_eq!(
+            expect_single(&p.bind(&[Some(KeyValue::from(8i64)), None])),
+            shard_of(&r, 8)
+        );
+        assert!(matches!(p.bind(&[None, None]), Plan::Sequence(_)), "{p:?}");
+        assert!(matches!(
+            p.bind(&[Some(KeyValue::from(0i64)), None]),
+            Plan::Sequence(_)
+        ));
+        // Without the key column, every execution takes the sequence.
+        let p = prep("INSERT INTO orders (note) VALUES (?), (?)", &r);
+        assert!(matches!(p, PreparedPlan::Fixed(Plan::Sequence(_))), "{p:?}");
     }
 
     #[test]

@@ -21,11 +21,30 @@ pub enum TableKind {
     Unlisted,
 }
 
+/// Where a sharded table's missing keys come from (`sequence = …` in the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceRule {
+    /// Lowercase sequence name (the row in `shardproxy.sequences`).
+    pub name: String,
+    /// Ids reserved per block.
+    pub block: u64,
+}
+
+/// One `[[sharding.tables]]` rule.
+#[derive(Debug, Clone)]
+struct ShardedRule {
+    /// Lowercase database qualifier of the rule, if any.
+    db: Option<String>,
+    /// Lowercase key column.
+    key: String,
+    sequence: Option<SequenceRule>,
+}
+
 /// Sharding rules (see the module doc).
 #[derive(Debug, Clone)]
 pub struct Rules {
-    /// Sharded tables: lowercase table name → [(optional lowercase db, lowercase key)].
-    sharded: HashMap<String, Vec<(Option<String>, String)>>,
+    /// Sharded tables: lowercase table name → their rules.
+    sharded: HashMap<String, Vec<ShardedRule>>,
     /// Reference tables: lowercase table name → [optional lowercase db].
     reference: HashMap<String, Vec<Option<String>>>,
     pub default_shard: String,
@@ -44,13 +63,17 @@ fn split_name(name: &str) -> (Option<String>, String) {
 
 impl Rules {
     pub fn from_config(config: &Config) -> Rules {
-        let mut sharded: HashMap<String, Vec<(Option<String>, String)>> = HashMap::new();
+        let mut sharded: HashMap<String, Vec<ShardedRule>> = HashMap::new();
         for t in &config.sharding.tables {
             let (db, table) = split_name(&t.name);
-            sharded
-                .entry(table)
-                .or_default()
-                .push((db, t.key.to_ascii_lowercase()));
+            sharded.entry(table).or_default().push(ShardedRule {
+                db,
+                key: t.key.to_ascii_lowercase(),
+                sequence: t.sequence_name().map(|name| SequenceRule {
+                    name,
+                    block: t.sequence_block(),
+                }),
+            });
         }
         let mut reference: HashMap<String, Vec<Option<String>>> = HashMap::new();
         for r in &config.sharding.reference_tables {
@@ -79,22 +102,47 @@ impl Rules {
     /// Placement of `db.table` (`db` as written, else the session's current database).
     pub fn classify(&self, db: Option<&str>, table: &str, current_db: Option<&str>) -> TableKind {
         let table = table.to_ascii_lowercase();
+        if let Some(r) = self.sharded_rule(db, &table, current_db) {
+            return TableKind::Sharded { key: r.key.clone() };
+        }
         let db = db.or(current_db).map(|d| d.to_ascii_lowercase());
         let db_matches = |rule: &Option<String>| match rule {
             None => true,
             Some(r) => db.as_deref() == Some(r.as_str()),
         };
-        if let Some(rules) = self.sharded.get(&table) {
-            if let Some((_, key)) = rules.iter().find(|(d, _)| db_matches(d)) {
-                return TableKind::Sharded { key: key.clone() };
-            }
-        }
         if let Some(rules) = self.reference.get(&table) {
             if rules.iter().any(db_matches) {
                 return TableKind::Reference;
             }
         }
         TableKind::Unlisted
+    }
+
+    /// The sequence a sharded table's missing keys come from (same matching as [`classify`]).
+    ///
+    /// [`classify`]: Rules::classify
+    pub fn sequence(
+        &self,
+        db: Option<&str>,
+        table: &str,
+        current_db: Option<&str>,
+    ) -> Option<&SequenceRule> {
+        self.sharded_rule(db, &table.to_ascii_lowercase(), current_db)
+            .and_then(|r| r.sequence.as_ref())
+    }
+
+    /// The rule for a lowercase table name, if it is sharded.
+    fn sharded_rule(
+        &self,
+        db: Option<&str>,
+        table: &str,
+        current_db: Option<&str>,
+    ) -> Option<&ShardedRule> {
+        let db = db.or(current_db).map(|d| d.to_ascii_lowercase());
+        self.sharded.get(table)?.iter().find(|r| match &r.db {
+            None => true,
+            Some(d) => db.as_deref() == Some(d.as_str()),
+        })
     }
 
     pub fn is_shard(&self, name: &str) -> bool {
@@ -115,7 +163,8 @@ pub(crate) mod tests {
              [[sharding.tables]]\nname = \"accounts\"\nkey = \"account_id\"\n\
              [[sharding.tables]]\nname = \"transactions\"\nkey = \"Account_ID\"\n\
              [[sharding.tables]]\nname = \"users\"\nkey = \"name\"\n\
-             [[sharding.tables]]\nname = \"bank.ledger\"\nkey = \"id\"\n",
+             [[sharding.tables]]\nname = \"bank.ledger\"\nkey = \"id\"\n\
+             [[sharding.tables]]\nname = \"orders\"\nkey = \"order_id\"\nsequence = true\n",
         );
         for i in 1..=shards {
             text.push_str(&format!(
@@ -156,5 +205,13 @@ pub(crate) mod tests {
             TableKind::Sharded { key: "id".into() }
         );
         assert!(r.mentions("fund_yield") && r.mentions("ledger") && !r.mentions("other"));
+        assert_eq!(
+            r.sequence(None, "Orders", None),
+            Some(&SequenceRule {
+                name: "orders".into(),
+                block: crate::config::DEFAULT_SEQUENCE_CACHE
+            })
+        );
+        assert_eq!(r.sequence(None, "accounts", None), None);
     }
 }
