@@ -377,7 +377,16 @@ fn hand_written() -> Vec<Case> {
         read("SELECT COUNT(*), SUM(amount), MIN(day), MAX(day), AVG(amount) FROM ledger", true, MUST),
         read("SELECT COUNT(DISTINCT account_id) FROM ledger", true, MUST),
         read("SELECT COUNT(DISTINCT account_id) FROM accounts WHERE balance > 0", true, MUST),
-        read("SELECT COUNT(DISTINCT status) FROM accounts", true, MAY_REFUSE),
+        // COUNT(DISTINCT) of non-key columns: the shards also group by the column.
+        read("SELECT COUNT(DISTINCT status) FROM accounts", true, MUST),
+        read("SELECT COUNT(DISTINCT status), COUNT(*), SUM(balance) FROM accounts", true, MUST),
+        read("SELECT COUNT(DISTINCT kind) FROM ledger WHERE amount > 0", true, MUST),
+        read("SELECT COUNT(DISTINCT amount) FROM ledger", true, MUST),
+        read("SELECT COUNT(DISTINCT day) FROM ledger WHERE kind = 'buy'", true, MUST),
+        read("SELECT COUNT(DISTINCT created) FROM accounts WHERE account_id > 5000", true, MUST),
+        read("SELECT kind, COUNT(DISTINCT day), SUM(amount), COUNT(*) FROM ledger GROUP BY kind ORDER BY kind", true, MUST),
+        read("SELECT day, COUNT(DISTINCT kind) AS kinds FROM ledger GROUP BY day HAVING COUNT(DISTINCT kind) > 1 ORDER BY kinds DESC, day LIMIT 5", true, MUST),
+        read("SELECT COUNT(DISTINCT status), COUNT(DISTINCT name) FROM accounts", true, MAY_REFUSE),
         read("SELECT MAX(balance) - MIN(balance) FROM accounts", true, MAY_REFUSE),
         read("SELECT GROUP_CONCAT(account_id) FROM accounts", true, MAY_REFUSE),
         // GROUP BY / HAVING.
