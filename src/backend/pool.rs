@@ -70,10 +70,13 @@ pub struct Pool {
     idle_per_list: usize,
     /// Idle connections, one list per thread ([`crate::workers::current`]). Boxed as leases
     /// hold them: taking one out or putting it back moves a pointer.
-    #[allow(clippy::vec_box)]
-    idle: Vec<Mutex<Vec<Box<BackendConn>>>>,
+    idle: Vec<Mutex<IdleList>>,
     permits: Arc<Semaphore>,
 }
+
+/// Idle connections of one thread, boxed as leases hold them.
+#[allow(clippy::vec_box)]
+type IdleList = Vec<Box<BackendConn>>;
 
 /// A connection taken from a pool. Dropping it closes the connection; [`Pool::put`] returns
 /// it.
@@ -243,7 +246,7 @@ impl Pool {
     }
 
     /// The calling thread's idle list.
-    fn idle_list(&self) -> &Mutex<Vec<Box<BackendConn>>> {
+    fn idle_list(&self) -> &Mutex<IdleList> {
         // A pool made before the session threads started has fewer lists: share the first.
         self.idle
             .get(crate::workers::current())
