@@ -509,7 +509,9 @@ fn hand_written() -> Vec<Case> {
         write("INSERT INTO accounts (account_id, name, balance) VALUES (1030, 'a', 1.00), (1030, 'b', 2.00)", MUST),
         write("INSERT INTO accounts (account_id, name, balance) VALUES (1031, 'a', 1.00), (1032, 'b', 2.00), (1031, 'c', 3.00) ON DUPLICATE KEY UPDATE name = VALUES(name), balance = balance + VALUES(balance)", MUST),
         write("INSERT INTO accounts SET account_id = 1033, name = 'set-form'", MAY_REFUSE),
-        write("INSERT INTO accounts VALUES (1034, 'no-cols', 1.00, 2.00, 'active', '2026-01-01'), (1035, 'no-cols', NULL, NULL, NULL, NULL)", MAY_REFUSE),
+        // Without a column list: the proxy reads the column order from the default shard.
+        write("INSERT INTO accounts VALUES (1034, 'no-cols', 1.00, 2.00, 'active', '2026-01-01'), (1035, 'no-cols', NULL, NULL, NULL, NULL)", MUST),
+        write("REPLACE INTO accounts VALUE (1036, 'no-cols', 3.00, 4.00, 'closed', NULL)", MUST),
         write("DELETE FROM accounts WHERE account_id IN (1034, 1035, 1036)", MUST),
         write("UPDATE ledger SET kind = 'fee' WHERE account_id IN (1, 2, 3) AND id = 100", MUST),
         // AVG before other aggregates (its hidden SUM/COUNT helper columns).

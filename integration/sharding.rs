@@ -792,3 +792,77 @@ async fn two_proxies_creating_a_sequence_at_once_share_it() {
         logs.matches("retrying the id reservation").count()
     );
 }
+
+/// `INSERT INTO t VALUES …` without a column list into a sharded table: the proxy reads the
+/// table's column order from the default shard, so each row goes to the shard its key names
+/// and every value lands in its own column (an INVISIBLE column is skipped, as MariaDB skips
+/// it); the same statement on a plain server gives the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_without_a_column_list_is_placed_by_its_key() {
+    let cluster = Cluster::shared();
+    let cfg = sharded_config(cluster)
+        .sharded_table("sp_nocols", "account_id")
+        .render();
+    let proxy = Proxy::start(&cfg);
+    let mut p = connect(&proxy.url()).await;
+    for sql in [
+        "DROP TABLE IF EXISTS sp_nocols",
+        // The key is not the first column, and a hidden column sits between the others.
+        "CREATE TABLE sp_nocols (name VARCHAR(20), account_id BIGINT PRIMARY KEY, \
+         secret INT INVISIBLE DEFAULT 7, balance DECIMAL(20,2))",
+    ] {
+        p.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let rows: Vec<String> = (1..=40).map(|i| format!("('n{i}', {i}, {i}.50)")).collect();
+    p.query_drop(format!("INSERT INTO sp_nocols VALUES {}", rows.join(", ")))
+        .await
+        .unwrap();
+    assert_eq!(p.affected_rows(), 40);
+    // Qualified and quoted names, REPLACE, one row.
+    p.query_drop("REPLACE INTO fund.`sp_nocols` VALUE ('again', 41, 41.50)")
+        .await
+        .unwrap();
+    let ring = Ring::from_config(&Config::parse(&cfg).unwrap());
+    let mut seen = 0;
+    for s in &cluster.shards {
+        for r in s
+            .primary
+            .query("SELECT account_id, name, balance, secret FROM fund.sp_nocols")
+        {
+            let id: i64 = r[0].parse().unwrap();
+            assert_eq!(ring.shard_for(&KeyValue::from(id)), s.name, "row {id}");
+            let name = if id == 41 {
+                "again".to_string()
+            } else {
+                format!("n{id}")
+            };
+            assert_eq!(r[1], name);
+            assert_eq!(r[2], format!("{id}.50"));
+            assert_eq!(r[3], "7");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 41);
+    // A row of the wrong width gets MariaDB's own error, not a misplaced row.
+    let e = server_error(
+        p.query_drop("INSERT INTO sp_nocols VALUES ('short', 99)")
+            .await,
+    );
+    assert!(
+        e.code == 1136 || e.code == 1235,
+        "expected a column-count error or a refusal, got {e:?}"
+    );
+    assert_eq!(
+        cluster
+            .shards
+            .iter()
+            .map(|s| s
+                .primary
+                .query("SELECT COUNT(*) FROM fund.sp_nocols WHERE account_id = 99")[0][0]
+                .clone())
+            .collect::<Vec<_>>(),
+        vec!["0".to_string(); cluster.shards.len()]
+    );
+}

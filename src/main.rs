@@ -26,10 +26,14 @@ struct Args {
     /// Only check the config file and exit (0 = valid).
     #[arg(long)]
     check: bool,
-    /// Session threads (default: one per CPU core). Each runs many client sessions; the
-    /// listener hands every new connection to the next thread in turn, and the session stays
-    /// there with its backend connections, never handed between threads mid-statement. The
-    /// listeners, admin port, HTTP and health checks run on the main thread.
+    /// Session threads (default: half the CPU cores, at least one). Each runs many client
+    /// sessions; the listener hands every new connection to the next thread in turn, and the
+    /// session stays there with its backend connections, never handed between threads
+    /// mid-statement. The listeners, admin port, HTTP and health checks run on the main thread.
+    /// Half, because a proxy shares its machine (with the application or the database) and one
+    /// busy thread batches more work per wake-up than two half-idle ones: on the 2-core test
+    /// machine one thread beat two (docs/benchmarks.md). On a machine of its own, give it
+    /// one per core.
     #[arg(long, env = "SHARDPROXY_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
 }
@@ -53,7 +57,7 @@ fn main() -> anyhow::Result<()> {
     }
     let threads = match args.threads {
         Some(n) => usize::from(n),
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        None => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
     };
     // Session threads first: pools made from here on get one idle list per thread.
     let workers = shardproxy::workers::Workers::start(threads)?;

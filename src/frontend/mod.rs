@@ -3,6 +3,7 @@
 //! what the proxy answers about a statement it ran on several shards ([`diagnostics`]).
 
 pub mod classify;
+pub mod column_list;
 pub mod diagnostics;
 pub mod lex;
 pub mod registry;

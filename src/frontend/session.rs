@@ -696,8 +696,45 @@ impl Session {
                 code,
                 sqlstate,
                 message,
-            } => self.send_refusal(code, sqlstate, message).await,
+            } => {
+                if message.contains(plan::insert_split::NO_COLUMN_LIST) {
+                    if let Some(spelt_out) = self.fill_column_list(&sql).await {
+                        // The same statement with its columns named: planned as if sent so.
+                        let mut p = BytesMut::with_capacity(spelt_out.len() + 1);
+                        p.put_u8(com::QUERY);
+                        p.extend_from_slice(spelt_out.as_bytes());
+                        return Box::pin(self.com_query(p.freeze(), None, None)).await;
+                    }
+                }
+                self.send_refusal(code, sqlstate, message).await
+            }
         }
+    }
+
+    /// `INSERT INTO t VALUES …` into a sharded table, with the table's columns listed after
+    /// its name (read from the default shard: `frontend::column_list`); `None` when the
+    /// statement is not of that form or the columns cannot be read.
+    async fn fill_column_list(&mut self, sql: &str) -> Option<String> {
+        let slot = super::column_list::slot(sql)?;
+        let schema = slot.schema.clone().or_else(|| self.vars.db.clone())?;
+        let shard = self.proxy.config().sharding.default_shard.clone();
+        let mut lease = self.fresh_lease(&shard).await.ok()?;
+        let query = super::column_list::columns_query(&schema, &slot.table);
+        let columns: Vec<String> = match lease.conn.query(&query).await {
+            Ok(QueryResult::Rows(rs)) => rs
+                .rows
+                .iter()
+                .filter_map(|r| r.first().cloned().flatten())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .collect(),
+            // A failed connection is dropped, not pooled.
+            _ => return None,
+        };
+        lease.pool.clone().put(lease);
+        if columns.is_empty() {
+            return None;
+        }
+        Some(super::column_list::splice(sql, &slot, &columns))
     }
 
     /// BEGIN / START TRANSACTION: inside a transaction it goes to its connection (which

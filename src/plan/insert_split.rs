@@ -12,9 +12,10 @@
 //! A row without a key, or with `NULL`/`DEFAULT`/`0` as its key, gets one from the table's
 //! global sequence when the table declares one ([`super::sequence`]); otherwise it is refused.
 //!
-//! Refused on sharded tables: INSERT without a column list (the key's position is unknown),
-//! without the key column when the table has no sequence, INSERT … SELECT, and key values that
-//! are expressions or cannot be placed exactly.
+//! Refused on sharded tables: INSERT without a column list (the key's position is unknown
+//! here; for a text statement the session then names the columns from the table's definition
+//! and plans again, see `frontend::column_list`), without the key column when the table has no
+//! sequence, INSERT … SELECT, and key values that are expressions or cannot be placed exactly.
 
 use sqlparser::ast::{
     AssignmentTarget, Expr, Insert, ObjectName, ObjectNamePart, OnInsert, SetExpr, TableObject,
@@ -26,6 +27,10 @@ use super::route::{key_atom, object_name, offset_of, KeyAtom};
 use super::rules::TableKind;
 use super::sequence::{RowTemplate, SequenceInsert};
 use super::{Cx, MultiKind, Plan, ShardSql, NONDETERMINISTIC};
+
+/// In the refusal of an INSERT without a column list into a sharded table: the session fills
+/// the list in from the table's definition and plans again (`frontend::column_list`).
+pub const NO_COLUMN_LIST: &str = "without a column list";
 
 pub(crate) fn plan_insert(ins: &Insert, cx: &Cx) -> (Plan, Option<usize>) {
     match plan(ins, cx) {
@@ -168,7 +173,7 @@ fn plan(ins: &Insert, cx: &Cx) -> R<(Plan, Option<usize>)> {
     };
     if ins.columns.is_empty() {
         return Err(not_supported(format!(
-            "INSERT into sharded table {table} without a column list: list the columns so the \
+            "INSERT into sharded table {table} {NO_COLUMN_LIST}: list the columns so the \
              proxy can find the shard key {key}"
         )));
     }
