@@ -57,8 +57,9 @@ kill -TERM "$vg"
 wait "$vg" || true
 trap - EXIT
 report=$(callgrind_annotate --inclusive=yes "$out" 2>/dev/null)
-total=$(echo "$report" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
-session=$(echo "$report" | awk '/frontend::session::serve::\{\{closure\}\} \[/ {gsub(",", "", $1); print $1; exit}')
+# Here-strings, not pipes: awk stops reading at its first match (pipefail would see SIGPIPE).
+total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' <<<"$report")
+session=$(awk '/frontend::session::serve::\{\{closure\}\} \[/ {gsub(",", "", $1); print $1; exit}' <<<"$report")
 awk -v t="$total" -v s="$session" -v n="$EVENTS" 'BEGIN {
   printf "statements: %d (prepared point selects, 1 client thread)\n", n
   printf "instructions per statement, session task: %.0f\n", s / n
