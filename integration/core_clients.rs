@@ -1052,3 +1052,55 @@ async fn client_found_rows_reports_matched_rows() {
     }
     assert_eq!(affected, vec![2, 0, 2, 2, 0, 2]);
 }
+
+/// What a statement asks about the previous one (SHOW WARNINGS, ROW_COUNT()) is never
+/// answered by a pooled connection that last ran another session's statement: warnings
+/// survive a statement that uses no table as on one server (the session keeps the connection
+/// that lists them), and after a statement that gave its connection back the proxy answers
+/// itself. Each sequence is checked against MariaDB directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnostics_never_come_from_another_sessions_statement() {
+    // Two connections: a released one is the next one taken (most recently returned first).
+    let proxy = proxy_with(|c| c.backend("pool_max = 2"));
+    let mut setup = connect(&proxy.url()).await;
+    setup
+        .query_drop("CREATE TABLE IF NOT EXISTS diag_t (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    setup
+        .query_drop("REPLACE INTO diag_t VALUES (1, 1), (2, 2), (3, 3)")
+        .await
+        .unwrap();
+    setup.disconnect().await.unwrap();
+
+    // 1. Warnings, then a statement without a table, then another session's clean read.
+    let mut answers = Vec::new();
+    for url in [proxy.url(), direct_url()] {
+        let mut a = connect(&url).await;
+        let mut b = connect(&url).await;
+        a.query_drop("SELECT 1/0").await.unwrap();
+        a.query_drop("SELECT 2").await.unwrap();
+        let _: Vec<Row> = b.query("SELECT * FROM diag_t").await.unwrap();
+        let w: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").await.unwrap();
+        answers.push(w);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].len(), 1, "{answers:?}");
+    assert_eq!(answers[0][0].1, 1365);
+
+    // 2. A statement that gave its connection back, then another session's UPDATE left on
+    // that connection when it went away.
+    let mut counts = Vec::new();
+    for url in [proxy.url(), direct_url()] {
+        let mut a = connect(&url).await;
+        a.query_drop("DO 1").await.unwrap();
+        let mut b = connect(&url).await;
+        b.query_drop("UPDATE diag_t SET v = v + 1").await.unwrap();
+        b.disconnect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let rc: Option<i64> = a.query_first("SELECT ROW_COUNT()").await.unwrap();
+        let w: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").await.unwrap();
+        counts.push((rc, w.len()));
+    }
+    assert_eq!(counts[0], counts[1]);
+}

@@ -121,9 +121,16 @@ pub struct Session {
     /// What one server would report about the previous statement when the proxy ran it on
     /// several shards (ROW_COUNT(), SHOW WARNINGS …; see `frontend::diagnostics`).
     diag: Option<Diagnostics>,
-    /// The text command of the previous statement when it was a read without warnings whose
-    /// connection went back to the pool (see `Diagnostics::clean_read`).
+    /// The text command of the previous statement when it left no warnings and its connection
+    /// went back to the pool (see `Diagnostics::clean_read`).
     clean_read: Option<Bytes>,
+    /// ROW_COUNT() after that statement: -1 after a result set, else its affected rows.
+    clean_row_count: i64,
+    /// The held connection's diagnostics area holds warnings or an error of this session's
+    /// last statements (a statement that uses no table, `SELECT 1`, leaves them in place).
+    held_diagnostics: bool,
+    /// The statement being run got the held connection back (set by `acquire`).
+    reused_held: bool,
 }
 
 /// The session setting that allows UPDATE/DELETE without a shard key.
@@ -170,6 +177,9 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         metrics: Default::default(),
         diag: None,
         clean_read: None,
+        clean_row_count: -1,
+        held_diagnostics: false,
+        reused_held: false,
     };
     s.proxy
         .counters
@@ -611,14 +621,18 @@ impl Session {
         let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
         let c = classify(&sql);
         if c.needs_previous {
+            let row_count = self.clean_row_count;
             let d = diag.or_else(|| {
-                // A read that used a table cleared the warnings; one that used none (SELECT 1)
-                // kept those of the statement before, which the proxy does not know here.
+                // The previous statement left no warnings and gave its connection back (one
+                // that left warnings, or kept earlier ones by using no table, keeps it held):
+                // nothing to list, and ROW_COUNT() is known. The pool's connections may list
+                // other sessions' statements.
                 clean_read
-                    .filter(|p| {
-                        self.held.is_none() && !names_no_table(&String::from_utf8_lossy(&p[1..]))
+                    .filter(|_| self.held.is_none())
+                    .map(|_| Diagnostics {
+                        row_count,
+                        ..Diagnostics::clean_read()
                     })
-                    .map(|_| Diagnostics::clean_read())
             });
             if let Some(d) = d {
                 return self.answer_from_diagnostics(&sql, d).await;
@@ -1285,18 +1299,29 @@ impl Session {
                     tracing::info!(session = self.id, shard, code = e.code, sqlstate = %e.sqlstate, message = %e.message, "error sent to client");
                 }
                 let tid = lease.conn.thread_id;
-                self.after_statement(shard, lease, c, &outcome);
+                // Warnings of an earlier statement survive one that uses no table: keep the
+                // connection that lists them (checked only then: it costs a tokenization).
+                let keep_diagnostics = std::mem::take(&mut self.reused_held)
+                    && self.held_diagnostics
+                    && outcome.warnings == 0
+                    && outcome.error.is_none()
+                    && names_no_table(statement);
+                self.after_statement_keeping(shard, lease, c, &outcome, keep_diagnostics);
                 let kept = self
                     .held
                     .as_ref()
                     .is_some_and(|h| h.shard == shard && h.lease.conn.thread_id == tid);
                 if !kept
                     && kind == ResponseKind::Query
-                    && outcome.result_set
                     && outcome.warnings == 0
                     && outcome.error.is_none()
                 {
                     self.clean_read = Some(payload.clone());
+                    self.clean_row_count = if outcome.result_set {
+                        -1
+                    } else {
+                        i64::try_from(outcome.affected_rows).unwrap_or(i64::MAX)
+                    };
                 }
                 Ok(Flow::Continue)
             }
@@ -1326,14 +1351,19 @@ impl Session {
     /// Takes the connection for a statement on `shard`: the held one, or one from the pool
     /// brought to the session's state.
     async fn acquire(&mut self, shard: &str, c: &Classified) -> Result<Lease, ErrInfo> {
+        self.reused_held = false;
         if let Some(h) = self.held.take() {
             if h.shard == shard {
+                self.reused_held = true;
                 let mut lease = h.lease;
                 self.restore_last_insert_id(&mut lease, c).await?;
                 return Ok(lease);
             }
             match h.why {
-                HoldWhy::Sticky => h.lease.pool.clone().put(h.lease),
+                HoldWhy::Sticky => {
+                    self.held_diagnostics = false;
+                    h.lease.pool.clone().put(h.lease)
+                }
                 HoldWhy::Transaction | HoldWhy::Pinned => {
                     let first = h.shard.clone();
                     let why = h.why;
@@ -1425,7 +1455,20 @@ impl Session {
     }
 
     /// Records what the statement changed and decides whether to keep its connection.
-    fn after_statement(&mut self, shard: &str, mut lease: Lease, c: &Classified, o: &Outcome) {
+    fn after_statement(&mut self, shard: &str, lease: Lease, c: &Classified, o: &Outcome) {
+        self.after_statement_keeping(shard, lease, c, o, false)
+    }
+
+    /// As [`Self::after_statement`]; `keep_diagnostics`: the connection lists warnings the
+    /// client may still ask about, so it stays held even if this statement left none.
+    fn after_statement_keeping(
+        &mut self,
+        shard: &str,
+        mut lease: Lease,
+        c: &Classified,
+        o: &Outcome,
+        keep_diagnostics: bool,
+    ) {
         if o.error.is_none() {
             match &c.kind {
                 Kind::SetSession { vars, names } => {
@@ -1465,6 +1508,7 @@ impl Session {
             || o.last_insert_id != 0
             // A write that changed nothing: ROW_COUNT() next must still answer its 0.
             || (c.kind == Kind::Other && !o.result_set)
+            || keep_diagnostics
         {
             Some(HoldWhy::Sticky)
         } else {
@@ -1477,6 +1521,7 @@ impl Session {
                     self.held = Some(old);
                     lease.pool.clone().put(lease);
                 } else {
+                    self.held_diagnostics = o.warnings > 0 || o.error.is_some() || keep_diagnostics;
                     self.held = Some(Held {
                         shard: shard.to_string(),
                         lease,
@@ -1487,6 +1532,8 @@ impl Session {
             None => {
                 if let Some(old) = self.held.take() {
                     self.held = Some(old);
+                } else {
+                    self.held_diagnostics = false;
                 }
                 lease.pool.clone().put(lease)
             }
@@ -2056,6 +2103,10 @@ impl Session {
         // A cursor pins through the answer's CURSOR_EXISTS status (see after_statement).
         let _ = cursor;
         let c = class;
+        if !self.reused_held {
+            // A fresh connection lists nothing of this session's.
+            self.held_diagnostics = false;
+        }
         self.held = Some(Held {
             shard: shard.clone(),
             lease,
