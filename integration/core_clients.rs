@@ -1103,4 +1103,16 @@ async fn diagnostics_never_come_from_another_sessions_statement() {
         counts.push((rc, w.len()));
     }
     assert_eq!(counts[0], counts[1]);
+
+    // 3. FOUND_ROWS() after a read whose connection another session's read used next.
+    let mut found = Vec::new();
+    for url in [proxy.url(), direct_url()] {
+        let mut a = connect(&url).await;
+        let mut b = connect(&url).await;
+        let _: Vec<Row> = a.query("SELECT * FROM diag_t").await.unwrap();
+        let _: Vec<Row> = b.query("SELECT * FROM diag_t WHERE id = 1").await.unwrap();
+        let n: Option<u64> = a.query_first("SELECT FOUND_ROWS()").await.unwrap();
+        found.push(n);
+    }
+    assert_eq!(found, vec![Some(3), Some(3)]);
 }

@@ -126,6 +126,8 @@ pub struct Session {
     clean_read: Option<Bytes>,
     /// ROW_COUNT() after that statement: -1 after a result set, else its affected rows.
     clean_row_count: i64,
+    /// FOUND_ROWS() after it when it sent a result set: its rows.
+    clean_found_rows: Option<u64>,
     /// The held connection's diagnostics area holds warnings or an error of this session's
     /// last statements (a statement that uses no table, `SELECT 1`, leaves them in place).
     held_diagnostics: bool,
@@ -178,6 +180,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         diag: None,
         clean_read: None,
         clean_row_count: -1,
+        clean_found_rows: None,
         held_diagnostics: false,
         reused_held: false,
     };
@@ -622,6 +625,12 @@ impl Session {
         let c = classify(&sql);
         if c.needs_previous {
             let row_count = self.clean_row_count;
+            let found_rows = match self.clean_found_rows {
+                Some(n) => FoundRows::Known(n),
+                // After a statement without a result set, FOUND_ROWS() is about the SELECT
+                // before it: left to the backend.
+                None => FoundRows::Backend,
+            };
             let d = diag.or_else(|| {
                 // The previous statement left no warnings and gave its connection back (one
                 // that left warnings, or kept earlier ones by using no table, keeps it held):
@@ -631,6 +640,7 @@ impl Session {
                     .filter(|_| self.held.is_none())
                     .map(|_| Diagnostics {
                         row_count,
+                        found_rows,
                         ..Diagnostics::clean_read()
                     })
             });
@@ -1322,6 +1332,7 @@ impl Session {
                     } else {
                         i64::try_from(outcome.affected_rows).unwrap_or(i64::MAX)
                     };
+                    self.clean_found_rows = outcome.result_set.then_some(outcome.rows);
                 }
                 Ok(Flow::Continue)
             }

@@ -51,6 +51,8 @@ pub struct Outcome {
     pub error: Option<ErrInfo>,
     /// At least one result set was sent.
     pub result_set: bool,
+    /// Rows of the last result set (what `FOUND_ROWS()` reports next).
+    pub rows: u64,
     /// For PREPARE: statement id, columns, parameters.
     pub prepared: Option<(u32, u16, u16)>,
 }
@@ -160,6 +162,7 @@ impl ResponseTracker {
                             return Err(Malformed("bad column count"));
                         }
                         self.outcome.result_set = true;
+                        self.outcome.rows = 0;
                         self.state = State::ColumnDefs(n);
                         Ok(Step::More)
                     }
@@ -199,6 +202,7 @@ impl ResponseTracker {
                         ..t
                     }));
                 }
+                self.outcome.rows += 1;
                 Ok(Step::More)
             }
             State::PrepareParams(..) | State::PrepareColumns(_) => Ok(self.advance_prepare_def()),
