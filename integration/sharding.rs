@@ -824,6 +824,15 @@ async fn insert_without_a_column_list_is_placed_by_its_key() {
     p.query_drop("REPLACE INTO fund.`sp_nocols` VALUE ('again', 41, 41.50)")
         .await
         .unwrap();
+    // Prepared: placed at execute by the bound key.
+    for (name, id) in [("prep", 42i64), ("prep", 43)] {
+        p.exec_drop(
+            "INSERT INTO sp_nocols VALUES (?, ?, ?)",
+            (name, id, format!("{id}.50")),
+        )
+        .await
+        .unwrap();
+    }
     let ring = Ring::from_config(&Config::parse(&cfg).unwrap());
     let mut seen = 0;
     for s in &cluster.shards {
@@ -833,10 +842,10 @@ async fn insert_without_a_column_list_is_placed_by_its_key() {
         {
             let id: i64 = r[0].parse().unwrap();
             assert_eq!(ring.shard_for(&KeyValue::from(id)), s.name, "row {id}");
-            let name = if id == 41 {
-                "again".to_string()
-            } else {
-                format!("n{id}")
+            let name = match id {
+                41 => "again".to_string(),
+                42 | 43 => "prep".to_string(),
+                _ => format!("n{id}"),
             };
             assert_eq!(r[1], name);
             assert_eq!(r[2], format!("{id}.50"));
@@ -844,7 +853,7 @@ async fn insert_without_a_column_list_is_placed_by_its_key() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 41);
+    assert_eq!(seen, 43);
     // A row of the wrong width gets MariaDB's own error, not a misplaced row.
     let e = server_error(
         p.query_drop("INSERT INTO sp_nocols VALUES ('short', 99)")

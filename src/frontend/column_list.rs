@@ -5,8 +5,9 @@
 //! the server knows. The session asks the default shard for that order
 //! (`information_schema.COLUMNS`, without INVISIBLE columns, which such an INSERT does not
 //! fill either), writes the list into the statement after the table name, and plans the result:
-//! the same statement, spelt out. Nothing is cached, so a table altered behind the proxy's back
-//! is still read right; the extra round trip is paid only by statements of this form.
+//! the same statement, spelt out (for a prepared statement, at prepare: its executes then run
+//! as for any INSERT with columns). Nothing is cached, so a table altered behind the proxy's
+//! back is still read right; the extra round trip is paid only by statements of this form.
 //! Only `VALUES` forms are filled in (`INSERT … SET` names its columns, `INSERT … SELECT` into
 //! a sharded table is refused anyway).
 

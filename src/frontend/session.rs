@@ -1854,9 +1854,19 @@ impl Session {
                 sqlstate,
                 message,
             }) => {
+                if message.contains(plan::insert_split::NO_COLUMN_LIST) {
+                    if let Some(spelt_out) = self.fill_column_list(&sql).await {
+                        // Prepared with its columns named: the same parameters, the same
+                        // answer shape, and executes place their rows by the key.
+                        let mut p = BytesMut::with_capacity(spelt_out.len() + 1);
+                        p.put_u8(com::STMT_PREPARE);
+                        p.extend_from_slice(spelt_out.as_bytes());
+                        return Box::pin(self.stmt_prepare(p.freeze())).await;
+                    }
+                }
                 return self
                     .send_refusal(*code, sqlstate.clone(), message.clone())
-                    .await
+                    .await;
             }
             PreparedPlan::Fixed(p) => match self.prefer_held(p.clone(), &sql) {
                 Plan::Single { shard, .. } => shard,
