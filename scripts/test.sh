@@ -21,6 +21,12 @@ if [ $status -eq 0 ]; then
     # --no-fail-fast: one failing test binary must not hide the results of the others.
     cargo test --workspace --no-fail-fast "$@" 2>&1 | tee -a "$LOG"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    # The proxies above run with the default session threads (one on a 2-core machine); the
+    # client and sharding suites run again with sessions and pools spread over two threads.
+    if [ $# -eq 0 ]; then
+        SHARDPROXY_THREADS=2 cargo test --no-fail-fast --test core_clients --test sharding 2>&1 | tee -a "$LOG"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    fi
 fi
 
 # "test result: ok. 7 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 7.16s"
