@@ -14,6 +14,7 @@
 # is running, HAProxy on 127.0.0.1:6035 and shardproxy (release build) on 127.0.0.1:6036.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 DURATION=${DURATION:-10}
 THREADS=${THREADS:-"1 8 32"}
 WORKLOADS=${WORKLOADS:-"oltp_point_select oltp_read_write"}
@@ -47,20 +48,7 @@ listen mariadb
   bind 127.0.0.1:6035
   server s1 $PRIMARY
 CFG
-cat > "$RUN/proxy.toml" <<CFG
-listen = "127.0.0.1:6036"
-[[users]]
-name = "app"
-password = "app"
-[backend]
-user = "app"
-password = "app"
-[[shards]]
-name = "s1"
-primary = "$PRIMARY"
-[sharding]
-default_shard = "s1"
-CFG
+single_shard_config 127.0.0.1:6036 "$PRIMARY" > "$RUN/proxy.toml"
 
 cleanup() {
   [ -f "$RUN/haproxy.pid" ] && kill "$(cat "$RUN/haproxy.pid")" 2>/dev/null || true

@@ -15,6 +15,7 @@
 # over EVENTS statements). Kernel work (system calls, TCP) is not counted by callgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 EVENTS=${EVENTS:-20000}
 PROXY_ARGS=${PROXY_ARGS:-}
 RUN=run/bench
@@ -28,20 +29,7 @@ if [ "$(mariadb --no-defaults --protocol=tcp -h127.0.0.1 -P3311 -uapp -papp -N -
   echo "no sbtest tables on 127.0.0.1:3311: run benches/e2e.sh once first (it prepares them)" >&2
   exit 1
 fi
-cat > "$RUN/callgrind.toml" <<CFG
-listen = "127.0.0.1:6039"
-[[users]]
-name = "app"
-password = "app"
-[backend]
-user = "app"
-password = "app"
-[[shards]]
-name = "s1"
-primary = "127.0.0.1:3311"
-[sharding]
-default_shard = "s1"
-CFG
+single_shard_config 127.0.0.1:6039 127.0.0.1:3311 > "$RUN/callgrind.toml"
 out="$RUN/callgrind.out"
 rm -f "$out"
 # shellcheck disable=SC2086 # PROXY_ARGS is a list of flags

@@ -64,9 +64,5 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(shardproxy::server::run_with(
-        config,
-        Some(args.config),
-        Some(workers),
-    ))
+    rt.block_on(shardproxy::server::run(config, Some(args.config), workers))
 }

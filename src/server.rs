@@ -12,16 +12,11 @@ use crate::proxy::Proxy;
 use crate::workers::Workers;
 
 /// Starts the proxy from a config (read from `config_path`, which RELOAD CONFIG and SIGHUP
-/// read again) and serves until SIGTERM/SIGINT.
-pub async fn run(config: Config, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    run_with(config, config_path, None).await
-}
-
-/// As [`run`], with client sessions served on `workers`' threads (`None`: on this runtime).
-pub async fn run_with(
+/// read again) and serves until SIGTERM/SIGINT, client sessions on `workers`' threads.
+pub async fn run(
     config: Config,
     config_path: Option<std::path::PathBuf>,
-    workers: Option<Arc<Workers>>,
+    workers: Arc<Workers>,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&config.listen)
         .await
@@ -59,19 +54,14 @@ async fn server_version(config: &Config) -> String {
 pub async fn serve(
     proxy: Arc<Proxy>,
     listener: TcpListener,
-    workers: Option<Arc<Workers>>,
+    workers: Arc<Workers>,
 ) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => match &workers {
-                    Some(w) => w.serve(proxy.clone(), stream),
-                    None => {
-                        tokio::spawn(session::serve(proxy.clone(), stream));
-                    }
-                },
+                Ok((stream, _)) => workers.serve(proxy.clone(), stream),
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;

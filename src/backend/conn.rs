@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -12,7 +12,7 @@ use crate::protocol::auth;
 use crate::protocol::constants::{cap, com};
 use crate::protocol::handshake::{Greeting, HandshakeResponse};
 use crate::protocol::packet::{Packet, PacketError, PacketReader, PacketWriter};
-use crate::protocol::packets::{parse_err, parse_ok, ErrInfo, OkInfo};
+use crate::protocol::packets::{build_command, parse_err, parse_ok, ErrInfo, OkInfo};
 use crate::protocol::response::{ResponseKind, ResponseTracker, Step};
 use crate::protocol::resultset::{parse_text_row, ColumnDef, ResultSet};
 use crate::session_state::SessionVars;
@@ -222,8 +222,8 @@ impl BackendConn {
     /// Reads the next packet of an answer, within the read timeout.
     pub async fn read(&mut self) -> Result<Packet, BackendError> {
         // Already here: no timer to arm (most packets of an answer arrive together).
-        if let Some(r) = self.reader.try_buffered() {
-            return r.map_err(|e: PacketError| lost(&self.addr, e));
+        if let Some(p) = self.reader.try_buffered() {
+            return Ok(p);
         }
         let r = match self.read_timeout {
             Some(t) => match tokio::time::timeout(t, self.reader.read()).await {
@@ -247,10 +247,8 @@ impl BackendConn {
     /// Runs a statement for the proxy's own use and collects its whole answer. Only for small
     /// answers (state restore, health checks, scatter legs).
     pub async fn query(&mut self, sql: &str) -> Result<QueryResult, BackendError> {
-        let mut cmd = BytesMut::with_capacity(sql.len() + 1);
-        cmd.extend_from_slice(&[com::QUERY]);
-        cmd.extend_from_slice(sql.as_bytes());
-        self.send_command(&cmd).await?;
+        self.send_command(&build_command(com::QUERY, sql.as_bytes()))
+            .await?;
         self.collect(ResponseKind::Query).await
     }
 
@@ -356,10 +354,8 @@ impl BackendConn {
         if let Some(s) = self.prepared.get(sql) {
             return Ok(*s);
         }
-        let mut cmd = BytesMut::with_capacity(sql.len() + 1);
-        cmd.extend_from_slice(&[com::STMT_PREPARE]);
-        cmd.extend_from_slice(sql);
-        self.send_command(&cmd).await?;
+        self.send_command(&build_command(com::STMT_PREPARE, sql))
+            .await?;
         let mut tracker = ResponseTracker::new(ResponseKind::Prepare, self.deprecate_eof());
         loop {
             let pkt = self.read().await?;

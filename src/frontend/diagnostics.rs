@@ -81,14 +81,24 @@ impl Diagnostics {
         self
     }
 
-    /// After a single-shard read that named a table, gave no warning and whose connection
-    /// went back to the pool: no warnings (a statement using a table clears them), ROW_COUNT()
-    /// -1. Asking the pool instead could reach a connection that still lists another
-    /// statement's warnings.
-    pub fn clean_read() -> Diagnostics {
+    /// After a single-shard statement that left no warning or error and whose connection went
+    /// back to the pool (one that left warnings, or kept earlier ones by using no table, keeps
+    /// its connection): nothing to list; ROW_COUNT() -1 after a result set, else the affected
+    /// rows; FOUND_ROWS() the rows of that result set, or, after a statement without one,
+    /// left to the backend (MariaDB answers about the SELECT before it). Asking the pool
+    /// instead could reach a connection that last ran another session's statement.
+    pub fn after_released(result_set: bool, affected_rows: u64, rows: u64) -> Diagnostics {
         Diagnostics {
-            row_count: -1,
-            found_rows: FoundRows::Backend,
+            row_count: if result_set {
+                -1
+            } else {
+                i64::try_from(affected_rows).unwrap_or(i64::MAX)
+            },
+            found_rows: if result_set {
+                FoundRows::Known(rows)
+            } else {
+                FoundRows::Backend
+            },
             conditions: Vec::new(),
             warning_count: 0,
         }

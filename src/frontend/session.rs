@@ -33,7 +33,9 @@ use crate::protocol::buf::Reader;
 use crate::protocol::constants::{cap, com, err, status, DEFAULT_COLLATION};
 use crate::protocol::handshake::{auth_switch_request, ChangeUser, Greeting, HandshakeResponse};
 use crate::protocol::packet::{PacketError, PacketReader, PacketWriter};
-use crate::protocol::packets::{build_eof, build_err, build_ok, build_terminator, ErrInfo, OkInfo};
+use crate::protocol::packets::{
+    build_command, build_eof, build_err, build_ok, build_terminator, ErrInfo, OkInfo,
+};
 use crate::protocol::response::{Outcome, ResponseKind, ResponseTracker, Step};
 use crate::protocol::resultset::{encode_text_row, ResultSet};
 use crate::proxy::Proxy;
@@ -121,13 +123,9 @@ pub struct Session {
     /// What one server would report about the previous statement when the proxy ran it on
     /// several shards (ROW_COUNT(), SHOW WARNINGS …; see `frontend::diagnostics`).
     diag: Option<Diagnostics>,
-    /// The text command of the previous statement when it left no warnings and its connection
-    /// went back to the pool (see `Diagnostics::clean_read`).
-    clean_read: Option<Bytes>,
-    /// ROW_COUNT() after that statement: -1 after a result set, else its affected rows.
-    clean_row_count: i64,
-    /// FOUND_ROWS() after it when it sent a result set: its rows.
-    clean_found_rows: Option<u64>,
+    /// What one server would report about the previous statement when it left nothing behind
+    /// and its connection went back to the pool (see `Diagnostics::after_released`).
+    released: Option<Diagnostics>,
     /// The held connection's diagnostics area holds warnings or an error of this session's
     /// last statements (a statement that uses no table, `SELECT 1`, leaves them in place).
     held_diagnostics: bool,
@@ -178,9 +176,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         held_why_on_loan: None,
         metrics: Default::default(),
         diag: None,
-        clean_read: None,
-        clean_row_count: -1,
-        clean_found_rows: None,
+        released: None,
         held_diagnostics: false,
         reused_held: false,
     };
@@ -526,15 +522,15 @@ impl Session {
 
     async fn dispatch(&mut self, payload: Bytes) -> Flow {
         // Diagnostics of a multi-shard statement answer only the command right after it.
-        let (diag, clean_read) = match payload[0] {
+        let (diag, released) = match payload[0] {
             com::PING | com::STMT_CLOSE | com::STMT_SEND_LONG_DATA => {
-                (self.diag.clone(), self.clean_read.clone())
+                (self.diag.clone(), self.released.clone())
             }
-            _ => (self.diag.take(), self.clean_read.take()),
+            _ => (self.diag.take(), self.released.take()),
         };
         let r = match payload[0] {
             com::QUIT => return Flow::Close,
-            com::QUERY => self.com_query(payload, diag, clean_read).await,
+            com::QUERY => self.com_query(payload, diag, released).await,
             com::PING => self
                 .send_ok(1, self.local_ok())
                 .await
@@ -613,37 +609,18 @@ impl Session {
         }
     }
 
-    /// A text statement. `diag`, `clean_read`: what the session knows about the previous
+    /// A text statement. `diag`, `released`: what the session knows about the previous
     /// statement, for the statements that ask about it.
     async fn com_query(
         &mut self,
         payload: Bytes,
         diag: Option<Diagnostics>,
-        clean_read: Option<Bytes>,
+        released: Option<Diagnostics>,
     ) -> std::io::Result<Flow> {
         let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
         let c = classify(&sql);
         if c.needs_previous {
-            let row_count = self.clean_row_count;
-            let found_rows = match self.clean_found_rows {
-                Some(n) => FoundRows::Known(n),
-                // After a statement without a result set, FOUND_ROWS() is about the SELECT
-                // before it: left to the backend.
-                None => FoundRows::Backend,
-            };
-            let d = diag.or_else(|| {
-                // The previous statement left no warnings and gave its connection back (one
-                // that left warnings, or kept earlier ones by using no table, keeps it held):
-                // nothing to list, and ROW_COUNT() is known. The pool's connections may list
-                // other sessions' statements.
-                clean_read
-                    .filter(|_| self.held.is_none())
-                    .map(|_| Diagnostics {
-                        row_count,
-                        found_rows,
-                        ..Diagnostics::clean_read()
-                    })
-            });
+            let d = diag.or_else(|| released.filter(|_| self.held.is_none()));
             if let Some(d) = d {
                 return self.answer_from_diagnostics(&sql, d).await;
             }
@@ -675,10 +652,8 @@ impl Session {
         // CONNECTION_ID() and @@socket are the proxy's to answer (see frontend::rewrite).
         let (sql, payload) = match super::rewrite::proxy_values(&sql, self.id) {
             Some(rewritten) => {
-                let mut p = BytesMut::with_capacity(rewritten.len() + 1);
-                p.put_u8(com::QUERY);
-                p.extend_from_slice(rewritten.as_bytes());
-                (rewritten, p.freeze())
+                let p = build_command(com::QUERY, rewritten.as_bytes());
+                (rewritten, p)
             }
             None => (sql, payload),
         };
@@ -724,10 +699,8 @@ impl Session {
                 if message.contains(plan::insert_split::NO_COLUMN_LIST) {
                     if let Some(spelt_out) = self.fill_column_list(&sql).await {
                         // The same statement with its columns named: planned as if sent so.
-                        let mut p = BytesMut::with_capacity(spelt_out.len() + 1);
-                        p.put_u8(com::QUERY);
-                        p.extend_from_slice(spelt_out.as_bytes());
-                        return Box::pin(self.com_query(p.freeze(), None, None)).await;
+                        let p = build_command(com::QUERY, spelt_out.as_bytes());
+                        return Box::pin(self.com_query(p, None, None)).await;
                     }
                 }
                 self.send_refusal(code, sqlstate, message).await
@@ -1308,7 +1281,6 @@ impl Session {
                     crate::metrics::record_error(e.code);
                     tracing::info!(session = self.id, shard, code = e.code, sqlstate = %e.sqlstate, message = %e.message, "error sent to client");
                 }
-                let tid = lease.conn.thread_id;
                 // Warnings of an earlier statement survive one that uses no table: keep the
                 // connection that lists them (checked only then: it costs a tokenization).
                 let keep_diagnostics = std::mem::take(&mut self.reused_held)
@@ -1316,23 +1288,18 @@ impl Session {
                     && outcome.warnings == 0
                     && outcome.error.is_none()
                     && names_no_table(statement);
-                self.after_statement_keeping(shard, lease, c, &outcome, keep_diagnostics);
-                let kept = self
-                    .held
-                    .as_ref()
-                    .is_some_and(|h| h.shard == shard && h.lease.conn.thread_id == tid);
+                let kept =
+                    self.after_statement_keeping(shard, lease, c, &outcome, keep_diagnostics);
                 if !kept
                     && kind == ResponseKind::Query
                     && outcome.warnings == 0
                     && outcome.error.is_none()
                 {
-                    self.clean_read = Some(payload.clone());
-                    self.clean_row_count = if outcome.result_set {
-                        -1
-                    } else {
-                        i64::try_from(outcome.affected_rows).unwrap_or(i64::MAX)
-                    };
-                    self.clean_found_rows = outcome.result_set.then_some(outcome.rows);
+                    self.released = Some(Diagnostics::after_released(
+                        outcome.result_set,
+                        outcome.affected_rows,
+                        outcome.rows,
+                    ));
                 }
                 Ok(Flow::Continue)
             }
@@ -1467,11 +1434,12 @@ impl Session {
 
     /// Records what the statement changed and decides whether to keep its connection.
     fn after_statement(&mut self, shard: &str, lease: Lease, c: &Classified, o: &Outcome) {
-        self.after_statement_keeping(shard, lease, c, o, false)
+        self.after_statement_keeping(shard, lease, c, o, false);
     }
 
     /// As [`Self::after_statement`]; `keep_diagnostics`: the connection lists warnings the
     /// client may still ask about, so it stays held even if this statement left none.
+    /// Returns whether the session now holds this statement's connection.
     fn after_statement_keeping(
         &mut self,
         shard: &str,
@@ -1479,7 +1447,7 @@ impl Session {
         c: &Classified,
         o: &Outcome,
         keep_diagnostics: bool,
-    ) {
+    ) -> bool {
         if o.error.is_none() {
             match &c.kind {
                 Kind::SetSession { vars, names } => {
@@ -1526,27 +1494,26 @@ impl Session {
             None
         };
         match why {
+            // A read on another shard while bound: keep the binding.
+            Some(_) if self.held.is_some() => {
+                lease.pool.clone().put(lease);
+                false
+            }
             Some(why) => {
-                if let Some(old) = self.held.take() {
-                    // A read on another shard while bound: keep the binding.
-                    self.held = Some(old);
-                    lease.pool.clone().put(lease);
-                } else {
-                    self.held_diagnostics = o.warnings > 0 || o.error.is_some() || keep_diagnostics;
-                    self.held = Some(Held {
-                        shard: shard.to_string(),
-                        lease,
-                        why,
-                    });
-                }
+                self.held_diagnostics = o.warnings > 0 || o.error.is_some() || keep_diagnostics;
+                self.held = Some(Held {
+                    shard: shard.to_string(),
+                    lease,
+                    why,
+                });
+                true
             }
             None => {
-                if let Some(old) = self.held.take() {
-                    self.held = Some(old);
-                } else {
+                if self.held.is_none() {
                     self.held_diagnostics = false;
                 }
-                lease.pool.clone().put(lease)
+                lease.pool.clone().put(lease);
+                false
             }
         }
     }
@@ -1823,10 +1790,7 @@ impl Session {
         // statement is prepared on backends with the proxy's values in place.
         let (sql, sql_bytes, payload) = match super::rewrite::proxy_values(&sql, self.id) {
             Some(rewritten) => {
-                let mut p = BytesMut::with_capacity(rewritten.len() + 1);
-                p.put_u8(com::STMT_PREPARE);
-                p.extend_from_slice(rewritten.as_bytes());
-                let p = p.freeze();
+                let p = build_command(com::STMT_PREPARE, rewritten.as_bytes());
                 (rewritten, p.slice(1..), p)
             }
             None => (sql, sql_bytes, payload),
@@ -1858,10 +1822,8 @@ impl Session {
                     if let Some(spelt_out) = self.fill_column_list(&sql).await {
                         // Prepared with its columns named: the same parameters, the same
                         // answer shape, and executes place their rows by the key.
-                        let mut p = BytesMut::with_capacity(spelt_out.len() + 1);
-                        p.put_u8(com::STMT_PREPARE);
-                        p.extend_from_slice(spelt_out.as_bytes());
-                        return Box::pin(self.stmt_prepare(p.freeze())).await;
+                        let p = build_command(com::STMT_PREPARE, spelt_out.as_bytes());
+                        return Box::pin(self.stmt_prepare(p)).await;
                     }
                 }
                 return self

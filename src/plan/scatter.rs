@@ -622,13 +622,11 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
                  would need its own grouping); run one query per expression",
             ));
         }
-        let count_distinct_anywhere = b.aggregates.iter().filter(|a| {
-            matches!(
-                a.kind,
-                AggregateKind::CountDistinct | AggregateKind::CountDistinctDisjoint
-            )
-        });
-        if count_distinct_anywhere.count() != b.distinct_args.len() {
+        // The finer grouping would count one key value once per value of `arg`.
+        if b.aggregates
+            .iter()
+            .any(|a| a.kind == AggregateKind::CountDistinctDisjoint)
+        {
             return Err(not_supported(
                 "COUNT(DISTINCT …) of the shard key together with COUNT(DISTINCT …) of \
                  another expression across shards",

@@ -100,27 +100,17 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
 
     /// The next packet when it is already wholly in the buffer: no I/O, no waiting. The
     /// packets of an answer usually arrive together, so a caller that guards reads with a
-    /// timeout arms it only when it really has to wait. `None`: not buffered yet, or a packet
-    /// of several chunks ([`Self::read`] handles both).
-    pub fn try_buffered(&mut self) -> Option<Result<Packet, PacketError>> {
-        if self.buf.len() < 4 {
-            return None;
-        }
-        let len =
-            (self.buf[0] as usize) | (self.buf[1] as usize) << 8 | (self.buf[2] as usize) << 16;
-        if len >= MAX_CHUNK || self.buf.len() < 4 + len {
-            return None;
-        }
-        if len > self.max_payload {
-            return Some(Err(PacketError::TooLarge(len, self.max_payload)));
-        }
+    /// timeout arms it only when it really has to wait. `None`: not buffered yet, a packet of
+    /// several chunks, or one over the size limit ([`Self::read`] handles all three).
+    pub fn try_buffered(&mut self) -> Option<Packet> {
+        let frame_len = self.peek_frame()?.len();
         let seq = self.buf[3];
         self.buf.advance(4);
-        Some(Ok(Packet {
+        Some(Packet {
             seq,
             chunks: 1,
-            payload: self.buf.split_to(len).freeze(),
-        }))
+            payload: self.buf.split_to(frame_len - 4).freeze(),
+        })
     }
 
     /// Reads one logical packet, joining 16 MiB chunks.
@@ -331,7 +321,7 @@ mod tests {
         assert!(r.try_buffered().is_none());
         assert_eq!(&r.read().await.unwrap().payload[..], b"first");
         // The second packet came in the same read.
-        let p = r.try_buffered().unwrap().unwrap();
+        let p = r.try_buffered().unwrap();
         assert_eq!((p.seq, p.chunks, &p.payload[..]), (2, 1, &b"second"[..]));
         assert!(r.try_buffered().is_none());
         assert!(!r.has_buffered());

@@ -1,7 +1,7 @@
 //! The generic answer packets: OK, ERR and EOF, parsed (to learn status flags, affected rows,
 //! warnings) and built (for answers the proxy gives itself).
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::buf::{put_lenenc_int, Reader};
 
@@ -141,6 +141,15 @@ pub fn build_terminator(deprecate_eof: bool, status: u16, warnings: u16) -> Byte
     } else {
         build_eof(status, warnings)
     }
+}
+
+/// A command packet's payload: the command byte, then its argument (SQL text for COM_QUERY
+/// and COM_STMT_PREPARE).
+pub fn build_command(command: u8, argument: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(argument.len() + 1);
+    out.put_u8(command);
+    out.extend_from_slice(argument);
+    out.freeze()
 }
 
 pub fn build_eof(status: u16, warnings: u16) -> BytesMut {

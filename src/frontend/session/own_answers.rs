@@ -17,10 +17,8 @@ impl Session {
     ) -> std::io::Result<Flow> {
         match diagnostics::answer(sql, &d) {
             diagnostics::Answer::AsIs => {
-                let mut payload = BytesMut::with_capacity(sql.len() + 1);
-                payload.put_u8(com::QUERY);
-                payload.extend_from_slice(sql.as_bytes());
-                Box::pin(self.com_query(payload.freeze(), None, None)).await
+                let payload = build_command(com::QUERY, sql.as_bytes());
+                Box::pin(self.com_query(payload, None, None)).await
             }
             diagnostics::Answer::Refuse(why) => {
                 self.diag = Some(d);
@@ -89,11 +87,9 @@ impl Session {
                 Ok(Flow::Continue)
             }
             diagnostics::Answer::Rewrite(text) => {
-                let mut payload = BytesMut::with_capacity(text.len() + 1);
-                payload.put_u8(com::QUERY);
-                payload.extend_from_slice(text.as_bytes());
+                let payload = build_command(com::QUERY, text.as_bytes());
                 let names_table = !names_no_table(&text);
-                let flow = Box::pin(self.com_query(payload.freeze(), None, None)).await?;
+                let flow = Box::pin(self.com_query(payload, None, None)).await?;
                 // MariaDB keeps the warnings across statements that use no table.
                 if !names_table && self.diag.is_none() {
                     self.diag = Some(d.after_answer());
