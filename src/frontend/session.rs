@@ -27,7 +27,9 @@ use super::registry::SessionHandle;
 use crate::backend::conn::{BackendConn, BackendError, QueryResult};
 use crate::backend::pool::Lease;
 use crate::plan::spec::MergeSpec;
-use crate::plan::{self, merge, MultiKind, Plan, PlanContext, PreparedPlan, ShardSql};
+use crate::plan::{
+    self, merge, MultiKind, Plan, PlanContext, PreparedPlan, Rejection, ShardSql, SingleReason,
+};
 use crate::protocol::auth;
 use crate::protocol::buf::Reader;
 use crate::protocol::constants::{cap, com, err, status, DEFAULT_COLLATION};
@@ -37,7 +39,7 @@ use crate::protocol::packets::{
     build_command, build_eof, build_err, build_ok, build_terminator, ErrInfo, OkInfo,
 };
 use crate::protocol::response::{Outcome, ResponseKind, ResponseTracker, Step};
-use crate::protocol::resultset::{encode_text_row, ResultSet};
+use crate::protocol::resultset::{encode_text_row, ResultSet, RowFormat};
 use crate::proxy::Proxy;
 use crate::ring::KeyValue;
 use crate::session_state::SessionVars;
@@ -222,16 +224,11 @@ impl Session {
     }
 
     /// Answers a statement the planner refused; the session goes on.
-    async fn send_refusal(
-        &mut self,
-        code: u16,
-        sqlstate: String,
-        message: String,
-    ) -> std::io::Result<Flow> {
+    async fn send_refusal(&mut self, r: Rejection) -> std::io::Result<Flow> {
         let e = ErrInfo {
-            code,
-            sqlstate,
-            message,
+            code: r.code(),
+            sqlstate: r.sqlstate().to_string(),
+            message: r.message(),
         };
         // No backend saw the statement: SHOW WARNINGS, ROW_COUNT() next answer about the
         // refusal, as a server would about its own error.
@@ -597,12 +594,12 @@ impl Session {
     fn prefer_held(&self, plan: Plan, sql: &str) -> Plan {
         match (plan, &self.held) {
             (Plan::Single { reason, .. }, Some(h))
-                if (reason == plan::REASON_NO_SHARDED_TABLE && names_no_table(sql))
-                    || reason.starts_with(plan::REASON_REFERENCE_ONLY) =>
+                if (reason == SingleReason::NoShardedTable && names_no_table(sql))
+                    || reason.is_reference_only() =>
             {
                 Plan::Single {
                     shard: h.shard.clone(),
-                    reason: format!("{reason}; the session's connection is on this shard"),
+                    reason: SingleReason::OnHeldConnection(Box::new(reason)),
                 }
             }
             (p, _) => p,
@@ -663,8 +660,8 @@ impl Session {
                 // decide where a held-back transaction runs.
                 let floating = c.kind == Kind::Read
                     && self.held.is_none()
-                    && ((reason == plan::REASON_NO_SHARDED_TABLE && names_no_table(&sql))
-                        || reason.starts_with(plan::REASON_REFERENCE_ONLY));
+                    && ((reason == SingleReason::NoShardedTable && names_no_table(&sql))
+                        || reason.is_reference_only());
                 let pending = if floating {
                     self.pending_begin.take()
                 } else {
@@ -679,7 +676,9 @@ impl Session {
                 }
                 r
             }
-            Plan::Scatter { targets, merge } => self.run_scatter(targets, merge, None).await,
+            Plan::Scatter { targets, merge } => {
+                self.run_scatter(targets, merge, RowFormat::Text).await
+            }
             Plan::Multi { targets, kind } => self.run_multi(targets, kind, None).await,
             Plan::Sequence(s) if s.placeholder_slot => {
                 // What MariaDB answers for a `?` outside a prepared statement.
@@ -691,19 +690,15 @@ impl Session {
                 Ok(Flow::Continue)
             }
             Plan::Sequence(s) => self.run_sequence(s).await,
-            Plan::Reject {
-                code,
-                sqlstate,
-                message,
-            } => {
-                if message.contains(plan::insert_split::NO_COLUMN_LIST) {
+            Plan::Reject(r) => {
+                if matches!(r, Rejection::InsertWithoutColumnList { .. }) {
                     if let Some(spelt_out) = self.fill_column_list(&sql).await {
                         // The same statement with its columns named: planned as if sent so.
                         let p = build_command(com::QUERY, spelt_out.as_bytes());
                         return Box::pin(self.com_query(p, None, None)).await;
                     }
                 }
-                self.send_refusal(code, sqlstate, message).await
+                self.send_refusal(r).await
             }
         }
     }
@@ -798,7 +793,9 @@ impl Session {
             return Ok(Flow::Continue);
         };
         match self.plan_text(&text) {
-            Plan::Scatter { targets, merge } => self.run_scatter(targets, merge, Some(())).await,
+            Plan::Scatter { targets, merge } => {
+                self.run_scatter(targets, merge, RowFormat::Binary).await
+            }
             Plan::Multi { targets, kind } => self.run_multi(targets, kind, None).await,
             // An OK packet is the same in the binary protocol.
             Plan::Sequence(s) => self.run_sequence(s).await,
@@ -812,16 +809,12 @@ impl Session {
                         visible_columns: plan::ALL_COLUMNS,
                         ..MergeSpec::default()
                     };
-                    self.run_scatter(target, spec, Some(())).await
+                    self.run_scatter(target, spec, RowFormat::Binary).await
                 } else {
                     self.run_multi(target, MultiKind::Write, None).await
                 }
             }
-            Plan::Reject {
-                code,
-                sqlstate,
-                message,
-            } => self.send_refusal(code, sqlstate, message).await,
+            Plan::Reject(r) => self.send_refusal(r).await,
         }
     }
 
@@ -878,7 +871,7 @@ impl Session {
         &mut self,
         targets: Vec<ShardSql>,
         merge_spec: MergeSpec,
-        binary: Option<()>,
+        format: RowFormat,
     ) -> std::io::Result<Flow> {
         let mut legs = Vec::with_capacity(targets.len());
         for t in &targets {
@@ -909,11 +902,7 @@ impl Session {
             });
         let started = Instant::now();
         let results = futures::future::join_all(runs).await;
-        self.log_if_slow(
-            started,
-            &targets,
-            &format!("scatter, {}", merge_summary(&merge_spec)),
-        );
+        self.log_if_slow(started, &targets, &merge_spec.summary());
         let mut inputs = Vec::with_capacity(results.len());
         let mut legs = Vec::new();
         let mut failure: Option<ErrInfo> = None;
@@ -986,10 +975,9 @@ impl Session {
                     conditions,
                     warning_count,
                 });
-                if binary.is_some() {
-                    self.send_binary_result_set(&rs).await?;
-                } else {
-                    self.send_result_set(&rs).await?;
+                match format {
+                    RowFormat::Binary => self.send_binary_result_set(&rs).await?,
+                    RowFormat::Text => self.send_result_set(&rs).await?,
                 }
             }
             Err(e) => {
@@ -1106,7 +1094,7 @@ impl Session {
             });
         let started = Instant::now();
         let results = futures::future::join_all(runs).await;
-        self.log_if_slow(started, &targets, &format!("multi-shard write ({kind:?})"));
+        self.log_if_slow(started, &targets, &kind.summary());
         let failed = results.iter().any(|r| r.3.is_err());
         let mut total = OkInfo {
             status: self.status & !status::MORE_RESULTS_EXISTS,
@@ -1813,12 +1801,8 @@ impl Session {
         // Where to prepare for the client's metadata: the statement's shard when fixed; for a
         // route that depends on parameters, any shard that has the tables.
         let shard = match &prepared_plan {
-            PreparedPlan::Fixed(Plan::Reject {
-                code,
-                sqlstate,
-                message,
-            }) => {
-                if message.contains(plan::insert_split::NO_COLUMN_LIST) {
+            PreparedPlan::Fixed(Plan::Reject(r)) => {
+                if matches!(r, Rejection::InsertWithoutColumnList { .. }) {
                     if let Some(spelt_out) = self.fill_column_list(&sql).await {
                         // Prepared with its columns named: the same parameters, the same
                         // answer shape, and executes place their rows by the key.
@@ -1826,9 +1810,7 @@ impl Session {
                         return Box::pin(self.stmt_prepare(p)).await;
                     }
                 }
-                return self
-                    .send_refusal(*code, sqlstate.clone(), message.clone())
-                    .await;
+                return self.send_refusal(r.clone()).await;
             }
             PreparedPlan::Fixed(p) => match self.prefer_held(p.clone(), &sql) {
                 Plan::Single { shard, .. } => shard,
@@ -2004,11 +1986,7 @@ impl Session {
             let bound = self.prefer_held(bound, &text);
             match bound {
                 Plan::Single { shard: s, .. } => shard = s,
-                Plan::Reject {
-                    code,
-                    sqlstate,
-                    message,
-                } => return self.send_refusal(code, sqlstate, message).await,
+                Plan::Reject(r) => return self.send_refusal(r).await,
                 Plan::Scatter { .. } | Plan::Multi { .. } | Plan::Sequence(_) => {
                     // Several shards: run it as text with the values in place, then answer
                     // in the binary protocol.
@@ -2380,17 +2358,4 @@ fn query_kind(kind: ResponseKind, c: &Classified) -> &'static str {
         (_, Kind::Begin | Kind::Commit | Kind::Rollback) => "transaction",
         _ => "write",
     }
-}
-
-/// A short description of a merge for logs.
-fn merge_summary(m: &MergeSpec) -> String {
-    format!(
-        "{} group keys, {} aggregates, {} sort keys, offset {}, limit {:?}{}",
-        m.group_by.len(),
-        m.aggregates.len(),
-        m.order_by.len(),
-        m.offset,
-        m.limit,
-        if m.distinct { ", distinct" } else { "" }
-    )
 }

@@ -7,6 +7,7 @@
 
 use proptest::prelude::*;
 
+use super::sequence::ZeroKey;
 use super::testutil::*;
 use super::{plan_prepared, Plan, PlanContext, Rules};
 use crate::ring::KeyValue;
@@ -91,8 +92,8 @@ proptest! {
             let rows: Vec<String> = (0..n).map(|i| format!("('r{i}')")).collect();
             let sql = format!("INSERT INTO orders (note) VALUES {}", rows.join(", "));
             let Plan::Sequence(s) = plan_with(&sql, &r) else { panic!("{sql}") };
-            prop_assert_eq!(s.ids_needed(true), n as u64);
-            let targets = s.render(first, &r, true);
+            prop_assert_eq!(s.ids_needed(ZeroKey::GeneratesId), n as u64);
+            let targets = s.render(first, &r, ZeroKey::GeneratesId);
             let mut seen = 0;
             for t in &targets {
                 for i in 0..n {

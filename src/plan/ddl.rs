@@ -10,7 +10,7 @@ use sqlparser::ast::{AlterTableOperation, CreateTableLikeKind, ObjectName, Objec
 use super::reject::not_supported;
 use super::route::object_name;
 use super::rules::TableKind;
-use super::{Cx, MultiKind, Plan};
+use super::{Cx, MultiKind, Plan, SingleReason};
 
 pub(crate) fn plan_ddl(stmt: &Statement, cx: &Cx) -> Plan {
     let mut names: Vec<&ObjectName> = Vec::new();
@@ -53,9 +53,11 @@ pub(crate) fn plan_ddl(stmt: &Statement, cx: &Cx) -> Plan {
             ObjectType::Table => names.extend(n.iter()),
             ObjectType::Index => match table {
                 Some(t) => names.push(t),
-                None => return Plan::single(cx.default_shard(), "DROP INDEX without table"),
+                None => {
+                    return Plan::single(cx.default_shard(), SingleReason::DropIndexWithoutTable)
+                }
             },
-            _ => return Plan::single(cx.default_shard(), "not a table"),
+            _ => return Plan::single(cx.default_shard(), SingleReason::NotATable),
         },
         Statement::Truncate(t) => names.extend(t.table_names.iter().map(|t| &t.name)),
         Statement::CreateIndex(c) => names.push(&c.table_name),
@@ -70,9 +72,9 @@ pub(crate) fn plan_ddl(stmt: &Statement, cx: &Cx) -> Plan {
                     }
                 }
             }
-            return Plan::single(cx.default_shard(), "unsharded tables");
+            return Plan::single(cx.default_shard(), SingleReason::UnshardedTables);
         }
-        _ => return Plan::single(cx.default_shard(), "DDL"),
+        _ => return Plan::single(cx.default_shard(), SingleReason::Ddl),
     }
     let kinds: Vec<TableKind> = names
         .iter()
@@ -83,7 +85,7 @@ pub(crate) fn plan_ddl(stmt: &Statement, cx: &Cx) -> Plan {
         .collect();
     let everywhere = kinds.iter().filter(|k| **k != TableKind::Unlisted).count();
     if everywhere == 0 {
-        return Plan::single(cx.default_shard(), "unsharded table");
+        return Plan::single(cx.default_shard(), SingleReason::UnshardedTable);
     }
     if everywhere != kinds.len() {
         return not_supported(

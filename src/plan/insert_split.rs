@@ -26,11 +26,7 @@ use super::reject::not_supported;
 use super::route::{key_atom, object_name, offset_of, KeyAtom};
 use super::rules::TableKind;
 use super::sequence::{RowTemplate, SequenceInsert};
-use super::{Cx, MultiKind, Plan, ShardSql, NONDETERMINISTIC};
-
-/// In the refusal of an INSERT without a column list into a sharded table: the session fills
-/// the list in from the table's definition and plans again (`frontend::column_list`).
-pub const NO_COLUMN_LIST: &str = "without a column list";
+use super::{Cx, MultiKind, Plan, Rejection, ShardSql, SingleReason, NONDETERMINISTIC};
 
 pub(crate) fn plan_insert(ins: &Insert, cx: &Cx) -> (Plan, Option<usize>) {
     match plan(ins, cx) {
@@ -54,7 +50,10 @@ fn plan(ins: &Insert, cx: &Cx) -> R<(Plan, Option<usize>)> {
                     "INSERT … SELECT from a sharded table into an unsharded table",
                 ));
             }
-            return Ok((Plan::single(cx.default_shard(), "unsharded table"), None));
+            return Ok((
+                Plan::single(cx.default_shard(), SingleReason::UnshardedTable),
+                None,
+            ));
         }
         TableKind::Reference => {
             if cx.scan.selects > 0 {
@@ -172,10 +171,10 @@ fn plan(ins: &Insert, cx: &Cx) -> R<(Plan, Option<usize>)> {
         return Err(not_supported("INSERT … SELECT into a sharded table"));
     };
     if ins.columns.is_empty() {
-        return Err(not_supported(format!(
-            "INSERT into sharded table {table} {NO_COLUMN_LIST}: list the columns so the \
-             proxy can find the shard key {key}"
-        )));
+        return Err(Plan::Reject(Rejection::InsertWithoutColumnList {
+            table: table.to_string(),
+            key: key.to_string(),
+        }));
     }
     let idx = ins.columns.iter().position(|c| object_name(c).1 == key);
     if sequence.is_some() {
@@ -263,7 +262,7 @@ fn plan(ins: &Insert, cx: &Cx) -> R<(Plan, Option<usize>)> {
     }
     let first = &shard_of_row[0];
     if shard_of_row.iter().all(|s| s == first) {
-        return Ok((Plan::single(first, "all rows on one shard"), None));
+        return Ok((Plan::single(first, SingleReason::AllRowsOnOneShard), None));
     }
     if values.explicit_row {
         return Err(not_supported("VALUES ROW(…) split across shards"));
@@ -444,7 +443,13 @@ fn bad_key(v: &Expr, row: usize, key: &str) -> Plan {
 fn place_one(v: &Expr, _table: &str, key: &str, cx: &Cx) -> R<(Plan, Option<usize>)> {
     match key_atom(v, cx.sql, cx.scan) {
         Some(KeyAtom::Value(k)) => Ok((
-            Plan::single(cx.rules().ring.shard_for(&k), format!("{key} = {k}")),
+            Plan::single(
+                cx.rules().ring.shard_for(&k),
+                SingleReason::InsertKey {
+                    column: key.to_string(),
+                    value: k,
+                },
+            ),
             None,
         )),
         Some(KeyAtom::Param(i)) => Ok((

@@ -13,9 +13,13 @@
 //!    - [`write`]: UPDATE and DELETE.
 //!    - [`ddl`]: CREATE/ALTER/DROP/TRUNCATE TABLE, CREATE/DROP INDEX.
 //!    - [`prepared`]: statements with `?` whose route depends on a parameter.
-//!    - [`route`]: the shared analysis (tables, colocation, key values); [`reject`]: refusals.
+//!    - [`route`]: the shared analysis (tables, colocation, key values).
 //! 3. Whatever cannot be executed exactly is refused with error 1235 and a reason. A refusal is
 //!    acceptable; a wrong answer never is.
+//!
+//! Decisions are typed: a `Single` plan says why in a [`SingleReason`], a refusal is a
+//! [`Rejection`] ([`reject`]) that renders its own code, SQLSTATE and message. The session
+//! matches on them, never on their text; their `Display` is what PREVIEW prints.
 //!
 //! A statement that goes whole to one shard is sent as the client's original text (the AST is
 //! only used to decide); rewritten SQL exists only for scatter reads (re-rendered from the AST,
@@ -31,6 +35,7 @@ pub mod ddl;
 pub mod insert_split;
 pub mod merge;
 pub mod prepared;
+pub mod reason;
 pub mod reject;
 pub mod route;
 pub mod rules;
@@ -41,11 +46,15 @@ pub mod sequence;
 pub mod spec;
 pub mod write;
 
+use std::fmt;
+
 use sqlparser::ast::Statement;
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
 pub use prepared::{plan_prepared, PreparedPlan};
+pub use reason::SingleReason;
+pub use reject::Rejection;
 pub use rules::{Rules, SequenceRule, TableKind};
 pub use sequence::SequenceInsert;
 use spec::MergeSpec;
@@ -65,7 +74,7 @@ pub struct PlanContext<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Plan {
     /// Send the client's original SQL text untouched to one shard (the lead relays packets).
-    Single { shard: String, reason: String },
+    Single { shard: String, reason: SingleReason },
     /// Different SQL per shard (SELECT scatter-gather), answers merged by `merge`.
     Scatter {
         targets: Vec<ShardSql>,
@@ -79,12 +88,9 @@ pub enum Plan {
     /// An INSERT whose keys come from a global sequence: the executor allocates the ids, then
     /// renders one INSERT per shard ([`SequenceInsert::render`]) and runs them like `Multi`.
     Sequence(SequenceInsert),
-    /// Refused: MySQL error code, SQLSTATE, and a message that says what and why.
-    Reject {
-        code: u16,
-        sqlstate: String,
-        message: String,
-    },
+    /// Refused: the rejection renders the MySQL error code, SQLSTATE, and a message that says
+    /// what and why.
+    Reject(Rejection),
 }
 
 /// The SQL one shard receives.
@@ -94,7 +100,8 @@ pub struct ShardSql {
     pub sql: String,
 }
 
-/// Why a statement goes to several shards (how to report and combine the OK packets).
+/// Why a statement goes to several shards (how to report and combine the OK packets). Its
+/// `Display` (the variant's name) is what PREVIEW prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MultiKind {
     /// A multi-row INSERT split by key: each shard got only its rows.
@@ -108,22 +115,33 @@ pub enum MultiKind {
     Ddl,
 }
 
-/// The reason of a `Single` plan for a statement that names no sharded or reference table (it
-/// goes to the default shard, or where the session already is when it reads no table at all).
-pub const REASON_NO_SHARDED_TABLE: &str = "no sharded or reference table";
-/// The reason (prefix) of a `Single` plan for a read of reference tables only: any shard's copy
-/// answers.
-pub const REASON_REFERENCE_ONLY: &str = "reference tables only";
+impl MultiKind {
+    /// The slow-query log's description of a write on several shards.
+    pub fn summary(self) -> String {
+        format!("multi-shard write ({self})")
+    }
+}
+
+impl fmt::Display for MultiKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MultiKind::InsertSplit => "InsertSplit",
+            MultiKind::Write => "Write",
+            MultiKind::ReferenceWrite => "ReferenceWrite",
+            MultiKind::Ddl => "Ddl",
+        })
+    }
+}
 
 /// `MergeSpec::visible_columns` value for `SELECT *` scatter plans, whose column count the
 /// planner cannot know: every column of the shard rows is visible (no hidden columns exist).
 pub const ALL_COLUMNS: usize = usize::MAX;
 
 impl Plan {
-    pub(crate) fn single(shard: &str, reason: impl Into<String>) -> Plan {
+    pub(crate) fn single(shard: &str, reason: SingleReason) -> Plan {
         Plan::Single {
             shard: shard.to_string(),
-            reason: reason.into(),
+            reason,
         }
     }
 
@@ -132,25 +150,21 @@ impl Plan {
     pub fn describe(&self, original_sql: &str) -> Vec<(String, String, String)> {
         match self {
             Plan::Single { shard, reason } => {
-                vec![(shard.clone(), original_sql.to_string(), reason.clone())]
+                vec![(shard.clone(), original_sql.to_string(), reason.to_string())]
             }
             Plan::Scatter { targets, merge } => targets
                 .iter()
-                .map(|t| (t.shard.clone(), t.sql.clone(), describe_merge(merge)))
+                .map(|t| (t.shard.clone(), t.sql.clone(), merge.to_string()))
                 .collect(),
             Plan::Multi { targets, kind } => targets
                 .iter()
-                .map(|t| (t.shard.clone(), t.sql.clone(), format!("{kind:?}")))
+                .map(|t| (t.shard.clone(), t.sql.clone(), kind.to_string()))
                 .collect(),
             Plan::Sequence(s) => vec![("(by generated id)".to_string(), s.template(), s.note())],
-            Plan::Reject {
-                code,
-                sqlstate,
-                message,
-            } => vec![(
+            Plan::Reject(r) => vec![(
                 String::new(),
                 original_sql.to_string(),
-                format!("refused: ERROR {code} ({sqlstate}): {message}"),
+                format!("refused: ERROR {} ({}): {r}", r.code(), r.sqlstate()),
             )],
         }
     }
@@ -165,45 +179,9 @@ impl Plan {
             }
             // Not known before the ids are allocated at execution.
             Plan::Sequence(_) => vec![],
-            Plan::Reject { .. } => vec![],
+            Plan::Reject(_) => vec![],
         }
     }
-}
-
-fn describe_merge(m: &MergeSpec) -> String {
-    let mut parts = Vec::new();
-    if m.visible_columns == ALL_COLUMNS {
-        parts.push("all columns".to_string());
-    } else {
-        parts.push(format!("{} visible columns", m.visible_columns));
-    }
-    if !m.group_by.is_empty() {
-        parts.push(format!("group by {:?}", m.group_by));
-    }
-    for a in &m.aggregates {
-        parts.push(format!("{:?}(col {})", a.kind, a.column));
-    }
-    if m.having.is_some() {
-        parts.push("having (in proxy)".into());
-    }
-    if m.distinct {
-        parts.push("distinct".into());
-    }
-    if !m.order_by.is_empty() {
-        let keys: Vec<String> = m
-            .order_by
-            .iter()
-            .map(|k| format!("{}{}", k.column, if k.descending { " desc" } else { "" }))
-            .collect();
-        parts.push(format!("order by {}", keys.join(", ")));
-    }
-    if m.offset > 0 {
-        parts.push(format!("offset {}", m.offset));
-    }
-    if let Some(l) = m.limit {
-        parts.push(format!("limit {l}"));
-    }
-    format!("merge: {}", parts.join("; "))
 }
 
 /// Plans one statement (see the module doc).
@@ -224,26 +202,20 @@ pub(crate) fn plan_full(sql: &str, ctx: &PlanContext) -> (Plan, Option<usize>) {
             );
         }
         return if rules.is_shard(h) {
-            (Plan::single(h, format!("hint shard={h}")), None)
+            (Plan::single(h, SingleReason::Hint(h.clone())), None)
         } else {
-            (
-                reject::error(
-                    reject::ER_UNKNOWN_ERROR,
-                    "HY000",
-                    format!(
-                        "unknown shard {h:?} in hint; shards are: {}",
-                        rules.shards.join(", ")
-                    ),
-                ),
-                None,
-            )
+            let refusal = Rejection::UnknownShardHint {
+                hint: h.clone(),
+                shards: rules.shards.clone(),
+            };
+            (Plan::Reject(refusal), None)
         };
     }
     let mentions_sharded = scan.words.iter().any(|w| rules.mentions_sharded(&w.text));
     let mentions_any = mentions_sharded || scan.words.iter().any(|w| rules.mentions(&w.text));
     if !mentions_any {
         return (
-            Plan::single(&rules.default_shard, REASON_NO_SHARDED_TABLE),
+            Plan::single(&rules.default_shard, SingleReason::NoShardedTable),
             None,
         );
     }
@@ -251,7 +223,7 @@ pub(crate) fn plan_full(sql: &str, ctx: &PlanContext) -> (Plan, Option<usize>) {
     if !mentions_sharded && first_word == Some("select") && !scan.has_keyword("into") {
         // A read of reference (and unlisted) tables only: any copy answers; skip the parser.
         return (
-            Plan::single(&rules.default_shard, REASON_REFERENCE_ONLY),
+            Plan::single(&rules.default_shard, SingleReason::ReferenceOnly),
             None,
         );
     }
@@ -286,10 +258,7 @@ pub(crate) fn plan_full(sql: &str, ctx: &PlanContext) -> (Plan, Option<usize>) {
             let first = scan.words.first().map(|w| w.text.as_str());
             if !mentions_sharded && first == Some("select") && !scan.has_keyword("into") {
                 return (
-                    Plan::single(
-                        &rules.default_shard,
-                        format!("{REASON_REFERENCE_ONLY} (not parsed)"),
-                    ),
+                    Plan::single(&rules.default_shard, SingleReason::ReferenceOnlyUnparsed),
                     None,
                 );
             }
@@ -331,14 +300,13 @@ pub(crate) fn plan_full(sql: &str, ctx: &PlanContext) -> (Plan, Option<usize>) {
                 Statement::Insert(i) => insert_split::plan_insert(i, &cx).0,
                 Statement::Update(u) => write::plan_update(u, &cx).0,
                 Statement::Delete(d) => write::plan_delete(d, &cx).0,
-                _ => Plan::single(&rules.default_shard, "EXPLAIN"),
+                _ => Plan::single(&rules.default_shard, SingleReason::ExplainOnShard),
             };
             match inner {
-                Plan::Single { shard, .. } => (
-                    Plan::single(&shard, "EXPLAIN on the statement's shard"),
-                    None,
-                ),
-                Plan::Reject { .. } => (inner, None),
+                Plan::Single { shard, .. } => {
+                    (Plan::single(&shard, SingleReason::ExplainOnShard), None)
+                }
+                Plan::Reject(_) => (inner, None),
                 _ => (
                     reject::not_supported(
                         "EXPLAIN of a statement that spans shards; use PREVIEW to see its plan",
@@ -358,7 +326,7 @@ pub(crate) fn plan_full(sql: &str, ctx: &PlanContext) -> (Plan, Option<usize>) {
             let first = scan.words.first().map(|w| w.text.as_str()).unwrap_or("");
             if !mentions_sharded || DEFAULT_SHARD_STATEMENTS.contains(&first) {
                 (
-                    Plan::single(&rules.default_shard, "not a data statement"),
+                    Plan::single(&rules.default_shard, SingleReason::NotADataStatement),
                     None,
                 )
             } else {
@@ -494,7 +462,8 @@ pub(crate) mod testutil {
 
     pub fn expect_reject(p: &Plan, needle: &str) {
         match p {
-            Plan::Reject { code, message, .. } => {
+            Plan::Reject(r) => {
+                let (code, message) = (&r.code(), r.message());
                 assert!(
                     message.to_lowercase().contains(&needle.to_lowercase()),
                     "message {message:?} lacks {needle:?}"
@@ -619,6 +588,41 @@ mod tests {
         let rows = plan_with(sql, &r).describe(sql);
         assert_eq!(rows.len(), 3);
         assert!(rows[0].2.contains("Count"), "{:?}", rows[0]);
+    }
+
+    #[test]
+    fn describe_notes_read_as_before() {
+        let r = rules(3);
+        let note = |sql: &str| plan_with(sql, &r).describe(sql)[0].2.clone();
+        assert_eq!(
+            note("SELECT fund, COUNT(*) FROM accounts GROUP BY fund ORDER BY 2 DESC LIMIT 5"),
+            "merge: 2 visible columns; group by [0]; Count(col 1); order by 1 desc; limit 5"
+        );
+        assert_eq!(
+            note("SELECT DISTINCT a, b FROM accounts HAVING a > 1 ORDER BY a, b DESC LIMIT 2, 3"),
+            "merge: 2 visible columns; having (in proxy); distinct; order by 0, 1 desc; \
+             offset 2; limit 3"
+        );
+        assert_eq!(note("SELECT * FROM accounts"), "merge: all columns");
+        assert_eq!(
+            note("DELETE FROM accounts WHERE account_id IN (1, 2, 3, 4)"),
+            "Write"
+        );
+        assert_eq!(
+            note("SELECT * FROM accounts WHERE account_id = 7"),
+            "key = 7"
+        );
+        assert_eq!(note("/* shard=s2 */ SELECT 1"), "hint shard=s2");
+        assert_eq!(
+            note("/* shard=s9 */ SELECT 1"),
+            "refused: ERROR 1105 (HY000): shardproxy: unknown shard \"s9\" in hint; shards are: \
+             s1, s2, s3"
+        );
+        assert_eq!(
+            note("INSERT INTO accounts VALUES (1, 2)"),
+            "refused: ERROR 1235 (42000): shardproxy: INSERT into sharded table accounts without \
+             a column list: list the columns so the proxy can find the shard key account_id"
+        );
     }
 }
 

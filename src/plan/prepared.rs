@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use super::{plan_full, Plan, PlanContext};
+use super::{plan_full, Plan, PlanContext, SingleReason};
 use crate::ring::{KeyValue, Ring};
 
 /// The cached plan of a prepared statement.
@@ -65,7 +65,10 @@ impl PreparedPlan {
                 Some(Some(k)) if !(*zero_falls_back && *k == KeyValue::from(0i64)) => {
                     Plan::Single {
                         shard: ring.shard_for(k).to_string(),
-                        reason: format!("shard key parameter {} = {k}", param_index + 1),
+                        reason: SingleReason::KeyParam {
+                            index: *param_index,
+                            value: k.clone(),
+                        },
                     }
                 }
                 _ => (**fallback).clone(),

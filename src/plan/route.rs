@@ -315,7 +315,7 @@ pub fn key_atom(e: &Expr, sql: &str, scan: &Scan) -> Option<KeyAtom> {
 }
 
 /// Where a statement's sharded tables lead.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct KeyRoute {
     /// One entry per pinning conjunct: the values the key may take.
     pub sets: Vec<Vec<KeyAtom>>,

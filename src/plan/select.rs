@@ -9,14 +9,14 @@
 use sqlparser::ast::{Query, SetExpr};
 
 use super::reject::not_supported;
-use super::route::{analyze, collect_from, describe, param_key, target_shards};
+use super::route::{analyze, collect_from, param_key, target_shards};
 use super::rules::TableKind;
-use super::{scatter, Cx, Plan};
+use super::{scatter, Cx, Plan, SingleReason};
 
 pub(crate) fn plan_select(q: &Query, cx: &Cx) -> (Plan, Option<usize>) {
     if !cx.mentions_sharded {
         return (
-            Plan::single(cx.default_shard(), "no sharded table (reference copy)"),
+            Plan::single(cx.default_shard(), SingleReason::ReferenceCopy),
             None,
         );
     }
@@ -51,7 +51,7 @@ pub(crate) fn plan_select(q: &Query, cx: &Cx) -> (Plan, Option<usize>) {
         .any(|r| matches!(r.kind, TableKind::Sharded { .. }));
     if !sharded {
         return (
-            Plan::single(cx.default_shard(), "no sharded table in FROM"),
+            Plan::single(cx.default_shard(), SingleReason::NoShardedTableInFrom),
             None,
         );
     }
@@ -75,7 +75,7 @@ pub(crate) fn plan_select(q: &Query, cx: &Cx) -> (Plan, Option<usize>) {
     };
     let param = param_key(&route);
     let plan = match target_shards(&route, cx.rules()) {
-        Some(shards) if shards.len() == 1 => Plan::single(&shards[0], describe(&route)),
+        Some(shards) if shards.len() == 1 => Plan::single(&shards[0], SingleReason::Key(route)),
         Some(shards) => scatter::plan_scatter(q, sel, &from.relations, &shards, cx),
         None => scatter::plan_scatter(q, sel, &from.relations, &cx.rules().shards, cx),
     };
@@ -113,7 +113,7 @@ mod tests {
             "SELECT * FROM accounts WHERE account_id = 0042 AND x = 1",
             &r,
         ) {
-            Plan::Single { reason, .. } => assert_eq!(reason, "key = 42"),
+            Plan::Single { reason, .. } => assert_eq!(reason.to_string(), "key = 42"),
             other => panic!("{other:?}"),
         }
     }

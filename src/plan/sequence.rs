@@ -69,27 +69,27 @@ pub(crate) enum RowTemplate {
 }
 
 impl RowTemplate {
-    fn generates(&self, zero_generates: bool) -> bool {
+    fn generates(&self, zero_key: ZeroKey) -> bool {
         match self {
             RowTemplate::Explicit { .. } => false,
-            RowTemplate::Generated { zero, .. } => zero.is_none() || zero_generates,
+            RowTemplate::Generated { zero, .. } => {
+                zero.is_none() || zero_key == ZeroKey::GeneratesId
+            }
         }
     }
 }
 
 impl SequenceInsert {
     /// How many ids the statement needs.
-    pub fn ids_needed(&self, zero_generates: bool) -> u64 {
-        self.rows
-            .iter()
-            .filter(|r| r.generates(zero_generates))
-            .count() as u64
+    pub fn ids_needed(&self, zero_key: ZeroKey) -> u64 {
+        self.rows.iter().filter(|r| r.generates(zero_key)).count() as u64
     }
 
     /// The SQL per shard once ids `first, first + 1, …` are allocated (one per generated row,
-    /// in row order), grouped in the rules' shard order. `zero_generates`: the session's
+    /// in row order), grouped in the rules' shard order. `zero_key`: what a key of 0 means in the
+    /// session's sql_mode ([`zero_generates`]).
     /// sql_mode lacks NO_AUTO_VALUE_ON_ZERO, so a key of 0 means "generate".
-    pub fn render(&self, first: u64, rules: &Rules, zero_generates: bool) -> Vec<ShardSql> {
+    pub fn render(&self, first: u64, rules: &Rules, zero_key: ZeroKey) -> Vec<ShardSql> {
         let mut next = first;
         let mut placed: Vec<(String, String)> = Vec::with_capacity(self.rows.len());
         for row in &self.rows {
@@ -100,7 +100,7 @@ impl SequenceInsert {
                     after,
                     zero,
                 } => match zero {
-                    Some(z) if !zero_generates => {
+                    Some(z) if zero_key == ZeroKey::StaysZero => {
                         (KeyValue::from(0i64), format!("{before}{z}{after}"))
                     }
                     _ => {
@@ -156,21 +156,35 @@ impl SequenceInsert {
             self.key,
             self.sequence.name,
             self.sequence.block,
-            self.ids_needed(true),
+            self.ids_needed(ZeroKey::GeneratesId),
             self.rows.len()
         )
     }
 }
 
-/// The sql_mode decides whether a key of 0 is generated (MariaDB's NO_AUTO_VALUE_ON_ZERO).
-/// `sql_mode` is the session's assignment text (`sql_mode = '…'`) if it set one; without it the
-/// server's default applies, which does not have the flag.
-pub fn zero_generates(sql_mode: Option<&str>) -> bool {
-    !sql_mode.is_some_and(|m| m.to_ascii_uppercase().contains("NO_AUTO_VALUE_ON_ZERO"))
+/// What a shard key of 0 in the INSERT means for a table whose keys come from a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZeroKey {
+    /// 0 generates an id, as NULL does (the server's default sql_mode).
+    GeneratesId,
+    /// 0 is stored as 0 (sql_mode has NO_AUTO_VALUE_ON_ZERO).
+    StaysZero,
+}
+
+/// What a key of 0 generates in this sql_mode (MariaDB's NO_AUTO_VALUE_ON_ZERO). `sql_mode` is
+/// the session's assignment text (`sql_mode = '…'`) if it set one; without it the server's
+/// default applies, which does not have the flag.
+pub fn zero_generates(sql_mode: Option<&str>) -> ZeroKey {
+    if sql_mode.is_some_and(|m| m.to_ascii_uppercase().contains("NO_AUTO_VALUE_ON_ZERO")) {
+        ZeroKey::StaysZero
+    } else {
+        ZeroKey::GeneratesId
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::ZeroKey::{GeneratesId, StaysZero};
     use crate::plan::testutil::*;
     use crate::plan::Plan;
 
@@ -185,13 +199,13 @@ mod tests {
     fn omitted_key_is_added_to_columns_and_rows() {
         let r = rules(3);
         let s = seq("INSERT INTO orders (note, qty) VALUES ('a, (b)', 1), ('é', 2)");
-        assert_eq!(s.ids_needed(true), 2);
+        assert_eq!(s.ids_needed(GeneratesId), 2);
         assert_eq!(s.sequence.name, "orders");
         assert_eq!(
             s.template(),
             "INSERT INTO orders (`order_id`, note, qty) VALUES (<next id>, 'a, (b)', 1), (<next id>, 'é', 2)"
         );
-        let targets = s.render(41, &r, true);
+        let targets = s.render(41, &r, GeneratesId);
         let all: Vec<String> = targets.iter().map(|t| t.sql.clone()).collect();
         let (a, b) = (shard_of(&r, 41), shard_of(&r, 42));
         if a == b {
@@ -215,9 +229,13 @@ mod tests {
         let s = seq(
             "INSERT INTO orders (note, order_id) VALUES ('a', NULL), ('b', 77), ('c', DEFAULT), ('d', 0) ON DUPLICATE KEY UPDATE note = VALUES(note)",
         );
-        assert_eq!(s.ids_needed(true), 3);
-        assert_eq!(s.ids_needed(false), 2);
-        let sqls: Vec<String> = s.render(5, &r, true).into_iter().map(|t| t.sql).collect();
+        assert_eq!(s.ids_needed(GeneratesId), 3);
+        assert_eq!(s.ids_needed(StaysZero), 2);
+        let sqls: Vec<String> = s
+            .render(5, &r, GeneratesId)
+            .into_iter()
+            .map(|t| t.sql)
+            .collect();
         let joined = sqls.join(" | ");
         for row in ["('a', 5)", "('b', 77)", "('c', 6)", "('d', 7)"] {
             assert!(joined.contains(row), "{row} missing in {joined}");
@@ -226,7 +244,7 @@ mod tests {
             .iter()
             .all(|s| s.ends_with(" ON DUPLICATE KEY UPDATE note = VALUES(note)")));
         // With NO_AUTO_VALUE_ON_ZERO the 0 stays, and is placed by 0.
-        let t = s.render(5, &r, false);
+        let t = s.render(5, &r, StaysZero);
         let zero = t.iter().find(|t| t.sql.contains("('d', 0)")).unwrap();
         assert_eq!(zero.shard, shard_of(&r, 0));
     }
@@ -240,7 +258,7 @@ mod tests {
             "INSERT INTO orders SET `order_id` = <next id>, note = 'x', qty = 2"
         );
         let s = seq("INSERT INTO `orders` SET `order_id` = NULL, note = 'x'");
-        let t = s.render(9, &r, true);
+        let t = s.render(9, &r, GeneratesId);
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].shard, shard_of(&r, 9));
         assert_eq!(
@@ -281,12 +299,14 @@ mod tests {
 
     #[test]
     fn zero_generates_follows_sql_mode() {
-        assert!(super::zero_generates(None));
-        assert!(super::zero_generates(Some(
-            "sql_mode = 'STRICT_ALL_TABLES'"
-        )));
-        assert!(!super::zero_generates(Some(
-            "sql_mode = 'no_auto_value_on_zero,ANSI'"
-        )));
+        assert_eq!(super::zero_generates(None), GeneratesId);
+        assert_eq!(
+            super::zero_generates(Some("sql_mode = 'STRICT_ALL_TABLES'")),
+            GeneratesId
+        );
+        assert_eq!(
+            super::zero_generates(Some("sql_mode = 'no_auto_value_on_zero,ANSI'")),
+            StaysZero
+        );
     }
 }

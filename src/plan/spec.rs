@@ -5,6 +5,13 @@
 //! Column indices refer to the columns of the SQL each shard receives. The client sees the first
 //! `visible_columns` of them; trailing columns are helpers the planner added (e.g. the SUM and
 //! COUNT behind an AVG, or an ORDER BY expression that is not selected).
+//!
+//! A [`MergeSpec`] describes itself (its `Display`): PREVIEW prints that next to each shard's
+//! SQL, and the slow-query log writes it ([`MergeSpec::summary`]).
+
+use std::fmt;
+
+use super::ALL_COLUMNS;
 
 /// The whole recipe for combining shard results.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -33,6 +40,52 @@ pub struct MergeSpec {
     pub offset: u64,
     /// Rows returned after the offset; `None` = all.
     pub limit: Option<u64>,
+}
+
+impl MergeSpec {
+    /// The slow-query log's description of a scatter read merged by this spec.
+    pub fn summary(&self) -> String {
+        format!("scatter, {self}")
+    }
+}
+
+/// `merge: ` and the steps, e.g. `merge: 2 visible columns; group by [0]; Count(col 1)`.
+impl fmt::Display for MergeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("merge: ")?;
+        if self.visible_columns == ALL_COLUMNS {
+            f.write_str("all columns")?;
+        } else {
+            write!(f, "{} visible columns", self.visible_columns)?;
+        }
+        if !self.group_by.is_empty() {
+            write!(f, "; group by {:?}", self.group_by)?;
+        }
+        for a in &self.aggregates {
+            write!(f, "; {:?}(col {})", a.kind, a.column)?;
+        }
+        if self.having.is_some() {
+            f.write_str("; having (in proxy)")?;
+        }
+        if self.distinct {
+            f.write_str("; distinct")?;
+        }
+        if !self.order_by.is_empty() {
+            f.write_str("; order by ")?;
+            for (i, k) in self.order_by.iter().enumerate() {
+                let sep = if i == 0 { "" } else { ", " };
+                let desc = if k.descending { " desc" } else { "" };
+                write!(f, "{sep}{}{desc}", k.column)?;
+            }
+        }
+        if self.offset > 0 {
+            write!(f, "; offset {}", self.offset)?;
+        }
+        if let Some(l) = self.limit {
+            write!(f, "; limit {l}")?;
+        }
+        Ok(())
+    }
 }
 
 /// One aggregate output column and how partial results recombine.

@@ -15,11 +15,9 @@
 use sqlparser::ast::{AssignmentTarget, Delete, Expr, FromTable, Update};
 
 use super::reject::not_supported;
-use super::route::{
-    analyze, collect_from, describe, object_name, param_key, target_shards, From, Relation,
-};
+use super::route::{analyze, collect_from, object_name, param_key, target_shards, From, Relation};
 use super::rules::TableKind;
-use super::{Cx, MultiKind, Plan, ShardSql, NONDETERMINISTIC};
+use super::{Cx, MultiKind, Plan, ShardSql, SingleReason, NONDETERMINISTIC};
 
 pub(crate) fn plan_update(u: &Update, cx: &Cx) -> (Plan, Option<usize>) {
     if u.from.is_some() {
@@ -84,7 +82,10 @@ fn plan_write(
     let unlisted = rels.iter().any(|r| r.kind == TableKind::Unlisted);
     if !sharded {
         if !reference {
-            return (Plan::single(cx.default_shard(), "unsharded table"), None);
+            return (
+                Plan::single(cx.default_shard(), SingleReason::UnshardedTable),
+                None,
+            );
         }
         if unlisted || cx.scan.selects > 0 {
             return (
@@ -140,7 +141,7 @@ fn plan_write(
     };
     let param = param_key(&route);
     let plan = match target_shards(&route, cx.rules()) {
-        Some(s) if s.len() == 1 => Plan::single(&s[0], describe(&route)),
+        Some(s) if s.len() == 1 => Plan::single(&s[0], SingleReason::Key(route)),
         Some(s) => {
             if ordered {
                 not_supported("ORDER BY/LIMIT in a write that spans shards")

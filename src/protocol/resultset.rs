@@ -185,6 +185,14 @@ pub fn encode_text_row(row: &[Option<Bytes>]) -> BytesMut {
     out
 }
 
+/// How the rows of a result set the proxy composes go to the client: text rows answer a
+/// COM_QUERY, binary rows a COM_STMT_EXECUTE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowFormat {
+    Text,
+    Binary,
+}
+
 /// A complete result set, held in memory.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResultSet {
