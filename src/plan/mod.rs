@@ -453,6 +453,19 @@ pub(crate) mod testutil {
         (a, b)
     }
 
+    /// A scatter read over 3 shards: the SQL every shard gets (the same for all) and the merge.
+    pub fn scatter(sql: &str) -> (String, MergeSpec) {
+        let r = rules(3);
+        match plan_with(sql, &r) {
+            Plan::Scatter { targets, merge } => {
+                assert_eq!(targets.len(), 3);
+                assert!(targets.iter().all(|t| t.sql == targets[0].sql));
+                (targets[0].sql.clone(), merge)
+            }
+            other => panic!("{sql}: expected Scatter, got {other:?}"),
+        }
+    }
+
     pub fn expect_single(p: &Plan) -> &str {
         match p {
             Plan::Single { shard, .. } => shard,

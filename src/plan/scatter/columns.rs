@@ -1,0 +1,225 @@
+//! The columns of the shard SQL, and which one holds a given expression.
+//!
+//! A shard's row starts with the client's select list, item for item (the *visible* columns);
+//! after them come *hidden* columns the rewrite needs and the client never sees: a GROUP BY or
+//! ORDER BY expression that is not selected, the argument of a COUNT(DISTINCT x), the SUM and
+//! COUNT behind an AVG. [`Builder`] keeps that list as the rewrite walks the statement, and
+//! resolves an expression of GROUP BY, HAVING or ORDER BY to its column: a select alias first,
+//! then an item with the same rendered text, else a new hidden column.
+//!
+//! Expressions are matched by their rendered, lowercased text (`SUM(balance)` in ORDER BY is the
+//! selected `sum(balance)`): exact for what the parser produced, and never a false match.
+
+use sqlparser::ast::{Expr, SelectItem};
+
+use super::aggregates::contains_aggregate;
+use super::R;
+use crate::plan::reject::not_supported;
+use crate::plan::route::Relation;
+use crate::plan::spec::{AggregateKind, AggregateSpec};
+
+/// One output column of the shard SQL.
+pub(super) struct Col {
+    /// Rendered expression (for matching ORDER BY / GROUP BY / HAVING expressions).
+    pub text: String,
+    pub alias: Option<String>,
+    /// Identifier the item is (for `SELECT name` matching `GROUP BY name`).
+    pub is_plain_ident: Option<String>,
+    pub agg: bool,
+}
+
+/// The shard SQL's columns and the aggregates found so far.
+pub(super) struct Builder<'a> {
+    pub cols: Vec<Col>,
+    /// The hidden select items, in column order after the visible ones.
+    pub hidden: Vec<SelectItem>,
+    pub aggregates: Vec<AggregateSpec>,
+    /// The arguments of the [`AggregateKind::CountDistinct`] aggregates registered so far.
+    pub distinct_args: Vec<Expr>,
+    pub rels: &'a [Relation],
+}
+
+/// The text expressions are matched by.
+pub(super) fn lc_text(e: &Expr) -> String {
+    e.to_string().to_lowercase()
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(rels: &'a [Relation]) -> Builder<'a> {
+        Builder {
+            cols: Vec::new(),
+            hidden: Vec::new(),
+            aggregates: Vec::new(),
+            distinct_args: Vec::new(),
+            rels,
+        }
+    }
+
+    /// Step 1, the select list: one visible column per item, its aggregates registered.
+    /// Returns whether it holds a `*` (then the column count is the table's, unknown here).
+    pub fn select_list(&mut self, projection: &[SelectItem]) -> R<bool> {
+        let mut wildcard = false;
+        let mut deferred_avgs = Vec::new();
+        for item in projection {
+            let (e, alias) = match item {
+                SelectItem::UnnamedExpr(e) => (e, None),
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    (expr, Some(alias.value.to_lowercase()))
+                }
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                    wildcard = true;
+                    self.cols.push(Col {
+                        text: "*".into(),
+                        alias: None,
+                        is_plain_ident: None,
+                        agg: false,
+                    });
+                    continue;
+                }
+                _ => return Err(not_supported("this select item form across shards")),
+            };
+            let col = self.cols.len();
+            let kind = self.aggregate(e)?;
+            if kind.is_none() && contains_aggregate(e) {
+                return Err(not_supported(format!(
+                    "{e}: an aggregate inside an expression cannot be combined across shards; \
+                     select the aggregates themselves"
+                )));
+            }
+            self.cols.push(Col {
+                text: lc_text(e),
+                alias,
+                is_plain_ident: match e {
+                    Expr::Identifier(i) => Some(i.value.to_lowercase()),
+                    _ => None,
+                },
+                agg: kind.is_some(),
+            });
+            if let Some(k) = kind {
+                if matches!(k, AggregateKind::Avg { .. }) {
+                    // AVG adds hidden columns; they must come after every visible one.
+                    deferred_avgs.push((e.clone(), k, col));
+                } else {
+                    self.register_aggregate(e, k, col);
+                }
+            }
+        }
+        for (e, k, col) in deferred_avgs {
+            self.register_aggregate(&e, k, col);
+        }
+        Ok(wildcard)
+    }
+
+    /// Appends hidden column `e`; returns its index.
+    pub fn push_hidden(&mut self, e: Expr, agg: bool) -> usize {
+        self.cols.push(Col {
+            text: lc_text(&e),
+            alias: None,
+            is_plain_ident: None,
+            agg,
+        });
+        self.hidden.push(SelectItem::UnnamedExpr(e));
+        self.cols.len() - 1
+    }
+
+    /// The column whose expression renders as `e` does.
+    pub fn by_text(&self, e: &Expr) -> Option<usize> {
+        let t = lc_text(e);
+        self.cols.iter().position(|c| c.text == t)
+    }
+
+    /// The column whose alias is the identifier `e`.
+    pub fn by_alias(&self, e: &Expr) -> Option<usize> {
+        let Expr::Identifier(id) = e else { return None };
+        let name = id.value.to_lowercase();
+        self.cols
+            .iter()
+            .position(|c| c.alias.as_deref() == Some(name.as_str()))
+    }
+
+    /// The column holding `e`, adding a hidden one if `e` is not selected. Aggregates are
+    /// registered so the merge recombines them.
+    pub fn column_for(&mut self, e: &Expr) -> R<usize> {
+        if let Some(i) = self.by_alias(e).or_else(|| self.by_text(e)) {
+            return Ok(i);
+        }
+        if let Some(kind) = self.aggregate(e)? {
+            let col = self.cols.len();
+            let c = self.push_hidden(e.clone(), true);
+            debug_assert_eq!(c, col);
+            self.register_aggregate(e, kind, col);
+            return Ok(col);
+        }
+        if contains_aggregate(e) {
+            return Err(not_supported(
+                "an aggregate inside an expression cannot be combined across shards; select \
+                 the aggregates and compute the expression in the application",
+            ));
+        }
+        Ok(self.push_hidden(e.clone(), false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::spec::{MergeSpec, SortKey};
+    use crate::plan::testutil::*;
+    use crate::plan::ALL_COLUMNS;
+
+    #[test]
+    fn plain_scatter_concatenates() {
+        let (sql, m) = scatter("SELECT account_id, balance FROM accounts WHERE balance > 10");
+        assert_eq!(
+            sql,
+            "SELECT account_id, balance FROM accounts WHERE balance > 10"
+        );
+        assert_eq!(m.visible_columns, 2);
+        assert_eq!(
+            m,
+            MergeSpec {
+                visible_columns: 2,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn star_without_order_is_all_columns() {
+        let (sql, m) = scatter("SELECT * FROM accounts LIMIT 5");
+        assert_eq!(sql, "SELECT * FROM accounts LIMIT 5");
+        assert_eq!(m.visible_columns, ALL_COLUMNS);
+        assert_eq!(m.limit, Some(5));
+    }
+
+    #[test]
+    fn order_by_alias_and_hidden_expression() {
+        let (sql, m) =
+            scatter("SELECT account_id AS id FROM accounts ORDER BY id, created_at DESC");
+        assert_eq!(
+            sql,
+            "SELECT account_id AS id, created_at FROM accounts ORDER BY id, created_at DESC"
+        );
+        assert_eq!(m.visible_columns, 1);
+        assert_eq!(
+            m.order_by,
+            vec![
+                SortKey {
+                    column: 0,
+                    descending: false
+                },
+                SortKey {
+                    column: 1,
+                    descending: true
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn unselected_group_key_is_hidden() {
+        let (sql, m) = scatter("SELECT COUNT(*) FROM accounts GROUP BY fund");
+        assert_eq!(sql, "SELECT COUNT(*), fund FROM accounts GROUP BY fund");
+        assert_eq!(m.group_by, vec![1]);
+        assert_eq!(m.visible_columns, 1);
+    }
+}
