@@ -1,10 +1,20 @@
-//! The statements the session answers from what it knows itself rather than by relaying a
-//! backend's answer: questions about a statement it ran on several shards (`ROW_COUNT()`,
-//! `SHOW WARNINGS` …, see [`crate::frontend::diagnostics`]) and INSERTs whose keys come from a
-//! global sequence (see [`crate::plan::sequence`] and [`crate::sequence`]). Kept out of
-//! `session.rs`, whose relay path is the hot path.
+//! What the session answers itself rather than by relaying a backend's answer: PREVIEW,
+//! result sets the proxy composed (sent as text rows, or binary rows for an execute),
+//! questions about a statement it ran on several shards (`ROW_COUNT()`, `SHOW WARNINGS` …, see
+//! [`crate::frontend::diagnostics`]) and INSERTs whose keys come from a global sequence (see
+//! [`crate::plan::sequence`] and [`crate::sequence`]). Off the relay path, which is the hot
+//! path.
 
-use super::*;
+use bytes::{Bytes, BytesMut};
+
+use super::{Flow, Session};
+use crate::backend::conn::{BackendConn, BackendError, QueryResult};
+use crate::frontend::classify::names_no_table;
+use crate::frontend::diagnostics::{self, Condition, Diagnostics, FoundRows};
+use crate::plan::{self, MultiKind, Plan};
+use crate::protocol::constants::{com, err, status};
+use crate::protocol::packets::{build_command, build_eof, build_terminator, ErrInfo};
+use crate::protocol::resultset::{encode_text_row, ResultSet};
 
 impl Session {
     /// Answers a statement about the previous one (ROW_COUNT(), SHOW WARNINGS …) when the
@@ -189,5 +199,101 @@ pub(super) fn failed_diagnostics(mut conditions: Vec<Condition>, e: &ErrInfo) ->
         found_rows: FoundRows::Unknown,
         warning_count: conditions.len() as u64,
         conditions,
+    }
+}
+
+impl Session {
+    pub(super) async fn preview(&mut self, stmt: &str) -> std::io::Result<Flow> {
+        let plan = self.plan_text(stmt);
+        let rs = preview_result_set(&plan, stmt);
+        self.send_result_set(&rs).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Sends a result set the proxy composed (text protocol).
+    pub(super) async fn send_result_set(&mut self, rs: &ResultSet) -> std::io::Result<()> {
+        let mut seq = 1u8;
+        let mut count = BytesMut::new();
+        crate::protocol::buf::put_lenenc_int(&mut count, rs.columns.len() as u64);
+        seq = self.writer.write(seq, &count).await?;
+        for c in &rs.columns {
+            seq = self.writer.write(seq, &c.encode()).await?;
+        }
+        let status = self.status & !status::MORE_RESULTS_EXISTS;
+        if !self.deprecate_eof() {
+            seq = self.writer.write(seq, &build_eof(status, 0)).await?;
+        }
+        for r in &rs.rows {
+            seq = self.writer.write(seq, &encode_text_row(r)).await?;
+        }
+        self.writer
+            .write(
+                seq,
+                &build_terminator(self.deprecate_eof(), status, rs.warnings),
+            )
+            .await?;
+        self.writer.flush().await
+    }
+
+    /// Sends a result set the proxy composed as binary rows (the answer to an execute).
+    pub(super) async fn send_binary_result_set(&mut self, rs: &ResultSet) -> std::io::Result<()> {
+        let mut rows = Vec::with_capacity(rs.rows.len());
+        for r in &rs.rows {
+            match crate::protocol::binary::encode_binary_row(&rs.columns, r) {
+                Some(b) => rows.push(b),
+                None => {
+                    let e = ErrInfo::new(
+                        (1105, "HY000"),
+                        "a merged value does not fit its column type in the binary protocol",
+                    );
+                    return self.send_err(1, &e).await;
+                }
+            }
+        }
+        let mut seq = 1u8;
+        let mut count = BytesMut::new();
+        crate::protocol::buf::put_lenenc_int(&mut count, rs.columns.len() as u64);
+        seq = self.writer.write(seq, &count).await?;
+        for c in &rs.columns {
+            seq = self.writer.write(seq, &c.encode()).await?;
+        }
+        let status = self.status & !status::MORE_RESULTS_EXISTS;
+        if !self.deprecate_eof() {
+            seq = self.writer.write(seq, &build_eof(status, 0)).await?;
+        }
+        for r in &rows {
+            seq = self.writer.write(seq, r).await?;
+        }
+        self.writer
+            .write(
+                seq,
+                &build_terminator(self.deprecate_eof(), status, rs.warnings),
+            )
+            .await?;
+        self.writer.flush().await
+    }
+}
+
+/// What PREVIEW answers: one row per shard with the SQL it gets and how results combine.
+pub fn preview_result_set(plan: &Plan, sql: &str) -> ResultSet {
+    use crate::protocol::resultset::ColumnDef;
+    ResultSet {
+        columns: vec![
+            ColumnDef::text("shard"),
+            ColumnDef::text("sql"),
+            ColumnDef::text("plan"),
+        ],
+        rows: plan
+            .describe(sql)
+            .into_iter()
+            .map(|(shard, sql, notes)| {
+                vec![
+                    Some(Bytes::from(shard)),
+                    Some(Bytes::from(sql)),
+                    Some(Bytes::from(notes)),
+                ]
+            })
+            .collect(),
+        warnings: 0,
     }
 }
