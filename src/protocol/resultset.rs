@@ -185,6 +185,15 @@ pub fn encode_text_row(row: &[Option<Bytes>]) -> BytesMut {
     out
 }
 
+/// How the rows of a result set go on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowFormat {
+    /// Text rows: the answer to COM_QUERY.
+    Text,
+    /// Binary rows: the answer to COM_STMT_EXECUTE.
+    Binary,
+}
+
 /// A complete result set, held in memory.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResultSet {

@@ -4,15 +4,17 @@
 //! else a pooled one brought to the session's state ([`Session::fresh_lease`]);
 //! [`Session::after_statement`] records what the statement changed and decides whether to hold
 //! the connection (pinned, open transaction, sticky diagnostics) or return it to the pool.
-//! The legs of a multi-shard statement borrow the held connection through
-//! [`Session::leg_lease`] and [`Session::return_legs`].
+//! The legs of a multi-shard statement borrow the held connection through the session's
+//! [`Shards`] implementation, the multi-shard executor's way to reach shards.
 //!
 //! Touches only the session's connection state (`held`, `pin`, `vars`, `last_insert_id`);
 //! never writes to the client.
 
 use super::Session;
+use crate::backend::conn::QueryResult;
 use crate::backend::conn::{BackendConn, BackendError};
 use crate::backend::pool::Lease;
+use crate::exec::{Access, ShardConn, Shards};
 use crate::frontend::classify::{Classified, Kind};
 use crate::protocol::constants::{err, status};
 use crate::protocol::packets::ErrInfo;
@@ -238,27 +240,86 @@ impl Session {
             }
         }
     }
+}
 
-    /// Takes a connection for one leg of a multi-shard statement: the held one if it is on
-    /// that shard (so a transaction sees its own changes), else a pooled one.
-    pub(super) async fn leg_lease(&mut self, shard: &str) -> Result<(Lease, bool), ErrInfo> {
-        if self.held.as_ref().is_some_and(|h| h.shard == shard) {
+/// A leg's connection as the session lends it to the multi-shard executor.
+pub struct LegLease {
+    /// The pooled (or held) connection.
+    lease: Lease,
+    /// It is the session's held connection, to be held again afterwards.
+    held: bool,
+}
+
+impl ShardConn for LegLease {
+    async fn query(&mut self, sql: &str) -> Result<QueryResult, BackendError> {
+        self.lease.conn.query(sql).await
+    }
+
+    fn forget_insert_id(&mut self) {
+        self.lease.conn.last_insert_id = u64::MAX;
+    }
+}
+
+/// The executor's legs take the held connection when it is on their shard (so a transaction
+/// sees its own changes), else a pooled one; a write's leg also gets the held-back BEGIN.
+impl Shards for Session {
+    type Conn = LegLease;
+
+    async fn lease(&mut self, shard: &str, access: Access) -> Result<LegLease, ErrInfo> {
+        let mut leg = if self.held.as_ref().is_some_and(|h| h.shard == shard) {
             let h = self.held.take().expect("checked");
             self.held_why_on_loan = Some(h.why);
-            return Ok((h.lease, true));
+            LegLease {
+                lease: h.lease,
+                held: true,
+            }
+        } else {
+            LegLease {
+                lease: self.fresh_lease(shard).await?,
+                held: false,
+            }
+        };
+        if access == Access::Write {
+            self.start_pending_transaction(&mut leg.lease).await?;
         }
-        Ok((self.fresh_lease(shard).await?, false))
+        Ok(leg)
     }
 
-    /// Gives back the legs' connections: the held one to `held`, the others to their pools.
-    pub(super) fn return_legs(&mut self, legs: Vec<(String, Lease, bool)>) {
-        for (shard, lease, was_held) in legs {
-            if was_held {
-                let why = self.held_why_on_loan.take().unwrap_or(HoldWhy::Sticky);
-                self.held = Some(Held { shard, lease, why });
-            } else {
-                lease.pool.clone().put(lease);
+    fn give_back(&mut self, shard: &str, leg: LegLease) {
+        count_query(&leg.lease);
+        let why = if leg.held {
+            Some(self.held_why_on_loan.take().unwrap_or(HoldWhy::Sticky))
+        } else if leg.lease.conn.status & status::IN_TRANS != 0 {
+            // The held-back BEGIN went here: this is now the transaction's connection.
+            Some(HoldWhy::Transaction)
+        } else {
+            None
+        };
+        match why {
+            Some(why) => {
+                self.held = Some(Held {
+                    shard: shard.to_string(),
+                    lease: leg.lease,
+                    why,
+                })
             }
+            None => leg.lease.pool.clone().put(leg.lease),
         }
     }
+
+    fn lost(&mut self, _shard: &str, leg: LegLease) {
+        count_query(&leg.lease);
+        if leg.held {
+            self.held_why_on_loan = None;
+        }
+    }
+}
+
+/// Counts a statement in the statistics of the connection's pool.
+fn count_query(lease: &Lease) {
+    lease
+        .pool
+        .stats
+        .queries
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }

@@ -37,7 +37,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::net::TcpStream;
 
-use crate::frontend::diagnostics::Diagnostics;
+use crate::exec::Diagnostics;
 use crate::frontend::registry::SessionHandle;
 use crate::protocol::buf::Reader;
 use crate::protocol::constants::{cap, com, err, status, DEFAULT_COLLATION};
@@ -60,7 +60,6 @@ mod transaction;
 
 pub use handshake::backend_version;
 use hold::{Held, HoldWhy};
-use own_answers::failed_diagnostics;
 pub use own_answers::preview_result_set;
 use prepared::ClientStmt;
 use relay::{ClientReader, ClientWriter};
@@ -225,7 +224,7 @@ impl Session {
         };
         // No backend saw the statement: SHOW WARNINGS, ROW_COUNT() next answer about the
         // refusal, as a server would about its own error.
-        self.diag = Some(failed_diagnostics(Vec::new(), &e));
+        self.diag = Some(Diagnostics::failed(Vec::new(), &e));
         self.send_err(1, &e).await?;
         Ok(Flow::Continue)
     }

@@ -8,13 +8,14 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{Flow, Session};
-use crate::backend::conn::{BackendConn, BackendError, QueryResult};
+use crate::backend::conn::{BackendError, QueryResult};
+use crate::exec::Diagnostics;
 use crate::frontend::classify::names_no_table;
-use crate::frontend::diagnostics::{self, Condition, Diagnostics, FoundRows};
+use crate::frontend::diagnostics;
 use crate::plan::{self, MultiKind, Plan};
 use crate::protocol::constants::{com, err, status};
 use crate::protocol::packets::{build_command, build_eof, build_terminator, ErrInfo};
-use crate::protocol::resultset::{encode_text_row, ResultSet};
+use crate::protocol::resultset::{encode_text_row, ResultSet, RowFormat};
 
 impl Session {
     /// Answers a statement about the previous one (ROW_COUNT(), SHOW WARNINGS …) when the
@@ -92,7 +93,7 @@ impl Session {
                     })
                     .collect();
                 rs.warnings = d.warning_count.min(u16::MAX as u64) as u16;
-                self.send_result_set(&rs).await?;
+                self.send_result_set(&rs, RowFormat::Text).await?;
                 self.diag = Some(d.after_answer());
                 Ok(Flow::Continue)
             }
@@ -149,7 +150,7 @@ impl Session {
             match allocated {
                 Ok(first) => first,
                 Err(e) => {
-                    self.diag = Some(failed_diagnostics(Vec::new(), &e));
+                    self.diag = Some(Diagnostics::failed(Vec::new(), &e));
                     self.send_err(1, &e).await?;
                     return Ok(Flow::Continue);
                 }
@@ -162,94 +163,42 @@ impl Session {
     }
 }
 
-/// A shard connection's `SHOW WARNINGS`, read right after its part of a multi-shard statement
-/// (empty if it cannot be read: the count is still reported).
-pub(super) async fn shard_warnings(conn: &mut BackendConn) -> Vec<Condition> {
-    match conn.query("SHOW WARNINGS").await {
-        Ok(QueryResult::Rows(rs)) => rs
-            .rows
-            .iter()
-            .filter_map(|r| {
-                let text = |i: usize| {
-                    r.get(i)
-                        .cloned()
-                        .flatten()
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                };
-                Some(Condition {
-                    level: text(0)?,
-                    code: text(1)?.parse().ok()?,
-                    message: text(2)?,
-                })
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Diagnostics after a multi-shard statement failed with `e` (what the client was sent).
-pub(super) fn failed_diagnostics(mut conditions: Vec<Condition>, e: &ErrInfo) -> Diagnostics {
-    conditions.push(Condition {
-        level: "Error".into(),
-        code: e.code,
-        message: e.message.clone(),
-    });
-    Diagnostics {
-        row_count: -1,
-        found_rows: FoundRows::Unknown,
-        warning_count: conditions.len() as u64,
-        conditions,
-    }
-}
-
 impl Session {
     pub(super) async fn preview(&mut self, stmt: &str) -> std::io::Result<Flow> {
         let plan = self.plan_text(stmt);
         let rs = preview_result_set(&plan, stmt);
-        self.send_result_set(&rs).await?;
+        self.send_result_set(&rs, RowFormat::Text).await?;
         Ok(Flow::Continue)
     }
 
-    /// Sends a result set the proxy composed (text protocol).
-    pub(super) async fn send_result_set(&mut self, rs: &ResultSet) -> std::io::Result<()> {
-        let mut seq = 1u8;
-        let mut count = BytesMut::new();
-        crate::protocol::buf::put_lenenc_int(&mut count, rs.columns.len() as u64);
-        seq = self.writer.write(seq, &count).await?;
-        for c in &rs.columns {
-            seq = self.writer.write(seq, &c.encode()).await?;
-        }
-        let status = self.status & !status::MORE_RESULTS_EXISTS;
-        if !self.deprecate_eof() {
-            seq = self.writer.write(seq, &build_eof(status, 0)).await?;
-        }
-        for r in &rs.rows {
-            seq = self.writer.write(seq, &encode_text_row(r)).await?;
-        }
-        self.writer
-            .write(
-                seq,
-                &build_terminator(self.deprecate_eof(), status, rs.warnings),
-            )
-            .await?;
-        self.writer.flush().await
-    }
-
-    /// Sends a result set the proxy composed as binary rows (the answer to an execute).
-    pub(super) async fn send_binary_result_set(&mut self, rs: &ResultSet) -> std::io::Result<()> {
-        let mut rows = Vec::with_capacity(rs.rows.len());
-        for r in &rs.rows {
-            match crate::protocol::binary::encode_binary_row(&rs.columns, r) {
-                Some(b) => rows.push(b),
-                None => {
+    /// Sends a result set the proxy composed, as text rows or as binary rows (the answer to
+    /// an execute). A value that does not fit its column in the binary protocol is an error,
+    /// sent before anything of the result set.
+    pub(super) async fn send_result_set(
+        &mut self,
+        rs: &ResultSet,
+        format: RowFormat,
+    ) -> std::io::Result<()> {
+        // Binary rows are encoded first, so a value that does not fit fails cleanly; text
+        // rows are encoded as they are written.
+        let binary_rows = match format {
+            RowFormat::Text => None,
+            RowFormat::Binary => {
+                let encoded: Option<Vec<BytesMut>> = rs
+                    .rows
+                    .iter()
+                    .map(|r| crate::protocol::binary::encode_binary_row(&rs.columns, r))
+                    .collect();
+                let Some(rows) = encoded else {
                     let e = ErrInfo::new(
                         (1105, "HY000"),
                         "a merged value does not fit its column type in the binary protocol",
                     );
                     return self.send_err(1, &e).await;
-                }
+                };
+                Some(rows)
             }
-        }
+        };
         let mut seq = 1u8;
         let mut count = BytesMut::new();
         crate::protocol::buf::put_lenenc_int(&mut count, rs.columns.len() as u64);
@@ -261,8 +210,17 @@ impl Session {
         if !self.deprecate_eof() {
             seq = self.writer.write(seq, &build_eof(status, 0)).await?;
         }
-        for r in &rows {
-            seq = self.writer.write(seq, r).await?;
+        match &binary_rows {
+            Some(rows) => {
+                for r in rows {
+                    seq = self.writer.write(seq, r).await?;
+                }
+            }
+            None => {
+                for r in &rs.rows {
+                    seq = self.writer.write(seq, &encode_text_row(r)).await?;
+                }
+            }
         }
         self.writer
             .write(

@@ -15,13 +15,14 @@ use super::hold::{Held, HoldWhy};
 use super::relay::{relay_prepare, RelayError};
 use super::{no_text, Flow, Session};
 use crate::backend::conn::BackendError;
+use crate::exec::Diagnostics;
 use crate::frontend::classify::{classify, Classified, Kind};
-use crate::frontend::diagnostics::Diagnostics;
 use crate::plan::spec::MergeSpec;
 use crate::plan::{self, MultiKind, Plan, PlanContext, PreparedPlan, ShardSql};
 use crate::protocol::constants::{com, err};
 use crate::protocol::packets::{build_command, ErrInfo};
 use crate::protocol::response::{Outcome, ResponseKind};
+use crate::protocol::resultset::RowFormat;
 use crate::ring::KeyValue;
 
 /// A statement the client prepared, remembered so it can be prepared lazily on whichever
@@ -436,7 +437,9 @@ impl Session {
             return Ok(Flow::Continue);
         };
         match self.plan_text(&text) {
-            Plan::Scatter { targets, merge } => self.run_scatter(targets, merge, Some(())).await,
+            Plan::Scatter { targets, merge } => {
+                self.run_scatter(targets, merge, RowFormat::Binary).await
+            }
             Plan::Multi { targets, kind } => self.run_multi(targets, kind, None).await,
             // An OK packet is the same in the binary protocol.
             Plan::Sequence(s) => self.run_sequence(s).await,
@@ -450,7 +453,7 @@ impl Session {
                         visible_columns: plan::ALL_COLUMNS,
                         ..MergeSpec::default()
                     };
-                    self.run_scatter(target, spec, Some(())).await
+                    self.run_scatter(target, spec, RowFormat::Binary).await
                 } else {
                     self.run_multi(target, MultiKind::Write, None).await
                 }

@@ -12,14 +12,15 @@ use bytes::Bytes;
 
 use super::{no_text, Flow, Session};
 use crate::backend::conn::QueryResult;
+use crate::exec::Diagnostics;
 use crate::frontend::classify::names_no_table;
 use crate::frontend::classify::{classify, Classified, Kind};
-use crate::frontend::diagnostics::Diagnostics;
 use crate::plan::{self, Plan, PlanContext};
 use crate::protocol::buf::Reader;
 use crate::protocol::constants::{cap, com};
 use crate::protocol::packets::{build_command, build_eof, ErrInfo};
 use crate::protocol::response::ResponseKind;
+use crate::protocol::resultset::RowFormat;
 
 /// The session setting that allows UPDATE/DELETE without a shard key.
 pub(super) const SCATTER_WRITES_SETTING: &str = "shardproxy_allow_scatter_writes";
@@ -127,7 +128,9 @@ impl Session {
                 }
                 r
             }
-            Plan::Scatter { targets, merge } => self.run_scatter(targets, merge, None).await,
+            Plan::Scatter { targets, merge } => {
+                self.run_scatter(targets, merge, RowFormat::Text).await
+            }
             Plan::Multi { targets, kind } => self.run_multi(targets, kind, None).await,
             Plan::Sequence(s) if s.placeholder_slot => {
                 // What MariaDB answers for a `?` outside a prepared statement.

@@ -10,9 +10,9 @@ use bytes::Bytes;
 
 use super::relay::{relay, RelayError};
 use super::{Flow, Session};
+use crate::exec::Diagnostics;
 use crate::frontend::classify::names_no_table;
 use crate::frontend::classify::{Classified, Kind};
-use crate::frontend::diagnostics::Diagnostics;
 use crate::protocol::constants::err;
 use crate::protocol::response::ResponseKind;
 
