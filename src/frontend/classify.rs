@@ -325,6 +325,21 @@ fn session_transaction(p: &[Token]) -> Option<Vec<(String, String)>> {
     Some(out)
 }
 
+/// Whether a statement reads or writes no table (so any connection can answer it).
+pub fn names_no_table(sql: &str) -> bool {
+    let tokens = super::lex::tokenize(sql);
+    let first = tokens.first().and_then(|t| t.word()).unwrap_or("");
+    match first {
+        "SET" | "DO" | "COMMIT" | "ROLLBACK" | "BEGIN" | "START" | "SAVEPOINT" | "RELEASE" => true,
+        "SHOW" => matches!(
+            tokens.get(1).and_then(|t| t.word()),
+            Some("WARNINGS" | "ERRORS" | "COUNT" | "VARIABLES" | "SESSION" | "STATUS")
+        ),
+        "SELECT" => !tokens.iter().any(|t| t.is_word("FROM")),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

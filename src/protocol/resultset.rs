@@ -185,11 +185,12 @@ pub fn encode_text_row(row: &[Option<Bytes>]) -> BytesMut {
     out
 }
 
-/// How the rows of a result set the proxy composes go to the client: text rows answer a
-/// COM_QUERY, binary rows a COM_STMT_EXECUTE.
+/// How the rows of a result set go on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowFormat {
+    /// Text rows: the answer to COM_QUERY.
     Text,
+    /// Binary rows: the answer to COM_STMT_EXECUTE.
     Binary,
 }
 

@@ -1,10 +1,21 @@
-//! The statements the session answers from what it knows itself rather than by relaying a
-//! backend's answer: questions about a statement it ran on several shards (`ROW_COUNT()`,
-//! `SHOW WARNINGS` …, see [`crate::frontend::diagnostics`]) and INSERTs whose keys come from a
-//! global sequence (see [`crate::plan::sequence`] and [`crate::sequence`]). Kept out of
-//! `session.rs`, whose relay path is the hot path.
+//! What the session answers itself rather than by relaying a backend's answer: PREVIEW,
+//! result sets the proxy composed (sent as text rows, or binary rows for an execute),
+//! questions about a statement it ran on several shards (`ROW_COUNT()`, `SHOW WARNINGS` …, see
+//! [`crate::frontend::diagnostics`]) and INSERTs whose keys come from a global sequence (see
+//! [`crate::plan::sequence`] and [`crate::sequence`]). Off the relay path, which is the hot
+//! path.
 
-use super::*;
+use bytes::{Bytes, BytesMut};
+
+use super::{Flow, Session};
+use crate::backend::conn::{BackendError, QueryResult};
+use crate::exec::Diagnostics;
+use crate::frontend::classify::names_no_table;
+use crate::frontend::diagnostics;
+use crate::plan::{self, MultiKind, Plan};
+use crate::protocol::constants::{com, err, status};
+use crate::protocol::packets::{build_command, build_eof, build_terminator, ErrInfo};
+use crate::protocol::resultset::{encode_text_row, ResultSet, RowFormat};
 
 impl Session {
     /// Answers a statement about the previous one (ROW_COUNT(), SHOW WARNINGS …) when the
@@ -82,7 +93,7 @@ impl Session {
                     })
                     .collect();
                 rs.warnings = d.warning_count.min(u16::MAX as u64) as u16;
-                self.send_result_set(&rs).await?;
+                self.send_result_set(&rs, RowFormat::Text).await?;
                 self.diag = Some(d.after_answer());
                 Ok(Flow::Continue)
             }
@@ -139,7 +150,7 @@ impl Session {
             match allocated {
                 Ok(first) => first,
                 Err(e) => {
-                    self.diag = Some(failed_diagnostics(Vec::new(), &e));
+                    self.diag = Some(Diagnostics::failed(Vec::new(), &e));
                     self.send_err(1, &e).await?;
                     return Ok(Flow::Continue);
                 }
@@ -152,42 +163,95 @@ impl Session {
     }
 }
 
-/// A shard connection's `SHOW WARNINGS`, read right after its part of a multi-shard statement
-/// (empty if it cannot be read: the count is still reported).
-pub(super) async fn shard_warnings(conn: &mut BackendConn) -> Vec<Condition> {
-    match conn.query("SHOW WARNINGS").await {
-        Ok(QueryResult::Rows(rs)) => rs
-            .rows
-            .iter()
-            .filter_map(|r| {
-                let text = |i: usize| {
-                    r.get(i)
-                        .cloned()
-                        .flatten()
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+impl Session {
+    pub(super) async fn preview(&mut self, stmt: &str) -> std::io::Result<Flow> {
+        let plan = self.plan_text(stmt);
+        let rs = preview_result_set(&plan, stmt);
+        self.send_result_set(&rs, RowFormat::Text).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Sends a result set the proxy composed, as text rows or as binary rows (the answer to
+    /// an execute). A value that does not fit its column in the binary protocol is an error,
+    /// sent before anything of the result set.
+    pub(super) async fn send_result_set(
+        &mut self,
+        rs: &ResultSet,
+        format: RowFormat,
+    ) -> std::io::Result<()> {
+        // Binary rows are encoded first, so a value that does not fit fails cleanly; text
+        // rows are encoded as they are written.
+        let binary_rows = match format {
+            RowFormat::Text => None,
+            RowFormat::Binary => {
+                let encoded: Option<Vec<BytesMut>> = rs
+                    .rows
+                    .iter()
+                    .map(|r| crate::protocol::binary::encode_binary_row(&rs.columns, r))
+                    .collect();
+                let Some(rows) = encoded else {
+                    let e = ErrInfo::new(
+                        (1105, "HY000"),
+                        "a merged value does not fit its column type in the binary protocol",
+                    );
+                    return self.send_err(1, &e).await;
                 };
-                Some(Condition {
-                    level: text(0)?,
-                    code: text(1)?.parse().ok()?,
-                    message: text(2)?,
-                })
-            })
-            .collect(),
-        _ => Vec::new(),
+                Some(rows)
+            }
+        };
+        let mut seq = 1u8;
+        let mut count = BytesMut::new();
+        crate::protocol::buf::put_lenenc_int(&mut count, rs.columns.len() as u64);
+        seq = self.writer.write(seq, &count).await?;
+        for c in &rs.columns {
+            seq = self.writer.write(seq, &c.encode()).await?;
+        }
+        let status = self.status & !status::MORE_RESULTS_EXISTS;
+        if !self.deprecate_eof() {
+            seq = self.writer.write(seq, &build_eof(status, 0)).await?;
+        }
+        match &binary_rows {
+            Some(rows) => {
+                for r in rows {
+                    seq = self.writer.write(seq, r).await?;
+                }
+            }
+            None => {
+                for r in &rs.rows {
+                    seq = self.writer.write(seq, &encode_text_row(r)).await?;
+                }
+            }
+        }
+        self.writer
+            .write(
+                seq,
+                &build_terminator(self.deprecate_eof(), status, rs.warnings),
+            )
+            .await?;
+        self.writer.flush().await
     }
 }
 
-/// Diagnostics after a multi-shard statement failed with `e` (what the client was sent).
-pub(super) fn failed_diagnostics(mut conditions: Vec<Condition>, e: &ErrInfo) -> Diagnostics {
-    conditions.push(Condition {
-        level: "Error".into(),
-        code: e.code,
-        message: e.message.clone(),
-    });
-    Diagnostics {
-        row_count: -1,
-        found_rows: FoundRows::Unknown,
-        warning_count: conditions.len() as u64,
-        conditions,
+/// What PREVIEW answers: one row per shard with the SQL it gets and how results combine.
+pub fn preview_result_set(plan: &Plan, sql: &str) -> ResultSet {
+    use crate::protocol::resultset::ColumnDef;
+    ResultSet {
+        columns: vec![
+            ColumnDef::text("shard"),
+            ColumnDef::text("sql"),
+            ColumnDef::text("plan"),
+        ],
+        rows: plan
+            .describe(sql)
+            .into_iter()
+            .map(|(shard, sql, notes)| {
+                vec![
+                    Some(Bytes::from(shard)),
+                    Some(Bytes::from(sql)),
+                    Some(Bytes::from(notes)),
+                ]
+            })
+            .collect(),
+        warnings: 0,
     }
 }

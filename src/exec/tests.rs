@@ -1,0 +1,407 @@
+//! The executor's primitives against an in-memory fake backend: every shard is a function
+//! from SQL to an answer, and the fake records what each leg ran, which connections came back
+//! and which were dropped. No server, no socket: the leg lifecycle's rules are checked alone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::scatter::scatter;
+use super::write::{write, Commit};
+use super::{Access, Condition, FoundRows, ShardConn, Shards};
+use crate::backend::conn::{BackendError, QueryResult};
+use crate::plan::spec::{MergeSpec, SortKey};
+use crate::plan::{MultiKind, ShardSql};
+use crate::protocol::constants::err;
+use crate::protocol::packets::{ErrInfo, OkInfo};
+use crate::protocol::resultset::{ColumnDef, ResultSet};
+
+/// How a fake shard answers one statement.
+type Answer = Arc<dyn Fn(&str) -> Result<QueryResult, BackendError> + Send + Sync>;
+
+/// Everything the fake saw, shared by its connections.
+#[derive(Default)]
+struct Log {
+    /// `(shard, sql)` in the order the legs ran them.
+    ran: Vec<(String, String)>,
+    /// Shards whose connection came back usable.
+    given_back: Vec<String>,
+    /// Shards whose connection was dropped as broken.
+    lost: Vec<String>,
+    /// `(shard, access)` of every lease.
+    leased: Vec<(String, Access)>,
+    /// Shards whose connection was told its insert id is unknown.
+    forgot_insert_id: Vec<String>,
+}
+
+/// The fake backend: shards by name, one of which may refuse to lease.
+struct Fake {
+    /// Each shard's answers.
+    shards: HashMap<String, Answer>,
+    /// A shard whose lease fails.
+    unreachable: Option<String>,
+    /// What happened.
+    log: Arc<Mutex<Log>>,
+}
+
+/// A fake leg connection.
+struct FakeConn {
+    /// Its shard.
+    shard: String,
+    /// How its shard answers.
+    answer: Answer,
+    /// The fake's shared log.
+    log: Arc<Mutex<Log>>,
+}
+
+impl ShardConn for FakeConn {
+    async fn query(&mut self, sql: &str) -> Result<QueryResult, BackendError> {
+        self.log
+            .lock()
+            .unwrap()
+            .ran
+            .push((self.shard.clone(), sql.to_string()));
+        (self.answer)(sql)
+    }
+
+    fn forget_insert_id(&mut self) {
+        self.log
+            .lock()
+            .unwrap()
+            .forgot_insert_id
+            .push(self.shard.clone());
+    }
+}
+
+impl Shards for Fake {
+    type Conn = FakeConn;
+
+    async fn lease(&mut self, shard: &str, access: Access) -> Result<FakeConn, ErrInfo> {
+        self.log
+            .lock()
+            .unwrap()
+            .leased
+            .push((shard.to_string(), access));
+        if self.unreachable.as_deref() == Some(shard) {
+            return Err(ErrInfo::new(
+                err::ER_NET_READ_ERROR,
+                format!("Backend of {shard} unavailable"),
+            ));
+        }
+        Ok(FakeConn {
+            shard: shard.to_string(),
+            answer: self.shards[shard].clone(),
+            log: self.log.clone(),
+        })
+    }
+
+    fn give_back(&mut self, shard: &str, _conn: FakeConn) {
+        self.log.lock().unwrap().given_back.push(shard.to_string());
+    }
+
+    fn lost(&mut self, shard: &str, _conn: FakeConn) {
+        self.log.lock().unwrap().lost.push(shard.to_string());
+    }
+}
+
+impl Fake {
+    fn new(shards: Vec<(&str, Answer)>) -> Fake {
+        Fake {
+            shards: shards
+                .into_iter()
+                .map(|(s, a)| (s.to_string(), a))
+                .collect(),
+            unreachable: None,
+            log: Arc::default(),
+        }
+    }
+
+    fn ran(&self) -> Vec<(String, String)> {
+        self.log.lock().unwrap().ran.clone()
+    }
+}
+
+/// One BIGINT column `id` with these values, and `warnings` warnings.
+fn ids(values: &[i64], warnings: u16) -> QueryResult {
+    QueryResult::Rows(ResultSet {
+        columns: vec![ColumnDef::bigint("id")],
+        rows: values
+            .iter()
+            .map(|v| vec![Some(Bytes::from(v.to_string()))])
+            .collect(),
+        warnings,
+    })
+}
+
+/// A shard answering every statement with `rows`, and SHOW WARNINGS with one warning.
+fn rows_shard(values: &'static [i64], warnings: u16) -> Answer {
+    Arc::new(move |sql| {
+        if sql == "SHOW WARNINGS" {
+            Ok(QueryResult::Rows(ResultSet {
+                columns: vec![
+                    ColumnDef::text("Level"),
+                    ColumnDef::text("Code"),
+                    ColumnDef::text("Message"),
+                ],
+                rows: vec![vec![
+                    Some(Bytes::from("Warning")),
+                    Some(Bytes::from("1292")),
+                    Some(Bytes::from(format!("warned on {}", values[0]))),
+                ]],
+                warnings: 0,
+            }))
+        } else {
+            Ok(ids(values, warnings))
+        }
+    })
+}
+
+/// A shard answering writes with an OK of `affected` rows and insert id `id`.
+fn ok_shard(affected: u64, id: u64) -> Answer {
+    Arc::new(move |_| {
+        Ok(QueryResult::Ok(OkInfo {
+            affected_rows: affected,
+            last_insert_id: id,
+            ..OkInfo::default()
+        }))
+    })
+}
+
+/// A shard that answers its statement with a server error (BEGIN, COMMIT, ROLLBACK are fine).
+fn error_shard() -> Answer {
+    Arc::new(|sql| match sql {
+        "BEGIN" | "COMMIT" | "ROLLBACK" => Ok(QueryResult::Ok(OkInfo::default())),
+        _ => Err(BackendError::Server(ErrInfo::new(
+            (1062, "23000"),
+            "Duplicate entry '7' for key 'PRIMARY'",
+        ))),
+    })
+}
+
+/// A shard whose connection breaks on its statement.
+fn broken_shard() -> Answer {
+    Arc::new(|sql| match sql {
+        "BEGIN" => Ok(QueryResult::Ok(OkInfo::default())),
+        _ => Err(BackendError::Lost {
+            addr: "127.0.0.1:1".into(),
+            reason: "connection reset".into(),
+        }),
+    })
+}
+
+fn targets(sql: &[(&str, &str)]) -> Vec<ShardSql> {
+    sql.iter()
+        .map(|(shard, sql)| ShardSql {
+            shard: shard.to_string(),
+            sql: sql.to_string(),
+        })
+        .collect()
+}
+
+fn ordered() -> MergeSpec {
+    MergeSpec {
+        visible_columns: 1,
+        order_by: vec![SortKey {
+            column: 0,
+            descending: false,
+        }],
+        ..MergeSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn scatter_merges_every_leg_and_gives_every_connection_back() {
+    let mut fake = Fake::new(vec![
+        ("s1", rows_shard(&[1, 4], 0)),
+        ("s2", rows_shard(&[2, 3], 0)),
+    ]);
+    let t = targets(&[("s1", "SELECT id FROM t"), ("s2", "SELECT id FROM t")]);
+    let done = scatter(&mut fake, &t, &ordered()).await;
+    let rs = done.answer.expect("merged");
+    let got: Vec<&[u8]> = rs.rows.iter().map(|r| r[0].as_deref().unwrap()).collect();
+    assert_eq!(got, vec![b"1", b"2", b"3", b"4"]);
+    let d = done.diagnostics.expect("recorded");
+    assert_eq!(d.row_count, -1);
+    assert_eq!(d.found_rows, FoundRows::Known(4));
+    let log = fake.log.lock().unwrap();
+    assert_eq!(log.given_back, vec!["s1", "s2"]);
+    assert!(log.lost.is_empty());
+    assert!(log.leased.iter().all(|(_, a)| *a == Access::Read));
+}
+
+#[tokio::test]
+async fn scatter_collects_warnings_in_shard_order() {
+    let mut fake = Fake::new(vec![
+        ("s1", rows_shard(&[1], 1)),
+        ("s2", rows_shard(&[2], 0)),
+        ("s3", rows_shard(&[3], 2)),
+    ]);
+    let t = targets(&[("s1", "SELECT 1"), ("s2", "SELECT 2"), ("s3", "SELECT 3")]);
+    let done = scatter(&mut fake, &t, &ordered()).await;
+    assert!(done.answer.is_ok());
+    let d = done.diagnostics.unwrap();
+    assert_eq!(d.warning_count, 3);
+    let messages: Vec<&str> = d.conditions.iter().map(|c| c.message.as_str()).collect();
+    assert_eq!(messages, vec!["warned on 1", "warned on 3"]);
+    // SHOW WARNINGS only where the answer had warnings.
+    let shows: Vec<String> = fake
+        .ran()
+        .into_iter()
+        .filter(|(_, sql)| sql == "SHOW WARNINGS")
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(shows, vec!["s1", "s3"]);
+}
+
+#[tokio::test]
+async fn scatter_names_the_failing_shard_and_keeps_the_servers_wording() {
+    let mut fake = Fake::new(vec![("s1", rows_shard(&[1], 0)), ("s2", error_shard())]);
+    let t = targets(&[("s1", "SELECT id FROM t"), ("s2", "SELECT id FROM t")]);
+    let done = scatter(&mut fake, &t, &ordered()).await;
+    let e = done.answer.expect_err("a leg failed");
+    assert_eq!(e.code, 1062);
+    assert_eq!(e.sqlstate, "23000");
+    assert_eq!(
+        e.message,
+        "Duplicate entry '7' for key 'PRIMARY' (on shard s2)"
+    );
+    let d = done.diagnostics.expect("recorded");
+    assert_eq!(
+        d.conditions.last(),
+        Some(&Condition {
+            level: "Error".into(),
+            code: 1062,
+            message: "Duplicate entry '7' for key 'PRIMARY'".into(),
+        })
+    );
+    assert_eq!(d.row_count, -1);
+    // A server error leaves the connection usable.
+    assert_eq!(fake.log.lock().unwrap().given_back, vec!["s1", "s2"]);
+}
+
+#[tokio::test]
+async fn scatter_drops_a_broken_connection_and_returns_the_others() {
+    let mut fake = Fake::new(vec![("s1", broken_shard()), ("s2", rows_shard(&[2], 0))]);
+    let t = targets(&[("s1", "SELECT id FROM t"), ("s2", "SELECT id FROM t")]);
+    let done = scatter(&mut fake, &t, &ordered()).await;
+    let e = done.answer.expect_err("a leg broke");
+    assert_eq!(e.code, err::ER_NET_READ_ERROR.0);
+    let log = fake.log.lock().unwrap();
+    assert_eq!(log.lost, vec!["s1"]);
+    assert_eq!(log.given_back, vec!["s2"]);
+}
+
+#[tokio::test]
+async fn scatter_refuses_an_ok_where_rows_were_expected() {
+    let mut fake = Fake::new(vec![("s1", rows_shard(&[1], 0)), ("s2", ok_shard(0, 0))]);
+    let t = targets(&[("s1", "SELECT id FROM t"), ("s2", "SELECT id FROM t")]);
+    let e = scatter(&mut fake, &t, &ordered()).await.answer.unwrap_err();
+    assert_eq!(e.code, err::ER_NOT_SUPPORTED_YET.0);
+    assert_eq!(e.message, "shard s2 returned no result set");
+}
+
+#[tokio::test]
+async fn a_failed_lease_runs_nothing_and_returns_the_legs_already_open() {
+    let mut fake = Fake::new(vec![
+        ("s1", rows_shard(&[1], 0)),
+        ("s2", rows_shard(&[2], 0)),
+        ("s3", rows_shard(&[3], 0)),
+    ]);
+    fake.unreachable = Some("s2".into());
+    let t = targets(&[("s1", "SELECT 1"), ("s2", "SELECT 2"), ("s3", "SELECT 3")]);
+    let done = scatter(&mut fake, &t, &ordered()).await;
+    assert!(done.answer.unwrap_err().message.contains("s2"));
+    assert!(done.diagnostics.is_none(), "no leg ran: nothing recorded");
+    assert!(fake.ran().is_empty());
+    let log = fake.log.lock().unwrap();
+    assert_eq!(log.given_back, vec!["s1"]);
+    assert_eq!(log.leased.len(), 2, "s3 is never leased");
+}
+
+#[tokio::test]
+async fn all_or_none_commits_every_leg_when_every_leg_succeeded() {
+    let mut fake = Fake::new(vec![("s1", ok_shard(2, 0)), ("s2", ok_shard(3, 0))]);
+    let t = targets(&[("s1", "UPDATE t SET a=1"), ("s2", "UPDATE t SET a=1")]);
+    let done = write(&mut fake, &t, MultiKind::Write, Commit::AllOrNone).await;
+    let ok = done.answer.expect("committed");
+    assert_eq!(ok.affected_rows, 5);
+    assert_eq!(done.diagnostics.unwrap().row_count, 5);
+    for shard in ["s1", "s2"] {
+        let on: Vec<String> = fake
+            .ran()
+            .into_iter()
+            .filter(|(s, _)| s == shard)
+            .map(|(_, sql)| sql)
+            .collect();
+        assert_eq!(on, vec!["BEGIN", "UPDATE t SET a=1", "COMMIT"], "{shard}");
+    }
+    assert!(fake
+        .log
+        .lock()
+        .unwrap()
+        .leased
+        .iter()
+        .all(|(_, a)| *a == Access::Write));
+}
+
+#[tokio::test]
+async fn all_or_none_rolls_every_leg_back_when_one_failed() {
+    let mut fake = Fake::new(vec![("s1", ok_shard(2, 0)), ("s2", error_shard())]);
+    let t = targets(&[("s1", "INSERT 1"), ("s2", "INSERT 2")]);
+    let done = write(&mut fake, &t, MultiKind::InsertSplit, Commit::AllOrNone).await;
+    let e = done.answer.expect_err("one leg failed");
+    assert_eq!(e.code, 1062);
+    assert!(e.message.ends_with("(on shard s2)"));
+    let ends: Vec<(String, String)> = fake
+        .ran()
+        .into_iter()
+        .filter(|(_, sql)| sql == "COMMIT" || sql == "ROLLBACK")
+        .collect();
+    assert_eq!(
+        ends,
+        vec![
+            ("s1".to_string(), "ROLLBACK".to_string()),
+            ("s2".to_string(), "ROLLBACK".to_string())
+        ]
+    );
+    let d = done.diagnostics.unwrap();
+    assert_eq!(d.row_count, -1);
+    assert_eq!(d.conditions.last().unwrap().code, 1062);
+}
+
+#[tokio::test]
+async fn as_sent_runs_the_statement_alone_and_a_reference_write_counts_one_copy() {
+    let mut fake = Fake::new(vec![("s1", ok_shard(4, 0)), ("s2", ok_shard(4, 0))]);
+    let t = targets(&[("s1", "UPDATE r SET a=1"), ("s2", "UPDATE r SET a=1")]);
+    let done = write(&mut fake, &t, MultiKind::ReferenceWrite, Commit::AsSent).await;
+    assert_eq!(done.answer.unwrap().affected_rows, 4);
+    assert!(fake.ran().iter().all(|(_, sql)| sql == "UPDATE r SET a=1"));
+}
+
+#[tokio::test]
+async fn an_insert_id_makes_the_connection_forget_its_last_insert_id() {
+    let mut fake = Fake::new(vec![("s1", ok_shard(1, 0)), ("s2", ok_shard(1, 42))]);
+    let t = targets(&[("s1", "INSERT 1"), ("s2", "INSERT 2")]);
+    let ok = write(&mut fake, &t, MultiKind::InsertSplit, Commit::AsSent)
+        .await
+        .answer
+        .unwrap();
+    assert_eq!(ok.last_insert_id, 42);
+    assert_eq!(fake.log.lock().unwrap().forgot_insert_id, vec!["s2"]);
+}
+
+#[tokio::test]
+async fn a_write_leg_that_breaks_is_dropped_and_named() {
+    let mut fake = Fake::new(vec![("s1", ok_shard(1, 0)), ("s2", broken_shard())]);
+    let t = targets(&[("s1", "DELETE 1"), ("s2", "DELETE 2")]);
+    let done = write(&mut fake, &t, MultiKind::Write, Commit::AllOrNone).await;
+    let e = done.answer.unwrap_err();
+    assert!(e.message.ends_with("(on shard s2)"), "{}", e.message);
+    let log = fake.log.lock().unwrap();
+    assert_eq!(log.lost, vec!["s2"]);
+    assert_eq!(log.given_back, vec!["s1"]);
+    assert!(log
+        .ran
+        .contains(&("s1".to_string(), "ROLLBACK".to_string())));
+}

@@ -1,0 +1,325 @@
+//! Which backend connection serves the next statement, and whether the session keeps it.
+//!
+//! [`Session::acquire`] gives back the held connection when the statement is for its shard,
+//! else a pooled one brought to the session's state ([`Session::fresh_lease`]);
+//! [`Session::after_statement`] records what the statement changed and decides whether to hold
+//! the connection (pinned, open transaction, sticky diagnostics) or return it to the pool.
+//! The legs of a multi-shard statement borrow the held connection through the session's
+//! [`Shards`] implementation, the multi-shard executor's way to reach shards.
+//!
+//! Touches only the session's connection state (`held`, `pin`, `vars`, `last_insert_id`);
+//! never writes to the client.
+
+use super::Session;
+use crate::backend::conn::QueryResult;
+use crate::backend::conn::{BackendConn, BackendError};
+use crate::backend::pool::Lease;
+use crate::exec::{Access, ShardConn, Shards};
+use crate::frontend::classify::{Classified, Kind};
+use crate::protocol::constants::{err, status};
+use crate::protocol::packets::ErrInfo;
+use crate::protocol::response::Outcome;
+
+/// Why the session keeps a backend connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HoldWhy {
+    /// Until the next statement: the answer left something it may ask about (warnings,
+    /// affected rows, an insert id).
+    Sticky,
+    /// While the server reports an open transaction.
+    Transaction,
+    /// For good: the session made state that cannot move to another connection.
+    Pinned,
+}
+
+/// The backend connection a session keeps between statements.
+pub(super) struct Held {
+    /// The shard the connection is on.
+    pub(super) shard: String,
+    /// The connection, leased from that shard's pool.
+    pub(super) lease: Lease,
+    /// Why it is kept.
+    pub(super) why: HoldWhy,
+}
+
+impl Session {
+    /// Takes the connection for a statement on `shard`: the held one, or one from the pool
+    /// brought to the session's state.
+    pub(super) async fn acquire(&mut self, shard: &str, c: &Classified) -> Result<Lease, ErrInfo> {
+        self.reused_held = false;
+        if let Some(h) = self.held.take() {
+            if h.shard == shard {
+                self.reused_held = true;
+                let mut lease = h.lease;
+                self.restore_last_insert_id(&mut lease, c).await?;
+                return Ok(lease);
+            }
+            match h.why {
+                HoldWhy::Sticky => {
+                    self.held_diagnostics = false;
+                    h.lease.pool.clone().put(h.lease)
+                }
+                HoldWhy::Transaction | HoldWhy::Pinned => {
+                    let first = h.shard.clone();
+                    let why = h.why;
+                    self.held = Some(h);
+                    // In a transaction, reads elsewhere run on their own (autocommit) connection
+                    // but writes would make it distributed. A pinned session may use other
+                    // shards unless the statement itself needs the pinned state.
+                    let refuse = match why {
+                        HoldWhy::Transaction => c.kind != Kind::Read,
+                        _ => c.pin.is_some(),
+                    };
+                    if refuse {
+                        return Err(ErrInfo::new(
+                            err::ER_NOT_SUPPORTED_YET,
+                            format!(
+                                "This statement needs shard '{shard}' but the session is bound to shard '{first}' ({}); distributed transactions are not supported: commit first",
+                                if why == HoldWhy::Transaction { "open transaction" } else { self.pin.unwrap_or("pinned session") }
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut lease = self.fresh_lease(shard).await?;
+        self.restore_last_insert_id(&mut lease, c).await?;
+        Ok(lease)
+    }
+
+    pub(super) async fn restore_last_insert_id(
+        &mut self,
+        lease: &mut Lease,
+        c: &Classified,
+    ) -> Result<(), ErrInfo> {
+        if c.uses_last_insert_id && lease.conn.last_insert_id != self.last_insert_id {
+            let sql = format!("DO LAST_INSERT_ID({})", self.last_insert_id);
+            lease.conn.query(&sql).await.map_err(|e| e.to_err_info())?;
+            lease.conn.last_insert_id = self.last_insert_id;
+        }
+        Ok(())
+    }
+
+    /// A pooled connection to `shard`'s primary with the session's state applied.
+    pub(super) async fn fresh_lease(&mut self, shard: &str) -> Result<Lease, ErrInfo> {
+        let topo = self.proxy.topology();
+        let Some(pools) = topo.shard(shard) else {
+            return Err(ErrInfo::new(
+                err::ER_NOT_SUPPORTED_YET,
+                format!("Unknown shard '{shard}'"),
+            ));
+        };
+        let pool = pools.primary.clone();
+        let mut lease = pool
+            .get(self.caps, self.collation, &self.vars)
+            .await
+            .map_err(|e| e.to_err_info())?;
+        let plan = match lease.conn.vars.sync(&self.vars) {
+            Some(p) => p,
+            None => {
+                // The connection's state cannot be brought back: use a new one.
+                lease.conn = Box::new(
+                    BackendConn::connect(&pool.connect_params(self.caps, self.collation))
+                        .await
+                        .map_err(|e| e.to_err_info())?,
+                );
+                lease.conn.vars.sync(&self.vars).unwrap_or_default()
+            }
+        };
+        if !plan.is_empty() {
+            let c = &mut lease.conn;
+            let r: Result<(), BackendError> = async {
+                if let Some(db) = &plan.init_db {
+                    c.init_db(db).await?;
+                }
+                if let Some(sql) = &plan.set_sql {
+                    c.query(sql).await?;
+                }
+                if let Some(on) = plan.set_option {
+                    c.set_option(on).await?;
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = r {
+                return Err(e.to_err_info());
+            }
+            lease.conn.vars = self.vars.clone();
+        }
+        Ok(lease)
+    }
+
+    /// Records what the statement changed and decides whether to keep its connection.
+    pub(super) fn after_statement(
+        &mut self,
+        shard: &str,
+        lease: Lease,
+        c: &Classified,
+        o: &Outcome,
+    ) {
+        self.after_statement_keeping(shard, lease, c, o, false);
+    }
+
+    /// As [`Self::after_statement`]; `keep_diagnostics`: the connection lists warnings the
+    /// client may still ask about, so it stays held even if this statement left none.
+    /// Returns whether the session now holds this statement's connection.
+    pub(super) fn after_statement_keeping(
+        &mut self,
+        shard: &str,
+        mut lease: Lease,
+        c: &Classified,
+        o: &Outcome,
+        keep_diagnostics: bool,
+    ) -> bool {
+        if o.error.is_none() {
+            match &c.kind {
+                Kind::SetSession { vars, names } => {
+                    for (k, v) in vars {
+                        self.vars.vars.insert(k.clone(), v.clone());
+                    }
+                    if names.is_some() {
+                        self.vars.names = names.clone();
+                    }
+                }
+                Kind::Use(db) => self.vars.db = Some(db.clone()),
+                _ => {}
+            }
+            // Most statements change nothing: no copy then.
+            if lease.conn.vars != self.vars {
+                lease.conn.vars = self.vars.clone();
+            }
+        }
+        if o.last_insert_id != 0 {
+            self.last_insert_id = o.last_insert_id;
+            lease.conn.last_insert_id = o.last_insert_id;
+        }
+        if let Some(p) = c.pin {
+            self.pin = self.pin.or(Some(p));
+        }
+        if o.status & status::CURSOR_EXISTS != 0 {
+            self.pin = self.pin.or(Some("open cursor"));
+        }
+        self.status = o.status;
+        let why = if self.pin.is_some() {
+            Some(HoldWhy::Pinned)
+        } else if lease.conn.status & status::IN_TRANS != 0 {
+            Some(HoldWhy::Transaction)
+        } else if o.warnings > 0
+            || o.error.is_some()
+            || o.affected_rows > 0
+            || o.last_insert_id != 0
+            // A write that changed nothing: ROW_COUNT() next must still answer its 0.
+            || (c.kind == Kind::Other && !o.result_set)
+            || keep_diagnostics
+        {
+            Some(HoldWhy::Sticky)
+        } else {
+            None
+        };
+        match why {
+            // A read on another shard while bound: keep the binding.
+            Some(_) if self.held.is_some() => {
+                lease.pool.clone().put(lease);
+                false
+            }
+            Some(why) => {
+                self.held_diagnostics = o.warnings > 0 || o.error.is_some() || keep_diagnostics;
+                self.held = Some(Held {
+                    shard: shard.to_string(),
+                    lease,
+                    why,
+                });
+                true
+            }
+            None => {
+                if self.held.is_none() {
+                    self.held_diagnostics = false;
+                }
+                lease.pool.clone().put(lease);
+                false
+            }
+        }
+    }
+}
+
+/// A leg's connection as the session lends it to the multi-shard executor.
+pub struct LegLease {
+    /// The pooled (or held) connection.
+    lease: Lease,
+    /// It is the session's held connection, to be held again afterwards.
+    held: bool,
+}
+
+impl ShardConn for LegLease {
+    async fn query(&mut self, sql: &str) -> Result<QueryResult, BackendError> {
+        self.lease.conn.query(sql).await
+    }
+
+    fn forget_insert_id(&mut self) {
+        self.lease.conn.last_insert_id = u64::MAX;
+    }
+}
+
+/// The executor's legs take the held connection when it is on their shard (so a transaction
+/// sees its own changes), else a pooled one; a write's leg also gets the held-back BEGIN.
+impl Shards for Session {
+    type Conn = LegLease;
+
+    async fn lease(&mut self, shard: &str, access: Access) -> Result<LegLease, ErrInfo> {
+        let mut leg = if self.held.as_ref().is_some_and(|h| h.shard == shard) {
+            let h = self.held.take().expect("checked");
+            self.held_why_on_loan = Some(h.why);
+            LegLease {
+                lease: h.lease,
+                held: true,
+            }
+        } else {
+            LegLease {
+                lease: self.fresh_lease(shard).await?,
+                held: false,
+            }
+        };
+        if access == Access::Write {
+            self.start_pending_transaction(&mut leg.lease).await?;
+        }
+        Ok(leg)
+    }
+
+    fn give_back(&mut self, shard: &str, leg: LegLease) {
+        count_query(&leg.lease);
+        let why = if leg.held {
+            Some(self.held_why_on_loan.take().unwrap_or(HoldWhy::Sticky))
+        } else if leg.lease.conn.status & status::IN_TRANS != 0 {
+            // The held-back BEGIN went here: this is now the transaction's connection.
+            Some(HoldWhy::Transaction)
+        } else {
+            None
+        };
+        match why {
+            Some(why) => {
+                self.held = Some(Held {
+                    shard: shard.to_string(),
+                    lease: leg.lease,
+                    why,
+                })
+            }
+            None => leg.lease.pool.clone().put(leg.lease),
+        }
+    }
+
+    fn lost(&mut self, _shard: &str, leg: LegLease) {
+        count_query(&leg.lease);
+        if leg.held {
+            self.held_why_on_loan = None;
+        }
+    }
+}
+
+/// Counts a statement in the statistics of the connection's pool.
+fn count_query(lease: &Lease) {
+    lease
+        .pool
+        .stats
+        .queries
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}

@@ -1,0 +1,241 @@
+//! Text statements (COM_QUERY) and the few other commands that carry one: classification,
+//! the proxy's own settings, planning, and the choice of path for the plan (one shard, a
+//! scatter read, a multi-shard write, a sequence insert, a refusal). COM_INIT_DB,
+//! COM_SET_OPTION and the commands that simply go to the default shard are here as well.
+//!
+//! Decides where a statement goes; running it is the business of [`super::single`] and
+//! [`super::multi_shard`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{no_text, Flow, Session};
+use crate::backend::conn::QueryResult;
+use crate::exec::Diagnostics;
+use crate::frontend::classify::names_no_table;
+use crate::frontend::classify::{classify, Classified, Kind};
+use crate::plan::{self, Plan, PlanContext, Rejection, SingleReason};
+use crate::protocol::buf::Reader;
+use crate::protocol::constants::{cap, com};
+use crate::protocol::packets::{build_command, build_eof, ErrInfo};
+use crate::protocol::response::ResponseKind;
+use crate::protocol::resultset::RowFormat;
+
+/// The session setting that allows UPDATE/DELETE without a shard key.
+pub(super) const SCATTER_WRITES_SETTING: &str = "shardproxy_allow_scatter_writes";
+
+impl Session {
+    /// Plans a text statement. Statements that name no sharded or reference table may run on
+    /// any shard: they go where the session already holds a connection (its transaction, its
+    /// pinned state, its last statement's diagnostics), else to the default shard.
+    pub(super) fn plan_text(&self, sql: &str) -> Plan {
+        let rules = self.proxy.rules();
+        let ctx = PlanContext {
+            rules: &rules,
+            current_db: self.vars.db.as_deref(),
+            allow_scatter_writes: self.allow_scatter_writes,
+        };
+        let plan = plan::plan(sql, &ctx);
+        self.prefer_held(plan, sql)
+    }
+
+    /// A statement that reads no table at all (`SELECT @@x`, `SET …`, `SHOW WARNINGS`) runs
+    /// where the session already holds a connection; one on an unsharded table still goes to
+    /// the default shard, where the table is.
+    pub(super) fn prefer_held(&self, plan: Plan, sql: &str) -> Plan {
+        match (plan, &self.held) {
+            (Plan::Single { reason, .. }, Some(h))
+                if (reason == SingleReason::NoShardedTable && names_no_table(sql))
+                    || reason.is_reference_only() =>
+            {
+                Plan::Single {
+                    shard: h.shard.clone(),
+                    reason: SingleReason::OnHeldConnection(Box::new(reason)),
+                }
+            }
+            (p, _) => p,
+        }
+    }
+
+    /// A text statement. `diag`, `released`: what the session knows about the previous
+    /// statement, for the statements that ask about it.
+    pub(super) async fn com_query(
+        &mut self,
+        payload: Bytes,
+        diag: Option<Diagnostics>,
+        released: Option<Diagnostics>,
+    ) -> std::io::Result<Flow> {
+        let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
+        let c = classify(&sql);
+        if c.needs_previous {
+            let d = diag.or_else(|| released.filter(|_| self.held.is_none()));
+            if let Some(d) = d {
+                return self.answer_from_diagnostics(&sql, d).await;
+            }
+        }
+        match &c.kind {
+            Kind::Kill { query_only, id } => return self.kill(*id, *query_only).await,
+            Kind::Preview(stmt) => {
+                let stmt = stmt.clone();
+                return self.preview(&stmt).await;
+            }
+            Kind::Begin => return self.begin(payload, &sql, &c).await,
+            Kind::Commit | Kind::Rollback => return self.end_transaction(payload, &sql, &c).await,
+            Kind::SetSession { vars, names: None }
+                if vars.len() == 1 && vars[0].0 == SCATTER_WRITES_SETTING =>
+            {
+                let value = vars[0]
+                    .1
+                    .rsplit('=')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                self.allow_scatter_writes = matches!(value.as_str(), "1" | "on" | "true");
+                self.send_ok(1, self.local_ok()).await?;
+                return Ok(Flow::Continue);
+            }
+            _ => {}
+        }
+        // CONNECTION_ID() and @@socket are the proxy's to answer (see frontend::rewrite).
+        let (sql, payload) = match crate::frontend::rewrite::proxy_values(&sql, self.id) {
+            Some(rewritten) => {
+                let p = build_command(com::QUERY, rewritten.as_bytes());
+                (rewritten, p)
+            }
+            None => (sql, payload),
+        };
+        match self.plan_text(&sql) {
+            Plan::Single { shard, reason } => {
+                // A read that any shard answers (no table, or reference tables only) does not
+                // decide where a held-back transaction runs.
+                let floating = c.kind == Kind::Read
+                    && self.held.is_none()
+                    && ((reason == SingleReason::NoShardedTable && names_no_table(&sql))
+                        || reason.is_reference_only());
+                let pending = if floating {
+                    self.pending_begin.take()
+                } else {
+                    None
+                };
+                let text: Arc<str> = Arc::from(sql);
+                let r = self
+                    .run_single(&shard, payload, &text, &c, ResponseKind::Query)
+                    .await;
+                if pending.is_some() {
+                    self.pending_begin = pending;
+                }
+                r
+            }
+            Plan::Scatter { targets, merge } => {
+                self.run_scatter(targets, merge, RowFormat::Text).await
+            }
+            Plan::Multi { targets, kind } => self.run_multi(targets, kind, None).await,
+            Plan::Sequence(s) if s.placeholder_slot => {
+                // What MariaDB answers for a `?` outside a prepared statement.
+                let e = ErrInfo::new(
+                    (1064, "42000"),
+                    "You have an error in your SQL syntax: '?' outside a prepared statement",
+                );
+                self.send_err(1, &e).await?;
+                Ok(Flow::Continue)
+            }
+            Plan::Sequence(s) => self.run_sequence(s).await,
+            Plan::Reject(r) => {
+                if matches!(r, Rejection::InsertWithoutColumnList { .. }) {
+                    if let Some(spelt_out) = self.fill_column_list(&sql).await {
+                        // The same statement with its columns named: planned as if sent so.
+                        let p = build_command(com::QUERY, spelt_out.as_bytes());
+                        return Box::pin(self.com_query(p, None, None)).await;
+                    }
+                }
+                self.send_refusal(r).await
+            }
+        }
+    }
+
+    /// `INSERT INTO t VALUES …` into a sharded table, with the table's columns listed after
+    /// its name (read from the default shard: `frontend::column_list`); `None` when the
+    /// statement is not of that form or the columns cannot be read.
+    pub(super) async fn fill_column_list(&mut self, sql: &str) -> Option<String> {
+        let slot = crate::frontend::column_list::slot(sql)?;
+        let schema = slot.schema.clone().or_else(|| self.vars.db.clone())?;
+        let shard = self.proxy.config().sharding.default_shard.clone();
+        let mut lease = self.fresh_lease(&shard).await.ok()?;
+        let query = crate::frontend::column_list::columns_query(&schema, &slot.table);
+        let columns: Vec<String> = match lease.conn.query(&query).await {
+            Ok(QueryResult::Rows(rs)) => rs
+                .rows
+                .iter()
+                .filter_map(|r| r.first().cloned().flatten())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .collect(),
+            // A failed connection is dropped, not pooled.
+            _ => return None,
+        };
+        lease.pool.clone().put(lease);
+        if columns.is_empty() {
+            return None;
+        }
+        Some(crate::frontend::column_list::splice(sql, &slot, &columns))
+    }
+
+    pub(super) async fn com_init_db(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+        let db = String::from_utf8_lossy(&payload[1..]).into_owned();
+        let shard = self
+            .held
+            .as_ref()
+            .map(|h| h.shard.clone())
+            .unwrap_or_else(|| self.proxy.config().sharding.default_shard.clone());
+        let c = Classified {
+            kind: Kind::Use(db),
+            pin: None,
+            needs_previous: false,
+            uses_last_insert_id: false,
+        };
+        self.run_single(&shard, payload, &no_text(), &c, ResponseKind::Query)
+            .await
+    }
+
+    pub(super) async fn com_set_option(&mut self, payload: Bytes) -> std::io::Result<Flow> {
+        let mut r = Reader::new(&payload[1..]);
+        let on = match r.u16() {
+            Some(0) => true,
+            Some(1) => false,
+            _ => {
+                let e = ErrInfo::new((1047, "08S01"), "Unknown COM_SET_OPTION value");
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        self.vars.multi_statements = Some(on);
+        if on {
+            self.caps |= cap::MULTI_STATEMENTS;
+        } else {
+            self.caps &= !cap::MULTI_STATEMENTS;
+        }
+        if let Some(h) = self.held.as_mut() {
+            if let Err(e) = h.lease.conn.set_option(on).await {
+                self.held = None;
+                self.send_err(1, &e.to_err_info()).await?;
+                return Ok(Flow::Continue);
+            }
+            h.lease.conn.vars.multi_statements = Some(on);
+        }
+        self.writer.write(1, &build_eof(self.status, 0)).await?;
+        self.writer.flush().await?;
+        Ok(Flow::Continue)
+    }
+
+    pub(super) async fn forward_default(
+        &mut self,
+        payload: Bytes,
+        kind: ResponseKind,
+    ) -> std::io::Result<Flow> {
+        let shard = self.proxy.config().sharding.default_shard.clone();
+        let c = classify("");
+        let shard = self.held.as_ref().map(|h| h.shard.clone()).unwrap_or(shard);
+        self.run_single(&shard, payload, &no_text(), &c, kind).await
+    }
+}
