@@ -405,3 +405,61 @@ async fn a_write_leg_that_breaks_is_dropped_and_named() {
         .ran
         .contains(&("s1".to_string(), "ROLLBACK".to_string())));
 }
+
+/// A plan primitive and the executor together: the planner's scatter of a COUNT(*) over three
+/// shards, run on fake shards that hold 3, 5 and 0 rows, answers what one server would.
+#[tokio::test]
+async fn a_planned_scatter_count_sums_the_shards_counts() {
+    use crate::plan::testutil::{plan_with, rules};
+    use crate::plan::Plan;
+    let r = rules(3);
+    let Plan::Scatter { targets, merge } = plan_with("SELECT COUNT(*) FROM accounts", &r) else {
+        panic!("a COUNT over a sharded table scatters");
+    };
+    assert_eq!(targets.len(), 3);
+    let count = |n: i64| -> Answer { Arc::new(move |_| Ok(ids(&[n], 0))) };
+    let mut fake = Fake::new(vec![("s1", count(3)), ("s2", count(5)), ("s3", count(0))]);
+    let rs = scatter(&mut fake, &targets, &merge).await.answer.unwrap();
+    assert_eq!(rs.rows, vec![vec![Some(Bytes::from("8"))]]);
+    // Every shard got the planner's SQL for it.
+    let ran: Vec<String> = fake.ran().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(ran, vec!["s1", "s2", "s3"]);
+}
+
+/// A planned UPDATE of two keys on two shards runs in a transaction on each of the two.
+#[tokio::test]
+async fn a_planned_two_key_update_commits_on_both_shards() {
+    use crate::plan::testutil::{keys_on_two_shards, plan_with, rules, shard_of};
+    use crate::plan::Plan;
+    let r = rules(3);
+    let (a, b) = keys_on_two_shards(&r);
+    let sql = format!("UPDATE accounts SET name = 'x' WHERE account_id IN ({a}, {b})");
+    let Plan::Multi { targets, kind } = plan_with(&sql, &r) else {
+        panic!("two keys on two shards: a multi-shard write");
+    };
+    let answers: Vec<(String, Answer)> = targets
+        .iter()
+        .map(|t| (t.shard.clone(), ok_shard(1, 0)))
+        .collect();
+    let mut fake = Fake::new(
+        answers
+            .iter()
+            .map(|(s, a)| (s.as_str(), a.clone()))
+            .collect(),
+    );
+    let ok = write(&mut fake, &targets, kind, Commit::AllOrNone)
+        .await
+        .answer
+        .unwrap();
+    assert_eq!(ok.affected_rows, 2);
+    for shard in [shard_of(&r, a), shard_of(&r, b)] {
+        let on: Vec<String> = fake
+            .ran()
+            .into_iter()
+            .filter(|(s, _)| *s == shard)
+            .map(|(_, q)| q)
+            .collect();
+        assert_eq!(on.first().map(String::as_str), Some("BEGIN"), "{shard}");
+        assert_eq!(on.last().map(String::as_str), Some("COMMIT"), "{shard}");
+    }
+}
