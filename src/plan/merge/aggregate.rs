@@ -408,10 +408,6 @@ mod tests {
         aggregate(spec, cols, &kinds, rows).unwrap()
     }
 
-    fn agg(column: usize, kind: AggregateKind) -> AggregateSpec {
-        AggregateSpec { column, kind }
-    }
-
     #[test]
     fn passthrough_without_grouping() {
         let cols = [int_col()];
@@ -606,17 +602,7 @@ mod tests {
     fn avg_recombines_and_rounds() {
         // SELECT AVG(i) with hidden SUM(i), COUNT(i); AVG of an integer has 4 decimals.
         let cols = [avg_col(4), dec_col(0), bigint_col()];
-        let spec = MergeSpec {
-            visible_columns: 1,
-            aggregates: vec![agg(
-                0,
-                AggregateKind::Avg {
-                    sum_column: 1,
-                    count_column: 2,
-                },
-            )],
-            ..Default::default()
-        };
+        let spec = avg_spec();
         let out = run(
             &spec,
             &cols,
@@ -650,17 +636,7 @@ mod tests {
     #[test]
     fn avg_of_decimal_has_scale_plus_four() {
         let cols = [avg_col(6), dec_col(2), bigint_col()];
-        let spec = MergeSpec {
-            visible_columns: 1,
-            aggregates: vec![agg(
-                0,
-                AggregateKind::Avg {
-                    sum_column: 1,
-                    count_column: 2,
-                },
-            )],
-            ..Default::default()
-        };
+        let spec = avg_spec();
         let out = run(
             &spec,
             &cols,

@@ -5,9 +5,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::{merge, MergeError};
-use crate::plan::spec::{
-    AggregateKind, AggregateSpec, CompareOp, Filter, Literal, MergeSpec, SortKey,
-};
+use crate::plan::spec::{AggregateKind, CompareOp, Filter, Literal, MergeSpec, SortKey};
 use crate::protocol::resultset::{ColumnDef, ResultSet, TextRow};
 use util::*;
 
@@ -15,6 +13,7 @@ use util::*;
 pub mod util {
     use bytes::Bytes;
 
+    use crate::plan::spec::{AggregateKind, AggregateSpec, MergeSpec};
     use crate::protocol::resultset::{
         column_flags, column_type, ColumnDef, TextRow, BINARY_CHARSET,
     };
@@ -73,6 +72,27 @@ pub mod util {
         }
     }
 
+    /// One aggregate of the merge.
+    pub fn agg(column: usize, kind: AggregateKind) -> AggregateSpec {
+        AggregateSpec { column, kind }
+    }
+
+    /// `SELECT AVG(x)` as the shards answer it: the AVG in column 0, its hidden SUM and COUNT
+    /// in columns 1 and 2.
+    pub fn avg_spec() -> MergeSpec {
+        MergeSpec {
+            visible_columns: 1,
+            aggregates: vec![agg(
+                0,
+                AggregateKind::Avg {
+                    sum_column: 1,
+                    count_column: 2,
+                },
+            )],
+            ..Default::default()
+        }
+    }
+
     /// A row from optional strings.
     pub fn row(values: &[Option<&str>]) -> TextRow {
         values
@@ -92,10 +112,6 @@ fn rs(columns: &[ColumnDef], rows: Vec<TextRow>) -> ResultSet {
 
 fn key(column: usize, descending: bool) -> SortKey {
     SortKey { column, descending }
-}
-
-fn agg(column: usize, kind: AggregateKind) -> AggregateSpec {
-    AggregateSpec { column, kind }
 }
 
 #[test]
@@ -356,17 +372,7 @@ fn count_over_empty_shards() {
 fn avg_across_shards_with_hidden_helpers() {
     // SELECT AVG(i) FROM t → shards run AVG(i), SUM(i), COUNT(i).
     let cols = [avg_col(4), dec_col(0), bigint_col()];
-    let spec = MergeSpec {
-        visible_columns: 1,
-        aggregates: vec![agg(
-            0,
-            AggregateKind::Avg {
-                sum_column: 1,
-                count_column: 2,
-            },
-        )],
-        ..Default::default()
-    };
+    let spec = avg_spec();
     let a = rs(&cols, vec![row(&[Some("1.0000"), Some("1"), Some("1")])]);
     let b = rs(&cols, vec![row(&[Some("0.0000"), Some("0"), Some("31")])]);
     let out = merge(&spec, vec![a, b]).unwrap();
