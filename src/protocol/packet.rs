@@ -58,10 +58,6 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         }
     }
 
-    pub fn set_max_payload(&mut self, max: usize) {
-        self.max_payload = max;
-    }
-
     /// Whether bytes of a next packet are already buffered (pipelining clients).
     pub fn has_buffered(&self) -> bool {
         !self.buf.is_empty()

@@ -97,10 +97,6 @@ impl ResponseTracker {
         }
     }
 
-    pub fn is_done(&self) -> bool {
-        self.state == State::Done
-    }
-
     fn finish_ok(&mut self, ok: OkInfo) -> Step {
         self.outcome.status = ok.status;
         self.outcome.warnings = ok.warnings;

@@ -97,11 +97,6 @@ impl Ring {
         }
     }
 
-    /// Shard names in config order.
-    pub fn shard_names(&self) -> &[String] {
-        &self.names
-    }
-
     /// Each shard's fraction of the 64-bit key space, in config order (for SHOW RING).
     pub fn shares(&self) -> Vec<(String, f64)> {
         let mut owned = vec![0u128; self.names.len()];
