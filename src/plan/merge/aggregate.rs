@@ -419,11 +419,7 @@ mod tests {
     fn decimal_sum_is_exact() {
         // SUM over DECIMAL(20,2): MariaDB's result column has decimals 2.
         let cols = [dec_col(2)];
-        let spec = MergeSpec {
-            visible_columns: 1,
-            aggregates: vec![agg(0, AggregateKind::Sum)],
-            ..Default::default()
-        };
+        let spec = one_aggregate(AggregateKind::Sum);
         let out = run(
             &spec,
             &cols,
@@ -443,11 +439,7 @@ mod tests {
     #[test]
     fn integer_sum_stays_integer_and_exceeds_u64() {
         let cols = [dec_col(0)];
-        let spec = MergeSpec {
-            visible_columns: 1,
-            aggregates: vec![agg(0, AggregateKind::Sum)],
-            ..Default::default()
-        };
+        let spec = one_aggregate(AggregateKind::Sum);
         let out = run(
             &spec,
             &cols,
@@ -503,12 +495,7 @@ mod tests {
     #[test]
     fn groups_case_insensitively_keeping_the_first_value() {
         let cols = [text_col(), bigint_col()];
-        let spec = MergeSpec {
-            visible_columns: 2,
-            group_by: vec![0],
-            aggregates: vec![agg(1, AggregateKind::Count)],
-            ..Default::default()
-        };
+        let spec = grouped_by_first(AggregateKind::Count);
         let out = run(
             &spec,
             &cols,
@@ -534,12 +521,7 @@ mod tests {
     #[test]
     fn binary_groups_are_case_sensitive() {
         let cols = [bin_col(), bigint_col()];
-        let spec = MergeSpec {
-            visible_columns: 2,
-            group_by: vec![0],
-            aggregates: vec![agg(1, AggregateKind::Count)],
-            ..Default::default()
-        };
+        let spec = grouped_by_first(AggregateKind::Count);
         let out = run(
             &spec,
             &cols,
@@ -551,12 +533,7 @@ mod tests {
     #[test]
     fn numeric_groups_compare_by_value() {
         let cols = [dec_col(2), bigint_col()];
-        let spec = MergeSpec {
-            visible_columns: 2,
-            group_by: vec![0],
-            aggregates: vec![agg(1, AggregateKind::Count)],
-            ..Default::default()
-        };
+        let spec = grouped_by_first(AggregateKind::Count);
         let out = run(
             &spec,
             &cols,
@@ -684,11 +661,7 @@ mod tests {
     #[test]
     fn count_distinct_disjoint_adds() {
         let cols = [bigint_col()];
-        let spec = MergeSpec {
-            visible_columns: 1,
-            aggregates: vec![agg(0, AggregateKind::CountDistinctDisjoint)],
-            ..Default::default()
-        };
+        let spec = one_aggregate(AggregateKind::CountDistinctDisjoint);
         let out = run(&spec, &cols, vec![row(&[Some("3")]), row(&[Some("4")])]);
         assert_eq!(out, vec![row(&[Some("7")])]);
     }
@@ -697,18 +670,10 @@ mod tests {
     fn malformed_values_are_errors() {
         let cols = [bigint_col()];
         let kinds = [ValueKind::Integer];
-        let spec = MergeSpec {
-            visible_columns: 1,
-            aggregates: vec![agg(0, AggregateKind::Count)],
-            ..Default::default()
-        };
+        let spec = one_aggregate(AggregateKind::Count);
         let err = aggregate(&spec, &cols, &kinds, vec![row(&[Some("x")])]).unwrap_err();
         assert_eq!(err.code, 1105);
-        let spec = MergeSpec {
-            visible_columns: 1,
-            aggregates: vec![agg(0, AggregateKind::Sum)],
-            ..Default::default()
-        };
+        let spec = one_aggregate(AggregateKind::Sum);
         assert!(aggregate(&spec, &cols, &kinds, vec![row(&[Some("1x")])]).is_err());
     }
 
@@ -716,11 +681,7 @@ mod tests {
     fn decimal_overflow_is_an_error_not_a_rounding() {
         let cols = [dec_col(0)];
         let kinds = [ValueKind::Decimal];
-        let spec = MergeSpec {
-            visible_columns: 1,
-            aggregates: vec![agg(0, AggregateKind::Sum)],
-            ..Default::default()
-        };
+        let spec = one_aggregate(AggregateKind::Sum);
         // A DECIMAL(65,30) value: too many digits to add exactly here.
         let err = aggregate(
             &spec,

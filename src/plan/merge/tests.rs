@@ -77,6 +77,25 @@ pub mod util {
         AggregateSpec { column, kind }
     }
 
+    /// `SELECT AGG(x)`: one aggregate in column 0, no grouping.
+    pub fn one_aggregate(kind: AggregateKind) -> MergeSpec {
+        MergeSpec {
+            visible_columns: 1,
+            aggregates: vec![agg(0, kind)],
+            ..Default::default()
+        }
+    }
+
+    /// `SELECT g, AGG(x) … GROUP BY g`: the group key in column 0, the aggregate in column 1.
+    pub fn grouped_by_first(kind: AggregateKind) -> MergeSpec {
+        MergeSpec {
+            visible_columns: 2,
+            group_by: vec![0],
+            aggregates: vec![agg(1, kind)],
+            ..Default::default()
+        }
+    }
+
     /// `SELECT AVG(x)` as the shards answer it: the AVG in column 0, its hidden SUM and COUNT
     /// in columns 1 and 2.
     pub fn avg_spec() -> MergeSpec {
@@ -261,12 +280,7 @@ fn order_by_hidden_column() {
 fn group_by_without_order_by_sorts_by_group_keys_like_mariadb() {
     // MariaDB 10.11 sorts GROUP BY results by the group keys (NULL first).
     let cols = [text_col(), bigint_col()];
-    let spec = MergeSpec {
-        visible_columns: 2,
-        group_by: vec![0],
-        aggregates: vec![agg(1, AggregateKind::Count)],
-        ..Default::default()
-    };
+    let spec = grouped_by_first(AggregateKind::Count);
     let a = rs(
         &cols,
         vec![row(&[Some("b"), Some("1")]), row(&[Some("a"), Some("2")])],
@@ -327,11 +341,7 @@ fn having_applies_to_merged_groups() {
 #[test]
 fn decimal_sum_across_shards_point_one_plus_point_two() {
     let cols = [dec_col(2)];
-    let spec = MergeSpec {
-        visible_columns: 1,
-        aggregates: vec![agg(0, AggregateKind::Sum)],
-        ..Default::default()
-    };
+    let spec = one_aggregate(AggregateKind::Sum);
     let a = rs(&cols, vec![row(&[Some("0.10")])]);
     let b = rs(&cols, vec![row(&[Some("0.20")])]);
     let c = rs(&cols, vec![row(&[None])]);
@@ -343,11 +353,7 @@ fn decimal_sum_across_shards_point_one_plus_point_two() {
 fn count_over_empty_shards() {
     // SELECT COUNT(*) FROM t, every shard empty: each answers 0 (or, defensively, no row).
     let cols = [bigint_col()];
-    let spec = MergeSpec {
-        visible_columns: 1,
-        aggregates: vec![agg(0, AggregateKind::Count)],
-        ..Default::default()
-    };
+    let spec = one_aggregate(AggregateKind::Count);
     let out = merge(
         &spec,
         vec![
