@@ -11,6 +11,7 @@ pub mod backend;
 pub mod config;
 pub mod frontend;
 pub mod http;
+pub mod lex;
 pub mod metrics;
 pub mod plan;
 pub mod protocol;

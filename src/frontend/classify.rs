@@ -6,7 +6,7 @@
 //! Being wrong towards pinning only costs pooling efficiency; being wrong the other way would
 //! leak or lose state, so every doubtful construct pins.
 
-use super::lex::{tokenize, Token, TokenKind};
+use crate::lex::{tokenize, Token, TokenKind};
 
 /// The statement's kind, as far as the session cares.
 #[derive(Debug, Clone, PartialEq, Eq)]

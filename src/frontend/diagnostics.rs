@@ -30,7 +30,7 @@
 //! the same warnings; `ROW_COUNT()` then answers -1, the row count of a SELECT); any other
 //! statement clears them and the backends answer again.
 
-use super::lex::{tokenize, Token, TokenKind};
+use crate::lex::{tokenize, Token, TokenKind};
 
 /// One condition, as `SHOW WARNINGS` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2357,7 +2357,7 @@ fn no_text() -> Arc<str> {
 
 /// Whether a statement reads or writes no table (so any connection can answer it).
 fn names_no_table(sql: &str) -> bool {
-    let tokens = super::lex::tokenize(sql);
+    let tokens = crate::lex::tokenize(sql);
     let first = tokens.first().and_then(|t| t.word()).unwrap_or("");
     match first {
         "SET" | "DO" | "COMMIT" | "ROLLBACK" | "BEGIN" | "START" | "SAVEPOINT" | "RELEASE" => true,
