@@ -7,7 +7,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::frontend::session;
 use crate::proxy::Proxy;
 use crate::workers::Workers;
 
@@ -43,7 +42,7 @@ pub async fn run(
 async fn server_version(config: &Config) -> String {
     let topo = crate::backend::topology::Topology::from_config(config);
     if let Some(s) = topo.shard(&config.sharding.default_shard) {
-        match session::backend_version(&s.primary).await {
+        match s.primary.server_version().await {
             Ok(v) => return v,
             Err(e) => tracing::warn!("default shard unreachable at start: {e}"),
         }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{BackendConn, BackendError, ConnectParams};
-use crate::protocol::constants::{cap, status};
+use crate::protocol::constants::{cap, status, DEFAULT_COLLATION};
 use crate::session_state::SessionVars;
 
 /// Idle connections older than this are pinged before reuse.
@@ -251,6 +251,13 @@ impl Pool {
         self.idle
             .get(crate::workers::current())
             .unwrap_or(&self.idle[0])
+    }
+
+    /// Asks the server for its version string (what clients are shown), on a connection of
+    /// its own.
+    pub async fn server_version(&self) -> Result<String, BackendError> {
+        let c = BackendConn::connect(&self.connect_params(0, DEFAULT_COLLATION)).await?;
+        Ok(c.server_version)
     }
 
     /// Closes every idle connection (after a failover or a config change).

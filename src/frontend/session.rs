@@ -25,6 +25,7 @@ use super::classify::{classify, Classified, Kind};
 use super::diagnostics::{self, Condition, Diagnostics, FoundRows};
 use super::registry::SessionHandle;
 use crate::backend::conn::{BackendConn, BackendError, QueryResult};
+use crate::backend::kill::kill_backend;
 use crate::backend::pool::Lease;
 use crate::plan::spec::MergeSpec;
 use crate::plan::{self, merge, MultiKind, Plan, PlanContext, PreparedPlan, ShardSql};
@@ -1315,7 +1316,7 @@ impl Session {
                     // A timeout: the server may still be working on the statement; stop it
                     // (and its connection, which the proxy no longer reads).
                     let (addr, tid) = (lease.conn.addr.clone(), lease.conn.thread_id);
-                    self.kill_backend(&addr, tid, false).await;
+                    kill_backend(&self.proxy.topology(), &addr, tid, false).await;
                 }
                 // The connection is gone (and with it any transaction): forget it.
                 if self.pin.is_some() {
@@ -1678,7 +1679,7 @@ impl Session {
             // Still the same statement? (It may have ended and its connection been reused.)
             let still = target.snapshot().running_on == Some((addr.clone(), tid));
             if target.id != self.id && still {
-                self.kill_backend(&addr, tid, query_only).await;
+                kill_backend(&self.proxy.topology(), &addr, tid, query_only).await;
             }
         }
         if !query_only && target.id == self.id {
@@ -1688,32 +1689,11 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// Kills work on a backend through a separate connection, as the mysql CLI does on Ctrl-C.
-    async fn kill_backend(&self, addr: &str, thread_id: u32, query_only: bool) {
-        let topo = self.proxy.topology();
-        let Some(pool) = topo.pools().find(|p| p.addr == addr).cloned() else {
-            return;
-        };
-        match BackendConn::connect(&pool.connect_params(0, DEFAULT_COLLATION)).await {
-            Ok(mut c) => {
-                let sql = if query_only {
-                    format!("KILL QUERY {thread_id}")
-                } else {
-                    format!("KILL CONNECTION {thread_id}")
-                };
-                if let Err(e) = c.query(&sql).await {
-                    tracing::debug!("{sql} on {addr}: {e}");
-                }
-            }
-            Err(e) => tracing::warn!("cannot reach {addr} to kill {thread_id}: {e}"),
-        }
-    }
-
     // ----- proxy-answered statements -----
 
     async fn preview(&mut self, stmt: &str) -> std::io::Result<Flow> {
         let plan = self.plan_text(stmt);
-        let rs = preview_result_set(&plan, stmt);
+        let rs = plan::preview::preview_result_set(&plan, stmt);
         self.send_result_set(&rs).await?;
         Ok(Flow::Continue)
     }
@@ -2305,12 +2285,6 @@ async fn relay_prepare(
     Ok(tracker.outcome)
 }
 
-/// Asks a backend for its version string (what clients are shown).
-pub async fn backend_version(pool: &crate::backend::pool::Pool) -> Result<String, BackendError> {
-    let c = BackendConn::connect(&pool.connect_params(0, DEFAULT_COLLATION)).await?;
-    Ok(c.server_version)
-}
-
 /// The shard key a decoded parameter stands for, if it can be routed exactly.
 fn param_key(v: &crate::protocol::binary::ParamValue) -> Option<KeyValue> {
     use crate::protocol::binary::ParamValue as P;
@@ -2322,30 +2296,6 @@ fn param_key(v: &crate::protocol::binary::ParamValue) -> Option<KeyValue> {
             .and_then(KeyValue::from_str_value),
         P::Decimal(d) => KeyValue::from_number_literal(d),
         _ => None,
-    }
-}
-
-/// What PREVIEW answers: one row per shard with the SQL it gets and how results combine.
-pub fn preview_result_set(plan: &Plan, sql: &str) -> ResultSet {
-    use crate::protocol::resultset::ColumnDef;
-    ResultSet {
-        columns: vec![
-            ColumnDef::text("shard"),
-            ColumnDef::text("sql"),
-            ColumnDef::text("plan"),
-        ],
-        rows: plan
-            .describe(sql)
-            .into_iter()
-            .map(|(shard, sql, notes)| {
-                vec![
-                    Some(Bytes::from(shard)),
-                    Some(Bytes::from(sql)),
-                    Some(Bytes::from(notes)),
-                ]
-            })
-            .collect(),
-        warnings: 0,
     }
 }
 

@@ -31,6 +31,7 @@ pub mod ddl;
 pub mod insert_split;
 pub mod merge;
 pub mod prepared;
+pub mod preview;
 pub mod reject;
 pub mod route;
 pub mod rules;
