@@ -121,6 +121,11 @@ impl Session {
                 key: &s.key,
             };
             let proxy = self.proxy.clone();
+            let (topology, config) = (proxy.topology(), proxy.config());
+            let backends = crate::sequence::Backends {
+                topology: &topology,
+                default_shard: &config.sharding.default_shard,
+            };
             // In a transaction bound to a shard, one row can only go there: take an id that
             // lands there rather than one that would make the write distributed.
             let bound = (n == 1)
@@ -131,10 +136,10 @@ impl Session {
                     let rules = proxy.rules();
                     proxy
                         .sequences
-                        .allocate_on(&proxy, &src, &rules.ring, shard)
+                        .allocate_on(backends, &src, &rules.ring, shard)
                         .await
                 }
-                None => proxy.sequences.allocate(&proxy, &src, n).await,
+                None => proxy.sequences.allocate(backends, &src, n).await,
             };
             match allocated {
                 Ok(first) => first,
