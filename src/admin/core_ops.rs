@@ -320,7 +320,7 @@ pub fn table_rules(config: &Config) -> Vec<TableRule> {
 /// idle connections are dropped and their health restarts as up until the next check.)
 fn apply(proxy: &Proxy, new: Config) {
     // Pools first, so that rules naming a new shard find its pool.
-    let topology = Topology::from_config(&new);
+    let topology = Topology::from_config(&new, proxy.pool_idle_lists);
     *proxy.topology.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(topology);
     let rules = Rules::from_config(&new);
     *proxy.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
