@@ -49,7 +49,10 @@ fn the_source_follows_the_layers_and_has_no_cycles() {
         "the module graph breaks the layering rule of docs/architecture.md:\n{}",
         report.problems.join("\n")
     );
-    assert!(report.files > 20, "too few module files found under {src:?}");
+    assert!(
+        report.files > 20,
+        "too few module files found under {src:?}"
+    );
     assert!(elapsed.as_secs() < 2, "the check took {elapsed:?}");
 }
 
@@ -107,7 +110,9 @@ fn check(src: &Path, layers: &[(&str, &[&str])]) -> Report {
         } else {
             &["crate"]
         };
-        let shown = path.strip_prefix(src.parent().unwrap_or(src)).unwrap_or(path);
+        let shown = path
+            .strip_prefix(src.parent().unwrap_or(src))
+            .unwrap_or(path);
         for (target, line) in references(&text, module, roots) {
             let Some(to) = resolve(&target, &nodes) else {
                 continue;
@@ -147,7 +152,11 @@ fn check(src: &Path, layers: &[(&str, &[&str])]) -> Report {
                 let _ = write!(text, "\n    {} → {} at {at}", pair[0], pair[1]);
             }
             if members.len() > cycle.len() - 1 {
-                let _ = write!(text, "\n    (one of the cycles among {})", members.join(", "));
+                let _ = write!(
+                    text,
+                    "\n    (one of the cycles among {})",
+                    members.join(", ")
+                );
             }
             problems.push(text);
         }
@@ -520,16 +529,13 @@ fn strip(text: &str) -> String {
                     i += 1;
                 }
             }
-        } else if (c == 'r' || (c == 'b' && next == Some('r')))
-            && (i == 0 || !ident(b[i - 1]))
-            && {
-                let mut k = i + if c == 'b' { 2 } else { 1 };
-                while b.get(k) == Some(&'#') {
-                    k += 1;
-                }
-                b.get(k) == Some(&'"')
+        } else if (c == 'r' || (c == 'b' && next == Some('r'))) && (i == 0 || !ident(b[i - 1])) && {
+            let mut k = i + if c == 'b' { 2 } else { 1 };
+            while b.get(k) == Some(&'#') {
+                k += 1;
             }
-        {
+            b.get(k) == Some(&'"')
+        } {
             // A raw string: r"…", r#"…"#, br"…".
             let mut k = i + if c == 'b' { 2 } else { 1 };
             let mut hashes = 0;
@@ -604,7 +610,10 @@ const FAKE_LAYERS: &[(&str, &[&str])] = &[
 #[test]
 fn the_checker_finds_a_cycle_and_names_it() {
     let dir = fake_tree(&[
-        ("lib.rs", "pub mod base;\npub mod pool;\npub mod jobs;\npub mod app;\n"),
+        (
+            "lib.rs",
+            "pub mod base;\npub mod pool;\npub mod jobs;\npub mod app;\n",
+        ),
         ("base.rs", "pub fn f() {}\n"),
         ("pool/mod.rs", "pub mod idle;\n"),
         // pool::idle → jobs → app → pool::idle; the grouped import must be expanded.
@@ -622,10 +631,7 @@ fn the_checker_finds_a_cycle_and_names_it() {
     let r = check(&dir.path().join("src"), FAKE_LAYERS);
     assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
     let p = &r.problems[0];
-    assert!(
-        p.starts_with("cycle: app → pool::idle → jobs → app"),
-        "{p}"
-    );
+    assert!(p.starts_with("cycle: app → pool::idle → jobs → app"), "{p}");
     assert!(p.contains("pool::idle → jobs at src/pool/idle.rs:1"), "{p}");
     assert!(p.contains("jobs → app at src/jobs.rs:2"), "{p}");
     assert!(p.contains("app → pool::idle at src/app.rs:3"), "{p}");
@@ -636,21 +642,25 @@ fn the_checker_finds_an_import_of_a_higher_layer() {
     let dir = fake_tree(&[
         ("lib.rs", "pub mod net;\npub mod api;\n"),
         ("net/mod.rs", "pub mod codec;\n"),
-        ("net/codec.rs", "fn x() {\n\n    super::super::api::serve();\n}\n"),
+        (
+            "net/codec.rs",
+            "fn x() {\n\n    super::super::api::serve();\n}\n",
+        ),
         ("api.rs", "use crate::net::codec;\npub fn serve() {}\n"),
     ]);
     let r = check(&dir.path().join("src"), FAKE_LAYERS);
     assert!(
-        r.problems
-            .iter()
-            .any(|p| p == "layer violation: net::codec (low) imports api (high), a higher layer, \
+        r.problems.iter().any(|p| p
+            == "layer violation: net::codec (low) imports api (high), a higher layer, \
                        at src/net/codec.rs:3"),
         "{:?}",
         r.problems
     );
     // api → net::codec and net::codec → api is a cycle too.
     assert!(
-        r.problems.iter().any(|p| p.starts_with("cycle: api → net::codec → api")),
+        r.problems
+            .iter()
+            .any(|p| p.starts_with("cycle: api → net::codec → api")),
         "{:?}",
         r.problems
     );
@@ -691,9 +701,18 @@ fn the_checker_ignores_comments_strings_and_visibility_and_knows_every_module() 
 fn a_module_and_its_submodules_are_one_unit_and_deep_files_join_their_module() {
     let dir = fake_tree(&[
         ("lib.rs", "pub mod app;\npub mod pool;\n"),
-        ("app/mod.rs", "pub mod session;\nuse crate::app::session::serve;\n"),
-        ("app/session/mod.rs", "mod relay;\nuse super::*;\nuse crate::app::X;\n"),
-        ("app/session/relay.rs", "use crate::pool::get;\nuse super::*;\n"),
+        (
+            "app/mod.rs",
+            "pub mod session;\nuse crate::app::session::serve;\n",
+        ),
+        (
+            "app/session/mod.rs",
+            "mod relay;\nuse super::*;\nuse crate::app::X;\n",
+        ),
+        (
+            "app/session/relay.rs",
+            "use crate::pool::get;\nuse super::*;\n",
+        ),
         ("pool.rs", "pub fn get() {}\n"),
     ]);
     let r = check(&dir.path().join("src"), FAKE_LAYERS);
