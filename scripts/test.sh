@@ -19,6 +19,8 @@ cargo build --workspace --bins 2>&1 | tee -a "$LOG"
 
 if [ $status -eq 0 ]; then
     # --no-fail-fast: one failing test binary must not hide the results of the others.
+    # Among them tests/layers.rs: the layering rule of docs/architecture.md (no cycles between
+    # module files, no import of a higher layer), counted like every other test.
     cargo test --workspace --no-fail-fast "$@" 2>&1 | tee -a "$LOG"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     # The proxies above run with the default session threads (one on a 2-core machine); the

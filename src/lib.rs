@@ -13,6 +13,7 @@ pub mod config;
 pub mod exec;
 pub mod frontend;
 pub mod http;
+pub mod lex;
 pub mod metrics;
 pub mod plan;
 pub mod protocol;

@@ -59,8 +59,8 @@ fn main() -> anyhow::Result<()> {
         Some(n) => usize::from(n),
         None => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
     };
-    // Session threads first: pools made from here on get one idle list per thread.
-    let workers = shardproxy::workers::Workers::start(threads)?;
+    // The session threads build their own runtimes: start them before the main one.
+    let workers = shardproxy::server::start_session_threads(threads)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -72,13 +72,27 @@ pub struct Proxy {
     /// exactly the features the backends have.
     pub server_version: String,
     pub rsa: crate::frontend::rsa_key::RsaKey,
+    /// Idle lists per pool, kept for the topologies of reloaded configs
+    /// ([`crate::backend::pool::PoolSettings::idle_lists`]).
+    pub pool_idle_lists: usize,
     next_id: AtomicU32,
     pub shutdown: watch::Sender<bool>,
 }
 
 impl Proxy {
+    /// A proxy whose pools keep one idle list (no session threads: tests, tools).
     pub fn new(config: Config, server_version: String) -> anyhow::Result<Arc<Proxy>> {
-        let topology = Topology::from_config(&config);
+        Proxy::with_pool_idle_lists(config, server_version, 1)
+    }
+
+    /// A proxy whose pools keep `idle_lists` idle lists: one per session thread plus one
+    /// ([`crate::workers::Workers::pool_idle_lists`]).
+    pub fn with_pool_idle_lists(
+        config: Config,
+        server_version: String,
+        idle_lists: usize,
+    ) -> anyhow::Result<Arc<Proxy>> {
+        let topology = Topology::from_config(&config, idle_lists);
         let users = users_of(&config);
         let rules = crate::plan::Rules::from_config(&config);
         let rsa = crate::frontend::rsa_key::RsaKey::new(config.frontend.rsa_private_key.clone());
@@ -94,6 +108,7 @@ impl Proxy {
             started: Instant::now(),
             server_version,
             rsa,
+            pool_idle_lists: idle_lists,
             next_id: AtomicU32::new(1),
             shutdown: tx,
         }))

@@ -27,15 +27,18 @@
 //!
 //! Not done: explicit keys written by clients do not move the sequence (InnoDB would move its
 //! counter past them): give explicit keys below the sequence, or none.
+//!
+//! The caller says where the servers are ([`Backends`]: the current topology and the default
+//! shard).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::backend::conn::{BackendConn, BackendError, QueryResult};
+use crate::backend::topology::Topology;
 use crate::plan::SequenceRule;
 use crate::protocol::constants::DEFAULT_COLLATION;
 use crate::protocol::packets::ErrInfo;
-use crate::proxy::Proxy;
 use crate::ring::{KeyValue, Ring};
 
 /// The database and table holding every sequence's state, on the default shard.
@@ -56,6 +59,14 @@ pub struct Source<'a> {
     pub db: &'a str,
     pub table: &'a str,
     pub key: &'a str,
+}
+
+/// Where reservations run: the servers of the running config. The state table lives on
+/// `default_shard`'s primary; a sequence's first value reads every shard's primary.
+#[derive(Clone, Copy)]
+pub struct Backends<'a> {
+    pub topology: &'a Topology,
+    pub default_shard: &'a str,
 }
 
 /// The proxy's sequences (see the module doc).
@@ -82,10 +93,15 @@ fn quote_ident(s: &str) -> String {
 
 impl Sequences {
     /// Allocates `n` (≥ 1) consecutive ids and returns the first.
-    pub async fn allocate(&self, proxy: &Proxy, src: &Source<'_>, n: u64) -> Result<u64, ErrInfo> {
+    pub async fn allocate(
+        &self,
+        backends: Backends<'_>,
+        src: &Source<'_>,
+        n: u64,
+    ) -> Result<u64, ErrInfo> {
         let cell = self.cell(&src.rule.name);
         let mut block = cell.lock().await;
-        self.ensure(&mut block, proxy, src, n).await?;
+        self.ensure(&mut block, backends, src, n).await?;
         let first = block.next;
         block.next += n;
         Ok(first)
@@ -96,7 +112,7 @@ impl Sequences {
     /// shard, which could not write a row anywhere else.
     pub async fn allocate_on(
         &self,
-        proxy: &Proxy,
+        backends: Backends<'_>,
         src: &Source<'_>,
         ring: &Ring,
         shard: &str,
@@ -106,7 +122,7 @@ impl Sequences {
         let cell = self.cell(&src.rule.name);
         let mut block = cell.lock().await;
         for _ in 0..MAX_SKIPPED {
-            self.ensure(&mut block, proxy, src, 1).await?;
+            self.ensure(&mut block, backends, src, 1).await?;
             let id = block.next;
             block.next += 1;
             if ring.shard_for(&KeyValue::from(id)) == shard {
@@ -129,7 +145,7 @@ impl Sequences {
     async fn ensure(
         &self,
         block: &mut Block,
-        proxy: &Proxy,
+        backends: Backends<'_>,
         src: &Source<'_>,
         n: u64,
     ) -> Result<(), ErrInfo> {
@@ -137,7 +153,7 @@ impl Sequences {
             return Ok(());
         }
         let size = src.rule.block.max(n);
-        let start = self.reserve(proxy, src, size).await?;
+        let start = self.reserve(backends, src, size).await?;
         tracing::info!(
             sequence = %src.rule.name,
             start,
@@ -153,16 +169,21 @@ impl Sequences {
 
     /// Reserves `size` ids in the state table; returns the first. Retries when another proxy
     /// created the sequence's row at the same moment.
-    async fn reserve(&self, proxy: &Proxy, src: &Source<'_>, size: u64) -> Result<u64, ErrInfo> {
+    async fn reserve(
+        &self,
+        backends: Backends<'_>,
+        src: &Source<'_>,
+        size: u64,
+    ) -> Result<u64, ErrInfo> {
         let name = &src.rule.name;
         let mut guard = self.conn.lock().await;
         let mut last_err = None;
         for _attempt in 0..3 {
-            let conn = match self.connection(proxy, &mut guard).await {
+            let conn = match self.connection(backends, &mut guard).await {
                 Ok(c) => c,
                 Err(e) => return Err(reservation_error(name, e)),
             };
-            match reserve_on(conn, proxy, src, size).await {
+            match reserve_on(conn, backends, src, size).await {
                 Ok(start) => return Ok(start),
                 Err(e) => {
                     let _ = conn.query("ROLLBACK").await;
@@ -203,13 +224,13 @@ impl Sequences {
     /// state table created if missing.
     async fn connection<'g>(
         &self,
-        proxy: &Proxy,
+        backends: Backends<'_>,
         guard: &'g mut Option<BackendConn>,
     ) -> Result<&'g mut BackendConn, String> {
-        let default = proxy.config().sharding.default_shard.clone();
-        let topo = proxy.topology();
+        let default = backends.default_shard;
+        let topo = backends.topology;
         let pool = topo
-            .shard(&default)
+            .shard(default)
             .ok_or_else(|| format!("unknown default shard {default}"))?
             .primary
             .clone();
@@ -238,7 +259,7 @@ impl Sequences {
 /// One reservation transaction on `conn`.
 async fn reserve_on(
     conn: &mut BackendConn,
-    proxy: &Proxy,
+    backends: Backends<'_>,
     src: &Source<'_>,
     size: u64,
 ) -> Result<u64, BackendError> {
@@ -267,7 +288,7 @@ async fn reserve_on(
             next
         }
         None => {
-            let start = max_key_on_all_shards(proxy, src)
+            let start = max_key_on_all_shards(backends, src)
                 .await?
                 .saturating_add(1)
                 .max(1);
@@ -298,14 +319,17 @@ fn check_room(name: &str, start: u64, size: u64) -> Result<(), BackendError> {
 
 /// The largest key of the table over every shard's primary (0 when all are empty; negative
 /// keys count as 0).
-async fn max_key_on_all_shards(proxy: &Proxy, src: &Source<'_>) -> Result<u64, BackendError> {
+async fn max_key_on_all_shards(
+    backends: Backends<'_>,
+    src: &Source<'_>,
+) -> Result<u64, BackendError> {
     let sql = format!(
         "SELECT MAX({}) FROM {}.{}",
         quote_ident(src.key),
         quote_ident(src.db),
         quote_ident(src.table)
     );
-    let topo = proxy.topology();
+    let topo = backends.topology;
     let mut max = 0u64;
     for shard in &topo.shards {
         let mut c =

@@ -1,30 +1,48 @@
 //! The listeners and the process lifecycle: accept clients, reload on SIGHUP (once the admin
-//! side lands), drain on SIGTERM.
+//! side lands), drain on SIGTERM. The top of the layers: it wires the session threads
+//! ([`Workers`]) to the session handler, and the health checks to the running proxy.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::backend::health;
+use crate::backend::topology::Topology;
 use crate::config::Config;
 use crate::frontend::session;
 use crate::proxy::Proxy;
 use crate::workers::Workers;
+
+/// The session threads: client connections, each with the running proxy, served by
+/// [`session::serve`].
+pub type SessionThreads = Workers<Arc<Proxy>>;
+
+/// Starts `n` session threads (at least one) that serve client sessions. Each builds its own
+/// runtime: call it outside one (before the main runtime).
+pub fn start_session_threads(n: usize) -> std::io::Result<Arc<SessionThreads>> {
+    Workers::start(n, session::serve)
+}
 
 /// Starts the proxy from a config (read from `config_path`, which RELOAD CONFIG and SIGHUP
 /// read again) and serves until SIGTERM/SIGINT, client sessions on `workers`' threads.
 pub async fn run(
     config: Config,
     config_path: Option<std::path::PathBuf>,
-    workers: Arc<Workers>,
+    workers: Arc<SessionThreads>,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let version = server_version(&config).await;
-    let proxy = Proxy::new(config, version)?;
+    let proxy = Proxy::with_pool_idle_lists(config, version, workers.pool_idle_lists())?;
     tracing::info!(listen = %listener.local_addr()?, "shardproxy serving");
-    tokio::spawn(crate::backend::health::run(proxy.clone()));
+    let (p, q) = (proxy.clone(), proxy.clone());
+    tokio::spawn(health::run(
+        move || p.topology(),
+        move || q.config(),
+        proxy.shutdown.subscribe(),
+    ));
     crate::admin::core_ops::start_operator_ports(proxy.clone(), config_path).await?;
     // Histogram samples wait in the recorder until drained: drain them even when nobody
     // scrapes /metrics, so memory stays flat.
@@ -41,9 +59,9 @@ pub async fn run(
 /// The version string shown to clients: the default shard's, or a MariaDB-like default
 /// when it cannot be reached at start.
 async fn server_version(config: &Config) -> String {
-    let topo = crate::backend::topology::Topology::from_config(config);
+    let topo = Topology::from_config(config, 1);
     if let Some(s) = topo.shard(&config.sharding.default_shard) {
-        match session::backend_version(&s.primary).await {
+        match s.primary.server_version().await {
             Ok(v) => return v,
             Err(e) => tracing::warn!("default shard unreachable at start: {e}"),
         }
@@ -54,7 +72,7 @@ async fn server_version(config: &Config) -> String {
 pub async fn serve(
     proxy: Arc<Proxy>,
     listener: TcpListener,
-    workers: Arc<Workers>,
+    workers: Arc<SessionThreads>,
 ) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

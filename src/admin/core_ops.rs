@@ -18,14 +18,13 @@ use super::ops::{
     TableKind, TableRule,
 };
 use super::AdminUsers;
-use crate::backend::conn::BackendConn;
+use crate::backend::kill::kill_backend;
 use crate::backend::pool::{self, Pool};
 use crate::backend::topology::Topology;
 use crate::config::Config;
-use crate::frontend::session::preview_result_set;
+use crate::plan::preview::preview_result_set;
 use crate::plan::rules::TableKind as RuleKind;
 use crate::plan::{PlanContext, Rules};
-use crate::protocol::constants::DEFAULT_COLLATION;
 use crate::protocol::resultset::ResultSet;
 use crate::proxy::{users_of, Proxy};
 use crate::ring::KeyValue;
@@ -281,7 +280,7 @@ impl AdminOps for CoreOps {
             target.kill();
         }
         if let Some((addr, tid)) = running {
-            kill_backend(&self.proxy, &addr, tid, query_only).await;
+            kill_backend(&self.proxy.topology(), &addr, tid, query_only).await;
         }
         Ok(())
     }
@@ -321,35 +320,13 @@ pub fn table_rules(config: &Config) -> Vec<TableRule> {
 /// idle connections are dropped and their health restarts as up until the next check.)
 fn apply(proxy: &Proxy, new: Config) {
     // Pools first, so that rules naming a new shard find its pool.
-    let topology = Topology::from_config(&new);
+    let topology = Topology::from_config(&new, proxy.pool_idle_lists);
     *proxy.topology.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(topology);
     let rules = Rules::from_config(&new);
     *proxy.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
     let users = users_of(&new);
     *proxy.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
     *proxy.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
-}
-
-/// `KILL [QUERY] <thread>` on the backend running a session's statement, on a connection of
-/// its own (what the mysql CLI does on Ctrl-C).
-async fn kill_backend(proxy: &Proxy, addr: &str, thread_id: u32, query_only: bool) {
-    let topo = proxy.topology();
-    let Some(pool) = topo.pools().find(|p| p.addr == addr).cloned() else {
-        return;
-    };
-    match BackendConn::connect(&pool.connect_params(0, DEFAULT_COLLATION)).await {
-        Ok(mut c) => {
-            let sql = if query_only {
-                format!("KILL QUERY {thread_id}")
-            } else {
-                format!("KILL CONNECTION {thread_id}")
-            };
-            if let Err(e) = c.query(&sql).await {
-                tracing::debug!("{sql} on {addr}: {e}");
-            }
-        }
-        Err(e) => tracing::warn!("cannot reach {addr} to kill {thread_id}: {e}"),
-    }
 }
 
 /// Opens what the config asks for: the admin port (`admin_listen`), the HTTP port

@@ -1,22 +1,32 @@
 //! Health checks: one task pings every backend server on its own connection each
 //! `backend.health_interval_ms`, and reads replicas' lag from `SHOW SLAVE STATUS`. The results
 //! feed the admin port, the metrics and the status page (and, later, failover).
+//!
+//! It follows config reloads through the two functions it is given (the server passes the
+//! running proxy's current topology and config).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use super::conn::{BackendConn, QueryResult};
 use super::pool::{Pool, Role};
+use super::topology::Topology;
+use crate::config::Config;
 use crate::protocol::constants::DEFAULT_COLLATION;
-use crate::proxy::Proxy;
 
-/// Runs until the proxy shuts down.
-pub async fn run(proxy: Arc<Proxy>) {
-    let mut shutdown = proxy.shutdown.subscribe();
+/// Checks every pool of `topology()` every `backend.health_interval_ms` of `config()` (both
+/// read again each round) until `shutdown` changes.
+pub async fn run(
+    topology: impl Fn() -> Arc<Topology>,
+    config: impl Fn() -> Arc<Config>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut conns: Vec<(Arc<Pool>, Option<BackendConn>)> = Vec::new();
     loop {
-        let topo = proxy.topology();
+        let topo = topology();
         // Follow config reloads: keep a connection per current pool.
         conns.retain(|(p, _)| topo.pools().any(|q| Arc::ptr_eq(p, q)));
         for p in topo.pools() {
@@ -27,7 +37,7 @@ pub async fn run(proxy: Arc<Proxy>) {
         for (pool, conn) in conns.iter_mut() {
             check(pool, conn).await;
         }
-        let interval = Duration::from_millis(proxy.config().backend.health_interval_ms.max(50));
+        let interval = Duration::from_millis(config().backend.health_interval_ms.max(50));
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,

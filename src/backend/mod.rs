@@ -1,7 +1,8 @@
-//! Backend connections ([`conn`]), their pools ([`pool`]), and the shards' servers
-//! ([`topology`]).
+//! Backend connections ([`conn`]), their pools ([`pool`]), the shards' servers ([`topology`]),
+//! their health checks ([`health`]), and stopping a statement on a server ([`kill`]).
 
 pub mod conn;
 pub mod health;
+pub mod kill;
 pub mod pool;
 pub mod topology;

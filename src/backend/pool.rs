@@ -7,9 +7,13 @@
 //! pinned state); anything doubtful is closed instead, which makes the server roll back and
 //! release locks.
 //!
-//! Idle connections are kept per thread ([`crate::workers`]): a connection belongs to the
-//! runtime that opened it, so a session only gets back connections its own thread opened.
+//! Idle connections are kept per thread: a connection belongs to the runtime that opened it,
+//! so a session only gets back connections its own thread opened. A pool is made with its
+//! number of idle lists ([`PoolSettings::idle_lists`]); each thread says once which list is
+//! its own ([`use_idle_list`], called by `workers` when a session thread starts), and every
+//! `get`/`put` uses the calling thread's list, read from a thread-local.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,11 +21,23 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{BackendConn, BackendError, ConnectParams};
-use crate::protocol::constants::{cap, status};
+use crate::protocol::constants::{cap, status, DEFAULT_COLLATION};
 use crate::session_state::SessionVars;
 
 /// Idle connections older than this are pinged before reuse.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// The idle list of every pool that the calling thread uses ([`use_idle_list`]).
+    static IDLE_LIST: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Makes the calling thread use idle list `i` of every pool from now on. Session threads call
+/// it once when they start (list 1..=n); every other thread uses list 0. A pool with fewer
+/// lists gives such a thread its list 0.
+pub fn use_idle_list(i: usize) {
+    IDLE_LIST.with(|c| c.set(i));
+}
 
 /// The server's role in its shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +84,8 @@ pub struct Pool {
     wait: Duration,
     /// `pool_idle` shared out among the session threads' lists.
     idle_per_list: usize,
-    /// Idle connections, one list per thread ([`crate::workers::current`]). Boxed as leases
-    /// hold them: taking one out or putting it back moves a pointer.
+    /// Idle connections, one list per thread ([`use_idle_list`]). Boxed as leases hold them:
+    /// taking one out or putting it back moves a pointer.
     idle: Vec<Mutex<IdleList>>,
     permits: Arc<Semaphore>,
 }
@@ -107,6 +123,9 @@ pub struct PoolSettings {
     pub wait: Duration,
     pub max: usize,
     pub idle_max: usize,
+    /// Idle lists per pool: one per session thread plus list 0, which every other thread uses
+    /// (the main runtime: listeners, admin port, health checks). 1 without session threads.
+    pub idle_lists: usize,
 }
 
 impl Pool {
@@ -125,11 +144,11 @@ impl Pool {
             connect_timeout: s.connect_timeout,
             read_timeout: s.read_timeout,
             wait: s.wait,
-            idle_per_list: match crate::workers::lists() {
+            idle_per_list: match s.idle_lists.max(1) {
                 1 => s.idle_max,
                 n => s.idle_max.div_ceil(n - 1).max(1),
             },
-            idle: (0..crate::workers::lists())
+            idle: (0..s.idle_lists.max(1))
                 .map(|_| Mutex::new(Vec::new()))
                 .collect(),
             permits: Arc::new(Semaphore::new(s.max)),
@@ -247,10 +266,17 @@ impl Pool {
 
     /// The calling thread's idle list.
     fn idle_list(&self) -> &Mutex<IdleList> {
-        // A pool made before the session threads started has fewer lists: share the first.
+        // A pool made with fewer lists than there are threads: share the first.
         self.idle
-            .get(crate::workers::current())
+            .get(IDLE_LIST.with(|i| i.get()))
             .unwrap_or(&self.idle[0])
+    }
+
+    /// Asks the server for its version string (what clients are shown), on a connection of
+    /// its own.
+    pub async fn server_version(&self) -> Result<String, BackendError> {
+        let c = BackendConn::connect(&self.connect_params(0, DEFAULT_COLLATION)).await?;
+        Ok(c.server_version)
     }
 
     /// Closes every idle connection (after a failover or a config change).

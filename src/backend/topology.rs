@@ -22,7 +22,9 @@ pub struct Topology {
 }
 
 impl Topology {
-    pub fn from_config(c: &Config) -> Topology {
+    /// One pool per server of the config, each with `idle_lists` idle lists (see
+    /// [`PoolSettings::idle_lists`]).
+    pub fn from_config(c: &Config, idle_lists: usize) -> Topology {
         let b = &c.backend;
         let settings = PoolSettings {
             user: b.user.clone(),
@@ -33,6 +35,7 @@ impl Topology {
             wait: Duration::from_millis(b.pool_wait_ms),
             max: b.pool_max,
             idle_max: b.pool_idle,
+            idle_lists,
         };
         let shards: Vec<ShardPools> = c
             .shards

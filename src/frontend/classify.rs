@@ -6,7 +6,7 @@
 //! Being wrong towards pinning only costs pooling efficiency; being wrong the other way would
 //! leak or lose state, so every doubtful construct pins.
 
-use super::lex::{tokenize, Token, TokenKind};
+use crate::lex::{tokenize, Token, TokenKind};
 
 /// The statement's kind, as far as the session cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,7 +327,7 @@ fn session_transaction(p: &[Token]) -> Option<Vec<(String, String)>> {
 
 /// Whether a statement reads or writes no table (so any connection can answer it).
 pub fn names_no_table(sql: &str) -> bool {
-    let tokens = super::lex::tokenize(sql);
+    let tokens = crate::lex::tokenize(sql);
     let first = tokens.first().and_then(|t| t.word()).unwrap_or("");
     match first {
         "SET" | "DO" | "COMMIT" | "ROLLBACK" | "BEGIN" | "START" | "SAVEPOINT" | "RELEASE" => true,

@@ -11,7 +11,7 @@
 //! Only `VALUES` forms are filled in (`INSERT … SET` names its columns, `INSERT … SELECT` into
 //! a sharded table is refused anyway).
 
-use super::lex::{tokenize, Token, TokenKind};
+use crate::lex::{tokenize, Token, TokenKind};
 
 /// Where an INSERT without a column list names its table.
 #[derive(Debug, PartialEq, Eq)]

@@ -30,8 +30,8 @@
 //! the same warnings; `ROW_COUNT()` then answers -1, the row count of a SELECT); any other
 //! statement clears them and the backends answer again.
 
-use super::lex::{tokenize, Token, TokenKind};
 use crate::exec::diagnostics::{Condition, Diagnostics, FoundRows};
+use crate::lex::{tokenize, Token, TokenKind};
 
 /// How to answer a statement that asks about the previous one.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,10 @@
 //! Client connections: one task per client ([`session`]), the statement facts it needs before
-//! routing ([`classify`], built on [`lex`]), the registry of live sessions ([`registry`]), and
+//! routing ([`classify`], built on [`crate::lex`]), the registry of live sessions ([`registry`]), and
 //! what the proxy answers about a statement it ran on several shards ([`diagnostics`]).
 
 pub mod classify;
 pub mod column_list;
 pub mod diagnostics;
-pub mod lex;
 pub mod registry;
 pub mod rewrite;
 pub mod rsa_key;

@@ -13,7 +13,7 @@
 //! so `'CONNECTION_ID()'` stays a string). Where the value is a select item, it keeps the
 //! column name the client would get from MariaDB (`CONNECTION_ID()` as written, `@@socket`).
 
-use super::lex::{tokenize, Token, TokenKind};
+use crate::lex::{tokenize, Token, TokenKind};
 
 /// Rewrites what the proxy answers itself; `None` when the statement mentions none of it
 /// (the common case, decided without tokenizing).

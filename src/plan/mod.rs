@@ -35,6 +35,7 @@ pub mod ddl;
 pub mod insert_split;
 pub mod merge;
 pub mod prepared;
+pub mod preview;
 pub mod reason;
 pub mod reject;
 pub mod route;

@@ -350,7 +350,7 @@ fn put_time(out: &mut BytesMut, s: &str) -> Option<()> {
 /// Replaces the `?` placeholders of `sql` (outside strings and comments) with literals.
 /// `None` when the counts differ.
 pub fn interpolate(sql: &str, literals: &[String]) -> Option<String> {
-    let tokens = crate::frontend::lex::tokenize(sql);
+    let tokens = crate::lex::tokenize(sql);
     let marks: Vec<usize> = tokens
         .iter()
         .filter(|t| t.is_punct('?'))

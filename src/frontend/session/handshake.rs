@@ -12,7 +12,7 @@ use rand::RngCore;
 
 use super::hold::HoldWhy;
 use super::{Flow, Session};
-use crate::backend::conn::{BackendConn, BackendError};
+use crate::backend::conn::BackendError;
 use crate::protocol::auth;
 use crate::protocol::constants::{cap, err, status, DEFAULT_COLLATION};
 use crate::protocol::handshake::{auth_switch_request, ChangeUser, Greeting, HandshakeResponse};
@@ -296,10 +296,4 @@ impl Session {
         self.send_ok(seq, self.local_ok()).await?;
         Ok(Flow::Continue)
     }
-}
-
-/// Asks a backend for its version string (what clients are shown).
-pub async fn backend_version(pool: &crate::backend::pool::Pool) -> Result<String, BackendError> {
-    let c = BackendConn::connect(&pool.connect_params(0, DEFAULT_COLLATION)).await?;
-    Ok(c.server_version)
 }

@@ -4,8 +4,8 @@
 //! CLI does on Ctrl-C. Only the owner of a session may kill it.
 
 use super::{Flow, Session};
-use crate::backend::conn::BackendConn;
-use crate::protocol::constants::{err, DEFAULT_COLLATION};
+use crate::backend::kill::kill_backend;
+use crate::protocol::constants::err;
 use crate::protocol::packets::ErrInfo;
 
 impl Session {
@@ -31,7 +31,7 @@ impl Session {
             // Still the same statement? (It may have ended and its connection been reused.)
             let still = target.snapshot().running_on == Some((addr.clone(), tid));
             if target.id != self.id && still {
-                self.kill_backend(&addr, tid, query_only).await;
+                kill_backend(&self.proxy.topology(), &addr, tid, query_only).await;
             }
         }
         if !query_only && target.id == self.id {
@@ -39,26 +39,5 @@ impl Session {
         }
         self.send_ok(1, self.local_ok()).await?;
         Ok(Flow::Continue)
-    }
-
-    /// Kills work on a backend through a separate connection, as the mysql CLI does on Ctrl-C.
-    pub(super) async fn kill_backend(&self, addr: &str, thread_id: u32, query_only: bool) {
-        let topo = self.proxy.topology();
-        let Some(pool) = topo.pools().find(|p| p.addr == addr).cloned() else {
-            return;
-        };
-        match BackendConn::connect(&pool.connect_params(0, DEFAULT_COLLATION)).await {
-            Ok(mut c) => {
-                let sql = if query_only {
-                    format!("KILL QUERY {thread_id}")
-                } else {
-                    format!("KILL CONNECTION {thread_id}")
-                };
-                if let Err(e) = c.query(&sql).await {
-                    tracing::debug!("{sql} on {addr}: {e}");
-                }
-            }
-            Err(e) => tracing::warn!("cannot reach {addr} to kill {thread_id}: {e}"),
-        }
     }
 }

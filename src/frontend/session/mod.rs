@@ -59,9 +59,7 @@ mod relay;
 mod single;
 mod transaction;
 
-pub use handshake::backend_version;
 use hold::{Held, HoldWhy};
-pub use own_answers::preview_result_set;
 use prepared::ClientStmt;
 use relay::{ClientReader, ClientWriter};
 

@@ -12,7 +12,7 @@ use crate::backend::conn::{BackendError, QueryResult};
 use crate::exec::Diagnostics;
 use crate::frontend::classify::names_no_table;
 use crate::frontend::diagnostics;
-use crate::plan::{self, MultiKind, Plan};
+use crate::plan::{self, MultiKind};
 use crate::protocol::constants::{com, err, status};
 use crate::protocol::packets::{build_command, build_eof, build_terminator, ErrInfo};
 use crate::protocol::resultset::{encode_text_row, ResultSet, RowFormat};
@@ -132,6 +132,11 @@ impl Session {
                 key: &s.key,
             };
             let proxy = self.proxy.clone();
+            let (topology, config) = (proxy.topology(), proxy.config());
+            let backends = crate::sequence::Backends {
+                topology: &topology,
+                default_shard: &config.sharding.default_shard,
+            };
             // In a transaction bound to a shard, one row can only go there: take an id that
             // lands there rather than one that would make the write distributed.
             let bound = (n == 1)
@@ -142,10 +147,10 @@ impl Session {
                     let rules = proxy.rules();
                     proxy
                         .sequences
-                        .allocate_on(&proxy, &src, &rules.ring, shard)
+                        .allocate_on(backends, &src, &rules.ring, shard)
                         .await
                 }
-                None => proxy.sequences.allocate(&proxy, &src, n).await,
+                None => proxy.sequences.allocate(backends, &src, n).await,
             };
             match allocated {
                 Ok(first) => first,
@@ -166,7 +171,7 @@ impl Session {
 impl Session {
     pub(super) async fn preview(&mut self, stmt: &str) -> std::io::Result<Flow> {
         let plan = self.plan_text(stmt);
-        let rs = preview_result_set(&plan, stmt);
+        let rs = plan::preview::preview_result_set(&plan, stmt);
         self.send_result_set(&rs, RowFormat::Text).await?;
         Ok(Flow::Continue)
     }
@@ -229,29 +234,5 @@ impl Session {
             )
             .await?;
         self.writer.flush().await
-    }
-}
-
-/// What PREVIEW answers: one row per shard with the SQL it gets and how results combine.
-pub fn preview_result_set(plan: &Plan, sql: &str) -> ResultSet {
-    use crate::protocol::resultset::ColumnDef;
-    ResultSet {
-        columns: vec![
-            ColumnDef::text("shard"),
-            ColumnDef::text("sql"),
-            ColumnDef::text("plan"),
-        ],
-        rows: plan
-            .describe(sql)
-            .into_iter()
-            .map(|(shard, sql, notes)| {
-                vec![
-                    Some(Bytes::from(shard)),
-                    Some(Bytes::from(sql)),
-                    Some(Bytes::from(notes)),
-                ]
-            })
-            .collect(),
-        warnings: 0,
     }
 }

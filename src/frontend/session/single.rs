@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::relay::{relay, RelayError};
 use super::{Flow, Session};
+use crate::backend::kill::kill_backend;
 use crate::exec::Diagnostics;
 use crate::frontend::classify::names_no_table;
 use crate::frontend::classify::{Classified, Kind};
@@ -114,7 +115,7 @@ impl Session {
                     // A timeout: the server may still be working on the statement; stop it
                     // (and its connection, which the proxy no longer reads).
                     let (addr, tid) = (lease.conn.addr.clone(), lease.conn.thread_id);
-                    self.kill_backend(&addr, tid, false).await;
+                    kill_backend(&self.proxy.topology(), &addr, tid, false).await;
                 }
                 // The connection is gone (and with it any transaction): forget it.
                 if self.pin.is_some() {

@@ -3,6 +3,9 @@
 //! tie a session to one backend connection. It skips comments and string literals, treats the
 //! contents of `/*! … */` as code (MySQL executes them), and never fails: unknown bytes become
 //! punctuation tokens.
+//!
+//! A base module: the frontend's statement facts (`frontend::classify`, `rewrite`, `diagnostics`,
+//! `column_list`) and `protocol::binary::interpolate` build on it.
 
 /// One token with its byte span in the statement text.
 #[derive(Debug, Clone, PartialEq, Eq)]
