@@ -103,14 +103,7 @@ pub fn tokenize(sql: &str) -> Vec<Token> {
             if b.get(i + 1) == Some(&b'@') {
                 i += 2;
                 let name_start = i;
-                while i < b.len()
-                    && (b[i].is_ascii_alphanumeric()
-                        || b[i] == b'_'
-                        || b[i] == b'.'
-                        || b[i] == b'$')
-                {
-                    i += 1;
-                }
+                i = variable_name_end(b, i);
                 let name = sql[name_start..i].to_ascii_lowercase();
                 let kind = if let Some(n) = name.strip_prefix("global.") {
                     TokenKind::GlobalVar(n.to_string())
@@ -131,14 +124,7 @@ pub fn tokenize(sql: &str) -> Vec<Token> {
                 if i < b.len() && (b[i] == b'\'' || b[i] == b'"' || b[i] == b'`') {
                     i = skip_quoted(b, i, b[i]);
                 } else {
-                    while i < b.len()
-                        && (b[i].is_ascii_alphanumeric()
-                            || b[i] == b'_'
-                            || b[i] == b'.'
-                            || b[i] == b'$')
-                    {
-                        i += 1;
-                    }
+                    i = variable_name_end(b, i);
                 }
                 out.push(Token {
                     kind: TokenKind::UserVar,
@@ -180,24 +166,45 @@ pub fn tokenize(sql: &str) -> Vec<Token> {
     out
 }
 
+/// End (exclusive) of an unquoted variable name starting at `i` (`@x`, `@@session.x`).
+fn variable_name_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'.' | b'$')) {
+        i += 1;
+    }
+    i
+}
+
 /// Index just past the closing quote (doubled quotes and backslash escapes stay inside).
 fn skip_quoted(b: &[u8], start: usize, q: u8) -> usize {
+    debug_assert_eq!(b[start], q);
+    skip_string(b, start, q != b'`').0
+}
+
+/// End (exclusive) of the quoted text starting at `start` (its quote is `b[start]`), and
+/// whether it holds a backslash. A doubled quote stays inside; so does a backslash escape when
+/// `backslash_escapes` (not for backticks, nor under `NO_BACKSLASH_ESCAPES`).
+pub fn skip_string(b: &[u8], start: usize, backslash_escapes: bool) -> (usize, bool) {
+    let q = b[start];
     let mut i = start + 1;
+    let mut backslash = false;
     while i < b.len() {
-        if b[i] == b'\\' && q != b'`' {
-            i += 2;
-            continue;
+        if b[i] == b'\\' {
+            backslash = true;
+            if backslash_escapes {
+                i += 2;
+                continue;
+            }
         }
         if b[i] == q {
             if b.get(i + 1) == Some(&q) {
                 i += 2;
                 continue;
             }
-            return i + 1;
+            return (i + 1, backslash);
         }
         i += 1;
     }
-    b.len()
+    (b.len(), backslash)
 }
 
 #[cfg(test)]

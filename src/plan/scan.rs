@@ -15,6 +15,8 @@
 //! The scanner understands MariaDB's default lexical rules: `'…'` and `"…"` strings with
 //! backslash escapes and doubled quotes, backtick identifiers, `#`, `-- ` and `/* */` comments.
 
+use crate::lex::skip_string;
+
 /// What one pass over the text found.
 #[derive(Debug, Default, Clone)]
 pub struct Scan {
@@ -240,31 +242,6 @@ fn scan_mode(sql: &str, backslash_escapes: bool) -> Scan {
         }
     }
     s
-}
-
-/// End (exclusive) of the string literal starting at `start`, and whether it holds a backslash.
-fn skip_string(b: &[u8], start: usize, backslash_escapes: bool) -> (usize, bool) {
-    let q = b[start];
-    let mut i = start + 1;
-    let mut backslash = false;
-    while i < b.len() {
-        if b[i] == b'\\' {
-            backslash = true;
-            if backslash_escapes {
-                i += 2;
-                continue;
-            }
-        }
-        if b[i] == q {
-            if b.get(i + 1) == Some(&q) {
-                i += 2;
-                continue;
-            }
-            return (i + 1, backslash);
-        }
-        i += 1;
-    }
-    (b.len(), backslash)
 }
 
 fn line_end(b: &[u8], i: usize) -> usize {

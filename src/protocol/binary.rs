@@ -28,6 +28,15 @@ pub enum ParamValue {
     LongData,
 }
 
+/// An integer parameter: `u` when the client flagged it unsigned, else `i`.
+fn integer(unsigned: bool, u: u64, i: i64) -> ParamValue {
+    if unsigned {
+        ParamValue::UInt(u)
+    } else {
+        ParamValue::Int(i)
+    }
+}
+
 /// Decodes the parameters of a COM_STMT_EXECUTE payload (starting with the command byte),
 /// given the parameter count and the types (2 bytes each) that apply. `long_data` lists
 /// parameters whose values came by COM_STMT_SEND_LONG_DATA. `None`: malformed.
@@ -65,38 +74,17 @@ pub fn decode_params(
         let ty = types[2 * i];
         let unsigned = types[2 * i + 1] & 0x80 != 0;
         let v = match ty {
-            t::TINY => {
-                let b = r.u8()?;
-                if unsigned {
-                    ParamValue::UInt(b as u64)
-                } else {
-                    ParamValue::Int(b as i8 as i64)
-                }
-            }
-            t::SHORT | t::YEAR => {
-                let b = r.u16()?;
-                if unsigned {
-                    ParamValue::UInt(b as u64)
-                } else {
-                    ParamValue::Int(b as i16 as i64)
-                }
-            }
-            t::LONG | t::INT24 => {
-                let b = r.u32()?;
-                if unsigned {
-                    ParamValue::UInt(b as u64)
-                } else {
-                    ParamValue::Int(b as i32 as i64)
-                }
-            }
-            t::LONGLONG => {
-                let b = r.u64()?;
-                if unsigned {
-                    ParamValue::UInt(b)
-                } else {
-                    ParamValue::Int(b as i64)
-                }
-            }
+            // The same bits read as unsigned or, sign-extended, as signed.
+            t::TINY => r
+                .u8()
+                .map(|b| integer(unsigned, b as u64, b as i8 as i64))?,
+            t::SHORT | t::YEAR => r
+                .u16()
+                .map(|b| integer(unsigned, b as u64, b as i16 as i64))?,
+            t::LONG | t::INT24 => r
+                .u32()
+                .map(|b| integer(unsigned, b as u64, b as i32 as i64))?,
+            t::LONGLONG => r.u64().map(|b| integer(unsigned, b, b as i64))?,
             t::FLOAT => ParamValue::Double(f32::from_bits(r.u32()?) as f64),
             t::DOUBLE => ParamValue::Double(f64::from_bits(r.u64()?)),
             t::DECIMAL | t::NEWDECIMAL => {
