@@ -1,10 +1,10 @@
 //! The admin port through real MySQL clients: mysql_async and the `mariadb` CLI.
 
-mod common;
+mod harness;
 
 use std::process::Output;
 
-use common::{start_admin, FixedOps, DOWN_BACKEND};
+use harness::fixed_ops::{start_admin, FixedOps, DOWN_BACKEND};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row};
 use shardproxy::admin::command::STATEMENTS;
@@ -260,7 +260,7 @@ async fn reload_config_shows_changes_and_rejects_a_bad_file() {
     assert_eq!(cols, ["change"]);
     assert_eq!(rows, [[Some("no changes".to_string())]]);
 
-    let text = common::CONFIG.replace("127.0.0.1:3331", "127.0.0.1:3333");
+    let text = harness::fixed_ops::CONFIG.replace("127.0.0.1:3331", "127.0.0.1:3333");
     std::fs::write(&ops.config_path, text).unwrap();
     let (_, rows) = query(&mut conn, "reload config;").await;
     assert_eq!(
@@ -273,7 +273,7 @@ async fn reload_config_shows_changes_and_rejects_a_bad_file() {
     assert_eq!(rows[2][1].as_deref(), Some("127.0.0.1:3333"));
 
     // A bad file: the reason comes back, the running config stays.
-    let bad = common::CONFIG.replace("default_shard = \"s1\"", "default_shard = \"s9\"");
+    let bad = harness::fixed_ops::CONFIG.replace("default_shard = \"s1\"", "default_shard = \"s9\"");
     std::fs::write(&ops.config_path, bad).unwrap();
     let e = server_error(&mut conn, "RELOAD CONFIG").await;
     assert_eq!(e.code, 1105);
@@ -303,7 +303,7 @@ async fn authentication() {
     }
 
     // Admin users follow a config reload.
-    let text = common::CONFIG.replace("password = \"admin\"", "password = \"n3w\"");
+    let text = harness::fixed_ops::CONFIG.replace("password = \"admin\"", "password = \"n3w\"");
     std::fs::write(&ops.config_path, text).unwrap();
     let mut conn = connect(port).await;
     let (_, rows) = query(&mut conn, "RELOAD CONFIG").await;

@@ -1,10 +1,10 @@
 //! The HTTP port through real HTTP requests, and the status page in headless Chromium.
 
-mod common;
+mod harness;
 
 use std::time::Duration;
 
-use common::{start_http, FixedOps, DOWN_BACKEND};
+use harness::fixed_ops::{start_http, FixedOps, DOWN_BACKEND};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

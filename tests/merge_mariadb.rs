@@ -7,7 +7,6 @@
 //!
 //! Runs against a MariaDB the test harness starts (database `merge_difftest`, as root).
 
-#[path = "../integration/harness/mod.rs"]
 mod harness;
 
 use mysql_async::prelude::*;

@@ -18,6 +18,8 @@
 //!   test processes are swept at the next start, because the shared cluster is never dropped.
 #![allow(dead_code)]
 
+pub mod fixed_ops;
+
 use std::fs;
 use std::io;
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};

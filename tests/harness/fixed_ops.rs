@@ -2,7 +2,6 @@
 //! the HTTP port through real clients before the core implements the trait. Shards, tables and
 //! admin users come from a config file (so `RELOAD CONFIG` can be exercised for real); health,
 //! sessions and counters are fixed.
-#![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::path::PathBuf;
