@@ -29,7 +29,7 @@ async fn sighup_reloads_and_a_bad_file_keeps_the_running_config() {
 
     std::fs::write(
         &ops.config_path,
-        harness::fixed_ops::CONFIG.replace("127.0.0.1:3331", "127.0.0.1:3339"),
+        harness::fixed_ops::config().replace("127.0.0.1:3331", "127.0.0.1:3339"),
     )
     .unwrap();
     unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
