@@ -1,5 +1,5 @@
-//! The listeners and the process lifecycle: accept clients, reload on SIGHUP (once the admin
-//! side lands), drain on SIGTERM.
+//! The listeners and the process lifecycle: accept clients, drain on SIGTERM. The admin and
+//! HTTP ports and the SIGHUP reload start with `admin::core_ops::start_operator_ports`.
 
 use std::sync::Arc;
 use std::time::Duration;
