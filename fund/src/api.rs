@@ -307,62 +307,76 @@ async fn history(
         return Err(ApiError::not_found(id));
     }
     // LIMIT as a literal (a clamped integer): simpler for the proxy's parser than a placeholder.
-    let rows = sqlx::query(db::sql(format!(
-        "SELECT request_id, kind, amount, biz_date, merchant, created_at FROM ledger \
-         WHERE account_id = ? ORDER BY created_at DESC LIMIT {limit}"
-    )))
-    .bind(id)
-    .fetch_all(&st.pool)
+    let tx = account_rows(
+        &st,
+        format!(
+            "SELECT request_id, kind, amount, biz_date, merchant, created_at FROM ledger \
+             WHERE account_id = ? ORDER BY created_at DESC LIMIT {limit}"
+        ),
+        id,
+        |r| {
+            let created: chrono::NaiveDateTime = r.try_get("created_at")?;
+            Ok(json!({
+                "request_id": r.try_get::<String, _>("request_id")?,
+                "kind": r.try_get::<String, _>("kind")?,
+                "amount": r.try_get::<Decimal, _>("amount")?,
+                "business_date": r.try_get::<NaiveDate, _>("biz_date")?,
+                "merchant": r.try_get::<Option<String>, _>("merchant")?,
+                "created_at": created.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+            }))
+        },
+    )
     .await?;
-    let mut tx = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let created: chrono::NaiveDateTime = r.try_get("created_at")?;
-        tx.push(json!({
-            "request_id": r.try_get::<String, _>("request_id")?,
-            "kind": r.try_get::<String, _>("kind")?,
-            "amount": r.try_get::<Decimal, _>("amount")?,
-            "business_date": r.try_get::<NaiveDate, _>("biz_date")?,
-            "merchant": r.try_get::<Option<String>, _>("merchant")?,
-            "created_at": created.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
-        }));
-    }
-    let rows = sqlx::query(db::sql(format!(
-        "SELECT income_date, earning_shares, per_10k, amount FROM income \
-         WHERE account_id = ? ORDER BY income_date DESC LIMIT {limit}"
-    )))
-    .bind(id)
-    .fetch_all(&st.pool)
+    let inc = account_rows(
+        &st,
+        format!(
+            "SELECT income_date, earning_shares, per_10k, amount FROM income \
+             WHERE account_id = ? ORDER BY income_date DESC LIMIT {limit}"
+        ),
+        id,
+        |r| {
+            Ok(json!({
+                "date": r.try_get::<NaiveDate, _>("income_date")?,
+                "earning_shares": r.try_get::<Decimal, _>("earning_shares")?,
+                "per_10k": r.try_get::<Decimal, _>("per_10k")?,
+                "amount": r.try_get::<Decimal, _>("amount")?,
+            }))
+        },
+    )
     .await?;
-    let mut inc = Vec::with_capacity(rows.len());
-    for r in &rows {
-        inc.push(json!({
-            "date": r.try_get::<NaiveDate, _>("income_date")?,
-            "earning_shares": r.try_get::<Decimal, _>("earning_shares")?,
-            "per_10k": r.try_get::<Decimal, _>("per_10k")?,
-            "amount": r.try_get::<Decimal, _>("amount")?,
-        }));
-    }
-    let rows = sqlx::query(db::sql(format!(
-        "SELECT request_id, amount, req_date, paid_on FROM pending_redemptions \
-         WHERE account_id = ? ORDER BY req_date DESC LIMIT {limit}"
-    )))
-    .bind(id)
-    .fetch_all(&st.pool)
+    let red = account_rows(
+        &st,
+        format!(
+            "SELECT request_id, amount, req_date, paid_on FROM pending_redemptions \
+             WHERE account_id = ? ORDER BY req_date DESC LIMIT {limit}"
+        ),
+        id,
+        |r| {
+            Ok(json!({
+                "request_id": r.try_get::<String, _>("request_id")?,
+                "amount": r.try_get::<Decimal, _>("amount")?,
+                "requested_on": r.try_get::<NaiveDate, _>("req_date")?,
+                "paid_on": r.try_get::<Option<NaiveDate>, _>("paid_on")?,
+            }))
+        },
+    )
     .await?;
-    let mut red = Vec::with_capacity(rows.len());
-    for r in &rows {
-        red.push(json!({
-            "request_id": r.try_get::<String, _>("request_id")?,
-            "amount": r.try_get::<Decimal, _>("amount")?,
-            "requested_on": r.try_get::<NaiveDate, _>("req_date")?,
-            "paid_on": r.try_get::<Option<NaiveDate>, _>("paid_on")?,
-        }));
-    }
     Ok(json_response(
         StatusCode::OK,
         json!({"account_id": id, "transactions": tx, "income": inc, "standard_redemptions": red})
             .to_string(),
     ))
+}
+
+/// The rows of an account's query (`sql` has one `?`, the account id), each as JSON.
+async fn account_rows(
+    st: &AppState,
+    sql: String,
+    id: i64,
+    to_json: impl Fn(&sqlx::mysql::MySqlRow) -> Result<serde_json::Value, sqlx::Error>,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let rows = sqlx::query(db::sql(sql)).bind(id).fetch_all(&st.pool).await?;
+    Ok(rows.iter().map(to_json).collect::<Result<_, _>>()?)
 }
 
 #[derive(Deserialize)]
