@@ -244,6 +244,8 @@ cmd_up() {
         esac
     done
     trap up_failed EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     [[ "$shards" =~ ^[1-9]$ ]] || die "--shards must be 1..9 (ports 33K1/33K2)"
     local tpl s
     tpl="$(template)"
@@ -258,7 +260,7 @@ cmd_up() {
     for s in $(seq 1 "$shards"); do
         setup_replication "$s"
     done
-    trap - EXIT
+    trap - EXIT INT TERM
     echo "cluster up: $shards shard(s)"
     cmd_status
 }

@@ -121,7 +121,10 @@ cmd_up() {
 
     mkdir -p "$RUN"
     CLUSTER_RECORD="$(mktemp "$RUN/.up-started.XXXXXX")"
+    # Interrupted (Ctrl-C, SIGTERM) counts as failed: the EXIT trap runs for an exit.
     trap up_failed EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     scripts/cluster.sh up --record "$CLUSTER_RECORD"
     # Another proxy on 6033 would make the wait below succeed for the wrong process.
     if ! running "${PROXY[@]:0:2}" && (exec 3<>/dev/tcp/127.0.0.1/6033) 2>/dev/null; then
@@ -148,7 +151,7 @@ cmd_up() {
         echo "fund app: $fund_bin serve not available yet, not started"
     fi
     # Up: nothing to undo any more.
-    trap - EXIT
+    trap - EXIT INT TERM
     rm -f "$CLUSTER_RECORD"
     echo
     echo "Connect:  mysql -h127.0.0.1 -P6033 -uapp -papp fund"
