@@ -245,7 +245,8 @@ async fn reload_config_shows_changes_and_rejects_a_bad_file() {
     assert_eq!(rows[2][1].as_deref(), Some("127.0.0.1:3333"));
 
     // A bad file: the reason comes back, the running config stays.
-    let bad = harness::fixed_ops::config().replace("default_shard = \"s1\"", "default_shard = \"s9\"");
+    let bad =
+        harness::fixed_ops::config().replace("default_shard = \"s1\"", "default_shard = \"s9\"");
     std::fs::write(&ops.config_path, bad).unwrap();
     let e = server_error(&mut conn, "RELOAD CONFIG").await;
     assert_eq!(e.code, 1105);

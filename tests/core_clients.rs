@@ -593,10 +593,13 @@ fn mysql_cli_batch_and_load_data_match_direct() {
         csv.display()
     );
     let run = |port: u16| {
-        output_ok(
-            harness::mariadb_cli(port, APP_USER, APP_PASSWORD)
-                .args(["--local-infile=1", "--batch", "fund", "-e", &script]),
-        )
+        output_ok(harness::mariadb_cli(port, APP_USER, APP_PASSWORD).args([
+            "--local-infile=1",
+            "--batch",
+            "fund",
+            "-e",
+            &script,
+        ]))
     };
     let via_proxy = run(proxy.port());
     let direct = run(direct_port);

@@ -9,11 +9,10 @@ use harness::fixed_ops::{start_http, FixedOps, DOWN_BACKEND};
 /// A plain HTTP/1.1 GET; returns (status code, headers in lower case, body).
 async fn get(port: u16, path: &str) -> (u16, String, String) {
     let path = path.to_string();
-    let r = tokio::task::spawn_blocking(move || {
-        harness::http_get(&format!("127.0.0.1:{port}"), &path)
-    })
-    .await
-    .unwrap();
+    let r =
+        tokio::task::spawn_blocking(move || harness::http_get(&format!("127.0.0.1:{port}"), &path))
+            .await
+            .unwrap();
     let head = r.head.to_ascii_lowercase();
     assert!(
         !head.contains("transfer-encoding: chunked"),

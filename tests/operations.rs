@@ -33,7 +33,9 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
     assert!(rules.iter().any(|r| r[0] == "ops_accounts"), "{rules:?}");
     let ring = proxy.admin_query("SHOW RING").unwrap();
     assert_eq!(ring.len(), 2, "{ring:?}");
-    let preview = proxy.admin_query("PREVIEW SELECT COUNT(*) FROM ops_accounts").unwrap();
+    let preview = proxy
+        .admin_query("PREVIEW SELECT COUNT(*) FROM ops_accounts")
+        .unwrap();
     assert_eq!(preview.len(), 2, "{preview:?}");
     let where_is = proxy.admin_query("WHERE IS ops_accounts 3").unwrap();
     let shard_of_3 = where_is[0]
@@ -63,7 +65,8 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
         .spawn()
         .unwrap();
     let seen = harness::wait_until(Duration::from_secs(5), || {
-        proxy.admin_query("SHOW SESSIONS")
+        proxy
+            .admin_query("SHOW SESSIONS")
             .map(|rows| {
                 rows.iter()
                     .any(|r| r.iter().any(|f| f.contains("SLEEP(3)")))
@@ -144,7 +147,8 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
     let replica = cluster.shards[1].replicas[0].addr();
     cluster.shards[1].replicas[0].stop();
     let down = harness::wait_until(Duration::from_secs(10), || {
-        proxy.admin_query("SHOW BACKENDS")
+        proxy
+            .admin_query("SHOW BACKENDS")
             .map(|rows| {
                 rows.iter()
                     .any(|r| r[0] == replica && r.iter().any(|f| f == "down"))

@@ -375,7 +375,10 @@ async fn account_rows(
     id: i64,
     to_json: impl Fn(&sqlx::mysql::MySqlRow) -> Result<serde_json::Value, sqlx::Error>,
 ) -> Result<Vec<serde_json::Value>, ApiError> {
-    let rows = sqlx::query(db::sql(sql)).bind(id).fetch_all(&st.pool).await?;
+    let rows = sqlx::query(db::sql(sql))
+        .bind(id)
+        .fetch_all(&st.pool)
+        .await?;
     Ok(rows.iter().map(to_json).collect::<Result<_, _>>()?)
 }
 
