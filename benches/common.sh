@@ -18,3 +18,8 @@ primary = "$2"
 default_shard = "s1"
 CFG
 }
+
+# release_bin NAME: the release binary NAME where cargo builds it (CARGO_TARGET_DIR honoured).
+release_bin() {
+  echo "$(scripts/target-dir.sh)/release/$1"
+}

@@ -57,7 +57,7 @@ cleanup() {
 trap cleanup EXIT
 haproxy -D -f "$RUN/haproxy.cfg" -p "$RUN/haproxy.pid"
 # shellcheck disable=SC2086 # PROXY_ARGS is a list of flags
-target/release/shardproxy --config "$RUN/proxy.toml" --log warn $PROXY_ARGS > "$RUN/proxy.log" 2>&1 &
+"$(release_bin shardproxy)" --config "$RUN/proxy.toml" --log warn $PROXY_ARGS > "$RUN/proxy.log" 2>&1 &
 PROXY_PID=$!
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6036) 2>/dev/null && break; sleep 0.1; done
 

@@ -33,7 +33,7 @@ single_shard_config 127.0.0.1:6039 127.0.0.1:3311 > "$RUN/callgrind.toml"
 out="$RUN/callgrind.out"
 rm -f "$out"
 # shellcheck disable=SC2086 # PROXY_ARGS is a list of flags
-valgrind --tool=callgrind --callgrind-out-file="$out" target/release/shardproxy \
+valgrind --tool=callgrind --callgrind-out-file="$out" "$(release_bin shardproxy)" \
   --config "$RUN/callgrind.toml" --log warn $PROXY_ARGS >"$RUN/callgrind.log" 2>&1 &
 vg=$!
 trap 'kill "$vg" 2>/dev/null || true' EXIT

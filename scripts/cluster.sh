@@ -2,10 +2,16 @@
 # A local MariaDB cluster for shardproxy: N shards, each a primary and one GTID replica with
 # semi-sync, everything (datadirs, sockets, pid files, logs) under ./run/.
 #
-#   scripts/cluster.sh up [--shards N]   start (or complete) the cluster, default 2 shards
+#   scripts/cluster.sh up [--shards N] [--record FILE]
+#                                        start (or complete) the cluster, default 2 shards;
+#                                        appends the name of every instance this call starts
+#                                        to FILE (scripts/stack.sh stops them if it fails later)
 #   scripts/cluster.sh status            show every instance, its replication and semi-sync
-#   scripts/cluster.sh down              stop exactly the instances `up` started (pid files)
+#   scripts/cluster.sh down [NAME...]    stop exactly the instances `up` started (pid files),
+#                                        or only the named ones (e.g. s1-primary)
 #   scripts/cluster.sh clean             down, then delete the instances' data (keeps template)
+#
+# An `up` that fails stops the instances it started itself (not those already running).
 #
 # Ports: shard sK primary 33K1, replica 33K2 (s1 3311/3312, s2 3321/3322, ...).
 # CLUSTER_PORT_PREFIX=43 (with SHARDPROXY_RUN=<other dir>) runs a second cluster on 43K1/43K2
@@ -45,15 +51,26 @@ port_of() {
     if [ "$role" = primary ]; then echo "${PORT_PREFIX}${shard}1"; else echo "${PORT_PREFIX}${shard}2"; fi
 }
 
-# Is the instance in dir $1 running? Checks the pid file and that the pid really is our
+# The pid of the instance in dir $1 if it runs, else fails. The server's pid file, or the pid
+# `up` launched (a server that has not written its pid file yet); either must really be our
 # mariadbd (its command line names our defaults file), so a recycled pid is never trusted.
+our_pid() {
+    local dir="$1" f pid
+    for f in "$dir/mysqld.pid" "$dir/launch.pid"; do
+        pid="$(cat "$f" 2>/dev/null)" || continue
+        [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || continue
+        # No pipeline here: under pipefail, grep -q closing early would fail the writer (SIGPIPE).
+        if grep -qaF -- "--defaults-file=$dir/my.cnf" "/proc/$pid/cmdline" 2>/dev/null; then
+            echo "$pid"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Is the instance in dir $1 running?
 alive() {
-    local dir="$1" pid
-    [ -f "$dir/mysqld.pid" ] || return 1
-    pid="$(cat "$dir/mysqld.pid" 2>/dev/null)" || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    # No pipeline here: under pipefail, grep -q closing early would fail the writer (SIGPIPE).
-    grep -qaF -- "--defaults-file=$dir/my.cnf" "/proc/$pid/cmdline" 2>/dev/null
+    our_pid "$1" >/dev/null
 }
 
 # Creates the template datadir once per MariaDB version; built aside and renamed so an
@@ -139,6 +156,8 @@ start_instance() {
     # setsid: the server must outlive this script and not get the terminal's signals.
     setsid "$MARIADBD" --defaults-file="$dir/my.cnf" </dev/null >>"$dir/stdout.log" 2>&1 &
     echo $! >"$dir/launch.pid"
+    LAUNCHED+=("s$shard-$role")
+    [ -z "$RECORD" ] || echo "s$shard-$role" >>"$RECORD"
     echo "started s$shard-$role on 127.0.0.1:$port"
 }
 
@@ -198,15 +217,35 @@ setup_replication() {
     done
 }
 
+# Instances this `up` started (names), and the file it also writes them to (--record).
+LAUNCHED=()
+RECORD=""
+
+# EXIT trap of `up`: on failure, stop the instances this call started, so a failed `up`
+# leaves nothing of its own running.
+up_failed() {
+    local rc=$?
+    if [ $rc -ne 0 ] && [ ${#LAUNCHED[@]} -gt 0 ]; then
+        echo "cluster.sh: up failed; stopping what it started: ${LAUNCHED[*]}" >&2
+        cmd_down "${LAUNCHED[@]}" >&2 || true
+    fi
+    exit $rc
+}
+
 cmd_up() {
     local shards=2
     while [ $# -gt 0 ]; do
         case "$1" in
             --shards) shards="${2:?--shards needs a number}"; shift 2 ;;
             --shards=*) shards="${1#--shards=}"; shift ;;
+            --record) RECORD="${2:?--record needs a file}"; shift 2 ;;
+            --record=*) RECORD="${1#--record=}"; shift ;;
             *) die "up: unknown argument $1" ;;
         esac
     done
+    trap up_failed EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     [[ "$shards" =~ ^[1-9]$ ]] || die "--shards must be 1..9 (ports 33K1/33K2)"
     local tpl s
     tpl="$(template)"
@@ -221,6 +260,7 @@ cmd_up() {
     for s in $(seq 1 "$shards"); do
         setup_replication "$s"
     done
+    trap - EXIT INT TERM
     echo "cluster up: $shards shard(s)"
     cmd_status
 }
@@ -264,12 +304,13 @@ cmd_status() {
     [ $any = 1 ] || echo "(no instances under $RUN)"
 }
 
-# Stops every instance that has a pid file of ours: SIGTERM, then SIGKILL after 30 s.
+# Stops every instance that has a pid file of ours, or only the named ones (s1-primary, ...):
+# SIGTERM, then SIGKILL after 30 s.
 cmd_down() {
-    local d pid pids=() dirs=()
+    local d pid pids=() dirs=() only=" $* "
     for d in $(instances); do
-        if alive "$d"; then
-            pid="$(cat "$d/mysqld.pid")"
+        [ $# -eq 0 ] || [[ "$only" == *" $(basename "$d") "* ]] || continue
+        if pid="$(our_pid "$d")"; then
             kill -TERM "$pid" 2>/dev/null || true
             pids+=("$pid")
             dirs+=("$d")
@@ -301,8 +342,8 @@ cmd_clean() {
 
 case "${1:-}" in
     up) shift; cmd_up "$@" ;;
-    down) cmd_down ;;
+    down) shift; cmd_down "$@" ;;
     status) cmd_status ;;
     clean) cmd_clean ;;
-    *) echo "usage: $0 up [--shards N] | down | status | clean" >&2; exit 2 ;;
+    *) echo "usage: $0 up [--shards N] [--record FILE] | down [NAME...] | status | clean" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 -- Accounts and schema every test/cluster MariaDB instance starts with.
 -- Run by `mariadb-install-db --extra-file` while the template datadir is created, so primaries
 -- and replicas (copies of that template) hold identical users without writing any binlog event.
--- Shared by scripts/cluster.sh and integration/harness/mod.rs (include_str!).
+-- Shared by scripts/cluster.sh and the test harness (tests/harness/mod.rs), both by path.
 -- Bootstrap mode runs with grant tables off; FLUSH PRIVILEGES turns them on for CREATE USER.
 FLUSH PRIVILEGES;
 CREATE USER 'app'@'%' IDENTIFIED BY 'app';

@@ -1,6 +1,7 @@
-//! The listeners and the process lifecycle: accept clients, reload on SIGHUP (once the admin
-//! side lands), drain on SIGTERM. The top of the layers: it wires the session threads
-//! ([`Workers`]) to the session handler, and the health checks to the running proxy.
+//! The listeners and the process lifecycle: accept clients, drain on SIGTERM. The admin and
+//! HTTP ports and the SIGHUP reload start with `admin::core_ops::start_operator_ports`. The top
+//! of the layers: it wires the session threads ([`Workers`]) to the session handler, and the
+//! health checks to the running proxy.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,22 +1,14 @@
 //! The admin port through real MySQL clients: mysql_async and the `mariadb` CLI.
 
-mod common;
+mod harness;
 
 use std::process::Output;
 
-use common::{start_admin, FixedOps, DOWN_BACKEND};
+use harness::fixed_ops::{start_admin, FixedOps, DOWN_BACKEND};
+use harness::mysql::{tcp_opts, text_rows};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Row};
+use mysql_async::Conn;
 use shardproxy::admin::command::STATEMENTS;
-
-fn opts(port: u16, user: &str, pass: &str) -> OptsBuilder {
-    OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some(user))
-        .pass(Some(pass))
-        .prefer_socket(false)
-}
 
 /// Every client step gets 10 s: a protocol bug must fail the test, not hang CI.
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
@@ -26,34 +18,14 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
 }
 
 async fn connect(port: u16) -> Conn {
-    within("connect", Conn::new(opts(port, "admin", "admin")))
+    within("connect", Conn::new(tcp_opts(port, "admin", "admin")))
         .await
         .unwrap()
 }
 
 /// Column names and rows as strings (NULL → None).
 async fn query(conn: &mut Conn, sql: &str) -> (Vec<String>, Vec<Vec<Option<String>>>) {
-    let rows: Vec<Row> = within(sql, conn.query(sql))
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let cols = rows
-        .first()
-        .map(|r| {
-            r.columns_ref()
-                .iter()
-                .map(|c| c.name_str().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    let rows = rows
-        .into_iter()
-        .map(|r| {
-            (0..r.len())
-                .map(|i| r.get::<Option<String>, _>(i).unwrap())
-                .collect()
-        })
-        .collect();
-    (cols, rows)
+    within(sql, text_rows(conn, sql)).await
 }
 
 async fn server_error(conn: &mut Conn, sql: &str) -> mysql_async::ServerError {
@@ -260,7 +232,7 @@ async fn reload_config_shows_changes_and_rejects_a_bad_file() {
     assert_eq!(cols, ["change"]);
     assert_eq!(rows, [[Some("no changes".to_string())]]);
 
-    let text = common::CONFIG.replace("127.0.0.1:3331", "127.0.0.1:3333");
+    let text = harness::fixed_ops::config().replace("127.0.0.1:3331", "127.0.0.1:3333");
     std::fs::write(&ops.config_path, text).unwrap();
     let (_, rows) = query(&mut conn, "reload config;").await;
     assert_eq!(
@@ -273,7 +245,8 @@ async fn reload_config_shows_changes_and_rejects_a_bad_file() {
     assert_eq!(rows[2][1].as_deref(), Some("127.0.0.1:3333"));
 
     // A bad file: the reason comes back, the running config stays.
-    let bad = common::CONFIG.replace("default_shard = \"s1\"", "default_shard = \"s9\"");
+    let bad =
+        harness::fixed_ops::config().replace("default_shard = \"s1\"", "default_shard = \"s9\"");
     std::fs::write(&ops.config_path, bad).unwrap();
     let e = server_error(&mut conn, "RELOAD CONFIG").await;
     assert_eq!(e.code, 1105);
@@ -288,13 +261,13 @@ async fn authentication() {
     let (_dir, ops) = setup();
     let port = start_admin(ops.clone()).await;
     // password_hash user.
-    let mut conn = Conn::new(opts(port, "ops", "admin")).await.unwrap();
+    let mut conn = Conn::new(tcp_opts(port, "ops", "admin")).await.unwrap();
     let (_, rows) = query(&mut conn, "SELECT CURRENT_USER()").await;
     assert_eq!(rows[0][0].as_deref(), Some("ops@%"));
     drop(conn);
 
     for (user, pass) in [("admin", "wrong"), ("nobody", "admin"), ("admin", "")] {
-        match Conn::new(opts(port, user, pass)).await {
+        match Conn::new(tcp_opts(port, user, pass)).await {
             Err(mysql_async::Error::Server(e)) => {
                 assert!(e.code == 1698 || e.code == 1045, "{user}: {e:?}")
             }
@@ -303,7 +276,7 @@ async fn authentication() {
     }
 
     // Admin users follow a config reload.
-    let text = common::CONFIG.replace("password = \"admin\"", "password = \"n3w\"");
+    let text = harness::fixed_ops::config().replace("password = \"admin\"", "password = \"n3w\"");
     std::fs::write(&ops.config_path, text).unwrap();
     let mut conn = connect(port).await;
     let (_, rows) = query(&mut conn, "RELOAD CONFIG").await;
@@ -311,8 +284,8 @@ async fn authentication() {
         rows,
         [[Some("admin_users[0].password: (changed)".to_string())]]
     );
-    assert!(Conn::new(opts(port, "admin", "admin")).await.is_err());
-    Conn::new(opts(port, "admin", "n3w")).await.unwrap();
+    assert!(Conn::new(tcp_opts(port, "admin", "admin")).await.is_err());
+    Conn::new(tcp_opts(port, "admin", "n3w")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -320,7 +293,7 @@ async fn client_housekeeping_statements() {
     let (_dir, ops) = setup();
     let port = start_admin(ops).await;
     // A database in the handshake is accepted.
-    let mut conn = Conn::new(opts(port, "admin", "admin").db_name(Some("fund")))
+    let mut conn = Conn::new(tcp_opts(port, "admin", "admin").db_name(Some("fund")))
         .await
         .unwrap();
     conn.query_drop("SET NAMES utf8mb4").await.unwrap();
@@ -340,13 +313,7 @@ async fn client_housekeeping_statements() {
 }
 
 fn mariadb(port: u16, args: &[&str]) -> Output {
-    std::process::Command::new("mariadb")
-        .arg("--no-defaults")
-        .arg("--protocol=TCP")
-        .arg("-h127.0.0.1")
-        .arg(format!("-P{port}"))
-        .arg("-uadmin")
-        .arg("-padmin")
+    harness::mariadb_cli(port, "admin", "admin")
         .args(args)
         .output()
         .expect("the mariadb CLI must be installed (Debian package mariadb-client)")

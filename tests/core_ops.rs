@@ -1,68 +1,46 @@
 //! `CoreOps` (AdminOps over the real `Proxy`) through the admin port, without backends:
 //! topology, health flags, sessions, KILL, RELOAD CONFIG, and `start_operator_ports`.
 
+mod harness;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use harness::mysql::{tcp_opts, text_rows};
+use harness::{free_port, ProxyConfig};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Row};
+use mysql_async::{Conn, OptsBuilder};
 use shardproxy::admin::core_ops::{start_operator_ports, CoreOps};
 use shardproxy::config::Config;
 use shardproxy::proxy::Proxy;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const CONFIG: &str = r#"
-[[users]]
-name = "app"
-password = "app"
-[[admin_users]]
-name = "admin"
-password = "admin"
-[backend]
-user = "app"
-password = "app"
-[[shards]]
-name = "s1"
-primary = "127.0.0.1:1"
-replicas = ["127.0.0.1:2"]
-[[shards]]
-name = "s2"
-primary = "127.0.0.1:3"
-[sharding]
-default_shard = "s1"
-[[sharding.tables]]
-name = "accounts"
-key = "user_id"
-"#;
+/// Two shards on ports nothing listens on (s1 with a replica), `accounts` sharded by
+/// `user_id`; no listeners unless added (the first test opens its own admin port).
+fn two_shards() -> ProxyConfig {
+    ProxyConfig::default()
+        .without_listeners()
+        .shard("s1", "127.0.0.1:1", &["127.0.0.1:2".to_string()])
+        .shard("s2", "127.0.0.1:3", &[])
+        .sharded_table("accounts", "user_id")
+}
+
+fn config() -> String {
+    two_shards().render()
+}
 
 async fn rows(conn: &mut Conn, sql: &str) -> Vec<Vec<Option<String>>> {
-    let rows: Vec<Row> = conn
-        .query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.into_iter()
-        .map(|r| {
-            (0..r.len())
-                .map(|i| r.get::<Option<String>, _>(i).unwrap())
-                .collect()
-        })
-        .collect()
+    text_rows(conn, sql).await.1
 }
 
 fn opts(port: u16) -> OptsBuilder {
-    OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("admin"))
-        .pass(Some("admin"))
-        .prefer_socket(false)
+    tcp_opts(port, "admin", "admin")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn core_ops_through_the_admin_port() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shardproxy.toml");
-    std::fs::write(&path, CONFIG).unwrap();
+    std::fs::write(&path, config()).unwrap();
     let proxy = Proxy::new(Config::load(&path).unwrap(), "10.11.0-MariaDB".into()).unwrap();
     let ops = CoreOps::new(proxy.clone(), Some(path.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -144,7 +122,7 @@ async fn core_ops_through_the_admin_port() {
     assert_eq!(scatter.len(), 2, "{scatter:?}");
 
     // Reload: the diff comes back and the topology follows.
-    std::fs::write(&path, CONFIG.replace("127.0.0.1:3", "127.0.0.1:4")).unwrap();
+    std::fs::write(&path, config().replace("127.0.0.1:3", "127.0.0.1:4")).unwrap();
     let changes = rows(&mut conn, "RELOAD CONFIG").await;
     assert_eq!(
         changes,
@@ -164,20 +142,13 @@ async fn core_ops_through_the_admin_port() {
     assert_eq!(proxy.config().shards[1].primary, "127.0.0.1:4");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn start_operator_ports_opens_what_the_config_asks_for() {
     let (admin, http) = (free_port(), free_port());
-    let text = format!(
-        "admin_listen = \"127.0.0.1:{admin}\"\nhttp_listen = \"127.0.0.1:{http}\"\n{CONFIG}"
-    );
+    let text = two_shards()
+        .top(&format!("admin_listen = \"127.0.0.1:{admin}\""))
+        .top(&format!("http_listen = \"127.0.0.1:{http}\""))
+        .render();
     let proxy: Arc<Proxy> = Proxy::new(Config::parse(&text).unwrap(), "x".into()).unwrap();
     start_operator_ports(proxy, None).await.unwrap();
 
@@ -190,14 +161,12 @@ async fn start_operator_ports_opens_what_the_config_asks_for() {
         other => panic!("{other:?}"),
     }
 
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", http))
-        .await
-        .unwrap();
-    s.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
+    let r = tokio::task::spawn_blocking(move || {
+        harness::http_get(&format!("127.0.0.1:{http}"), "/api/status")
+    })
+    .await
+    .unwrap();
+    let body = format!("{}\r\n\r\n{}", r.head, r.body);
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains("\"127.0.0.1:2\""), "{body}");
 }

@@ -1,33 +1,25 @@
 //! The HTTP port through real HTTP requests, and the status page in headless Chromium.
 
-mod common;
+mod harness;
 
 use std::time::Duration;
 
-use common::{start_http, FixedOps, DOWN_BACKEND};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use harness::fixed_ops::{start_http, FixedOps, DOWN_BACKEND};
 
 /// A plain HTTP/1.1 GET; returns (status code, headers in lower case, body).
 async fn get(port: u16, path: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .expect("HTTP answer within 10 s")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let path = path.to_string();
+    let r =
+        tokio::task::spawn_blocking(move || harness::http_get(&format!("127.0.0.1:{port}"), &path))
+            .await
+            .unwrap();
+    let head = r.head.to_ascii_lowercase();
     assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "expected a sized body: {head}"
+        !head.contains("transfer-encoding: chunked"),
+        "expected a sized body: {}",
+        r.head
     );
-    (code, head.to_ascii_lowercase(), body.to_string())
+    (r.status, head, r.body)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -106,36 +98,12 @@ async fn status_json_and_page() {
     assert_eq!(code, 404);
 }
 
-/// Runs headless Chromium on `url` and returns the DOM after 5 s of virtual time.
+/// The DOM of `url` in headless Chromium (`harness::chromium_dom`), off the runtime's threads.
 async fn chromium_dom(url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = tokio::process::Command::new("chromium");
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .arg(url)
-    .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || harness::chromium_dom(&url))
         .await
-        .expect("chromium finished within 60 s")
-        .expect("chromium must be installed for this test (Debian: apt-get install -y chromium)");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .unwrap()
 }
 
 /// The `<tr …>…</tr>` whose opening tag contains `attr`.

@@ -7,7 +7,6 @@
 //!
 //! Runs against a MariaDB the test harness starts (database `merge_difftest`, as root).
 
-#[path = "../integration/harness/mod.rs"]
 mod harness;
 
 use mysql_async::prelude::*;
@@ -200,6 +199,46 @@ fn agg(column: usize, kind: AggregateKind) -> AggregateSpec {
     AggregateSpec { column, kind }
 }
 
+fn count(column: usize) -> AggregateSpec {
+    agg(column, AggregateKind::Count)
+}
+
+fn count_distinct(column: usize) -> AggregateSpec {
+    agg(column, AggregateKind::CountDistinct)
+}
+
+fn sum(column: usize) -> AggregateSpec {
+    agg(column, AggregateKind::Sum)
+}
+
+fn min(column: usize) -> AggregateSpec {
+    agg(column, AggregateKind::Min)
+}
+
+fn max(column: usize) -> AggregateSpec {
+    agg(column, AggregateKind::Max)
+}
+
+fn compare(column: usize, op: CompareOp, value: Literal) -> Filter {
+    Filter::Compare { column, op, value }
+}
+
+fn number(n: &str) -> Literal {
+    Literal::Number(n.into())
+}
+
+fn text(s: &str) -> Literal {
+    Literal::String(s.into())
+}
+
+fn or(a: Filter, b: Filter) -> Filter {
+    Filter::Or(Box::new(a), Box::new(b))
+}
+
+fn and(a: Filter, b: Filter) -> Filter {
+    Filter::And(Box::new(a), Box::new(b))
+}
+
 fn avg(column: usize, sum_column: usize, count_column: usize) -> AggregateSpec {
     agg(
         column,
@@ -282,19 +321,19 @@ fn cases() -> Vec<Case> {
                 visible_columns: 14,
                 group_by: vec![0],
                 aggregates: vec![
-                    agg(1, AggregateKind::Count),
-                    agg(2, AggregateKind::Sum),
-                    agg(3, AggregateKind::Min),
-                    agg(4, AggregateKind::Max),
+                    count(1),
+                    sum(2),
+                    min(3),
+                    max(4),
                     avg(5, 14, 15),
                     avg(6, 16, 17),
-                    agg(7, AggregateKind::Sum),
+                    sum(7),
                     avg(8, 18, 19),
-                    agg(9, AggregateKind::Min),
-                    agg(10, AggregateKind::Max),
-                    agg(11, AggregateKind::Sum),
+                    min(9),
+                    max(10),
+                    sum(11),
                     avg(12, 20, 21),
-                    agg(13, AggregateKind::Count),
+                    count(13),
                 ],
                 ..Default::default()
             },
@@ -305,14 +344,7 @@ fn cases() -> Vec<Case> {
                     SUM(d), COUNT(d), SUM(i), COUNT(i) FROM {t}",
             spec: MergeSpec {
                 visible_columns: 6,
-                aggregates: vec![
-                    agg(0, AggregateKind::Count),
-                    agg(1, AggregateKind::Sum),
-                    avg(2, 6, 7),
-                    agg(3, AggregateKind::Min),
-                    agg(4, AggregateKind::Max),
-                    avg(5, 8, 9),
-                ],
+                aggregates: vec![count(0), sum(1), avg(2, 6, 7), min(3), max(4), avg(5, 8, 9)],
                 ..Default::default()
             },
         },
@@ -322,13 +354,7 @@ fn cases() -> Vec<Case> {
                     FROM {t} WHERE i > 1000",
             spec: MergeSpec {
                 visible_columns: 6,
-                aggregates: vec![
-                    agg(0, AggregateKind::Count),
-                    agg(1, AggregateKind::Sum),
-                    avg(2, 6, 7),
-                    agg(3, AggregateKind::Min),
-                    agg(4, AggregateKind::Max),
-                ],
+                aggregates: vec![count(0), sum(1), avg(2, 6, 7), min(3), max(4)],
                 ..Default::default()
             },
         },
@@ -339,18 +365,10 @@ fn cases() -> Vec<Case> {
             spec: MergeSpec {
                 visible_columns: 2,
                 group_by: vec![0],
-                aggregates: vec![agg(1, AggregateKind::Sum), avg(2, 3, 4)],
-                having: Some(Filter::Or(
-                    Box::new(Filter::Compare {
-                        column: 1,
-                        op: CompareOp::Gt,
-                        value: Literal::Number("0".into()),
-                    }),
-                    Box::new(Filter::Compare {
-                        column: 2,
-                        op: CompareOp::Lt,
-                        value: Literal::Number("-700".into()),
-                    }),
+                aggregates: vec![sum(1), avg(2, 3, 4)],
+                having: Some(or(
+                    compare(1, CompareOp::Gt, number("0")),
+                    compare(2, CompareOp::Lt, number("-700")),
                 )),
                 order_by: vec![key(1, true)],
                 ..Default::default()
@@ -363,17 +381,13 @@ fn cases() -> Vec<Case> {
             spec: MergeSpec {
                 visible_columns: 2,
                 group_by: vec![0],
-                aggregates: vec![agg(1, AggregateKind::Count)],
-                having: Some(Filter::Or(
-                    Box::new(Filter::Compare {
-                        column: 1,
-                        op: CompareOp::GtEq,
-                        value: Literal::Number("3".into()),
-                    }),
-                    Box::new(Filter::IsNull {
+                aggregates: vec![count(1)],
+                having: Some(or(
+                    compare(1, CompareOp::GtEq, number("3")),
+                    Filter::IsNull {
                         column: 0,
                         negated: false,
-                    }),
+                    },
                 )),
                 order_by: vec![key(1, true), key(0, false)],
                 limit: Some(10),
@@ -438,17 +452,17 @@ fn cases() -> Vec<Case> {
                 visible_columns: 12,
                 group_by: vec![0],
                 aggregates: vec![
-                    agg(1, AggregateKind::Count),
-                    agg(2, AggregateKind::Min),
-                    agg(3, AggregateKind::Max),
-                    agg(4, AggregateKind::Sum),
+                    count(1),
+                    min(2),
+                    max(3),
+                    sum(4),
                     avg(5, 12, 13),
-                    agg(6, AggregateKind::Sum),
+                    sum(6),
                     avg(7, 14, 15),
-                    agg(8, AggregateKind::Sum),
-                    agg(9, AggregateKind::Min),
-                    agg(10, AggregateKind::Max),
-                    agg(11, AggregateKind::Min),
+                    sum(8),
+                    min(9),
+                    max(10),
+                    min(11),
                 ],
                 ..Default::default()
             },
@@ -459,7 +473,7 @@ fn cases() -> Vec<Case> {
             spec: MergeSpec {
                 visible_columns: 2,
                 group_by: vec![0],
-                aggregates: vec![agg(1, AggregateKind::Count)],
+                aggregates: vec![count(1)],
                 ..Default::default()
             },
         },
@@ -480,18 +494,10 @@ fn cases() -> Vec<Case> {
             spec: MergeSpec {
                 visible_columns: 3,
                 group_by: vec![0, 1],
-                aggregates: vec![agg(2, AggregateKind::Sum)],
-                having: Some(Filter::And(
-                    Box::new(Filter::Compare {
-                        column: 0,
-                        op: CompareOp::Eq,
-                        value: Literal::String("X".into()),
-                    }),
-                    Box::new(Filter::Compare {
-                        column: 2,
-                        op: CompareOp::GtEq,
-                        value: Literal::Number("100".into()),
-                    }),
+                aggregates: vec![sum(2)],
+                having: Some(and(
+                    compare(0, CompareOp::Eq, text("X")),
+                    compare(2, CompareOp::GtEq, number("100")),
                 )),
                 order_by: vec![key(2, false), key(1, false)],
                 ..Default::default()
@@ -504,11 +510,7 @@ fn cases() -> Vec<Case> {
             spec: MergeSpec {
                 visible_columns: 2,
                 group_by: vec![0],
-                having: Some(Filter::Compare {
-                    column: 1,
-                    op: CompareOp::GtEq,
-                    value: Literal::String("2015-06-01".into()),
-                }),
+                having: Some(compare(1, CompareOp::GtEq, text("2015-06-01"))),
                 order_by: vec![key(1, false)],
                 limit: Some(20),
                 ..Default::default()
@@ -521,7 +523,7 @@ fn cases() -> Vec<Case> {
             spec: MergeSpec {
                 visible_columns: 1,
                 pre_group_by: vec![1],
-                aggregates: vec![agg(0, AggregateKind::CountDistinct)],
+                aggregates: vec![count_distinct(0)],
                 ..Default::default()
             },
         },
@@ -532,10 +534,7 @@ fn cases() -> Vec<Case> {
             spec: MergeSpec {
                 visible_columns: 2,
                 pre_group_by: vec![2],
-                aggregates: vec![
-                    agg(0, AggregateKind::CountDistinct),
-                    agg(1, AggregateKind::Count),
-                ],
+                aggregates: vec![count_distinct(0), count(1)],
                 ..Default::default()
             },
         },
@@ -550,13 +549,7 @@ fn cases() -> Vec<Case> {
                 visible_columns: 6,
                 group_by: vec![0],
                 pre_group_by: vec![0, 8],
-                aggregates: vec![
-                    agg(1, AggregateKind::CountDistinct),
-                    agg(2, AggregateKind::Sum),
-                    agg(3, AggregateKind::Count),
-                    avg(4, 6, 7),
-                    agg(5, AggregateKind::Max),
-                ],
+                aggregates: vec![count_distinct(1), sum(2), count(3), avg(4, 6, 7), max(5)],
                 ..Default::default()
             },
         },
@@ -567,7 +560,7 @@ fn cases() -> Vec<Case> {
             spec: MergeSpec {
                 visible_columns: 1,
                 pre_group_by: vec![1],
-                aggregates: vec![agg(0, AggregateKind::CountDistinct)],
+                aggregates: vec![count_distinct(0)],
                 ..Default::default()
             },
         },
@@ -664,7 +657,7 @@ async fn enum_order_refused_or_by_index() {
     let spec = MergeSpec {
         visible_columns: 2,
         group_by: vec![0],
-        aggregates: vec![agg(1, AggregateKind::Count)],
+        aggregates: vec![count(1)],
         ..Default::default()
     };
     assert_eq!(merge(&spec, inputs).unwrap_err().code, 1235);
@@ -673,7 +666,7 @@ async fn enum_order_refused_or_by_index() {
     let spec = MergeSpec {
         visible_columns: 2,
         group_by: vec![0],
-        aggregates: vec![agg(1, AggregateKind::Count)],
+        aggregates: vec![count(1)],
         order_by: vec![key(2, false)],
         ..Default::default()
     };

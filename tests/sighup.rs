@@ -1,10 +1,10 @@
 //! SIGHUP reloads the config like `RELOAD CONFIG` (own test binary: it signals its process).
 
-mod common;
+mod harness;
 
 use std::time::Duration;
 
-use common::FixedOps;
+use harness::fixed_ops::FixedOps;
 use shardproxy::admin::AdminOps;
 
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
@@ -29,7 +29,7 @@ async fn sighup_reloads_and_a_bad_file_keeps_the_running_config() {
 
     std::fs::write(
         &ops.config_path,
-        common::CONFIG.replace("127.0.0.1:3331", "127.0.0.1:3339"),
+        harness::fixed_ops::config().replace("127.0.0.1:3331", "127.0.0.1:3339"),
     )
     .unwrap();
     unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };

@@ -306,63 +306,97 @@ async fn history(
     if exists.is_none() {
         return Err(ApiError::not_found(id));
     }
-    // LIMIT as a literal (a clamped integer): simpler for the proxy's parser than a placeholder.
-    let rows = sqlx::query(db::sql(format!(
-        "SELECT request_id, kind, amount, biz_date, merchant, created_at FROM ledger \
-         WHERE account_id = ? ORDER BY created_at DESC LIMIT {limit}"
-    )))
-    .bind(id)
-    .fetch_all(&st.pool)
+    let tx = newest_rows(&st, id, "ledger", "created_at", limit, LEDGER_FIELDS).await?;
+    let inc = newest_rows(&st, id, "income", "income_date", limit, INCOME_FIELDS).await?;
+    let red = newest_rows(
+        &st,
+        id,
+        "pending_redemptions",
+        "req_date",
+        limit,
+        REDEEM_FIELDS,
+    )
     .await?;
-    let mut tx = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let created: chrono::NaiveDateTime = r.try_get("created_at")?;
-        tx.push(json!({
-            "request_id": r.try_get::<String, _>("request_id")?,
-            "kind": r.try_get::<String, _>("kind")?,
-            "amount": r.try_get::<Decimal, _>("amount")?,
-            "business_date": r.try_get::<NaiveDate, _>("biz_date")?,
-            "merchant": r.try_get::<Option<String>, _>("merchant")?,
-            "created_at": created.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
-        }));
-    }
-    let rows = sqlx::query(db::sql(format!(
-        "SELECT income_date, earning_shares, per_10k, amount FROM income \
-         WHERE account_id = ? ORDER BY income_date DESC LIMIT {limit}"
-    )))
-    .bind(id)
-    .fetch_all(&st.pool)
-    .await?;
-    let mut inc = Vec::with_capacity(rows.len());
-    for r in &rows {
-        inc.push(json!({
-            "date": r.try_get::<NaiveDate, _>("income_date")?,
-            "earning_shares": r.try_get::<Decimal, _>("earning_shares")?,
-            "per_10k": r.try_get::<Decimal, _>("per_10k")?,
-            "amount": r.try_get::<Decimal, _>("amount")?,
-        }));
-    }
-    let rows = sqlx::query(db::sql(format!(
-        "SELECT request_id, amount, req_date, paid_on FROM pending_redemptions \
-         WHERE account_id = ? ORDER BY req_date DESC LIMIT {limit}"
-    )))
-    .bind(id)
-    .fetch_all(&st.pool)
-    .await?;
-    let mut red = Vec::with_capacity(rows.len());
-    for r in &rows {
-        red.push(json!({
-            "request_id": r.try_get::<String, _>("request_id")?,
-            "amount": r.try_get::<Decimal, _>("amount")?,
-            "requested_on": r.try_get::<NaiveDate, _>("req_date")?,
-            "paid_on": r.try_get::<Option<NaiveDate>, _>("paid_on")?,
-        }));
-    }
     Ok(json_response(
         StatusCode::OK,
         json!({"account_id": id, "transactions": tx, "income": inc, "standard_redemptions": red})
             .to_string(),
     ))
+}
+
+/// How a column of [`newest_rows`] is read and shown.
+#[derive(Clone, Copy)]
+enum Field {
+    Text,
+    OptText,
+    Dec,
+    Date,
+    OptDate,
+    /// A DATETIME(6), shown as `2026-03-01T10:11:12.123456`.
+    Stamp,
+}
+
+/// What the history shows of each table: (JSON name, column, how it is read).
+const LEDGER_FIELDS: &[(&str, &str, Field)] = &[
+    ("request_id", "request_id", Field::Text),
+    ("kind", "kind", Field::Text),
+    ("amount", "amount", Field::Dec),
+    ("business_date", "biz_date", Field::Date),
+    ("merchant", "merchant", Field::OptText),
+    ("created_at", "created_at", Field::Stamp),
+];
+const INCOME_FIELDS: &[(&str, &str, Field)] = &[
+    ("date", "income_date", Field::Date),
+    ("earning_shares", "earning_shares", Field::Dec),
+    ("per_10k", "per_10k", Field::Dec),
+    ("amount", "amount", Field::Dec),
+];
+const REDEEM_FIELDS: &[(&str, &str, Field)] = &[
+    ("request_id", "request_id", Field::Text),
+    ("amount", "amount", Field::Dec),
+    ("requested_on", "req_date", Field::Date),
+    ("paid_on", "paid_on", Field::OptDate),
+];
+
+/// An account's newest rows of `table` (ordered by `order` descending, at most `limit`), each as
+/// a JSON object of `fields`: (JSON name, column, how it is read).
+async fn newest_rows(
+    st: &AppState,
+    id: i64,
+    table: &str,
+    order: &str,
+    limit: i64,
+    fields: &[(&str, &str, Field)],
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let columns: Vec<&str> = fields.iter().map(|f| f.1).collect();
+    // LIMIT as a literal (a clamped integer): simpler for the proxy's parser than a placeholder.
+    let rows = sqlx::query(db::sql(format!(
+        "SELECT {} FROM {table} WHERE account_id = ? ORDER BY {order} DESC LIMIT {limit}",
+        columns.join(", ")
+    )))
+    .bind(id)
+    .fetch_all(&st.pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let mut obj = serde_json::Map::new();
+        for &(name, column, field) in fields {
+            let v = match field {
+                Field::Text => json!(r.try_get::<String, _>(column)?),
+                Field::OptText => json!(r.try_get::<Option<String>, _>(column)?),
+                Field::Dec => json!(r.try_get::<Decimal, _>(column)?),
+                Field::Date => json!(r.try_get::<NaiveDate, _>(column)?),
+                Field::OptDate => json!(r.try_get::<Option<NaiveDate>, _>(column)?),
+                Field::Stamp => json!(r
+                    .try_get::<chrono::NaiveDateTime, _>(column)?
+                    .format("%Y-%m-%dT%H:%M:%S%.6f")
+                    .to_string()),
+            };
+            obj.insert(name.to_string(), v);
+        }
+        out.push(serde_json::Value::Object(obj));
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]

@@ -27,9 +27,9 @@
 //!   MariaDB does without ONLY_FULL_GROUP_BY. In a no-GROUP-BY aggregate, a shard with no
 //!   matching rows still answers one row (COUNT 0, NULL elsewhere); such rows are skipped when
 //!   choosing that first row if the spec has a COUNT that tells them apart.
-//! * Checked against a real MariaDB 10.11 by `tests/merge_mariadb.rs` (set
-//!   `MERGE_TEST_MARIADB_URL`): one table split by id range into three shard tables, every case
-//!   merged and compared byte for byte with the statement over the whole table.
+//! * Checked against a real MariaDB 10.11 by `tests/merge_mariadb.rs` (a server the test
+//!   harness starts): one table split by id range into three shard tables, every case merged
+//!   and compared byte for byte with the statement over the whole table.
 //!
 //! # Known limits
 //! * Collations: case-insensitive and trailing-space-insensitive only; accent-insensitivity

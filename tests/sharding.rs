@@ -3,11 +3,10 @@
 
 mod harness;
 
-use std::process::Command;
-
-use harness::{Cluster, Proxy, ProxyConfig};
+use harness::mysql::connect;
+use harness::{Cluster, Proxy, ProxyConfig, Sysbench};
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Opts, Row};
+use mysql_async::{Conn, Row};
 use shardproxy::config::Config;
 use shardproxy::ring::{KeyValue, Ring};
 
@@ -18,10 +17,6 @@ fn sharded_config(cluster: &Cluster) -> ProxyConfig {
         .sharded_table("sbtest1", "id")
         .sharded_table("sbtest2", "id")
         .reference_table("sp_yield")
-}
-
-async fn connect(url: &str) -> Conn {
-    Conn::new(Opts::from_url(url).unwrap()).await.unwrap()
 }
 
 fn server_error(r: Result<(), mysql_async::Error>) -> mysql_async::ServerError {
@@ -313,44 +308,18 @@ async fn prepared_statements_route_by_parameter_and_scatter_in_binary() {
 fn sysbench_oltp_read_write_on_sharded_sbtest() {
     let cluster = Cluster::shared();
     let proxy = Proxy::start(&sharded_config(cluster).render());
-    cluster
-        .shard("s1")
-        .primary
-        .exec("CREATE DATABASE IF NOT EXISTS sbtest_sharded");
     for s in &cluster.shards {
         s.primary
             .exec("CREATE DATABASE IF NOT EXISTS sbtest_sharded");
     }
-    let common = [
-        "--db-driver=mysql".to_string(),
-        "--mysql-host=127.0.0.1".into(),
-        format!("--mysql-port={}", proxy.port()),
-        "--mysql-user=app".into(),
-        "--mysql-password=app".into(),
-        "--mysql-db=sbtest_sharded".into(),
-        "--tables=2".into(),
-        "--table-size=1000".into(),
+    let sb = Sysbench::new("oltp_read_write", proxy.port(), "sbtest_sharded")
+        .tables(2)
+        .table_size(1000)
         // Explicit ids (the key), and no multi-shard transactions: each statement stands alone.
-        "--auto-inc=off".into(),
-        "--skip-trx=on".into(),
-    ];
-    let run = |args: &[&str]| {
-        let out = Command::new("sysbench")
-            .arg("oltp_read_write")
-            .args(&common)
-            .args(args)
-            .output()
-            .expect("sysbench is installed by .ci/run");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text
-    };
-    run(&["cleanup"]);
-    run(&["prepare"]);
+        .option("--auto-inc=off")
+        .option("--skip-trx=on");
+    sb.cleanup();
+    sb.prepare();
     // Rows were spread over every shard.
     for s in &cluster.shards {
         let n: u64 = s
@@ -363,33 +332,16 @@ fn sysbench_oltp_read_write_on_sharded_sbtest() {
     }
     // Without transactions, two threads may delete and re-insert the same id at once: the
     // duplicate key is sysbench's race, not the proxy's (one server answers the same).
-    let report = run(&[
-        "--threads=4",
-        "--time=5",
-        "--mysql-ignore-errors=1062",
-        "run",
-    ]);
-    assert!(report.contains("transactions:"), "{report}");
-    let errors_line = report
-        .lines()
-        .find(|l| l.contains("ignored errors:"))
-        .unwrap_or("");
-    let errors: u64 = errors_line
-        .split_whitespace()
-        .nth(2)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(errors < 20, "{report}");
+    let report = sb.run(4, 5, &["--mysql-ignore-errors=1062"]);
+    assert!(report.text.contains("transactions:"), "{}", report.text);
+    assert!(report.ignored_errors < 20, "{}", report.text);
 }
 
 /// The proxy config with `sp_seq` sharded by `id`, its keys from a global sequence reserved in
 /// blocks of `cache` ids.
 fn sequence_config(cluster: &Cluster, cache: u64) -> String {
     sharded_config(cluster)
-        .extra(&format!(
-            "[[sharding.tables]]\nname = \"sp_seq\"\nkey = \"id\"\nsequence = true\n\
-             sequence_cache = {cache}"
-        ))
+        .sequence_table("sp_seq", "id", None, Some(cache))
         .render()
 }
 
@@ -596,7 +548,7 @@ async fn sequence_ids_are_unique_placed_by_the_ring_and_survive_a_restart() {
     // A sequence whose table does not exist: the server's error, with its code.
     let nowhere = Proxy::start(
         &sharded_config(cluster)
-            .extra("[[sharding.tables]]\nname = \"sp_nowhere\"\nkey = \"id\"\nsequence = true")
+            .sequence_table("sp_nowhere", "id", None, None)
             .render(),
     );
     let mut pn = connect(&nowhere.url()).await;
@@ -720,10 +672,7 @@ async fn row_count_and_warnings_after_multi_shard_statements() {
 async fn two_proxies_creating_a_sequence_at_once_share_it() {
     let cluster = Cluster::shared();
     let cfg = sharded_config(cluster)
-        .extra(
-            "[[sharding.tables]]\nname = \"sp_seq2\"\nkey = \"id\"\nsequence = \"sp_race\"\n\
-             sequence_cache = 5",
-        )
+        .sequence_table("sp_seq2", "id", Some("sp_race"), Some(5))
         .render();
     let proxies = [Proxy::start(&cfg), Proxy::start(&cfg)];
     let mut p = connect(&proxies[0].url()).await;

@@ -5,10 +5,10 @@ mod harness;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::{Cluster, Proxy, ProxyConfig};
+use harness::mysql::connect;
+use harness::{output_ok, Cluster, Proxy, ProxyConfig, Sysbench, APP_PASSWORD, APP_USER};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
 
@@ -19,10 +19,6 @@ fn proxy_with(f: impl FnOnce(ProxyConfig) -> ProxyConfig) -> Proxy {
 
 fn direct_url() -> String {
     Cluster::shared().shard("s1").primary.url()
-}
-
-async fn connect(url: &str) -> Conn {
-    Conn::new(Opts::from_url(url).unwrap()).await.unwrap()
 }
 
 /// Rows as comparable values.
@@ -498,7 +494,7 @@ async fn backend_down_gives_an_error_quickly() {
 /// and keep serving everyone else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_closes_only_that_connection() {
-    let proxy = proxy_with(|c| c.extra("[frontend]\nmax_allowed_packet = 1048576"));
+    let proxy = proxy_with(|c| c.frontend("max_allowed_packet = 1048576"));
     let addr = proxy.listen.clone();
     let mut healthy = connect(&proxy.url()).await;
     let garbage: Vec<Vec<u8>> = vec![
@@ -597,28 +593,13 @@ fn mysql_cli_batch_and_load_data_match_direct() {
         csv.display()
     );
     let run = |port: u16| {
-        let out = Command::new("mariadb")
-            .args([
-                "--no-defaults",
-                "--protocol=tcp",
-                "-h127.0.0.1",
-                "--local-infile=1",
-                "--batch",
-                "-uapp",
-                "-papp",
-                "fund",
-            ])
-            .arg(format!("-P{port}"))
-            .arg("-e")
-            .arg(&script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        output_ok(harness::mariadb_cli(port, APP_USER, APP_PASSWORD).args([
+            "--local-infile=1",
+            "--batch",
+            "fund",
+            "-e",
+            &script,
+        ]))
     };
     let via_proxy = run(proxy.port());
     let direct = run(direct_port);
@@ -630,7 +611,6 @@ fn mysql_cli_batch_and_load_data_match_direct() {
 fn python_clients_match_direct() {
     let cluster = Cluster::shared();
     let proxy = Proxy::start(&ProxyConfig::for_cluster(cluster).render());
-    let python = harness::python_venv();
     let script = r#"
 import sys, json, decimal, pymysql, mysql.connector
 port = int(sys.argv[1])
@@ -656,20 +636,7 @@ cur.execute("SELECT CAST(1.5 AS DECIMAL(5,2)), NULL, 'x'")
 out.append([repr(v) for v in cur.fetchone()])
 print(json.dumps(out))
 "#;
-    let run = |port: u16| {
-        let out = Command::new(&python)
-            .arg("-c")
-            .arg(script)
-            .arg(port.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |port: u16| output_ok(&mut harness::python(script, &[&port.to_string()]));
     let via_proxy = run(proxy.port());
     let direct = run(cluster.shard("s1").primary.port());
     assert_eq!(via_proxy, direct);
@@ -685,10 +652,10 @@ fn caching_sha2_fast_and_full_authentication() {
     // Hash-only user: the first caching_sha2 login needs full authentication (RSA key),
     // later ones take the fast path. The clear-text user always takes the fast path.
     let cfg = ProxyConfig::for_cluster(cluster)
-        .extra("[[users]]\nname = \"hashed\"\npassword_hash = \"*5BCB3E6AC345B435C7C2E6B7949A04CE6F6563D3\"\n\n[frontend]\nauth_plugin = \"caching_sha2_password\"")
+        .user_with_hash("hashed", "*5BCB3E6AC345B435C7C2E6B7949A04CE6F6563D3")
+        .frontend("auth_plugin = \"caching_sha2_password\"")
         .render();
     let proxy = Proxy::start(&cfg);
-    let python = harness::python_venv();
     let script = r#"
 import sys, pymysql
 port = int(sys.argv[1])
@@ -703,18 +670,7 @@ except pymysql.err.OperationalError as e:
     assert e.args[0] == 1045, e
 print("ok")
 "#;
-    let out = Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(proxy.port().to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    output_ok(&mut harness::python(script, &[&proxy.port().to_string()]));
 }
 
 #[test]
@@ -725,47 +681,16 @@ fn sysbench_oltp_read_write_runs_clean() {
         .shard("s1")
         .primary
         .exec("CREATE DATABASE IF NOT EXISTS sbtest_core");
-    let common = [
-        "--db-driver=mysql".to_string(),
-        "--mysql-host=127.0.0.1".into(),
-        format!("--mysql-port={}", proxy.port()),
-        "--mysql-user=app".into(),
-        "--mysql-password=app".into(),
-        "--mysql-db=sbtest_core".into(),
-        "--tables=2".into(),
-        "--table-size=500".into(),
-    ];
-    let run = |args: &[&str]| {
-        let out = Command::new("sysbench")
-            .arg("oltp_read_write")
-            .args(&common)
-            .args(args)
-            .output()
-            .expect("sysbench is installed by .ci/run");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text
-    };
-    run(&["cleanup"]);
-    run(&["prepare"]);
-    let report = run(&["--threads=4", "--time=5", "run"]);
-    assert!(report.contains("transactions:"), "{report}");
-    let errors_line = report
-        .lines()
-        .find(|l| l.contains("ignored errors:"))
-        .unwrap_or("");
-    let errors: u64 = errors_line
-        .split_whitespace()
-        .nth(2)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let sb = Sysbench::new("oltp_read_write", proxy.port(), "sbtest_core")
+        .tables(2)
+        .table_size(500);
+    sb.cleanup();
+    sb.prepare();
+    let report = sb.run(4, 5, &[]);
+    assert!(report.text.contains("transactions:"), "{}", report.text);
     // Deadlocks are possible in oltp_read_write (sysbench retries them); anything above a few
     // per second would mean the proxy breaks transactions.
-    assert!(errors < 20, "{report}");
+    assert!(report.ignored_errors < 20, "{}", report.text);
 }
 
 #[test]
@@ -796,19 +721,8 @@ fn sigterm_lets_running_statements_finish() {
 fn admin_tool_commands_statistics_ping_and_field_list() {
     let cluster = Cluster::shared();
     let proxy = Proxy::start(&ProxyConfig::for_cluster(cluster).render());
-    let port = proxy.port().to_string();
-    let out = Command::new("mariadb-admin")
-        .args([
-            "--no-defaults",
-            "--protocol=tcp",
-            "-h127.0.0.1",
-            "-uapp",
-            "-papp",
-            "-P",
-            &port,
-            "ping",
-            "status",
-        ])
+    let out = harness::mariadb_tool("mariadb-admin", proxy.port(), APP_USER, APP_PASSWORD)
+        .args(["ping", "status"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -939,7 +853,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_frees_its_backend() {
     let proxy = proxy_with(|c| {
         c.backend("pool_max = 1")
             .backend("pool_wait_ms = 20000")
-            .extra("[frontend]\nwrite_timeout_ms = 1500")
+            .frontend("write_timeout_ms = 1500")
     });
     let mut stalled = connect(&proxy.url()).await;
     // About 400 MB of answer: far more than the socket buffers between the two hold.
@@ -993,19 +907,14 @@ async fn a_client_that_stops_reading_is_disconnected_and_frees_its_backend() {
 fn auth_switch_from_an_unknown_plugin() {
     let proxy = proxy_with(|c| c);
     let login = |password: &str| {
-        Command::new("mariadb")
+        harness::mariadb_cli(proxy.port(), APP_USER, password)
             .args([
-                "--no-defaults",
-                "--protocol=tcp",
-                "-h127.0.0.1",
                 "--batch",
                 "--skip-column-names",
                 "--default-auth=client_ed25519",
-                "-uapp",
+                "-e",
+                "SELECT CURRENT_USER() LIKE 'app@%'",
             ])
-            .arg(format!("-p{password}"))
-            .arg(format!("-P{}", proxy.port()))
-            .args(["-e", "SELECT CURRENT_USER() LIKE 'app@%'"])
             .output()
             .unwrap()
     };

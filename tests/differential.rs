@@ -955,7 +955,7 @@ fn config_for(cluster: &Cluster) -> String {
         .sharded_table("accounts", "account_id")
         .sharded_table("ledger", "account_id")
         .reference_table("fund_yield")
-        .extra("[[sharding.tables]]\nname = \"events\"\nkey = \"id\"\nsequence = true")
+        .sequence_table("events", "id", None, None)
         .render()
 }
 

@@ -4,80 +4,9 @@
 
 mod harness;
 
-use std::process::Command;
 use std::time::Duration;
 
-use harness::{Cluster, Proxy, ProxyConfig};
-
-/// Runs statements on the admin port with the mariadb CLI; rows as tab-separated fields.
-fn admin(proxy: &Proxy, sql: &str) -> Result<Vec<Vec<String>>, String> {
-    let addr = proxy.admin_listen.as_ref().expect("admin port configured");
-    let port = addr.rsplit(':').next().unwrap();
-    let out = Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "--protocol=tcp",
-            "-h127.0.0.1",
-            "-uadmin",
-            "-padmin",
-            "--batch",
-            "--skip-column-names",
-        ])
-        .arg(format!("-P{port}"))
-        .arg("-e")
-        .arg(sql)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split('\t').map(str::to_string).collect())
-        .collect())
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
-}
-
-fn chromium_dom(url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .output()
-        .expect("chromium must be installed (Debian: apt-get install -y chromium)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use harness::{chromium_dom, http_get, Cluster, Proxy, ProxyConfig, APP_PASSWORD, APP_USER};
 
 #[test]
 fn admin_port_metrics_and_status_page_on_a_real_cluster() {
@@ -97,16 +26,18 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
         )
         .unwrap();
 
-    let shards = admin(&proxy, "SHOW SHARDS").unwrap();
+    let shards = proxy.admin_query("SHOW SHARDS").unwrap();
     let names: Vec<&str> = shards.iter().map(|r| r[0].as_str()).collect();
     assert_eq!(names, vec!["s1", "s2"]);
-    let rules = admin(&proxy, "SHOW TABLE RULES").unwrap();
+    let rules = proxy.admin_query("SHOW TABLE RULES").unwrap();
     assert!(rules.iter().any(|r| r[0] == "ops_accounts"), "{rules:?}");
-    let ring = admin(&proxy, "SHOW RING").unwrap();
+    let ring = proxy.admin_query("SHOW RING").unwrap();
     assert_eq!(ring.len(), 2, "{ring:?}");
-    let preview = admin(&proxy, "PREVIEW SELECT COUNT(*) FROM ops_accounts").unwrap();
+    let preview = proxy
+        .admin_query("PREVIEW SELECT COUNT(*) FROM ops_accounts")
+        .unwrap();
     assert_eq!(preview.len(), 2, "{preview:?}");
-    let where_is = admin(&proxy, "WHERE IS ops_accounts 3").unwrap();
+    let where_is = proxy.admin_query("WHERE IS ops_accounts 3").unwrap();
     let shard_of_3 = where_is[0]
         .iter()
         .find(|f| f.starts_with('s'))
@@ -120,31 +51,22 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
         direct[0][0], "1",
         "WHERE IS named {shard_of_3}, which lacks the row"
     );
-    let e = admin(&proxy, "SHOW NONSENSE").unwrap_err();
+    let e = proxy.admin_query("SHOW NONSENSE").unwrap_err();
     assert!(e.contains("SHOW SHARDS"), "{e}");
-    let status = admin(&proxy, "SHOW PROXY STATUS").unwrap();
+    let status = proxy.admin_query("SHOW PROXY STATUS").unwrap();
     assert!(
         status.iter().any(|r| r[0] == "plan_cache_hits"),
         "{status:?}"
     );
 
     // A live data-port session shows up in SHOW SESSIONS.
-    let mut sleeper = Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "--protocol=tcp",
-            "-h127.0.0.1",
-            "-uapp",
-            "-papp",
-            "fund",
-            "-e",
-            "SELECT SLEEP(3)",
-        ])
-        .arg(format!("-P{}", proxy.port()))
+    let mut sleeper = harness::mariadb_cli(proxy.port(), APP_USER, APP_PASSWORD)
+        .args(["fund", "-e", "SELECT SLEEP(3)"])
         .spawn()
         .unwrap();
     let seen = harness::wait_until(Duration::from_secs(5), || {
-        admin(&proxy, "SHOW SESSIONS")
+        proxy
+            .admin_query("SHOW SESSIONS")
             .map(|rows| {
                 rows.iter()
                     .any(|r| r.iter().any(|f| f.contains("SLEEP(3)")))
@@ -158,11 +80,7 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
     // with the reason and the running config stays.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let url = proxy.url();
-    let mut session = rt.block_on(async {
-        mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
-            .await
-            .unwrap()
-    });
+    let mut session = rt.block_on(harness::mysql::connect(&url));
     let path = proxy.config_path();
     let original = std::fs::read_to_string(&path).unwrap();
     let edited = original.replace(
@@ -174,17 +92,17 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
         "config has no reference_tables line:\n{original}"
     );
     std::fs::write(&path, &edited).unwrap();
-    let diff = admin(&proxy, "RELOAD CONFIG").unwrap();
+    let diff = proxy.admin_query("RELOAD CONFIG").unwrap();
     assert!(
         diff.iter().flatten().any(|l| l.contains("ops_rates")),
         "{diff:?}"
     );
-    let rules = admin(&proxy, "SHOW TABLE RULES").unwrap();
+    let rules = proxy.admin_query("SHOW TABLE RULES").unwrap();
     assert!(rules.iter().any(|r| r[0] == "ops_rates"), "{rules:?}");
     std::fs::write(&path, "this is not toml = = =").unwrap();
-    let e = admin(&proxy, "RELOAD CONFIG").unwrap_err();
+    let e = proxy.admin_query("RELOAD CONFIG").unwrap_err();
     assert!(e.to_lowercase().contains("config"), "{e}");
-    let rules = admin(&proxy, "SHOW TABLE RULES").unwrap();
+    let rules = proxy.admin_query("SHOW TABLE RULES").unwrap();
     assert!(
         rules.iter().any(|r| r[0] == "ops_rates"),
         "bad file changed the running config"
@@ -216,7 +134,7 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
 
     // Metrics count the queries.
     let http = proxy.http_listen.clone().expect("http port configured");
-    let metrics = http_get(&http, "/metrics");
+    let metrics = http_get(&http, "/metrics").body;
     assert!(metrics.contains("shardproxy_queries_total"), "{metrics}");
     assert!(metrics.contains("shardproxy_backend_up"), "{metrics}");
 
@@ -229,7 +147,8 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
     let replica = cluster.shards[1].replicas[0].addr();
     cluster.shards[1].replicas[0].stop();
     let down = harness::wait_until(Duration::from_secs(10), || {
-        admin(&proxy, "SHOW BACKENDS")
+        proxy
+            .admin_query("SHOW BACKENDS")
             .map(|rows| {
                 rows.iter()
                     .any(|r| r[0] == replica && r.iter().any(|f| f == "down"))
@@ -239,7 +158,7 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
     assert!(
         down,
         "SHOW BACKENDS never marked {replica} down: {:?}",
-        admin(&proxy, "SHOW BACKENDS")
+        proxy.admin_query("SHOW BACKENDS")
     );
     let dom = chromium_dom(&url);
     let at = dom

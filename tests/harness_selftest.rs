@@ -176,7 +176,7 @@ fn proxy_configs_parse() {
         .sharded_table("fund.accounts", "account_id")
         .reference_table("fund.products")
         .backend("pool_max = 8")
-        .extra("[ring]\nvnodes = 64\n")
+        .ring("vnodes = 64")
         .render();
     let c = shardproxy::config::Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(c.shards.len(), 2);

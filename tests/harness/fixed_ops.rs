@@ -1,8 +1,8 @@
 //! `FixedOps`: an [`AdminOps`] over a fixed in-memory cluster, for testing the admin port and
-//! the HTTP port through real clients before the core implements the trait. Shards, tables and
-//! admin users come from a config file (so `RELOAD CONFIG` can be exercised for real); health,
-//! sessions and counters are fixed.
-#![allow(dead_code)]
+//! the HTTP port through real clients with answers known in advance, in process and without
+//! servers (the real `CoreOps` is tested in tests/core_ops.rs and tests/operations.rs).
+//! Shards, tables and admin users come from a config file (so `RELOAD CONFIG` can be exercised
+//! for real); health, sessions and counters are fixed.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -20,45 +20,27 @@ use shardproxy::config::Config;
 use shardproxy::protocol::resultset::{ColumnDef, ResultSet};
 use tokio::net::TcpListener;
 
-pub const CONFIG: &str = r#"
-admin_listen = "127.0.0.1:6032"
-http_listen = "127.0.0.1:6080"
+use super::ProxyConfig;
 
-[[admin_users]]
-name = "admin"
-password = "admin"
-
-[[admin_users]]
-name = "ops"
-password_hash = "*4ACFE3202A5FF5CF467898FC58AAB1D615029441"  # PASSWORD('admin')
-
-[backend]
-user = "app"
-password = "app"
-
-[[shards]]
-name = "s1"
-primary = "127.0.0.1:3311"
-replicas = ["127.0.0.1:3312"]
-
-[[shards]]
-name = "s2"
-primary = "127.0.0.1:3321"
-replicas = ["127.0.0.1:3322"]
-weight = 2
-
-[[shards]]
-name = "s3"
-primary = "127.0.0.1:3331"
-
-[sharding]
-default_shard = "s1"
-reference_tables = ["currencies"]
-
-[[sharding.tables]]
-name = "accounts"
-key = "user_id"
-"#;
+/// The config `FixedOps` starts from: three shards (s2 with weight 2, s3 without a replica),
+/// `accounts` sharded by `user_id`, `currencies` a reference table, and a second admin user
+/// `ops` with a password hash.
+pub fn config() -> String {
+    let replica = |a: &str| vec![a.to_string()];
+    ProxyConfig::default()
+        .without_listeners()
+        .top("admin_listen = \"127.0.0.1:6032\"")
+        .top("http_listen = \"127.0.0.1:6080\"")
+        // PASSWORD('admin')
+        .admin_user_with_hash("ops", "*4ACFE3202A5FF5CF467898FC58AAB1D615029441")
+        .shard("s1", "127.0.0.1:3311", &replica("127.0.0.1:3312"))
+        .shard("s2", "127.0.0.1:3321", &replica("127.0.0.1:3322"))
+        .weight("s2", 2)
+        .shard("s3", "127.0.0.1:3331", &[])
+        .reference_table("currencies")
+        .sharded_table("accounts", "user_id")
+        .render()
+}
 
 /// The backend the fixed health data reports down.
 pub const DOWN_BACKEND: &str = "127.0.0.1:3322";
@@ -76,10 +58,10 @@ struct State {
 }
 
 impl FixedOps {
-    /// Writes [`CONFIG`] to `dir/shardproxy.toml` and loads it.
+    /// Writes [`config`] to `dir/shardproxy.toml` and loads it.
     pub fn new(dir: &std::path::Path) -> Arc<FixedOps> {
         let config_path = dir.join("shardproxy.toml");
-        std::fs::write(&config_path, CONFIG).unwrap();
+        std::fs::write(&config_path, config()).unwrap();
         let config = Config::load(&config_path).unwrap();
         let admin_users = AdminUsers::new(config.admin_users.clone());
         Arc::new(FixedOps {

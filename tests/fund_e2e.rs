@@ -1,16 +1,11 @@
-//! End-to-end tests of the `fund` application through shardproxy.
+//! End-to-end tests of the `fund` application through shardproxy; they run with every
+//! `cargo test` (nothing to enable). They need the `fund` binary, which the workspace builds
+//! next to `shardproxy` (`scripts/test.sh` builds all bins first).
 //!
-//! To enable: rename to `integration/fund_e2e.rs` and add to the root Cargo.toml
-//!   [[test]]
-//!   name = "fund_e2e"
-//!   path = "integration/fund_e2e.rs"
-//! `stack()` uses the shared harness (integration/harness): a 2-shard cluster per test and a
-//! proxy with `ProxyConfig::fund_schema()`. Everything else only needs a `mysql://…` URL, the
-//! shard names and the `fund` binary (built by the workspace next to `shardproxy`).
-//! Verified on 2026-11-26 against main ca4e877 + this branch's fund: domain_rules,
-//! idempotent_requests and settlement_killed_halfway_pays_exactly_once pass through the proxy;
-//! check_after_concurrent_load failed once in `fund seed` with "1159 Backend … unavailable:
-//! connect timed out after 3s" (proxy backend connect under a load average of ~15).
+//! `stack()` starts a 2-shard cluster per test and a proxy with `ProxyConfig::fund_schema()`
+//! (tests/harness); everything else only needs a `mysql://…` URL, the shard names and the
+//! `fund` binary. Seen once (2026-11-26, load average ~15): check_after_concurrent_load failed
+//! in `fund seed` with "1159 Backend … unavailable: connect timed out after 3s".
 //!
 //! Each test starts its own cluster and drops/creates the tables (`fresh`).
 //!
@@ -26,8 +21,8 @@
 //! 4. `check_after_concurrent_load`: `fund load` and a settlement run concurrently, then
 //!    `fund check` exits 0; a corrupted row makes it exit 1 naming the violation.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod harness;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -38,9 +33,7 @@ use sqlx::mysql::MySqlPoolOptions;
 use sqlx::{MySqlPool, Row};
 
 // ---------------------------------------------------------------------------------------------
-// Harness glue (the only part that depends on the shared harness).
-
-mod harness;
+// The stack: a cluster and a proxy from the shared harness.
 
 struct Stack {
     url: String,
@@ -98,14 +91,6 @@ fn fund_ok(s: &Stack, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A `fund serve` process with a fixed business date; killed on drop.
 struct Server {
     child: Child,
@@ -114,53 +99,35 @@ struct Server {
 
 impl Server {
     fn start(s: &Stack, today: &str) -> Server {
-        let addr = format!("127.0.0.1:{}", free_port());
+        let addr = format!("127.0.0.1:{}", harness::free_port());
         let child = Command::new(fund_bin())
             .args(["serve", "--listen", &addr, "--today", today])
             .env("FUND_DATABASE_URL", &s.url)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "fund serve did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(
+            harness::wait_port(&addr, Duration::from_secs(20)),
+            "fund serve did not start"
+        );
         Server { child, addr }
     }
 
     /// One HTTP/1.1 request (Connection: close); returns (status, replayed header, JSON body).
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, bool, Value) {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut c = TcpStream::connect(&self.addr).unwrap();
-        write!(
-            c,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut r = BufReader::new(c);
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        let status: u16 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let mut replayed = false;
-        loop {
-            line.clear();
-            r.read_line(&mut line).unwrap();
-            if line.trim().is_empty() {
-                break;
-            }
-            if line
-                .to_ascii_lowercase()
-                .starts_with("idempotent-replayed: true")
-            {
-                replayed = true;
-            }
-        }
-        let mut rest = String::new();
-        r.read_to_string(&mut rest).unwrap();
-        let v = serde_json::from_str(&rest).unwrap_or(Value::String(rest));
-        (status, replayed, v)
+        let r = harness::http_request(
+            &self.addr,
+            method,
+            path,
+            Some(&body),
+            Duration::from_secs(300),
+        );
+        let replayed = r
+            .header("idempotent-replayed")
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("true"));
+        let v = serde_json::from_str(&r.body).unwrap_or(Value::String(r.body));
+        (r.status, replayed, v)
     }
 
     fn new_account(&self, name: &str) -> i64 {
