@@ -47,6 +47,19 @@ pub struct Classified {
     pub uses_last_insert_id: bool,
 }
 
+impl Classified {
+    /// A statement of this kind with no other fact: what the session uses for commands it
+    /// classifies itself (COM_INIT_DB, PREPARE, EXECUTE).
+    pub fn of_kind(kind: Kind) -> Classified {
+        Classified {
+            kind,
+            pin: None,
+            needs_previous: false,
+            uses_last_insert_id: false,
+        }
+    }
+}
+
 fn word_at(t: &[Token], i: usize) -> &str {
     t.get(i).and_then(|t| t.word()).unwrap_or("")
 }

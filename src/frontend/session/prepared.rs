@@ -109,12 +109,7 @@ impl Session {
         };
         // Preparing changes nothing on the server: it may use any shard, even inside a
         // transaction bound elsewhere (the execute is what must stay on that shard).
-        let prepare_only = Classified {
-            kind: Kind::Read,
-            pin: None,
-            needs_previous: false,
-            uses_last_insert_id: false,
-        };
+        let prepare_only = Classified::of_kind(Kind::Read);
         let mut lease = match self.acquire(&shard, &prepare_only).await {
             Ok(l) => l,
             Err(e) => {
@@ -153,12 +148,7 @@ impl Session {
                         },
                     );
                 }
-                let c = Classified {
-                    kind: Kind::Read,
-                    pin: None,
-                    needs_previous: false,
-                    uses_last_insert_id: false,
-                };
+                let c = Classified::of_kind(Kind::Read);
                 self.after_statement(
                     &shard,
                     lease,
@@ -300,13 +290,7 @@ impl Session {
                 _ => return self.malformed().await,
             }
         }
-        let cursor = payload[5] & 0x07 != 0;
-        let c = Classified {
-            kind: Kind::Other,
-            pin: None,
-            needs_previous: false,
-            uses_last_insert_id: false,
-        };
+        let c = Classified::of_kind(Kind::Other);
         let mut lease = match self.acquire(&shard, &c).await {
             Ok(l) => l,
             Err(e) => {
@@ -339,7 +323,6 @@ impl Session {
         }
         body[1..5].copy_from_slice(&prepared.id.to_le_bytes());
         // A cursor pins through the answer's CURSOR_EXISTS status (see after_statement).
-        let _ = cursor;
         let c = class;
         if !self.reused_held {
             // A fresh connection lists nothing of this session's.

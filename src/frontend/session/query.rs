@@ -188,12 +188,7 @@ impl Session {
             .as_ref()
             .map(|h| h.shard.clone())
             .unwrap_or_else(|| self.proxy.config().sharding.default_shard.clone());
-        let c = Classified {
-            kind: Kind::Use(db),
-            pin: None,
-            needs_previous: false,
-            uses_last_insert_id: false,
-        };
+        let c = Classified::of_kind(Kind::Use(db));
         self.run_single(&shard, payload, &no_text(), &c, ResponseKind::Query)
             .await
     }
