@@ -1,6 +1,6 @@
 //! `shardproxy`: the sharding MySQL proxy's command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
@@ -10,13 +10,19 @@ use clap::Parser;
 /// shard key over a consistent-hash ring of backend shards (see docs/configuration.md).
 ///
 /// Example: shardproxy --config config/local.toml
+///
+/// Tools: `shardproxy reshard plan --from OLD.toml --to NEW.toml` shows what a change of the
+/// shards or the sharding rules would move (see `shardproxy reshard --help`).
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, subcommand_negates_reqs = true)]
 struct Args {
+    /// A tool to run instead of the proxy.
+    #[command(subcommand)]
+    tool: Option<Tool>,
     /// The TOML config file (listen address, users, backend login, shards, sharding rules).
     /// See config/example.toml for every setting with comments.
-    #[arg(short, long, env = "SHARDPROXY_CONFIG")]
-    config: PathBuf,
+    #[arg(short, long, env = "SHARDPROXY_CONFIG", required = true)]
+    config: Option<PathBuf>,
     /// Write logs as JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
@@ -38,11 +44,69 @@ struct Args {
     threads: Option<u16>,
 }
 
+/// Tools that run instead of the proxy and exit.
+#[derive(clap::Subcommand, Debug)]
+enum Tool {
+    /// Resharding: moving rows when the shards or the sharding rules of the config change.
+    #[command(subcommand)]
+    Reshard(ReshardTool),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ReshardTool {
+    /// Shows, without changing anything, what moving from one config to another would move:
+    /// the changes that move rows, which part of the ring goes from which shard to which,
+    /// about how many rows of each sharded table (estimated on the shards of --from, which must
+    /// be reachable for the counts), and the steps of the move.
+    ///
+    /// Example: shardproxy reshard plan --from config/local.toml --to /tmp/three-shards.toml
+    Plan {
+        /// The config the proxy runs now.
+        #[arg(long)]
+        from: PathBuf,
+        /// The config to move to (for example with a shard added).
+        #[arg(long)]
+        to: PathBuf,
+        /// Do not connect to the shards: print the plan without row counts.
+        #[arg(long)]
+        no_count: bool,
+    },
+}
+
+/// `shardproxy reshard plan`: prints the plan, one line per item.
+fn reshard_plan(from: &Path, to: &Path, count: bool) -> anyhow::Result<()> {
+    use shardproxy::config::Config;
+    let old = Config::load(from)?;
+    let new = Config::load(to)?;
+    let plan = if count {
+        eprintln!("counting rows on the shards of {} ...", from.display());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let topology = shardproxy::backend::topology::Topology::from_config(&old, 1);
+        rt.block_on(shardproxy::admin::reshard::plan_with_rows(
+            &old, &new, &topology,
+        ))
+    } else {
+        shardproxy::plan::reshard::ReshardPlan::new(&old, &new)
+    };
+    for (section, detail) in plan.lines() {
+        println!("{section:<7} {detail}");
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .map_err(|e| anyhow::anyhow!("bad --log filter {:?}: {e}", args.log))?;
-    if args.log_json {
+    if args.tool.is_some() {
+        // A tool's output is on stdout; its log lines go to stderr.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else if args.log_json {
         tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
@@ -50,9 +114,13 @@ fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let config = shardproxy::config::Config::load(&args.config)?;
+    if let Some(Tool::Reshard(ReshardTool::Plan { from, to, no_count })) = &args.tool {
+        return reshard_plan(from, to, !no_count);
+    }
+    let path = args.config.expect("clap requires --config without a tool");
+    let config = shardproxy::config::Config::load(&path)?;
     if args.check {
-        println!("{}: valid", args.config.display());
+        println!("{}: valid", path.display());
         return Ok(());
     }
     let threads = match args.threads {
@@ -64,5 +132,5 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(shardproxy::server::run(config, Some(args.config), workers))
+    rt.block_on(shardproxy::server::run(config, Some(path), workers))
 }

@@ -83,29 +83,103 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
     let mut session = rt.block_on(harness::mysql::connect(&url));
     let path = proxy.config_path();
     let original = std::fs::read_to_string(&path).unwrap();
-    let edited = original.replace(
+    // A change that moves rows (a new reference table) is refused, pointing to RESHARD PLAN,
+    // and RESHARD PLAN on that file shows the change without applying anything.
+    let moving = original.replace(
         "reference_tables = []",
         "reference_tables = [\"ops_rates\"]",
     );
     assert_ne!(
-        edited, original,
+        moving, original,
         "config has no reference_tables line:\n{original}"
     );
+    std::fs::write(&path, &moving).unwrap();
+    let e = proxy.admin_query("RELOAD CONFIG").unwrap_err();
+    assert!(e.contains("ops_rates") && e.contains("RESHARD PLAN"), "{e}");
+    let plan = proxy
+        .admin_query(&format!("RESHARD PLAN '{}'", path.display()))
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|r| r[0] == "change" && r[1].contains("ops_rates")),
+        "{plan:?}"
+    );
+    // A third shard: the ring moves about a third of each shard's keys to it, and the rows
+    // of the sharded table are counted on the shards that hold them now.
+    let three = original.replacen(
+        "[sharding]",
+        "[[shards]]\nname = \"s3\"\nprimary = \"127.0.0.1:1\"\n\n[sharding]",
+        1,
+    );
+    assert_ne!(three, original, "config has no [sharding]:\n{original}");
+    std::fs::write(&path, &three).unwrap();
+    let e = proxy.admin_query("RELOAD CONFIG").unwrap_err();
+    assert!(e.contains("shard s3 joins the ring"), "{e}");
+    let plan = proxy
+        .admin_query(&format!("RESHARD PLAN '{}'", path.display()))
+        .unwrap();
+    for pair in ["s1 -> s3", "s2 -> s3"] {
+        assert!(
+            plan.iter()
+                .any(|r| r[0] == "ring" && r[1].starts_with(pair)),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter()
+                .any(|r| r[0] == "table" && r[1].contains(&format!("ops_accounts {pair}: about "))),
+            "rows not counted on the live shards: {plan:?}"
+        );
+    }
+    // The command line shows the same plan from the two files, counting on the live shards.
+    let running = path.with_extension("running.toml");
+    std::fs::write(&running, &original).unwrap();
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_shardproxy"))
+        .args(["reshard", "plan", "--from"])
+        .arg(&running)
+        .arg("--to")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(out.contains("shard s3 joins the ring"), "{out}");
+    assert!(out.contains("ops_accounts s1 -> s3: about "), "{out}");
+    let shards = proxy.admin_query("SHOW SHARDS").unwrap();
+    assert_eq!(shards.len(), 2, "a refused reload changed the shards");
+    let rules = proxy.admin_query("SHOW TABLE RULES").unwrap();
+    assert!(
+        !rules.iter().any(|r| r[0] == "ops_rates"),
+        "a refused reload changed the rules: {rules:?}"
+    );
+    // A change that moves nothing (one more user) is applied.
+    let edited = original.replacen(
+        "[[users]]",
+        "[[users]]\nname = \"ops_extra\"\npassword = \"x\"\n\n[[users]]",
+        1,
+    );
+    assert_ne!(edited, original, "config has no [[users]]:\n{original}");
     std::fs::write(&path, &edited).unwrap();
     let diff = proxy.admin_query("RELOAD CONFIG").unwrap();
     assert!(
-        diff.iter().flatten().any(|l| l.contains("ops_rates")),
+        diff.iter().flatten().any(|l| l.contains("ops_extra")),
         "{diff:?}"
     );
-    let rules = proxy.admin_query("SHOW TABLE RULES").unwrap();
-    assert!(rules.iter().any(|r| r[0] == "ops_rates"), "{rules:?}");
     std::fs::write(&path, "this is not toml = = =").unwrap();
     let e = proxy.admin_query("RELOAD CONFIG").unwrap_err();
     assert!(e.to_lowercase().contains("config"), "{e}");
-    let rules = proxy.admin_query("SHOW TABLE RULES").unwrap();
+    // The running config (with the extra user) stays after the bad file.
+    let login = harness::mariadb_cli(proxy.port(), "ops_extra", "x")
+        .args(["-e", "SELECT 1"])
+        .output()
+        .unwrap();
     assert!(
-        rules.iter().any(|r| r[0] == "ops_rates"),
-        "bad file changed the running config"
+        login.status.success(),
+        "the user of the running config cannot log in: {}",
+        String::from_utf8_lossy(&login.stderr)
     );
     std::fs::write(&path, &edited).unwrap();
     let one: Option<i64> = rt.block_on(async {
@@ -125,6 +199,11 @@ fn admin_port_metrics_and_status_page_on_a_real_cluster() {
     assert!(proxy
         .cli_query("SELECT * FROM fund.no_such_ops_table")
         .is_err());
+    // The proxy logs the error after sending it: the CLI may exit before the line is written.
+    harness::wait_until(Duration::from_secs(5), || {
+        let log = proxy.log();
+        log.contains("error sent to client") && log.contains("1146")
+    });
     let log = proxy.log();
     assert!(log.contains("client connected"), "{log}");
     assert!(

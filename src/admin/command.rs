@@ -36,6 +36,10 @@ pub const STATEMENTS: &[(&str, &str)] = &[
         "progress of a resharding (not supported yet)",
     ),
     (
+        "RESHARD PLAN '<config file>'",
+        "what moving to that config would move: changes, ring shares, rows per table, steps",
+    ),
+    (
         "PREVIEW <statement>",
         "the plan of a statement without running it",
     ),
@@ -77,6 +81,8 @@ pub enum Command {
         query_only: bool,
     },
     Switchover(String),
+    /// `RESHARD PLAN '<file>'`: the path of the config to move to.
+    ReshardPlan(String),
     Help,
     /// Client housekeeping: `SELECT @@var, DATABASE(), …` answered with one row.
     Select(Vec<SelectItem>),
@@ -211,6 +217,18 @@ pub fn parse(sql: &str) -> Result<Command, AdminError> {
             }
             Ok(Command::Switchover(unquote_ident(words[1])))
         }
+        "RESHARD" if kw(1, "PLAN") => {
+            const SYNTAX: &str = "RESHARD PLAN '<config file>'";
+            let rest = after_words(text, 2).trim();
+            match rest.chars().next() {
+                Some(q @ ('\'' | '"')) => parse_quoted(rest, q)
+                    .filter(|p| !p.is_empty())
+                    .map(Command::ReshardPlan)
+                    .ok_or_else(|| usage(SYNTAX)),
+                _ => Err(usage(SYNTAX)),
+            }
+        }
+        "RESHARD" => Err(usage("RESHARD PLAN '<config file>'")),
         // The mysql CLI answers a bare `help` itself and sends `help 'topic'` to the server.
         "HELP" => Ok(Command::Help),
         "SET" => Ok(Command::Set),
@@ -497,6 +515,16 @@ mod tests {
     #[test]
     fn switchover_takes_a_shard() {
         assert_eq!(ok("switchover s1"), Command::Switchover("s1".into()));
+        assert_eq!(
+            ok("reshard plan '/tmp/new.toml';"),
+            Command::ReshardPlan("/tmp/new.toml".into())
+        );
+        assert_eq!(
+            ok("RESHARD PLAN \"it's.toml\""),
+            Command::ReshardPlan("it's.toml".into())
+        );
+        assert!(parse("reshard plan /tmp/x.toml").is_err());
+        assert!(parse("reshard start '/tmp/x.toml'").is_err());
         assert_eq!(ok("SWITCHOVER `s1`;"), Command::Switchover("s1".into()));
         assert!(parse("SWITCHOVER").is_err());
     }

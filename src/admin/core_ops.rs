@@ -23,6 +23,7 @@ use crate::backend::pool::{self, Pool};
 use crate::backend::topology::Topology;
 use crate::config::Config;
 use crate::plan::preview::preview_result_set;
+use crate::plan::reshard::{placement_changes, MovesData};
 use crate::plan::rules::TableKind as RuleKind;
 use crate::plan::{PlanContext, Rules};
 use crate::protocol::resultset::ResultSet;
@@ -264,10 +265,23 @@ impl AdminOps for CoreOps {
         if changes.is_empty() {
             return Ok(changes);
         }
+        // A change that moves rows would make the proxy look for them where they are not yet.
+        let moves = placement_changes(&old, &new);
+        if !moves.is_empty() {
+            return Err(AdminError::other(MovesData(moves).to_string()));
+        }
         apply(&self.proxy, new);
         self.admin_users
             .replace(self.proxy.config().admin_users.clone());
         Ok(changes)
+    }
+
+    async fn reshard_plan(&self, path: &str) -> Result<Vec<(String, String)>, AdminError> {
+        let new = Config::load(std::path::Path::new(path))
+            .map_err(|e| AdminError::other(format!("{path}: {e:#}")))?;
+        let old = self.proxy.config();
+        let plan = super::reshard::plan_with_rows(&old, &new, &self.proxy.topology()).await;
+        Ok(plan.lines())
     }
 
     async fn kill(&self, session_id: u64, query_only: bool) -> Result<(), AdminError> {

@@ -12,6 +12,7 @@ pub mod core_ops;
 pub mod diff;
 pub mod ops;
 pub mod render;
+pub mod reshard;
 pub mod server;
 
 use std::sync::Arc;

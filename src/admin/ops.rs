@@ -258,6 +258,16 @@ pub trait AdminOps: Send + Sync + 'static {
         ))
     }
 
+    /// What moving the running config to the config file at `path` would move, as
+    /// `(section, detail)` lines ([`crate::plan::reshard::ReshardPlan::lines`]); rows are
+    /// counted (approximately) on the running shards. Changes nothing.
+    async fn reshard_plan(&self, path: &str) -> Result<Vec<(String, String)>, AdminError> {
+        let _ = path;
+        Err(AdminError::not_supported(
+            "RESHARD PLAN is not available here",
+        ))
+    }
+
     /// Progress of a running resharding as rows. Until resharding lands: not supported.
     fn reshard_status(&self) -> Result<ResultSet, AdminError> {
         Err(AdminError::not_supported(

@@ -196,6 +196,14 @@ pub fn reload(changes: &[String]) -> ResultSet {
     result(&[Col::Text("change")], rows)
 }
 
+/// `RESHARD PLAN`: one row per line of the plan.
+pub fn reshard_plan(lines: &[(String, String)]) -> ResultSet {
+    result(
+        &[Col::Text("section"), Col::Text("detail")],
+        lines.iter().map(|(a, b)| vec![s(a), s(b)]).collect(),
+    )
+}
+
 /// `SWITCHOVER`.
 pub fn switchover(shard: &str, outcome: &str) -> ResultSet {
     result(

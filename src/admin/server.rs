@@ -225,6 +225,9 @@ impl AdminShim {
                 let outcome = ops.switchover(&shard).await?;
                 Reply::Rows(render::switchover(&shard, &outcome))
             }
+            Command::ReshardPlan(path) => {
+                Reply::Rows(render::reshard_plan(&ops.reshard_plan(&path).await?))
+            }
             Command::Help => Reply::Rows(render::help()),
             Command::ShowWarnings => Reply::Rows(render::warnings()),
             Command::Select(items) => {

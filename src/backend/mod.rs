@@ -5,4 +5,5 @@ pub mod conn;
 pub mod health;
 pub mod kill;
 pub mod pool;
+pub mod table_rows;
 pub mod topology;

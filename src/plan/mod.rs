@@ -38,6 +38,7 @@ pub mod prepared;
 pub mod preview;
 pub mod reason;
 pub mod reject;
+pub mod reshard;
 pub mod route;
 pub mod rules;
 pub mod scan;

@@ -19,6 +19,7 @@
 //! filter is promised.
 
 pub mod key;
+pub mod moves;
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
