@@ -40,6 +40,82 @@ pub struct Config {
     pub ring: Ring,
     /// Which tables are sharded and how.
     pub sharding: Sharding,
+    /// Automatic failover: when to promote a replica, how long statements wait meanwhile,
+    /// where the topology is persisted.
+    #[serde(default)]
+    pub failover: Failover,
+    /// The replication login new primaries are followed with (`CHANGE MASTER TO`). Absent:
+    /// the other replicas are not repointed after a promotion (logged).
+    #[serde(default)]
+    pub replication: Option<Replication>,
+}
+
+/// `[failover]`: automatic promotion of a replica when a shard's primary is down.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Failover {
+    /// Promote automatically (otherwise only `FAILOVER`/`SWITCHOVER` on the admin port).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How long a primary must have been down (failed health checks) before a promotion.
+    #[serde(default = "default_failover_after_ms")]
+    pub after_ms: u64,
+    /// Longest time a statement for a failing shard waits for its new primary.
+    #[serde(default = "default_failover_buffer_ms")]
+    pub buffer_ms: u64,
+    /// Most statements that may wait for one shard at once; more get an error at once.
+    #[serde(default = "default_failover_buffer_max")]
+    pub buffer_max: usize,
+    /// Longest wait for the chosen replica to apply what it received (`MASTER_GTID_WAIT`).
+    #[serde(default = "default_failover_catchup_ms")]
+    pub catchup_ms: u64,
+    /// File where the topology (primaries, fenced servers) is written at every change and read
+    /// at start. Absent: promotions are forgotten at restart.
+    #[serde(default)]
+    pub state_file: Option<String>,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Failover {
+            enabled: true,
+            after_ms: default_failover_after_ms(),
+            buffer_ms: default_failover_buffer_ms(),
+            buffer_max: default_failover_buffer_max(),
+            catchup_ms: default_failover_catchup_ms(),
+            state_file: None,
+        }
+    }
+}
+
+/// `[replication]`: the login replicas use to follow a new primary.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Replication {
+    pub user: String,
+    pub password: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_failover_after_ms() -> u64 {
+    1500
+}
+fn default_failover_buffer_ms() -> u64 {
+    8000
+}
+fn default_failover_buffer_max() -> usize {
+    1000
+}
+fn default_failover_catchup_ms() -> u64 {
+    2000
+}
+fn default_health_timeout_ms() -> u64 {
+    1000
+}
+fn default_health_fail_after() -> u32 {
+    2
 }
 
 /// A user allowed to log in to the proxy.
@@ -80,6 +156,12 @@ pub struct Backend {
     /// Interval between health checks of every backend.
     #[serde(default = "default_health_interval_ms")]
     pub health_interval_ms: u64,
+    /// Longest wait for one health check's answer; slower counts as a failed check.
+    #[serde(default = "default_health_timeout_ms")]
+    pub health_timeout_ms: u64,
+    /// Failed checks in a row before a backend counts as down.
+    #[serde(default = "default_health_fail_after")]
+    pub health_fail_after: u32,
 }
 
 /// Client-facing settings.

@@ -77,6 +77,27 @@ pub struct Proxy {
     pub pool_idle_lists: usize,
     next_id: AtomicU32,
     pub shutdown: watch::Sender<bool>,
+    /// Failovers and switchovers: their history and per-shard locks.
+    pub failovers: crate::backend::failover::Failovers,
+}
+
+/// Failover reaches the running proxy through this (it sits in a lower layer).
+impl crate::backend::failover::Host for Proxy {
+    fn topology(&self) -> Arc<Topology> {
+        Proxy::topology(self)
+    }
+
+    fn config(&self) -> Arc<Config> {
+        Proxy::config(self)
+    }
+
+    fn install(&self, t: Arc<Topology>) {
+        *self.topology.write().unwrap_or_else(|e| e.into_inner()) = t;
+    }
+
+    fn failovers(&self) -> &crate::backend::failover::Failovers {
+        &self.failovers
+    }
 }
 
 impl Proxy {
@@ -111,6 +132,7 @@ impl Proxy {
             pool_idle_lists: idle_lists,
             next_id: AtomicU32::new(1),
             shutdown: tx,
+            failovers: Default::default(),
         }))
     }
 

@@ -44,6 +44,10 @@ pub async fn run(
         move || q.config(),
         proxy.shutdown.subscribe(),
     ));
+    tokio::spawn(crate::backend::failover::run(
+        proxy.clone(),
+        proxy.shutdown.subscribe(),
+    ));
     crate::admin::core_ops::start_operator_ports(proxy.clone(), config_path).await?;
     // Histogram samples wait in the recorder until drained: drain them even when nobody
     // scrapes /metrics, so memory stays flat.

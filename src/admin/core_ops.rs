@@ -90,12 +90,13 @@ fn backend(p: &Pool) -> BackendStatus {
     BackendStatus {
         address: p.addr.clone(),
         shard: p.shard.clone(),
-        role: match p.role {
+        role: match p.role() {
             pool::Role::Primary => Role::Primary,
             pool::Role::Replica => Role::Replica,
+            pool::Role::Fenced => Role::Fenced,
         },
         health: health(p),
-        lag_seconds: (p.role == pool::Role::Replica && lag >= 0).then_some(lag as u64),
+        lag_seconds: (p.role() == pool::Role::Replica && lag >= 0).then_some(lag as u64),
         pool_in_use: p.stats.in_use.load(Ordering::Relaxed) as u64,
         pool_idle: p.stats.idle.load(Ordering::Relaxed) as u64,
         queries: p.stats.queries.load(Ordering::Relaxed),
@@ -334,7 +335,7 @@ pub fn table_rules(config: &Config) -> Vec<TableRule> {
 /// idle connections are dropped and their health restarts as up until the next check.)
 fn apply(proxy: &Proxy, new: Config) {
     // Pools first, so that rules naming a new shard find its pool.
-    let topology = Topology::from_config(&new, proxy.pool_idle_lists);
+    let topology = Topology::reloaded(&new, proxy.pool_idle_lists, &proxy.topology());
     *proxy.topology.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(topology);
     let rules = Rules::from_config(&new);
     *proxy.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);

@@ -43,6 +43,8 @@ impl Health {
 pub enum Role {
     Primary,
     Replica,
+    /// A former primary taken out by a failover: never a primary again.
+    Fenced,
 }
 
 impl Role {
@@ -50,6 +52,7 @@ impl Role {
         match self {
             Role::Primary => "primary",
             Role::Replica => "replica",
+            Role::Fenced => "fenced",
         }
     }
 }

@@ -91,6 +91,9 @@ pub struct BackendConn {
     /// reuse: the server may have closed them).
     pub last_used: std::time::Instant,
     read_timeout: Option<Duration>,
+    /// The GTID of the last commit an internal query ([`Self::query`]) reported through
+    /// session tracking, until the caller takes it to record it as acknowledged.
+    pub last_gtid: Option<crate::protocol::session_track::TrackedGtid>,
 }
 
 fn lost(addr: &str, reason: impl std::fmt::Display) -> BackendError {
@@ -128,8 +131,11 @@ impl BackendConn {
         }
         let greeting =
             Greeting::parse(&greet_pkt.payload).ok_or_else(|| lost(&p.addr, "bad greeting"))?;
-        let capabilities = (cap::BACKEND_BASE | (p.relay_caps & cap::RELAY_RELEVANT))
-            & (greeting.capabilities | cap::LONG_PASSWORD);
+        // Session tracking: commits report their GTID in the OK packet (for failover); the
+        // relay cuts the state off before a client sees it.
+        let capabilities =
+            (cap::BACKEND_BASE | cap::SESSION_TRACK | (p.relay_caps & cap::RELAY_RELEVANT))
+                & (greeting.capabilities | cap::LONG_PASSWORD);
         let plugin = if greeting.auth_plugin == auth::CACHING_SHA2 {
             auth::CACHING_SHA2
         } else {
@@ -197,7 +203,7 @@ impl BackendConn {
                 _ => return Err(lost(&p.addr, "unexpected packet during login")),
             }
         }
-        Ok(BackendConn {
+        let mut conn = BackendConn {
             reader,
             writer,
             addr: p.addr.clone(),
@@ -212,7 +218,13 @@ impl BackendConn {
             prepared: HashMap::new(),
             last_used: std::time::Instant::now(),
             read_timeout: p.read_timeout,
-        })
+            last_gtid: None,
+        };
+        if conn.capabilities & cap::SESSION_TRACK != 0 {
+            conn.query(crate::protocol::session_track::TRACK_LAST_GTID_SQL)
+                .await?;
+        }
+        Ok(conn)
     }
 
     pub fn deprecate_eof(&self) -> bool {
@@ -295,6 +307,9 @@ impl BackendConn {
         }
         let o = tracker.outcome;
         self.status = o.status;
+        if o.last_gtid.is_some() {
+            self.last_gtid = o.last_gtid;
+        }
         if let Some(e) = o.error {
             return Err(BackendError::Server(e));
         }

@@ -1,9 +1,17 @@
-//! Backend connections ([`conn`]), their pools ([`pool`]), the shards' servers ([`topology`]),
-//! their health checks ([`health`]), and stopping a statement on a server ([`kill`]).
+//! Backend connections ([`conn`]), their pools ([`pool`]), the shards' servers and who is
+//! primary ([`topology`]), their health checks ([`health`], what they saw: [`observed`], GTID
+//! positions: [`gtid`]), the persisted topology ([`persisted`]), the write gate that holds statements during a switch ([`gate`]),
+//! automatic failover and switchover ([`failover`]), and stopping a statement on a server
+//! ([`kill`]).
 
 pub mod conn;
+pub mod failover;
+pub mod gate;
+pub mod gtid;
 pub mod health;
 pub mod kill;
+pub mod observed;
+pub mod persisted;
 pub mod pool;
 pub mod table_rows;
 pub mod topology;

@@ -44,6 +44,9 @@ pub fn use_idle_list(i: usize) {
 pub enum Role {
     Primary,
     Replica,
+    /// A former primary taken out by a failover or switchover: never routed to as primary
+    /// again.
+    Fenced,
 }
 
 impl Role {
@@ -51,6 +54,19 @@ impl Role {
         match self {
             Role::Primary => "primary",
             Role::Replica => "replica",
+            Role::Fenced => "fenced",
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        self as u8
+    }
+
+    fn from_u8(v: u8) -> Role {
+        match v {
+            0 => Role::Primary,
+            1 => Role::Replica,
+            _ => Role::Fenced,
         }
     }
 }
@@ -67,6 +83,8 @@ pub struct PoolStats {
     pub healthy: AtomicBool,
     /// Replication lag in seconds from the last check; -1 unknown.
     pub lag_seconds: AtomicI64,
+    /// What the last health check saw (positions, read_only, semi-sync, failures in a row).
+    pub observed: Mutex<super::observed::Observed>,
 }
 
 /// Connections to one server.
@@ -75,7 +93,9 @@ pub struct Pool {
     /// The same address, shared cheaply (what a running statement records for KILL).
     pub addr_shared: Arc<str>,
     pub shard: String,
-    pub role: Role,
+    /// The server's current role ([`Role`] as a byte: a promotion changes it in place, so a
+    /// pool keeps its stats across topology changes).
+    role: std::sync::atomic::AtomicU8,
     pub stats: PoolStats,
     user: String,
     password: String,
@@ -137,7 +157,7 @@ impl Pool {
             addr: addr.to_string(),
             addr_shared: Arc::from(addr),
             shard: shard.to_string(),
-            role,
+            role: std::sync::atomic::AtomicU8::new(role.to_u8()),
             stats,
             user: s.user.clone(),
             password: s.password.clone(),
@@ -153,6 +173,16 @@ impl Pool {
                 .collect(),
             permits: Arc::new(Semaphore::new(s.max)),
         })
+    }
+
+    /// The server's current role in its shard.
+    pub fn role(&self) -> Role {
+        Role::from_u8(self.role.load(Ordering::Relaxed))
+    }
+
+    /// Records a new role (a promotion or fencing; the topology is swapped alongside).
+    pub fn set_role(&self, role: Role) {
+        self.role.store(role.to_u8(), Ordering::Relaxed);
     }
 
     /// Parameters to open a connection of the given shape.

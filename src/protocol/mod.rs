@@ -16,3 +16,4 @@ pub mod packet;
 pub mod packets;
 pub mod response;
 pub mod resultset;
+pub mod session_track;

@@ -9,6 +9,7 @@
 use super::buf::Reader;
 use super::constants::status;
 use super::packets::{parse_err, parse_ok, parse_terminator, ErrInfo, OkInfo};
+use super::session_track::{self, SessionState, TrackedGtid, SESSION_STATE_CHANGED};
 
 /// Which command the answer belongs to: each has its own shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,9 @@ pub struct Outcome {
     pub rows: u64,
     /// For PREPARE: statement id, columns, parameters.
     pub prepared: Option<(u32, u16, u16)>,
+    /// The GTID of the commit this answer reported through session tracking (the last one, if
+    /// several statements committed).
+    pub last_gtid: Option<TrackedGtid>,
 }
 
 /// The tracker's verdict on one packet.
@@ -76,6 +80,9 @@ pub struct ResponseTracker {
     deprecate_eof: bool,
     state: State,
     pub outcome: Outcome,
+    /// The packet just fed was an OK carrying session state: where it is, so the relay can
+    /// cut it off for a client that did not ask for it (taken by the relay).
+    pub session_state: Option<SessionState>,
 }
 
 /// The packet did not fit the protocol: the connection it came from cannot be trusted.
@@ -94,6 +101,7 @@ impl ResponseTracker {
             deprecate_eof,
             state,
             outcome: Outcome::default(),
+            session_state: None,
         }
     }
 
@@ -148,6 +156,13 @@ impl ResponseTracker {
                     }
                     0x00 => {
                         let ok = parse_ok(payload).ok_or(Malformed("bad OK packet"))?;
+                        // Parsed only when the server says a state block follows.
+                        if ok.status & SESSION_STATE_CHANGED != 0 {
+                            self.session_state = session_track::parse(payload);
+                            if let Some(g) = self.session_state.and_then(|s| s.last_gtid) {
+                                self.outcome.last_gtid = Some(g);
+                            }
+                        }
                         Ok(self.finish_ok(ok))
                     }
                     0xFB if self.kind == ResponseKind::Query => Ok(Step::LocalInfile),

@@ -204,6 +204,9 @@ impl Session {
     /// Whether `db` exists (asked of the default shard), as a server checks at connect.
     pub(super) async fn check_database(&mut self, db: &str) -> Result<(), ErrInfo> {
         let shard = self.proxy.config().sharding.default_shard.clone();
+        if !self.default_primary_usable(&shard) {
+            return self.check_database_elsewhere(&shard, db).await;
+        }
         let mut lease = self.fresh_lease(&shard).await?;
         match lease.conn.init_db(db).await {
             Ok(()) => {
@@ -217,6 +220,60 @@ impl Session {
             }
             Err(e) => Err(e.to_err_info()),
         }
+    }
+
+    /// Whether the default shard's primary takes statements now (not down, not failing over):
+    /// a login must not wait for, or fail with, a dead primary.
+    fn default_primary_usable(&self, shard: &str) -> bool {
+        let topo = self.proxy.topology();
+        topo.shard(shard).is_some_and(|s| {
+            s.state.gate.is_open()
+                && s.primary
+                    .stats
+                    .healthy
+                    .load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
+    /// The initial database checked on a healthy replica of the default shard while its
+    /// primary is down; accepted unchecked if none answers (the first statement that needs it
+    /// reports a missing database as the server would).
+    async fn check_database_elsewhere(&mut self, shard: &str, db: &str) -> Result<(), ErrInfo> {
+        let topo = self.proxy.topology();
+        let replicas: Vec<_> = topo
+            .shard(shard)
+            .map(|s| {
+                s.replicas
+                    .iter()
+                    .filter(|r| r.stats.healthy.load(std::sync::atomic::Ordering::Relaxed))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for r in replicas {
+            let Ok(mut lease) = r.get(self.caps, self.collation, &self.vars).await else {
+                continue;
+            };
+            match lease.conn.init_db(db).await {
+                Ok(()) => {
+                    lease.conn.vars.db = Some(db.to_string());
+                    r.put(lease);
+                    return Ok(());
+                }
+                Err(BackendError::Server(e)) => {
+                    r.put(lease);
+                    return Err(e);
+                }
+                Err(_) => continue,
+            }
+        }
+        tracing::debug!(
+            session = self.id,
+            shard,
+            db,
+            "default shard's primary down: initial database accepted unchecked"
+        );
+        Ok(())
     }
 
     /// Forgets all session state, as a fresh login would have it (user and database stay).

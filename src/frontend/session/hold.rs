@@ -13,12 +13,14 @@
 use super::Session;
 use crate::backend::conn::QueryResult;
 use crate::backend::conn::{BackendConn, BackendError};
+use crate::backend::gate::GateRefusal;
 use crate::backend::pool::Lease;
 use crate::exec::{Access, ShardConn, Shards};
 use crate::frontend::classify::{Classified, Kind};
 use crate::protocol::constants::{err, status};
 use crate::protocol::packets::ErrInfo;
 use crate::protocol::response::Outcome;
+use crate::protocol::session_track::TrackedGtid;
 
 /// Why the session keeps a backend connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,20 +102,51 @@ impl Session {
         Ok(())
     }
 
-    /// A pooled connection to `shard`'s primary with the session's state applied.
+    /// A pooled connection to `shard`'s primary with the session's state applied. While the
+    /// shard fails over, waits at its gate (bounded) and then takes the new primary.
     pub(super) async fn fresh_lease(&mut self, shard: &str) -> Result<Lease, ErrInfo> {
-        let topo = self.proxy.topology();
-        let Some(pools) = topo.shard(shard) else {
-            return Err(ErrInfo::new(
-                err::ER_NOT_SUPPORTED_YET,
-                format!("Unknown shard '{shard}'"),
-            ));
+        let mut first_failure: Option<std::time::Instant> = None;
+        let (pool, mut lease) = loop {
+            let topo = self.proxy.topology();
+            let Some(pools) = topo.shard(shard) else {
+                return Err(ErrInfo::new(
+                    err::ER_NOT_SUPPORTED_YET,
+                    format!("Unknown shard '{shard}'"),
+                ));
+            };
+            if !pools.state.gate.is_open() {
+                let f = self.proxy.config().failover.clone();
+                pools
+                    .state
+                    .gate
+                    .pass(
+                        shard,
+                        std::time::Duration::from_millis(f.buffer_ms),
+                        f.buffer_max,
+                    )
+                    .await
+                    .map_err(|e| gate_error(&e))?;
+                // The primary may have changed meanwhile.
+                continue;
+            }
+            let pool = pools.primary.clone();
+            match pool.get(self.caps, self.collation, &self.vars).await {
+                Ok(l) => break (pool, l),
+                Err(e) => {
+                    // Nothing was sent: a primary that just died is worth waiting for (the
+                    // health checks close the gate, failover opens it on the new primary).
+                    let f = self.proxy.config().failover.clone();
+                    let since = *first_failure.get_or_insert_with(std::time::Instant::now);
+                    if !f.enabled
+                        || !matches!(e, BackendError::Lost { .. })
+                        || since.elapsed() >= std::time::Duration::from_millis(f.buffer_ms)
+                    {
+                        return Err(e.to_err_info());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
         };
-        let pool = pools.primary.clone();
-        let mut lease = pool
-            .get(self.caps, self.collation, &self.vars)
-            .await
-            .map_err(|e| e.to_err_info())?;
         let plan = match lease.conn.vars.sync(&self.vars) {
             Some(p) => p,
             None => {
@@ -192,6 +225,9 @@ impl Session {
         if o.last_insert_id != 0 {
             self.last_insert_id = o.last_insert_id;
             lease.conn.last_insert_id = o.last_insert_id;
+        }
+        if let Some(g) = o.last_gtid {
+            self.record_ack(shard, g);
         }
         if let Some(p) = c.pin {
             self.pin = self.pin.or(Some(p));
@@ -285,8 +321,11 @@ impl Shards for Session {
         Ok(leg)
     }
 
-    fn give_back(&mut self, shard: &str, leg: LegLease) {
+    fn give_back(&mut self, shard: &str, mut leg: LegLease) {
         count_query(&leg.lease);
+        if let Some(g) = leg.lease.conn.last_gtid.take() {
+            self.record_ack(shard, g);
+        }
         let why = if leg.held {
             Some(self.held_why_on_loan.take().unwrap_or(HoldWhy::Sticky))
         } else if leg.lease.conn.status & status::IN_TRANS != 0 {
@@ -313,6 +352,25 @@ impl Shards for Session {
             self.held_why_on_loan = None;
         }
     }
+}
+
+impl Session {
+    /// Records a commit acknowledged to the client as the shard's highest acknowledged GTID
+    /// (failover promotes only a replica that holds it).
+    fn record_ack(&self, shard: &str, g: TrackedGtid) {
+        if let Some(s) = self.proxy.topology().shard(shard) {
+            s.state.record_ack(g);
+        }
+    }
+}
+
+/// The client's error for a statement the shard's gate did not let through.
+fn gate_error(e: &GateRefusal) -> ErrInfo {
+    let code = match e {
+        GateRefusal::TimedOut { .. } => err::ER_NET_READ_INTERRUPTED,
+        GateRefusal::Refused { .. } | GateRefusal::TooMany { .. } => err::ER_NET_READ_ERROR,
+    };
+    ErrInfo::new(code, e.to_string())
 }
 
 /// Counts a statement in the statistics of the connection's pool.

@@ -14,6 +14,7 @@ use crate::backend::conn::{BackendConn, BackendError};
 use crate::protocol::packet::{PacketReader, PacketWriter};
 use crate::protocol::packets::build_err;
 use crate::protocol::response::{Outcome, ResponseKind, ResponseTracker, Step};
+use crate::protocol::session_track;
 
 /// What a relay failure means for the session.
 pub(super) enum RelayError {
@@ -49,7 +50,13 @@ pub(super) async fn relay(
         let fed = match conn.reader.peek_frame() {
             Some(frame) => {
                 let fed = tracker.feed(&frame[4..]);
-                if fed.is_ok() {
+                if let (Ok(_), Some(st)) = (&fed, tracker.session_state.take()) {
+                    // The client did not ask for session state: relay the OK without it.
+                    next_seq = client_w
+                        .write(frame[3], &session_track::strip(&frame[4..], &st))
+                        .await
+                        .map_err(|_| RelayError::Client)?;
+                } else if fed.is_ok() {
                     next_seq = client_w
                         .write_frame(frame)
                         .await
@@ -70,8 +77,12 @@ pub(super) async fn relay(
                 };
                 let fed = tracker.feed(&pkt.payload);
                 if fed.is_ok() {
+                    let stripped = tracker
+                        .session_state
+                        .take()
+                        .map(|st| session_track::strip(&pkt.payload, &st));
                     next_seq = client_w
-                        .write(pkt.seq, &pkt.payload)
+                        .write(pkt.seq, stripped.as_deref().unwrap_or(&pkt.payload))
                         .await
                         .map_err(|_| RelayError::Client)?;
                 }
