@@ -77,6 +77,9 @@ pub struct Proxy {
     pub pool_idle_lists: usize,
     next_id: AtomicU32,
     pub shutdown: watch::Sender<bool>,
+    /// The audit log, when `audit.path` is set (started with the proxy; not changed by a
+    /// config reload).
+    pub audit: Option<crate::frontend::audit::Audit>,
 }
 
 impl Proxy {
@@ -97,6 +100,9 @@ impl Proxy {
         let rules = crate::plan::Rules::from_config(&config);
         let rsa = crate::frontend::rsa_key::RsaKey::new(config.frontend.rsa_private_key.clone());
         let (tx, _) = watch::channel(false);
+        let audit = crate::frontend::audit::Audit::start(&config.audit).map_err(|e| {
+            anyhow::anyhow!("cannot open the audit log {:?}: {e}", config.audit.path)
+        })?;
         Ok(Arc::new(Proxy {
             config: RwLock::new(Arc::new(config)),
             topology: RwLock::new(Arc::new(topology)),
@@ -111,6 +117,7 @@ impl Proxy {
             pool_idle_lists: idle_lists,
             next_id: AtomicU32::new(1),
             shutdown: tx,
+            audit,
         }))
     }
 

@@ -68,6 +68,8 @@ impl Session {
     ) -> std::io::Result<Flow> {
         let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
         let c = classify(&sql);
+        let sets_idle_timeout = matches!(&c.kind, Kind::SetSession { vars, .. }
+            if vars.iter().any(|(n, _)| n == "wait_timeout"));
         if c.needs_previous {
             let d = diag.or_else(|| released.filter(|_| self.held.is_none()));
             if let Some(d) = d {
@@ -79,6 +81,12 @@ impl Session {
             Kind::Preview(stmt) => {
                 let stmt = stmt.clone();
                 return self.preview(&stmt).await;
+            }
+            Kind::Read => {
+                // The proxy's sessions, not the backend's threads (frontend::processlist).
+                if let Some(req) = crate::frontend::processlist::request(&sql) {
+                    return self.processlist(req, &sql).await;
+                }
             }
             Kind::Begin => return self.begin(payload, &sql, &c).await,
             Kind::Commit | Kind::Rollback => return self.end_transaction(payload, &sql, &c).await,
@@ -125,6 +133,9 @@ impl Session {
                     .await;
                 if pending.is_some() {
                     self.pending_begin = pending;
+                }
+                if sets_idle_timeout {
+                    self.refresh_idle_timeout();
                 }
                 r
             }
