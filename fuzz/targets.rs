@@ -9,8 +9,11 @@ use shardproxy::protocol::binary::decode_params;
 use shardproxy::protocol::handshake::{ChangeUser, HandshakeResponse};
 use shardproxy::protocol::packet::PacketReader;
 
+/// A fuzz target: any bytes in, a panic is the only failure.
+pub type Target = fn(&[u8]);
+
 /// The targets by name (the corpus directory of each).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("packet_reader", packet_reader),
     ("handshake_response", handshake_response),
     ("stmt_execute_params", stmt_execute_params),
@@ -98,7 +101,7 @@ pub fn planner(data: &[u8]) {
     let ctx = shardproxy::plan::PlanContext {
         rules: rules(),
         current_db: Some("fund"),
-        allow_scatter_writes: data.len() % 2 == 0,
+        allow_scatter_writes: data.len().is_multiple_of(2),
     };
     let plan = shardproxy::plan::plan(&sql, &ctx);
     let _ = plan.describe(&sql);

@@ -69,7 +69,7 @@ fn after(s: &mut TcpStream) -> After {
     if s.read_exact(&mut p).is_err() {
         return After::Closed;
     }
-    match p.get(0) {
+    match p.as_slice().first() {
         Some(0xff) if p.len() >= 3 => After::Err(u16::from_le_bytes([p[1], p[2]])),
         Some(&b) => After::Other(b),
         None => After::Other(0),
