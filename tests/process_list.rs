@@ -330,3 +330,86 @@ async fn audit_log_line_by_line() {
     );
     assert!(lines(&rotated).iter().all(|r| r["session"] != id2));
 }
+
+mod raw {
+    //! Just enough of the client protocol to log in with chosen capability flags.
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use sha1::{Digest, Sha1};
+
+    pub fn write(s: &mut TcpStream, seq: u8, payload: &[u8]) {
+        let mut v = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+        v.push(seq);
+        v.extend_from_slice(payload);
+        s.write_all(&v).unwrap();
+    }
+
+    /// One packet's payload; None when the connection is closed.
+    pub fn read(s: &mut TcpStream) -> Option<Vec<u8>> {
+        let mut h = [0u8; 4];
+        s.read_exact(&mut h).ok()?;
+        let mut p = vec![0u8; h[0] as usize | (h[1] as usize) << 8 | (h[2] as usize) << 16];
+        s.read_exact(&mut p).ok()?;
+        Some(p)
+    }
+
+    /// Logs in as app/app with mysql_native_password and `extra` capability flags.
+    pub fn login(port: u16, extra: u32) -> TcpStream {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let g = read(&mut s).unwrap();
+        let v_end = 1 + g[1..].iter().position(|&b| b == 0).unwrap();
+        let p = v_end + 1 + 4;
+        let mut salt = g[p..p + 8].to_vec();
+        let rest = p + 27;
+        salt.extend_from_slice(&g[rest..rest + 12]);
+        let h1 = Sha1::digest(b"app");
+        let h2 = Sha1::digest(h1);
+        let mut m = Sha1::new();
+        m.update(&salt);
+        m.update(h2);
+        let auth: Vec<u8> = h1
+            .iter()
+            .zip(m.finalize().iter())
+            .map(|(a, b)| a ^ b)
+            .collect();
+        let caps: u32 = 1 | 4 | 0x200 | 0x2000 | 0x8000 | 0x80000 | extra;
+        let mut r = caps.to_le_bytes().to_vec();
+        r.extend_from_slice(&(1u32 << 24).to_le_bytes());
+        r.push(45);
+        r.extend_from_slice(&[0u8; 23]);
+        r.extend_from_slice(b"app\0");
+        r.push(20);
+        r.extend_from_slice(&auth);
+        r.extend_from_slice(b"mysql_native_password\0");
+        write(&mut s, 1, &r);
+        assert_eq!(read(&mut s).unwrap()[0], 0, "login");
+        s
+    }
+}
+
+/// CLIENT_INTERACTIVE clients get `interactive_timeout`, the others `wait_timeout`.
+#[test]
+fn interactive_clients_get_interactive_timeout() {
+    let proxy = proxy_with(|c| {
+        c.frontend("wait_timeout = 30")
+            .frontend("interactive_timeout = 1")
+    });
+    let mut interactive = raw::login(proxy.port(), 0x400);
+    let mut batch = raw::login(proxy.port(), 0);
+    std::thread::sleep(Duration::from_millis(1800));
+    raw::write(&mut batch, 0, &[0x0e]);
+    assert_eq!(
+        raw::read(&mut batch).map(|p| p[0]),
+        Some(0),
+        "batch client pinged"
+    );
+    raw::write(&mut interactive, 0, &[0x0e]);
+    assert_eq!(
+        raw::read(&mut interactive),
+        None,
+        "interactive client idle 1.8 s with interactive_timeout = 1"
+    );
+}

@@ -379,8 +379,16 @@ impl Session {
                     .await
             }
             com::SET_OPTION => self.com_set_option(payload).await,
-            com::RESET_CONNECTION => self.com_reset_connection().await,
-            com::CHANGE_USER => self.com_change_user(payload).await,
+            com::RESET_CONNECTION | com::CHANGE_USER => {
+                let r = if payload[0] == com::CHANGE_USER {
+                    self.com_change_user(payload).await
+                } else {
+                    self.com_reset_connection().await
+                };
+                // The session's variables start over, its wait_timeout with them.
+                self.idle_timeout = self.login_idle_timeout();
+                r
+            }
             com::PROCESS_KILL => {
                 let mut r = Reader::new(&payload[1..]);
                 match r.u32() {
