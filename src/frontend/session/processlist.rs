@@ -89,4 +89,18 @@ impl Session {
     fn processlist_visibility(&self) -> Visibility {
         Visibility::OwnSessions
     }
+
+    /// Shows a statement the proxy runs on several shards as running in the process list
+    /// (one-shard statements are marked by `single.rs`, with the backend connection KILL
+    /// reaches); the command loop marks the session idle again after it.
+    pub(super) fn mark_running(&self, sql: &str) {
+        if let Some(h) = &self.handle {
+            let text: std::sync::Arc<str> = std::sync::Arc::from(sql);
+            h.update(|i| {
+                i.state = "query";
+                i.statement = Some(text);
+                i.since = Some(std::time::Instant::now());
+            });
+        }
+    }
 }

@@ -140,9 +140,13 @@ impl Session {
                 r
             }
             Plan::Scatter { targets, merge } => {
+                self.mark_running(&sql);
                 self.run_scatter(targets, merge, RowFormat::Text).await
             }
-            Plan::Multi { targets, kind } => self.run_multi(targets, kind, None).await,
+            Plan::Multi { targets, kind } => {
+                self.mark_running(&sql);
+                self.run_multi(targets, kind, None).await
+            }
             Plan::Sequence(s) if s.placeholder_slot => {
                 // What MariaDB answers for a `?` outside a prepared statement.
                 let e = ErrInfo::new(
@@ -152,7 +156,10 @@ impl Session {
                 self.send_err(1, &e).await?;
                 Ok(Flow::Continue)
             }
-            Plan::Sequence(s) => self.run_sequence(s).await,
+            Plan::Sequence(s) => {
+                self.mark_running(&sql);
+                self.run_sequence(s).await
+            }
             Plan::Reject(r) => {
                 if matches!(r, Rejection::InsertWithoutColumnList { .. }) {
                     if let Some(spelt_out) = self.fill_column_list(&sql).await {
