@@ -184,7 +184,10 @@ fn scan_mode(sql: &str, backslash_escapes: bool) -> Scan {
                     continue;
                 }
                 let end = find(b, i + 2, b"*/").map(|e| e + 2).unwrap_or(b.len());
-                hint(&sql[i + 2..end.saturating_sub(2).max(i + 2)], &mut s.hints);
+                // `get`: an unterminated comment may end inside a multibyte character
+                // (found by fuzzing).
+                let body = sql.get(i + 2..end.saturating_sub(2).max(i + 2));
+                hint(body.unwrap_or(""), &mut s.hints);
                 i = end;
                 continue;
             }
