@@ -47,3 +47,18 @@ soak:
 	"$$fund" load --duration $(SOAK_SECONDS)
 	"$$fund" settle --date "$$(date -u -d yesterday +%F)"
 	"$$fund" check
+
+# Fuzzing: the stable loop over the corpus and random mutations for FUZZ_SECONDS per target
+# (tests/fuzz_decoders.rs; `make test` runs it for 2 s each), then, when cargo-fuzz and a
+# nightly toolchain are installed, libFuzzer on each target for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) cargo test --release --test fuzz_decoders -- --nocapture
+	if cargo +nightly fuzz --version >/dev/null 2>&1; then
+		for t in packet_reader handshake_response stmt_execute_params lexer_classifier planner; do
+			cargo +nightly fuzz run "$$t" -- -max_total_time=$(FUZZ_SECONDS)
+		done
+	else
+		echo "fuzz: cargo-fuzz (nightly) not installed: ran the stable loop only"
+	fi

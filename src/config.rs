@@ -48,6 +48,9 @@ pub struct Config {
     /// the other replicas are not repointed after a promotion (logged).
     #[serde(default)]
     pub replication: Option<Replication>,
+    /// The audit log (absent: none).
+    #[serde(default)]
+    pub audit: AuditConfig,
 }
 
 /// `[failover]`: automatic promotion of a replica when a shard's primary is down.
@@ -88,6 +91,32 @@ impl Default for Failover {
     }
 }
 
+/// The audit log: one JSON line per session start and end and per statement.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The file the lines are appended to; reopened on SIGHUP (log rotation). Absent: no log.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// What a statement line shows of the statement.
+    #[serde(default)]
+    pub statements: AuditStatements,
+    /// Records waiting for the writer at most; when full, records are dropped and counted,
+    /// statements never wait.
+    #[serde(default = "default_audit_queue")]
+    pub queue: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            path: None,
+            statements: AuditStatements::default(),
+            queue: default_audit_queue(),
+        }
+    }
+}
+
 /// `[replication]`: the login replicas use to follow a new primary.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -116,6 +145,23 @@ fn default_health_timeout_ms() -> u64 {
 }
 fn default_health_fail_after() -> u32 {
     2
+}
+
+/// What the audit log shows of each statement.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditStatements {
+    /// The text with literals replaced by `?` (no data in the log).
+    #[default]
+    Digest,
+    /// The text as the client sent it.
+    Text,
+    /// No statement text.
+    None,
+}
+
+fn default_audit_queue() -> usize {
+    10_000
 }
 
 /// A user allowed to log in to the proxy.
@@ -192,6 +238,14 @@ pub struct Frontend {
     /// connection (MariaDB's `net_write_timeout`); 0 waits forever.
     #[serde(default = "default_write_timeout_ms")]
     pub write_timeout_ms: u64,
+    /// Seconds a client session may stay idle before the proxy disconnects it (MariaDB's
+    /// `wait_timeout`; a client's `SET wait_timeout = N` changes it for its session); 0: never.
+    #[serde(default = "default_idle_timeout_s")]
+    pub wait_timeout: u64,
+    /// The same for clients that connect with CLIENT_INTERACTIVE (the mysql CLI): MariaDB's
+    /// `interactive_timeout`, which becomes such a session's `wait_timeout`.
+    #[serde(default = "default_idle_timeout_s")]
+    pub interactive_timeout: u64,
 }
 
 impl Default for Frontend {
@@ -204,6 +258,8 @@ impl Default for Frontend {
             rsa_private_key: None,
             slow_query_ms: default_slow_query_ms(),
             write_timeout_ms: default_write_timeout_ms(),
+            wait_timeout: default_idle_timeout_s(),
+            interactive_timeout: default_idle_timeout_s(),
         }
     }
 }
@@ -338,6 +394,9 @@ fn default_slow_query_ms() -> u64 {
 }
 fn default_write_timeout_ms() -> u64 {
     60_000
+}
+fn default_idle_timeout_s() -> u64 {
+    28_800
 }
 fn default_weight() -> u32 {
     1

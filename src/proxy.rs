@@ -79,6 +79,9 @@ pub struct Proxy {
     pub shutdown: watch::Sender<bool>,
     /// Failovers and switchovers: their history and per-shard locks.
     pub failovers: crate::backend::failover::Failovers,
+    /// The audit log, when `audit.path` is set (started with the proxy; not changed by a
+    /// config reload).
+    pub audit: Option<crate::frontend::audit::Audit>,
 }
 
 /// Failover reaches the running proxy through this (it sits in a lower layer).
@@ -118,6 +121,9 @@ impl Proxy {
         let rules = crate::plan::Rules::from_config(&config);
         let rsa = crate::frontend::rsa_key::RsaKey::new(config.frontend.rsa_private_key.clone());
         let (tx, _) = watch::channel(false);
+        let audit = crate::frontend::audit::Audit::start(&config.audit).map_err(|e| {
+            anyhow::anyhow!("cannot open the audit log {:?}: {e}", config.audit.path)
+        })?;
         Ok(Arc::new(Proxy {
             config: RwLock::new(Arc::new(config)),
             topology: RwLock::new(Arc::new(topology)),
@@ -133,6 +139,7 @@ impl Proxy {
             next_id: AtomicU32::new(1),
             shutdown: tx,
             failovers: Default::default(),
+            audit,
         }))
     }
 

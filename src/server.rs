@@ -49,6 +49,19 @@ pub async fn run(
         proxy.shutdown.subscribe(),
     ));
     crate::admin::core_ops::start_operator_ports(proxy.clone(), config_path).await?;
+    if proxy.audit.is_some() {
+        // Log rotation: SIGHUP (which also reloads the config) reopens the audit log.
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let p = proxy.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                if let Some(a) = &p.audit {
+                    tracing::info!("SIGHUP: reopening the audit log");
+                    a.reopen();
+                }
+            }
+        });
+    }
     // Histogram samples wait in the recorder until drained: drain them even when nobody
     // scrapes /metrics, so memory stays flat.
     let handle = crate::metrics::install();

@@ -215,6 +215,9 @@ fn parse_set(tokens: &[Token], sql: &str) -> SetParse {
     let mut depth = 0i32;
     let mut start = 0usize;
     let mut parts: Vec<&[Token]> = Vec::new();
+    // The end of the first statement: its `;` at depth 0 (one inside parentheses, where a
+    // comma may follow, must not end it: found by fuzzing).
+    let mut end = body.len();
     for (i, t) in body.iter().enumerate() {
         if t.is_punct('(') {
             depth += 1;
@@ -224,13 +227,10 @@ fn parse_set(tokens: &[Token], sql: &str) -> SetParse {
             parts.push(&body[start..i]);
             start = i + 1;
         } else if t.is_punct(';') && depth == 0 {
+            end = i;
             break;
         }
     }
-    let end = body
-        .iter()
-        .position(|t| t.is_punct(';'))
-        .unwrap_or(body.len());
     parts.push(&body[start..end]);
     for p in parts {
         if p.is_empty() {

@@ -2,9 +2,11 @@
 //! routing ([`classify`], built on [`crate::lex`]), the registry of live sessions ([`registry`]), and
 //! what the proxy answers about a statement it ran on several shards ([`diagnostics`]).
 
+pub mod audit;
 pub mod classify;
 pub mod column_list;
 pub mod diagnostics;
+pub mod processlist;
 pub mod registry;
 pub mod rewrite;
 pub mod rsa_key;

@@ -113,7 +113,11 @@ fn scan_mode(sql: &str, backslash_escapes: bool) -> Scan {
                 if c == b'"' {
                     // Under ANSI_QUOTES this is an identifier: keep it as a (quoted) word so a
                     // table named this way is still noticed.
-                    let inner = &sql[i + 1..end.saturating_sub(1).max(i + 1)];
+                    // `get`: an unterminated string may end inside a multibyte character
+                    // (found by fuzzing); such a statement is a syntax error anyway.
+                    let inner = sql
+                        .get(i + 1..end.saturating_sub(1).max(i + 1))
+                        .unwrap_or("");
                     if !inner.is_empty() && inner.len() <= 64 {
                         s.words.push(Word {
                             text: inner.to_lowercase(),
@@ -180,7 +184,10 @@ fn scan_mode(sql: &str, backslash_escapes: bool) -> Scan {
                     continue;
                 }
                 let end = find(b, i + 2, b"*/").map(|e| e + 2).unwrap_or(b.len());
-                hint(&sql[i + 2..end.saturating_sub(2).max(i + 2)], &mut s.hints);
+                // `get`: an unterminated comment may end inside a multibyte character
+                // (found by fuzzing).
+                let body = sql.get(i + 2..end.saturating_sub(2).max(i + 2));
+                hint(body.unwrap_or(""), &mut s.hints);
                 i = end;
                 continue;
             }

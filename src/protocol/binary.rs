@@ -152,7 +152,8 @@ fn format_time(b: &[u8]) -> Option<String> {
     }
     let neg = b[0] == 1;
     let days = u32::from_le_bytes([b[1], b[2], b[3], b[4]]);
-    let (h, m, s) = (b[5] as u32 + days * 24, b[6], b[7]);
+    // In u64: a malformed day count (up to 2^32) must not overflow (found by fuzzing).
+    let (h, m, s) = (u64::from(b[5]) + u64::from(days) * 24, b[6], b[7]);
     let us = if b.len() >= 12 {
         u32::from_le_bytes([b[8], b[9], b[10], b[11]])
     } else {

@@ -31,7 +31,11 @@ impl Session {
             // Still the same statement? (It may have ended and its connection been reused.)
             let still = target.snapshot().running_on == Some((addr.clone(), tid));
             if target.id != self.id && still {
-                kill_backend(&self.proxy.topology(), &addr, tid, query_only).await;
+                // Only the statement, also for KILL CONNECTION: the session, marked killed,
+                // closes its client connection as soon as the statement ends, so the client
+                // gets MariaDB's 1317 for it rather than the proxy's "backend unavailable" for
+                // a backend connection killed under it; that connection stays usable.
+                kill_backend(&self.proxy.topology(), &addr, tid, true).await;
             }
         }
         if !query_only && target.id == self.id {

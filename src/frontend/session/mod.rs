@@ -48,12 +48,15 @@ use crate::protocol::response::ResponseKind;
 use crate::proxy::Proxy;
 use crate::session_state::SessionVars;
 
+mod audit_log;
 mod handshake;
 mod hold;
+mod idle;
 mod kill;
 mod multi_shard;
 mod own_answers;
 mod prepared;
+mod processlist;
 mod query;
 mod relay;
 mod single;
@@ -129,6 +132,12 @@ pub struct Session {
     held_diagnostics: bool,
     /// The statement being run got the held connection back (set by `acquire`).
     reused_held: bool,
+    /// The session's `wait_timeout` (see [`idle`]): idle longer, it is disconnected; `None`: no
+    /// limit.
+    idle_timeout: Option<std::time::Duration>,
+    /// What the running statement's paths noted for its audit record (see
+    /// [`crate::frontend::audit`]).
+    audit_note: crate::frontend::audit::Note,
 }
 
 /// Serves one client connection until it quits, is killed, or the proxy shuts down.
@@ -174,6 +183,8 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         released: None,
         held_diagnostics: false,
         reused_held: false,
+        idle_timeout: None,
+        audit_note: Default::default(),
     };
     s.proxy
         .counters
@@ -183,7 +194,10 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         Ok(true) => {
             tracing::info!(session = s.id, client = %s.peer, user = %s.user, "client connected");
             crate::metrics::record_client_connected();
+            let connected = Instant::now();
+            s.audit_session("connect", None);
             s.run().await;
+            s.audit_session("disconnect", Some(connected));
             crate::metrics::record_client_disconnected();
             tracing::info!(session = s.id, client = %s.peer, "client disconnected");
         }
@@ -200,6 +214,7 @@ impl Session {
 
     async fn send_err(&mut self, seq: u8, e: &ErrInfo) -> std::io::Result<()> {
         crate::metrics::record_error(e.code);
+        self.audit_note.code = e.code;
         tracing::info!(session = self.id, code = e.code, sqlstate = %e.sqlstate, message = %e.message, "error sent to client");
         self.proxy
             .counters
@@ -246,15 +261,39 @@ impl Session {
         // `changed()` also sees a shutdown signalled before its first poll.
         let killed = handle.kill_notify.notified();
         let stopping = shutdown.changed();
-        tokio::pin!(killed, stopping);
+        // The idle timer (`wait_timeout`): one for the session, re-armed only when it fires.
+        self.idle_timeout = self.login_idle_timeout();
+        let mut last_active = tokio::time::Instant::now();
+        let idle = tokio::time::sleep_until(last_active + self.idle_timeout.unwrap_or_default());
+        tokio::pin!(killed, stopping, idle);
         loop {
             if handle.is_killed() {
                 break;
             }
-            let read = tokio::select! {
-                r = self.reader.read() => r,
-                _ = &mut killed => break,
-                _ = &mut stopping => break,
+            let timeout = self.idle_timeout;
+            let read = {
+                let read = self.reader.read();
+                tokio::pin!(read);
+                loop {
+                    tokio::select! {
+                        biased;
+                        r = &mut read => break Some(r),
+                        _ = &mut killed => break None,
+                        _ = &mut stopping => break None,
+                        _ = &mut idle, if timeout.is_some() => {
+                            match idle::expired(last_active, timeout.unwrap_or_default()) {
+                                Ok(()) => break None,
+                                Err(deadline) => idle.as_mut().reset(deadline),
+                            }
+                        }
+                    }
+                }
+            };
+            let Some(read) = read else {
+                if timeout.is_some_and(|t| idle::expired(last_active, t).is_ok()) {
+                    tracing::info!(session = self.id, client = %self.peer, "client idle longer than wait_timeout: disconnected");
+                }
+                break;
             };
             let pkt = match read {
                 Ok(p) => p,
@@ -288,14 +327,24 @@ impl Session {
                 .counters
                 .queries
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            match self.dispatch(pkt.payload).await {
-                Flow::Continue => {}
-                Flow::Close => break,
+            let audited = self
+                .proxy
+                .audit
+                .as_ref()
+                .map(|_| (pkt.payload.clone(), Instant::now()));
+            let flow = self.dispatch(pkt.payload).await;
+            if let Some((payload, started)) = audited {
+                self.audit_statement(&payload, started);
             }
+            if let Flow::Close = flow {
+                break;
+            }
+            let now = Instant::now();
+            last_active = now.into();
             handle.update(|i| {
                 i.state = "idle";
                 i.statement = None;
-                i.since = Some(Instant::now());
+                i.since = Some(now);
                 i.running_on = None;
                 if i.db != self.vars.db {
                     i.db = self.vars.db.clone();
@@ -330,8 +379,16 @@ impl Session {
                     .await
             }
             com::SET_OPTION => self.com_set_option(payload).await,
-            com::RESET_CONNECTION => self.com_reset_connection().await,
-            com::CHANGE_USER => self.com_change_user(payload).await,
+            com::RESET_CONNECTION | com::CHANGE_USER => {
+                let r = if payload[0] == com::CHANGE_USER {
+                    self.com_change_user(payload).await
+                } else {
+                    self.com_reset_connection().await
+                };
+                // The session's variables start over, its wait_timeout with them.
+                self.idle_timeout = self.login_idle_timeout();
+                r
+            }
             com::PROCESS_KILL => {
                 let mut r = Reader::new(&payload[1..]);
                 match r.u32() {

@@ -24,6 +24,7 @@ impl Session {
         merge_spec: MergeSpec,
         format: RowFormat,
     ) -> std::io::Result<Flow> {
+        self.audit_shards(targets.iter().map(|t| t.shard.as_str()));
         let started = Instant::now();
         let done = crate::exec::scatter::scatter(self, &targets, &merge_spec).await;
         self.log_if_slow(started, &targets, || merge_spec.summary());
@@ -111,6 +112,7 @@ impl Session {
         } else {
             Commit::AsSent
         };
+        self.audit_shards(targets.iter().map(|t| t.shard.as_str()));
         let started = Instant::now();
         let done = crate::exec::write::write(self, &targets, kind, commit).await;
         self.log_if_slow(started, &targets, || kind.summary());
@@ -136,6 +138,7 @@ impl Session {
             .as_ref()
             .map_or(self.status, |h| h.lease.conn.status)
             & !status::MORE_RESULTS_EXISTS;
+        self.audit_note.rows = total.affected_rows;
         self.send_ok(1, total).await?;
         Ok(Flow::Continue)
     }

@@ -204,6 +204,7 @@ impl Session {
                 Some(rows)
             }
         };
+        self.audit_note.rows = rs.rows.len() as u64;
         let mut seq = 1u8;
         let mut count = BytesMut::new();
         crate::protocol::buf::put_lenenc_int(&mut count, rs.columns.len() as u64);

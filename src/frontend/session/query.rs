@@ -68,6 +68,8 @@ impl Session {
     ) -> std::io::Result<Flow> {
         let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
         let c = classify(&sql);
+        let sets_idle_timeout = matches!(&c.kind, Kind::SetSession { vars, .. }
+            if vars.iter().any(|(n, _)| n == "wait_timeout"));
         if c.needs_previous {
             let d = diag.or_else(|| released.filter(|_| self.held.is_none()));
             if let Some(d) = d {
@@ -79,6 +81,12 @@ impl Session {
             Kind::Preview(stmt) => {
                 let stmt = stmt.clone();
                 return self.preview(&stmt).await;
+            }
+            Kind::Read => {
+                // The proxy's sessions, not the backend's threads (frontend::processlist).
+                if let Some(req) = crate::frontend::processlist::request(&sql) {
+                    return self.processlist(req, &sql).await;
+                }
             }
             Kind::Begin => return self.begin(payload, &sql, &c).await,
             Kind::Commit | Kind::Rollback => return self.end_transaction(payload, &sql, &c).await,
@@ -126,12 +134,19 @@ impl Session {
                 if pending.is_some() {
                     self.pending_begin = pending;
                 }
+                if sets_idle_timeout {
+                    self.refresh_idle_timeout();
+                }
                 r
             }
             Plan::Scatter { targets, merge } => {
+                self.mark_running(&sql);
                 self.run_scatter(targets, merge, RowFormat::Text).await
             }
-            Plan::Multi { targets, kind } => self.run_multi(targets, kind, None).await,
+            Plan::Multi { targets, kind } => {
+                self.mark_running(&sql);
+                self.run_multi(targets, kind, None).await
+            }
             Plan::Sequence(s) if s.placeholder_slot => {
                 // What MariaDB answers for a `?` outside a prepared statement.
                 let e = ErrInfo::new(
@@ -141,7 +156,10 @@ impl Session {
                 self.send_err(1, &e).await?;
                 Ok(Flow::Continue)
             }
-            Plan::Sequence(s) => self.run_sequence(s).await,
+            Plan::Sequence(s) => {
+                self.mark_running(&sql);
+                self.run_sequence(s).await
+            }
             Plan::Reject(r) => {
                 if matches!(r, Rejection::InsertWithoutColumnList { .. }) {
                     if let Some(spelt_out) = self.fill_column_list(&sql).await {

@@ -71,6 +71,11 @@ impl Session {
         }
         match result {
             Ok(outcome) => {
+                if self.proxy.audit.is_some() {
+                    self.audit_shards(std::iter::once(shard));
+                    self.audit_note.code = outcome.error.as_ref().map_or(0, |e| e.code);
+                    self.audit_note.rows = outcome.rows.max(outcome.affected_rows);
+                }
                 lease
                     .pool
                     .stats
