@@ -40,6 +40,20 @@ pub struct Config {
     pub ring: Ring,
     /// Which tables are sharded and how.
     pub sharding: Sharding,
+    /// TLS on the data port (`[tls]` with `cert` and `key`). Absent: clear text only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+}
+
+/// The data port's TLS certificate and key (PEM files). With them the proxy offers TLS in
+/// its greeting and upgrades the connections that ask for it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM file with the certificate chain, the proxy's own certificate first.
+    pub cert: String,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
 }
 
 /// A user allowed to log in to the proxy.
@@ -54,6 +68,10 @@ pub struct User {
     /// 40 hex digits of SHA1(SHA1(password)).
     #[serde(default)]
     pub password_hash: Option<String>,
+    /// Refuse this user's login over clear text (MariaDB's `REQUIRE SSL`): the client gets
+    /// 1045 access denied, as from MariaDB.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_tls: bool,
 }
 
 /// Backend login and limits.
@@ -80,6 +98,14 @@ pub struct Backend {
     /// Interval between health checks of every backend.
     #[serde(default = "default_health_interval_ms")]
     pub health_interval_ms: u64,
+    /// Log in to every backend over TLS, verifying its certificate against `tls_ca` (a shard
+    /// may say otherwise with its own `tls`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// PEM file of the CA(s) that signed the backends' certificates; needed with TLS. The
+    /// certificate must name the host of the server's address (IP or DNS name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
 }
 
 /// Client-facing settings.
@@ -137,6 +163,37 @@ pub struct Shard {
     /// Share of the key space relative to other shards (virtual nodes = weight × ring.vnodes).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// TLS to this shard's servers, instead of `backend.tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
+    /// This shard's CA file, instead of `backend.tls_ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
+}
+
+/// How the proxy talks to one shard's servers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Transport<'a> {
+    /// Clear-text TCP.
+    Clear,
+    /// TLS, verifying the servers' certificates against this CA file.
+    Tls { ca: &'a str },
+    /// TLS asked for without a CA file (refused by validation).
+    TlsWithoutCa,
+}
+
+impl Shard {
+    /// TLS or clear text to this shard's servers: the shard's own `tls`/`tls_ca`, else the
+    /// `[backend]` ones.
+    pub fn transport<'a>(&'a self, backend: &'a Backend) -> Transport<'a> {
+        if !self.tls.unwrap_or(backend.tls) {
+            return Transport::Clear;
+        }
+        match self.tls_ca.as_deref().or(backend.tls_ca.as_deref()) {
+            Some(ca) => Transport::Tls { ca },
+            None => Transport::TlsWithoutCa,
+        }
+    }
 }
 
 /// The consistent-hash ring.
@@ -298,6 +355,19 @@ impl Config {
                     "shard {:?} has weight 0; use a weight of at least 1",
                     s.name
                 );
+            }
+        }
+        for s in &self.shards {
+            if s.transport(&self.backend) == Transport::TlsWithoutCa {
+                bail!(
+                    "shard {:?}: TLS to the backends needs a CA file (backend.tls_ca or the shard's tls_ca)",
+                    s.name
+                );
+            }
+        }
+        if let Some(t) = &self.tls {
+            if t.cert.is_empty() || t.key.is_empty() {
+                bail!("[tls] needs both cert and key (PEM files)");
             }
         }
         if !names.contains(self.sharding.default_shard.as_str()) {

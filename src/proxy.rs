@@ -20,27 +20,25 @@ pub struct UserAuth {
     /// `SHA256(SHA256(pw))`, known from a clear-text password or learnt at the first full
     /// caching_sha2 authentication.
     pub sha2: Mutex<Option<[u8; 32]>>,
+    /// The user may log in only over TLS (`require_tls`).
+    pub require_tls: bool,
 }
 
 impl UserAuth {
     pub fn from_user(u: &User) -> UserAuth {
-        match (&u.password, &u.password_hash) {
-            (Some(p), _) if p.is_empty() => UserAuth {
-                native: None,
-                sha2: Mutex::new(None),
-            },
-            (Some(p), _) => UserAuth {
-                native: Some(auth::native_stage2(p.as_bytes())),
-                sha2: Mutex::new(Some(auth::sha2_stage2(p.as_bytes()))),
-            },
-            (None, Some(h)) => UserAuth {
-                native: auth::parse_native_hash(h),
-                sha2: Mutex::new(None),
-            },
-            (None, None) => UserAuth {
-                native: None,
-                sha2: Mutex::new(None),
-            },
+        let (native, sha2) = match (&u.password, &u.password_hash) {
+            (Some(p), _) if p.is_empty() => (None, None),
+            (Some(p), _) => (
+                Some(auth::native_stage2(p.as_bytes())),
+                Some(auth::sha2_stage2(p.as_bytes())),
+            ),
+            (None, Some(h)) => (auth::parse_native_hash(h), None),
+            (None, None) => (None, None),
+        };
+        UserAuth {
+            native,
+            sha2: Mutex::new(sha2),
+            require_tls: u.require_tls,
         }
     }
 }
@@ -77,6 +75,8 @@ pub struct Proxy {
     pub pool_idle_lists: usize,
     next_id: AtomicU32,
     pub shutdown: watch::Sender<bool>,
+    /// The data port's TLS acceptor, from `[tls]` (loaded at start; a reload keeps it).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Proxy {
@@ -92,11 +92,17 @@ impl Proxy {
         server_version: String,
         idle_lists: usize,
     ) -> anyhow::Result<Arc<Proxy>> {
+        crate::backend::tls::check_config(&config).map_err(|e| anyhow::anyhow!(e))?;
         let topology = Topology::from_config(&config, idle_lists);
         let users = users_of(&config);
         let rules = crate::plan::Rules::from_config(&config);
         let rsa = crate::frontend::rsa_key::RsaKey::new(config.frontend.rsa_private_key.clone());
         let (tx, _) = watch::channel(false);
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::frontend::tls::acceptor)
+            .transpose()?;
         Ok(Arc::new(Proxy {
             config: RwLock::new(Arc::new(config)),
             topology: RwLock::new(Arc::new(topology)),
@@ -111,6 +117,7 @@ impl Proxy {
             pool_idle_lists: idle_lists,
             next_id: AtomicU32::new(1),
             shutdown: tx,
+            tls,
         }))
     }
 

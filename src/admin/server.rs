@@ -376,6 +376,7 @@ mod tests {
             name: "admin".into(),
             password: password.map(Into::into),
             password_hash: hash.map(Into::into),
+            require_tls: false,
         }
     }
 

@@ -36,19 +36,27 @@ impl Topology {
             max: b.pool_max,
             idle_max: b.pool_idle,
             idle_lists,
+            tls: None,
         };
+        let mut cas = super::tls::CaCache::default();
         let shards: Vec<ShardPools> = c
             .shards
             .iter()
-            .map(|s| ShardPools {
-                name: s.name.clone(),
-                weight: s.weight,
-                primary: Pool::new(&s.primary, &s.name, Role::Primary, &settings),
-                replicas: s
-                    .replicas
-                    .iter()
-                    .map(|r| Pool::new(r, &s.name, Role::Replica, &settings))
-                    .collect(),
+            .map(|s| {
+                let settings = PoolSettings {
+                    tls: cas.for_shard(s, b),
+                    ..settings.clone()
+                };
+                ShardPools {
+                    name: s.name.clone(),
+                    weight: s.weight,
+                    primary: Pool::new(&s.primary, &s.name, Role::Primary, &settings),
+                    replicas: s
+                        .replicas
+                        .iter()
+                        .map(|r| Pool::new(r, &s.name, Role::Replica, &settings))
+                        .collect(),
+                }
             })
             .collect();
         let index = shards

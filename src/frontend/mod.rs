@@ -9,3 +9,4 @@ pub mod registry;
 pub mod rewrite;
 pub mod rsa_key;
 pub mod session;
+pub mod tls;

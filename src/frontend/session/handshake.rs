@@ -15,8 +15,13 @@ use super::{Flow, Session};
 use crate::backend::conn::BackendError;
 use crate::protocol::auth;
 use crate::protocol::constants::{cap, err, status, DEFAULT_COLLATION};
-use crate::protocol::handshake::{auth_switch_request, ChangeUser, Greeting, HandshakeResponse};
-use crate::protocol::packet::PacketError;
+use crate::frontend::tls;
+use crate::protocol::stream::{StreamRead, StreamWrite};
+use crate::protocol::handshake::{
+    auth_switch_request, ChangeUser, Greeting, HandshakeResponse, SslRequest,
+};
+use crate::protocol::packet::{Packet, PacketError};
+use crate::proxy::UserAuth;
 use crate::protocol::packets::ErrInfo;
 use crate::session_state::SessionVars;
 
@@ -43,23 +48,26 @@ impl Session {
             server_version: self.proxy.server_version.clone(),
             connection_id: self.id,
             scramble: self.scramble.clone(),
-            capabilities: cap::PROXY_OFFERS,
+            capabilities: self.offered_capabilities(),
             collation: DEFAULT_COLLATION,
             status: status::AUTOCOMMIT,
             auth_plugin: plugin.clone(),
         };
         self.writer.write(0, &greeting.encode()).await?;
         self.writer.flush().await?;
-        let pkt = self.reader.read().await?;
+        let Some(pkt) = self.read_handshake_response().await? else {
+            return Ok(false);
+        };
         let Some(resp) = HandshakeResponse::parse(&pkt.payload) else {
             let e = ErrInfo::new((1043, "08S01"), "Bad handshake");
             self.send_err(pkt.next_seq(), &e).await?;
             return Ok(false);
         };
-        if resp.capabilities & cap::PROTOCOL_41 == 0 || resp.capabilities & cap::SSL != 0 {
+        if resp.capabilities & cap::PROTOCOL_41 == 0 || (resp.capabilities & cap::SSL != 0) != self.tls
+        {
             let e = ErrInfo::new(
                 (1043, "08S01"),
-                "Bad handshake: the proxy needs CLIENT_PROTOCOL_41 and does not offer TLS yet",
+                "Bad handshake: the proxy needs CLIENT_PROTOCOL_41, and CLIENT_SSL only after an SSL request",
             );
             self.send_err(pkt.next_seq(), &e).await?;
             return Ok(false);
@@ -130,6 +138,9 @@ impl Session {
         let Some(auth) = self.proxy.user(user) else {
             return Ok(false);
         };
+        if !self.transport_allowed(user, &auth) {
+            return Ok(false);
+        }
         let mut plugin = client_plugin.to_string();
         if plugin != auth::NATIVE && plugin != auth::CACHING_SHA2 {
             // Ask the client to switch to a plugin we speak, with a fresh scramble.
@@ -163,33 +174,13 @@ impl Session {
             *seq = self.writer.write(*seq, &[0x01, 0x03]).await?;
             return Ok(true);
         }
-        // Full authentication: the client needs our RSA public key (no TLS here).
+        // Full authentication: the client sends its password, in clear over TLS, else
+        // encrypted with our RSA public key.
         *seq = self.writer.write(*seq, &[0x01, 0x04]).await?;
         self.writer.flush().await?;
-        let mut p = self.reader.read().await?;
-        *seq = p.next_seq();
-        if p.payload.as_ref() == [0x02] {
-            let pem = match self.proxy.rsa.public_pem() {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!("RSA key unavailable: {e}");
-                    return Ok(false);
-                }
-            };
-            let mut more = vec![0x01];
-            more.extend_from_slice(pem.as_bytes());
-            *seq = self.writer.write(*seq, &more).await?;
-            self.writer.flush().await?;
-            p = self.reader.read().await?;
-            *seq = p.next_seq();
-        }
-        let Ok(plain) = self.proxy.rsa.decrypt(&p.payload) else {
+        let Some(password) = self.full_auth_password(seq).await? else {
             return Ok(false);
         };
-        let mut password = auth::xor_with_scramble(&plain, &self.scramble);
-        if password.last() == Some(&0) {
-            password.pop();
-        }
         let ok = match &auth.native {
             Some(stage2) => &auth::native_stage2(&password) == stage2,
             None => password.is_empty(),
@@ -295,5 +286,107 @@ impl Session {
         }
         self.send_ok(seq, self.local_ok()).await?;
         Ok(Flow::Continue)
+    }
+}
+
+/// TLS in the connection phase: what the greeting offers, the upgrade after an SSL request,
+/// the transport a user requires, and how the password arrives in a full caching_sha2
+/// authentication.
+impl Session {
+    /// The capabilities of the greeting: the proxy's, with `CLIENT_SSL` when `[tls]` is set.
+    fn offered_capabilities(&self) -> u32 {
+        match self.proxy.tls {
+            Some(_) => cap::PROXY_OFFERS | cap::SSL,
+            None => cap::PROXY_OFFERS,
+        }
+    }
+
+    /// Reads the client's handshake response. When the client sent an SSL request instead,
+    /// the connection is upgraded to TLS first and the real response read over it.
+    /// `Ok(None)`: refused (the client has been told why).
+    async fn read_handshake_response(&mut self) -> Result<Option<Packet>, PacketError> {
+        let pkt = self.reader.read().await?;
+        if SslRequest::parse(&pkt.payload).is_none() {
+            return Ok(Some(pkt));
+        }
+        let Some(acceptor) = self.proxy.tls.clone() else {
+            let e = ErrInfo::new(
+                (1043, "08S01"),
+                "Bad handshake: TLS is not configured on this proxy",
+            );
+            self.send_err(pkt.next_seq(), &e).await?;
+            return Ok(None);
+        };
+        if self.reader.has_buffered() {
+            // Bytes after the SSL request, before the TLS handshake: not a TLS client.
+            let e = ErrInfo::new((1043, "08S01"), "Bad handshake");
+            self.send_err(pkt.next_seq(), &e).await?;
+            return Ok(None);
+        }
+        self.writer.flush().await?;
+        let r = std::mem::replace(self.reader.get_mut(), StreamRead::Detached);
+        let w = std::mem::replace(self.writer.get_mut(), StreamWrite::Detached);
+        let (r, w) = tls::upgrade(&acceptor, r, w).await.inspect_err(|e| {
+            tracing::info!(session = self.id, client = %self.peer, "TLS handshake failed: {e}");
+        })?;
+        *self.reader.get_mut() = r;
+        *self.writer.get_mut() = w;
+        self.tls = true;
+        let next = self.reader.read().await?;
+        if next.seq != pkt.next_seq() {
+            return Err(PacketError::OutOfOrder {
+                got: next.seq,
+                expected: pkt.next_seq(),
+            });
+        }
+        Ok(Some(next))
+    }
+
+    /// Whether the user may log in over this connection (`require_tls` needs TLS). A refusal
+    /// is an access denied, as MariaDB answers for a `REQUIRE SSL` account.
+    fn transport_allowed(&self, user: &str, auth: &UserAuth) -> bool {
+        if auth.require_tls && !self.tls {
+            tracing::info!(session = self.id, client = %self.peer, user, "login refused: the user requires TLS");
+            return false;
+        }
+        true
+    }
+
+    /// The clear-text password of a caching_sha2_password full authentication, after the
+    /// proxy asked for it: sent as it is over TLS, else encrypted with the proxy's RSA key
+    /// (which the client may ask for first). `None`: it could not be decrypted.
+    async fn full_auth_password(&mut self, seq: &mut u8) -> Result<Option<Vec<u8>>, PacketError> {
+        let mut p = self.reader.read().await?;
+        *seq = p.next_seq();
+        if self.tls {
+            let mut password = p.payload.to_vec();
+            if password.last() == Some(&0) {
+                password.pop();
+            }
+            return Ok(Some(password));
+        }
+        if p.payload.as_ref() == [0x02] {
+            let pem = match self.proxy.rsa.public_pem() {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!("RSA key unavailable: {e}");
+                    return Ok(None);
+                }
+            };
+            let mut more = vec![0x01];
+            more.extend_from_slice(pem.as_bytes());
+            *seq = self.writer.write(*seq, &more).await?;
+            self.writer.flush().await?;
+            p = self.reader.read().await?;
+            *seq = p.next_seq();
+        }
+        let Ok(plain) = self.proxy.rsa.decrypt(&p.payload) else {
+            return Ok(None);
+        };
+        let mut password = auth::xor_with_scramble(&plain, &self.scramble);
+        if password.last() == Some(&0) {
+            password.pop();
+        }
+        Ok(Some(password))
     }
 }

@@ -129,6 +129,8 @@ pub struct Session {
     held_diagnostics: bool,
     /// The statement being run got the held connection back (set by `acquire`).
     reused_held: bool,
+    /// The client connection is encrypted (upgraded to TLS in the handshake).
+    tls: bool,
 }
 
 /// Serves one client connection until it quits, is killed, or the proxy shuts down.
@@ -148,9 +150,9 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         id: proxy.next_connection_id(),
         proxy,
         handle: None,
-        reader: PacketReader::new(r, max),
+        reader: PacketReader::new(crate::protocol::stream::StreamRead::Plain(r), max),
         writer: {
-            let mut w = PacketWriter::new(w);
+            let mut w = PacketWriter::new(crate::protocol::stream::StreamWrite::Plain(w));
             w.set_write_timeout(write_timeout);
             w
         },
@@ -174,6 +176,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         released: None,
         held_diagnostics: false,
         reused_held: false,
+        tls: false,
     };
     s.proxy
         .counters
