@@ -103,11 +103,12 @@ fn mariadb_cli_over_tls_and_clear_text() {
         cli_tls(proxy.port(), "app", "app", "SELECT 1 + 1").unwrap(),
         vec![vec!["2".to_string()]]
     );
-    let status = output_ok(
-        mariadb_cli(proxy.port(), "app", "app").args(["--skip-ssl", "-e", "status"]),
-    );
+    let status =
+        output_ok(mariadb_cli(proxy.port(), "app", "app").args(["--skip-ssl", "-e", "status"]));
     assert!(
-        status.lines().any(|l| l.starts_with("SSL:") && l.contains("Not in use")),
+        status
+            .lines()
+            .any(|l| l.starts_with("SSL:") && l.contains("Not in use")),
         "{status}"
     );
     assert_eq!(
@@ -128,7 +129,10 @@ fn wrong_ca_is_refused_by_the_client() {
         "SELECT 1".into(),
     ]))
     .unwrap_err();
-    assert!(err.contains("2026") || err.to_lowercase().contains("certificate"), "{err}");
+    assert!(
+        err.contains("2026") || err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
 }
 
 /// `require_tls = true`: clear text gets MariaDB's own answer for a `REQUIRE SSL` account
@@ -160,11 +164,11 @@ fn require_tls_refuses_clear_text_as_mariadb_does() {
 const PYMYSQL_TLS: &str = r#"
 import sys, pymysql
 port, ca, user, password, use_tls = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "tls"
-kw = dict(ssl_ca=ca, ssl_verify_cert=True, ssl_verify_identity=True) if use_tls else {}
+kw = dict(ssl_ca=ca, ssl_verify_cert=True, ssl_verify_identity=True) if use_tls else dict(ssl_disabled=True)
 try:
     c = pymysql.connect(host="127.0.0.1", port=port, user=user, password=password, database="fund", **kw)
 except pymysql.err.OperationalError as e:
-    print("refused", e.args[0])
+    print("refused", e.args[0], file=sys.stdout); print(e, file=sys.stderr)
     sys.exit(0)
 cur = c.cursor()
 cur.execute("SELECT 40 + 2")
@@ -177,7 +181,13 @@ fn pymysql(port: u16, user: &str, password: &str, tls: bool) -> String {
     let port = port.to_string();
     output_ok(&mut harness::python(
         PYMYSQL_TLS,
-        &[&port, &ca, user, password, if tls { "tls" } else { "clear" }],
+        &[
+            &port,
+            &ca,
+            user,
+            password,
+            if tls { "tls" } else { "clear" },
+        ],
     ))
     .trim()
     .to_string()
@@ -221,8 +231,13 @@ fn backend_tls_with_ca_verification() {
     let fx = fixture();
     let ca = toml_path(&fx.certs.ca());
     let tls = tls_proxy(|c| c.backend("tls = true").backend(&format!("tls_ca = {ca}")));
-    let cipher = cli_plain(tls.port(), "app", "app", "SHOW SESSION STATUS LIKE 'Ssl_cipher'")
-        .unwrap();
+    let cipher = cli_plain(
+        tls.port(),
+        "app",
+        "app",
+        "SHOW SESSION STATUS LIKE 'Ssl_cipher'",
+    )
+    .unwrap();
     println!("backend connection through a TLS proxy: {cipher:?}");
     assert_eq!(cipher.len(), 1, "{cipher:?}");
     assert!(
@@ -231,13 +246,23 @@ fn backend_tls_with_ca_verification() {
     );
     // Sharded writes and reads still go through.
     assert_eq!(
-        cli_plain(tls.port(), "app", "app", "SELECT COUNT(*) FROM information_schema.TABLES WHERE 0")
-            .unwrap(),
+        cli_plain(
+            tls.port(),
+            "app",
+            "app",
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE 0"
+        )
+        .unwrap(),
         vec![vec!["0".to_string()]]
     );
     let clear = tls_proxy(|c| c);
-    let cipher = cli_plain(clear.port(), "app", "app", "SHOW SESSION STATUS LIKE 'Ssl_cipher'")
-        .unwrap();
+    let cipher = cli_plain(
+        clear.port(),
+        "app",
+        "app",
+        "SHOW SESSION STATUS LIKE 'Ssl_cipher'",
+    )
+    .unwrap();
     assert_eq!(cipher, vec![vec!["Ssl_cipher".to_string(), String::new()]]);
 }
 
@@ -247,7 +272,10 @@ fn backend_tls_with_ca_verification() {
 fn backend_tls_refuses_an_unknown_ca() {
     let fx = fixture();
     let other = toml_path(&fx.certs.other_ca());
-    let proxy = tls_proxy(|c| c.backend("tls = true").backend(&format!("tls_ca = {other}")));
+    let proxy = tls_proxy(|c| {
+        c.backend("tls = true")
+            .backend(&format!("tls_ca = {other}"))
+    });
     let err = cli_plain(proxy.port(), "app", "app", "SELECT 1").unwrap_err();
     println!("with the wrong CA: {}", err.trim());
     assert!(
@@ -269,7 +297,12 @@ fn shard_setting_overrides_backend_tls() {
             fx.server.addr()
         ));
     let proxy = Proxy::start(&base.render());
-    let cipher = cli_plain(proxy.port(), "app", "app", "SHOW SESSION STATUS LIKE 'Ssl_cipher'")
-        .unwrap();
+    let cipher = cli_plain(
+        proxy.port(),
+        "app",
+        "app",
+        "SHOW SESSION STATUS LIKE 'Ssl_cipher'",
+    )
+    .unwrap();
     assert_eq!(cipher, vec![vec!["Ssl_cipher".to_string(), String::new()]]);
 }

@@ -142,7 +142,11 @@ impl BackendConn {
                 true
             }
         };
-        let capabilities = if tls { capabilities | cap::SSL } else { capabilities };
+        let capabilities = if tls {
+            capabilities | cap::SSL
+        } else {
+            capabilities
+        };
         let plugin = if greeting.auth_plugin == auth::CACHING_SHA2 {
             auth::CACHING_SHA2
         } else {

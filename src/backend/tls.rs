@@ -93,10 +93,7 @@ impl CaCache {
             Transport::Clear => return None,
             Transport::Tls { ca } => ca,
             Transport::TlsWithoutCa => {
-                return Some(Err(format!(
-                    "shard {}: TLS without a CA file",
-                    shard.name
-                )))
+                return Some(Err(format!("shard {}: TLS without a CA file", shard.name)))
             }
         };
         Some(

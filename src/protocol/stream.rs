@@ -45,7 +45,10 @@ impl StreamRead {
 }
 
 fn detached() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "client stream is being upgraded")
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "client stream is being upgraded",
+    )
 }
 
 impl AsyncRead for StreamRead {

@@ -21,12 +21,31 @@ impl TestCerts {
             output_ok(Command::new("openssl").current_dir(d).args(args));
         };
         openssl(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.pem", "-days", "2", "-subj", "/CN=shardproxy test CA",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=shardproxy test CA",
         ]);
         openssl(&[
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
-            "server.csr", "-subj", "/CN=localhost",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
         ]);
         std::fs::write(
             d.join("ext.cnf"),
@@ -34,13 +53,37 @@ impl TestCerts {
         )
         .expect("write ext.cnf");
         openssl(&[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
         ]);
         // A second CA that signed nothing here: verifying against it must fail.
         openssl(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out",
-            "other-ca.pem", "-days", "2", "-subj", "/CN=some other CA",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other-ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=some other CA",
         ]);
         TestCerts { dir }
     }

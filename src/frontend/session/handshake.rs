@@ -13,16 +13,16 @@ use rand::RngCore;
 use super::hold::HoldWhy;
 use super::{Flow, Session};
 use crate::backend::conn::BackendError;
+use crate::frontend::tls;
 use crate::protocol::auth;
 use crate::protocol::constants::{cap, err, status, DEFAULT_COLLATION};
-use crate::frontend::tls;
-use crate::protocol::stream::{StreamRead, StreamWrite};
 use crate::protocol::handshake::{
     auth_switch_request, ChangeUser, Greeting, HandshakeResponse, SslRequest,
 };
 use crate::protocol::packet::{Packet, PacketError};
-use crate::proxy::UserAuth;
 use crate::protocol::packets::ErrInfo;
+use crate::protocol::stream::{StreamRead, StreamWrite};
+use crate::proxy::UserAuth;
 use crate::session_state::SessionVars;
 
 pub(super) fn random_scramble() -> Vec<u8> {
@@ -63,7 +63,8 @@ impl Session {
             self.send_err(pkt.next_seq(), &e).await?;
             return Ok(false);
         };
-        if resp.capabilities & cap::PROTOCOL_41 == 0 || (resp.capabilities & cap::SSL != 0) != self.tls
+        if resp.capabilities & cap::PROTOCOL_41 == 0
+            || (resp.capabilities & cap::SSL != 0) != self.tls
         {
             let e = ErrInfo::new(
                 (1043, "08S01"),
@@ -305,7 +306,7 @@ impl Session {
     /// the connection is upgraded to TLS first and the real response read over it.
     /// `Ok(None)`: refused (the client has been told why).
     async fn read_handshake_response(&mut self) -> Result<Option<Packet>, PacketError> {
-        let pkt = self.reader.read().await?;
+        let pkt = self.read_first_packet().await?;
         if SslRequest::parse(&pkt.payload).is_none() {
             return Ok(Some(pkt));
         }
@@ -317,12 +318,6 @@ impl Session {
             self.send_err(pkt.next_seq(), &e).await?;
             return Ok(None);
         };
-        if self.reader.has_buffered() {
-            // Bytes after the SSL request, before the TLS handshake: not a TLS client.
-            let e = ErrInfo::new((1043, "08S01"), "Bad handshake");
-            self.send_err(pkt.next_seq(), &e).await?;
-            return Ok(None);
-        }
         self.writer.flush().await?;
         let r = std::mem::replace(self.reader.get_mut(), StreamRead::Detached);
         let w = std::mem::replace(self.writer.get_mut(), StreamWrite::Detached);
@@ -340,6 +335,33 @@ impl Session {
             });
         }
         Ok(Some(next))
+    }
+
+    /// The client's first packet, read from the socket exactly (header, then payload) rather
+    /// than through the packet reader's buffer: a TLS client sends its TLS ClientHello right
+    /// behind its SSL request without waiting, and those bytes belong to the TLS handshake.
+    async fn read_first_packet(&mut self) -> Result<Packet, PacketError> {
+        use tokio::io::AsyncReadExt;
+        let mut header = [0u8; 4];
+        let stream = self.reader.get_mut();
+        stream
+            .read_exact(&mut header)
+            .await
+            .map_err(eof_is_closed)?;
+        let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+        if len > FIRST_PACKET_MAX {
+            return Err(PacketError::TooLarge(len, FIRST_PACKET_MAX));
+        }
+        let mut payload = vec![0u8; len];
+        stream
+            .read_exact(&mut payload)
+            .await
+            .map_err(eof_is_closed)?;
+        Ok(Packet {
+            seq: header[3],
+            chunks: 1,
+            payload: Bytes::from(payload),
+        })
     }
 
     /// Whether the user may log in over this connection (`require_tls` needs TLS). A refusal
@@ -388,5 +410,15 @@ impl Session {
             password.pop();
         }
         Ok(Some(password))
+    }
+}
+
+/// Largest first packet of a client (a handshake response with its attributes is far smaller).
+const FIRST_PACKET_MAX: usize = 64 * 1024;
+
+fn eof_is_closed(e: std::io::Error) -> PacketError {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => PacketError::Closed,
+        _ => PacketError::Io(e),
     }
 }

@@ -10,10 +10,10 @@
 use bytes::BytesMut;
 
 use crate::backend::conn::{BackendConn, BackendError};
-use crate::protocol::stream::{StreamRead, StreamWrite};
 use crate::protocol::packet::{PacketReader, PacketWriter};
 use crate::protocol::packets::build_err;
 use crate::protocol::response::{Outcome, ResponseKind, ResponseTracker, Step};
+use crate::protocol::stream::{StreamRead, StreamWrite};
 
 /// What a relay failure means for the session.
 pub(super) enum RelayError {
