@@ -72,6 +72,95 @@ pub struct User {
     /// 1045 access denied, as from MariaDB.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_tls: bool,
+    /// The databases this user may use (`["fund"]`); absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub databases: Option<Vec<String>>,
+    /// What this user may do: `"read_only"`, `"read_write"`, `"ddl"`, `"all"`, or a list of
+    /// privileges (`["select", "insert"]`); absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleSetting>,
+    /// Most sessions this user may have open at once (MariaDB's `max_user_connections`);
+    /// absent: no limit of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+}
+
+/// A user's `role`: a named role or the list of privileges it gives.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum RoleSetting {
+    Named(Role),
+    Kinds(Vec<Privilege>),
+}
+
+/// The named roles (see `frontend::privileges` for what each gives).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// SELECT only (and the statements that change nothing: SHOW, SET, transactions).
+    ReadOnly,
+    /// SELECT, INSERT, UPDATE, DELETE, EXECUTE (CALL).
+    ReadWrite,
+    /// read_write and CREATE, DROP, ALTER, INDEX, CREATE VIEW, TRIGGER.
+    Ddl,
+    /// Everything, including GRANT, users, global settings, replication.
+    All,
+}
+
+/// A privilege, as MariaDB names it, in a user's `role` list.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Privilege {
+    Select,
+    Insert,
+    Update,
+    Delete,
+    Create,
+    Drop,
+    Alter,
+    Index,
+    CreateView,
+    Trigger,
+    Execute,
+    /// Global privileges: GRANT, CREATE USER, SET GLOBAL, FLUSH, replication, anything the
+    /// proxy does not recognise.
+    Admin,
+}
+
+impl Privilege {
+    /// Every privilege.
+    pub const ALL: [Privilege; 12] = [
+        Privilege::Select,
+        Privilege::Insert,
+        Privilege::Update,
+        Privilege::Delete,
+        Privilege::Create,
+        Privilege::Drop,
+        Privilege::Alter,
+        Privilege::Index,
+        Privilege::CreateView,
+        Privilege::Trigger,
+        Privilege::Execute,
+        Privilege::Admin,
+    ];
+
+    /// The name MariaDB's messages use (`SELECT command denied …`).
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            Privilege::Select => "SELECT",
+            Privilege::Insert => "INSERT",
+            Privilege::Update => "UPDATE",
+            Privilege::Delete => "DELETE",
+            Privilege::Create => "CREATE",
+            Privilege::Drop => "DROP",
+            Privilege::Alter => "ALTER",
+            Privilege::Index => "INDEX",
+            Privilege::CreateView => "CREATE VIEW",
+            Privilege::Trigger => "TRIGGER",
+            Privilege::Execute => "EXECUTE",
+            Privilege::Admin => "SUPER",
+        }
+    }
 }
 
 /// Backend login and limits.

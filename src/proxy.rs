@@ -2,7 +2,7 @@
 //! registry of live sessions, counters.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -22,6 +22,12 @@ pub struct UserAuth {
     pub sha2: Mutex<Option<[u8; 32]>>,
     /// The user may log in only over TLS (`require_tls`).
     pub require_tls: bool,
+    /// What the user may do (`databases`, `role`); `None`: everything.
+    pub rights: Option<Arc<crate::frontend::privileges::Rights>>,
+    /// The user's `max_connections`.
+    pub max_connections: Option<usize>,
+    /// The user's open sessions (counted against `max_connections`).
+    pub sessions: AtomicUsize,
 }
 
 impl UserAuth {
@@ -39,6 +45,9 @@ impl UserAuth {
             native,
             sha2: Mutex::new(sha2),
             require_tls: u.require_tls,
+            rights: crate::frontend::privileges::Rights::of_user(u).map(Arc::new),
+            max_connections: u.max_connections,
+            sessions: AtomicUsize::new(0),
         }
     }
 }

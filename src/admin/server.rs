@@ -377,6 +377,9 @@ mod tests {
             password: password.map(Into::into),
             password_hash: hash.map(Into::into),
             require_tls: false,
+            databases: None,
+            role: None,
+            max_connections: None,
         }
     }
 

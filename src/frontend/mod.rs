@@ -5,6 +5,7 @@
 pub mod classify;
 pub mod column_list;
 pub mod diagnostics;
+pub mod privileges;
 pub mod registry;
 pub mod rewrite;
 pub mod rsa_key;

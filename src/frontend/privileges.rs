@@ -45,6 +45,13 @@ pub enum Need {
         db: Option<String>,
         table: String,
     },
+    /// Several privileges on a table at once (REPLACE: INSERT and DELETE); MariaDB names
+    /// those the user lacks together (`INSERT, DELETE command denied …`).
+    TableAll {
+        privileges: Vec<Privilege>,
+        db: Option<String>,
+        table: String,
+    },
     /// A privilege on a database (USE, CREATE/DROP/ALTER DATABASE, CREATE PROCEDURE …).
     Database { privilege: Privilege, db: String },
     /// EXECUTE on a stored routine (CALL).
@@ -69,7 +76,7 @@ impl Denied {
     /// MariaDB's error code.
     pub fn code(&self) -> u16 {
         match self.need {
-            Need::Table { .. } => 1142,
+            Need::Table { .. } | Need::TableAll { .. } => 1142,
             Need::Database { .. } => 1044,
             Need::Routine { .. } => 1370,
             Need::Global { .. } => 1227,
@@ -95,6 +102,19 @@ impl Denied {
                 db.as_deref().unwrap_or("")
             ),
             // MariaDB names the account's host here (the proxy's users have no host: '%').
+            Need::TableAll {
+                privileges,
+                db,
+                table,
+            } => format!(
+                "{} command denied to user '{u}'@'{h}' for table `{}`.`{table}`",
+                privileges
+                    .iter()
+                    .map(|p| p.sql_name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                db.as_deref().unwrap_or("")
+            ),
             Need::Database { db, .. } => {
                 format!("Access denied for user '{u}'@'%' to database '{db}'")
             }
@@ -164,8 +184,7 @@ impl Rights {
     /// Whether the user may use database `db` at all (`information_schema` always).
     pub fn may_use(&self, db: &str) -> bool {
         let db = db.to_ascii_lowercase();
-        db == "information_schema"
-            || self.databases.as_ref().is_none_or(|set| set.contains(&db))
+        db == "information_schema" || self.databases.as_ref().is_none_or(|set| set.contains(&db))
     }
 
     fn allows(&self, need: &Need) -> bool {
@@ -176,6 +195,10 @@ impl Rights {
                 let db_ok = db.as_deref().is_none_or(|d| self.may_use(d));
                 db_ok && self.privileges.contains(privilege)
             }
+            Need::TableAll { privileges, db, .. } => {
+                let db_ok = db.as_deref().is_none_or(|d| self.may_use(d));
+                db_ok && privileges.iter().all(|p| self.privileges.contains(p))
+            }
             Need::Database { privilege, db } => {
                 self.may_use(db) && self.privileges.contains(privilege)
             }
@@ -184,6 +207,37 @@ impl Rights {
                     && self.privileges.contains(&Privilege::Execute)
             }
             Need::Global { .. } => self.privileges.contains(&Privilege::Admin),
+        }
+    }
+
+    /// The part of a refused need MariaDB names: of several table privileges, those lacking
+    /// (all of them when the database itself is not the user's).
+    fn lacking(&self, need: Need) -> Need {
+        match need {
+            Need::TableAll {
+                privileges,
+                db,
+                table,
+            } => {
+                let db_ok = db.as_deref().is_none_or(|d| self.may_use(d));
+                let mut missing: Vec<Privilege> = privileges
+                    .into_iter()
+                    .filter(|p| !db_ok || !self.privileges.contains(p))
+                    .collect();
+                match missing.len() {
+                    1 => Need::Table {
+                        privilege: missing.remove(0),
+                        db,
+                        table,
+                    },
+                    _ => Need::TableAll {
+                        privileges: missing,
+                        db,
+                        table,
+                    },
+                }
+            }
+            other => other,
         }
     }
 
@@ -198,7 +252,7 @@ impl Rights {
         for need in needs(sql, current_db) {
             if !self.allows(&need) {
                 return Err(Denied {
-                    need,
+                    need: self.lacking(need),
                     user: user.to_string(),
                     host: host.to_string(),
                 });
@@ -230,7 +284,14 @@ pub fn needs(sql: &str, current_db: Option<&str>) -> Vec<Need> {
     let mut out = Vec::new();
     for stmt in tokens.split(|t| t.is_punct(';')) {
         if !stmt.is_empty() {
-            statement_needs(&Stmt { sql, t: stmt, db: current_db }, &mut out);
+            statement_needs(
+                &Stmt {
+                    sql,
+                    t: stmt,
+                    db: current_db,
+                },
+                &mut out,
+            );
         }
     }
     out
@@ -320,7 +381,9 @@ impl Stmt<'_> {
                 }
                 let mut j = i + 1;
                 while let Some((db, table, next)) = self.table_ref(j) {
-                    if db.as_deref().is_some_and(|d| d.eq_ignore_ascii_case("information_schema"))
+                    if db
+                        .as_deref()
+                        .is_some_and(|d| d.eq_ignore_ascii_case("information_schema"))
                         || (db.is_none() && table.eq_ignore_ascii_case("DUAL"))
                     {
                         // Readable by everyone.
@@ -399,10 +462,20 @@ fn statement_needs(s: &Stmt, out: &mut Vec<Need>) {
         }
         "" if s.t.first().is_some_and(|t| t.is_punct('(')) => s.reads(0, out),
         "INSERT" | "REPLACE" => {
-            let i = s.skip(1, &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE", "INTO"]);
-            s.table_need(Insert, i, out);
+            let i = s.skip(
+                1,
+                &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE", "INTO"],
+            );
             if w0 == "REPLACE" {
-                s.table_need(Delete, i, out);
+                if let Some((db, table, _)) = s.table_ref(i) {
+                    out.push(Need::TableAll {
+                        privileges: vec![Insert, Delete],
+                        db,
+                        table,
+                    });
+                }
+            } else {
+                s.table_need(Insert, i, out);
             }
             let upsert = s.t.windows(3).any(|w| {
                 w[0].is_word("DUPLICATE") && w[1].is_word("KEY") && w[2].is_word("UPDATE")
@@ -469,9 +542,10 @@ fn statement_needs(s: &Stmt, out: &mut Vec<Need>) {
             }
         }
         "SET" => {
-            let global = s.t.iter().any(|t| {
-                t.is_word("GLOBAL") || matches!(t.kind, TokenKind::GlobalVar(_))
-            }) || s.word(1) == "PASSWORD" && s.word(2) == "FOR";
+            let global =
+                s.t.iter()
+                    .any(|t| t.is_word("GLOBAL") || matches!(t.kind, TokenKind::GlobalVar(_)))
+                    || s.word(1) == "PASSWORD" && s.word(2) == "FOR";
             if global {
                 out.push(Need::Global { name: "SUPER" });
             }
@@ -544,7 +618,10 @@ fn ddl_needs(s: &Stmt, out: &mut Vec<Need>) {
         }
         "DATABASE" | "SCHEMA" => {
             if let Some(db) = s.ident(if_exists(i + 1)) {
-                out.push(Need::Database { privilege: verb, db });
+                out.push(Need::Database {
+                    privilege: verb,
+                    db,
+                });
             }
         }
         "PROCEDURE" | "FUNCTION" | "EVENT" | "TRIGGER" | "SEQUENCE" => {
@@ -556,12 +633,17 @@ fn ddl_needs(s: &Stmt, out: &mut Vec<Need>) {
                 _ => s.db.map(str::to_string),
             };
             if let Some(db) = db {
-                out.push(Need::Database { privilege: verb, db });
+                out.push(Need::Database {
+                    privilege: verb,
+                    db,
+                });
             } else {
                 out.push(Need::Global { name: "SUPER" });
             }
         }
-        "USER" | "ROLE" => out.push(Need::Global { name: "CREATE USER" }),
+        "USER" | "ROLE" => out.push(Need::Global {
+            name: "CREATE USER",
+        }),
         _ => out.push(Need::Global { name: "SUPER" }),
     }
 }
@@ -592,24 +674,48 @@ mod tests {
         assert_eq!(n("SELECT 1"), vec![]);
         assert_eq!(
             n("SELECT * FROM accounts a JOIN other.t b ON a.id = b.id"),
-            vec![table(Select, "fund", "accounts"), table(Select, "other", "t")]
+            vec![
+                table(Select, "fund", "accounts"),
+                table(Select, "other", "t")
+            ]
         );
         assert_eq!(
             n("select x from a, `b` where y = 1"),
             vec![table(Select, "fund", "a"), table(Select, "fund", "b")]
         );
-        assert_eq!(n("SELECT EXTRACT(YEAR FROM t.d) FROM x"), vec![table(Select, "fund", "x")]);
+        assert_eq!(
+            n("SELECT EXTRACT(YEAR FROM t.d) FROM x"),
+            vec![table(Select, "fund", "x")]
+        );
         assert_eq!(
             n("INSERT INTO t (a) SELECT a FROM u"),
             vec![table(Insert, "fund", "t"), table(Select, "fund", "u")]
         );
-        assert_eq!(n("UPDATE fund.t SET a = 1"), vec![table(Update, "fund", "t")]);
-        assert_eq!(n("DELETE FROM t WHERE a = 1"), vec![table(Delete, "fund", "t")]);
-        assert_eq!(n("DROP TABLE IF EXISTS a, b"), vec![table(Drop, "fund", "a"), table(Drop, "fund", "b")]);
-        assert_eq!(n("CREATE TABLE t (a INT)"), vec![table(Create, "fund", "t")]);
-        assert_eq!(n("ALTER TABLE t ADD COLUMN b INT"), vec![table(Alter, "fund", "t")]);
+        assert_eq!(
+            n("UPDATE fund.t SET a = 1"),
+            vec![table(Update, "fund", "t")]
+        );
+        assert_eq!(
+            n("DELETE FROM t WHERE a = 1"),
+            vec![table(Delete, "fund", "t")]
+        );
+        assert_eq!(
+            n("DROP TABLE IF EXISTS a, b"),
+            vec![table(Drop, "fund", "a"), table(Drop, "fund", "b")]
+        );
+        assert_eq!(
+            n("CREATE TABLE t (a INT)"),
+            vec![table(Create, "fund", "t")]
+        );
+        assert_eq!(
+            n("ALTER TABLE t ADD COLUMN b INT"),
+            vec![table(Alter, "fund", "t")]
+        );
         assert_eq!(n("TRUNCATE TABLE t"), vec![table(Drop, "fund", "t")]);
-        assert_eq!(n("CREATE INDEX i ON t (a)"), vec![table(Index, "fund", "t")]);
+        assert_eq!(
+            n("CREATE INDEX i ON t (a)"),
+            vec![table(Index, "fund", "t")]
+        );
         assert_eq!(
             n("CREATE DATABASE x"),
             vec![Need::Database {
@@ -617,9 +723,22 @@ mod tests {
                 db: "x".into()
             }]
         );
-        assert_eq!(n("GRANT ALL ON *.* TO u"), vec![Need::Global { name: "GRANT OPTION" }]);
-        assert_eq!(n("CREATE USER u"), vec![Need::Global { name: "CREATE USER" }]);
-        assert_eq!(n("SET GLOBAL max_connections = 10"), vec![Need::Global { name: "SUPER" }]);
+        assert_eq!(
+            n("GRANT ALL ON *.* TO u"),
+            vec![Need::Global {
+                name: "GRANT OPTION"
+            }]
+        );
+        assert_eq!(
+            n("CREATE USER u"),
+            vec![Need::Global {
+                name: "CREATE USER"
+            }]
+        );
+        assert_eq!(
+            n("SET GLOBAL max_connections = 10"),
+            vec![Need::Global { name: "SUPER" }]
+        );
         assert_eq!(n("SET autocommit = 0"), vec![]);
         // Every statement of a multi-statement text.
         assert_eq!(n("SELECT 1; DROP TABLE t"), vec![table(Drop, "fund", "t")]);
@@ -629,9 +748,16 @@ mod tests {
     fn roles_and_databases() {
         let ro = rights(Role::ReadOnly, Some(&["fund"]));
         let host = "127.0.0.1";
-        assert!(ro.check("SELECT * FROM accounts", Some("fund"), "ro", host).is_ok());
         assert!(ro
-            .check("SELECT * FROM information_schema.TABLES", Some("fund"), "ro", host)
+            .check("SELECT * FROM accounts", Some("fund"), "ro", host)
+            .is_ok());
+        assert!(ro
+            .check(
+                "SELECT * FROM information_schema.TABLES",
+                Some("fund"),
+                "ro",
+                host
+            )
             .is_ok());
         let e = ro
             .check("INSERT INTO accounts VALUES (1)", Some("fund"), "ro", host)
@@ -641,23 +767,32 @@ mod tests {
             e.message(),
             "INSERT command denied to user 'ro'@'127.0.0.1' for table `fund`.`accounts`"
         );
-        let e = ro.check("SELECT * FROM other.t", Some("fund"), "ro", host).unwrap_err();
+        let e = ro
+            .check("SELECT * FROM other.t", Some("fund"), "ro", host)
+            .unwrap_err();
         assert_eq!(
             e.message(),
             "SELECT command denied to user 'ro'@'127.0.0.1' for table `other`.`t`"
         );
         let e = ro.check_database("other", "ro", host).unwrap_err();
         assert_eq!((e.code(), e.sqlstate()), (1044, "42000"));
-        assert_eq!(e.message(), "Access denied for user 'ro'@'%' to database 'other'");
+        assert_eq!(
+            e.message(),
+            "Access denied for user 'ro'@'%' to database 'other'"
+        );
         let rw = rights(Role::ReadWrite, None);
         assert!(rw.check("DELETE FROM t", Some("x"), "rw", host).is_ok());
         assert_eq!(
-            rw.check("DROP TABLE t", Some("x"), "rw", host).unwrap_err().code(),
+            rw.check("DROP TABLE t", Some("x"), "rw", host)
+                .unwrap_err()
+                .code(),
             1142
         );
         let ddl = rights(Role::Ddl, None);
         assert!(ddl.check("DROP TABLE t", Some("x"), "d", host).is_ok());
-        let e = ddl.check("CREATE USER x", Some("x"), "d", host).unwrap_err();
+        let e = ddl
+            .check("CREATE USER x", Some("x"), "d", host)
+            .unwrap_err();
         assert_eq!(e.code(), 1227);
     }
 }

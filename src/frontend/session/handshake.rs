@@ -111,6 +111,10 @@ impl Session {
             self.send_err(seq, &e).await?;
             return Ok(false);
         }
+        if let Some(e) = self.login_rights(resp.database.as_deref()) {
+            self.send_err(seq, &e).await?;
+            return Ok(false);
+        }
         self.handle = Some(
             self.proxy
                 .registry
@@ -272,6 +276,10 @@ impl Session {
             return Ok(Flow::Close);
         }
         self.user = cu.user.clone();
+        if let Some(e) = self.login_rights(cu.database.as_deref()) {
+            self.send_err(seq, &e).await?;
+            return Ok(Flow::Close);
+        }
         if let Some(c) = cu.collation {
             if c > 0 && c < 256 {
                 self.collation = c as u8;

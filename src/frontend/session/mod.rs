@@ -56,6 +56,7 @@ mod own_answers;
 mod prepared;
 mod query;
 mod relay;
+mod rights;
 mod single;
 mod transaction;
 
@@ -131,6 +132,10 @@ pub struct Session {
     reused_held: bool,
     /// The client connection is encrypted (upgraded to TLS in the handshake).
     tls: bool,
+    /// What the user may do (`frontend::privileges`); `None`: everything, nothing checked.
+    rights: Option<Arc<crate::frontend::privileges::Rights>>,
+    /// This session counted against its user's `max_connections`.
+    user_slot: Option<rights::UserSlot>,
 }
 
 /// Serves one client connection until it quits, is killed, or the proxy shuts down.
@@ -177,6 +182,8 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         held_diagnostics: false,
         reused_held: false,
         tls: false,
+        rights: None,
+        user_slot: None,
     };
     s.proxy
         .counters
