@@ -11,12 +11,12 @@ use clap::Parser;
 ///
 /// Example: shardproxy --config config/local.toml
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, subcommand_negates_reqs = true)]
 struct Args {
     /// The TOML config file (listen address, users, backend login, shards, sharding rules).
     /// See config/example.toml for every setting with comments.
-    #[arg(short, long, env = "SHARDPROXY_CONFIG")]
-    config: PathBuf,
+    #[arg(short, long, env = "SHARDPROXY_CONFIG", required = true)]
+    config: Option<PathBuf>,
     /// Write logs as JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
@@ -36,10 +36,40 @@ struct Args {
     /// one per core.
     #[arg(long, env = "SHARDPROXY_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// A tool instead of the proxy.
+    #[command(subcommand)]
+    command: Option<Tool>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Tool {
+    /// Reads a password from standard input (one line) and prints its hash, the value of a
+    /// `[[users]]` or `[[admin_users]]` entry's `password_hash` (MySQL's `PASSWORD()` form).
+    /// Example: `read -rs PW && printf %s "$PW" | shardproxy hash-password`.
+    HashPassword,
+}
+
+/// `shardproxy hash-password`: the hash of the first line of standard input.
+fn hash_password() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    println!(
+        "{}",
+        shardproxy::protocol::auth::native_hash_string(password.as_bytes())
+    );
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Tool::HashPassword) = args.command {
+        return hash_password();
+    }
+    let Some(config_path) = args.config else {
+        anyhow::bail!("--config is required");
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .map_err(|e| anyhow::anyhow!("bad --log filter {:?}: {e}", args.log))?;
     if args.log_json {
@@ -50,9 +80,9 @@ fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let config = shardproxy::config::Config::load(&args.config)?;
+    let config = shardproxy::config::Config::load(&config_path)?;
     if args.check {
-        println!("{}: valid", args.config.display());
+        println!("{}: valid", config_path.display());
         return Ok(());
     }
     let threads = match args.threads {
@@ -64,5 +94,5 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(shardproxy::server::run(config, Some(args.config), workers))
+    rt.block_on(shardproxy::server::run(config, Some(config_path), workers))
 }

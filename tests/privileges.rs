@@ -245,3 +245,38 @@ fn admin_and_data_users_are_separate() {
     );
     println!("app on the admin port: {}", err.trim());
 }
+
+/// `shardproxy hash-password` prints the `password_hash` that logs the user in (and is
+/// MariaDB's own `PASSWORD()` of it).
+#[test]
+fn hash_password_prints_a_working_hash() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardproxy"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run shardproxy hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"s3cret pass\n")
+        .expect("write password");
+    let out = child.wait_with_output().expect("hash-password output");
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_string();
+    let mariadb = server().query_value("SELECT PASSWORD('s3cret pass')");
+    assert_eq!(Some(hash.clone()), mariadb);
+    let p = Proxy::start(
+        &ProxyConfig::default()
+            .shard("s1", &server().addr(), &[])
+            .user_with_hash("hashed", &hash)
+            .render(),
+    );
+    let ok = harness::cli_query(p.port(), "hashed", "s3cret pass", "SELECT 7").unwrap();
+    assert_eq!(ok, vec![vec!["7".to_string()]]);
+}
