@@ -225,6 +225,17 @@ pub struct Frontend {
     /// connection (MariaDB's `net_write_timeout`); 0 waits forever.
     #[serde(default = "default_write_timeout_ms")]
     pub write_timeout_ms: u64,
+    /// A client that has not finished its handshake (greeting to login) after this long is
+    /// dropped (MariaDB's `connect_timeout`); 0 waits forever.
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// Failed logins in a row after which a client address is refused with 1129 (MariaDB's
+    /// `max_connect_errors`); 0 never refuses.
+    #[serde(default = "default_max_connect_errors")]
+    pub max_connect_errors: u32,
+    /// How long a refused address stays refused.
+    #[serde(default = "default_connect_error_block_ms")]
+    pub connect_error_block_ms: u64,
 }
 
 impl Default for Frontend {
@@ -237,6 +248,9 @@ impl Default for Frontend {
             rsa_private_key: None,
             slow_query_ms: default_slow_query_ms(),
             write_timeout_ms: default_write_timeout_ms(),
+            handshake_timeout_ms: default_handshake_timeout_ms(),
+            max_connect_errors: default_max_connect_errors(),
+            connect_error_block_ms: default_connect_error_block_ms(),
         }
     }
 }
@@ -402,6 +416,15 @@ fn default_slow_query_ms() -> u64 {
 }
 fn default_write_timeout_ms() -> u64 {
     60_000
+}
+fn default_handshake_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_connect_errors() -> u32 {
+    100
+}
+fn default_connect_error_block_ms() -> u64 {
+    300_000
 }
 fn default_weight() -> u32 {
     1

@@ -86,6 +86,8 @@ pub struct Proxy {
     pub shutdown: watch::Sender<bool>,
     /// The data port's TLS acceptor, from `[tls]` (loaded at start; a reload keeps it).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Failed logins per client address (`frontend.max_connect_errors`).
+    pub login_guard: crate::frontend::login_guard::LoginGuard,
 }
 
 impl Proxy {
@@ -127,6 +129,7 @@ impl Proxy {
             next_id: AtomicU32::new(1),
             shutdown: tx,
             tls,
+            login_guard: Default::default(),
         }))
     }
 

@@ -280,3 +280,72 @@ fn hash_password_prints_a_working_hash() {
     let ok = harness::cli_query(p.port(), "hashed", "s3cret pass", "SELECT 7").unwrap();
     assert_eq!(ok, vec![vec!["7".to_string()]]);
 }
+
+/// Repeated failed logins from one address: after `max_connect_errors` of them the address is
+/// refused with MariaDB's 1129 (even with the right password) until the block ends; then the
+/// right password logs in again.
+#[test]
+fn failed_logins_block_the_address_for_a_while() {
+    let p = Proxy::start(
+        &ProxyConfig::default()
+            .shard("s1", &server().addr(), &[])
+            .frontend("max_connect_errors = 3")
+            .frontend("connect_error_block_ms = 1500")
+            .render(),
+    );
+    for _ in 0..3 {
+        let e = harness::cli_query(p.port(), "app", "wrong", "SELECT 1").unwrap_err();
+        assert!(e.contains("ERROR 1045 (28000)"), "{e}");
+    }
+    let e = harness::cli_query(p.port(), "app", "app", "SELECT 1").unwrap_err();
+    println!("blocked: {e}");
+    // Sent instead of the greeting, as MariaDB does (the CLI, which would start TLS, says
+    // so before the error).
+    assert!(
+        e.contains(
+            "1129 - Host '127.0.0.1' is blocked because of many connection errors; \
+             unblock with 'mariadb-admin flush-hosts'"
+        ),
+        "{e}"
+    );
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(
+        harness::cli_query(p.port(), "app", "app", "SELECT 1").unwrap(),
+        vec![vec!["1".to_string()]]
+    );
+    assert!(p.log().contains("address blocked"), "{}", p.log());
+}
+
+/// A client that opens a connection and never answers the greeting is dropped after
+/// `handshake_timeout_ms`, and the drop is logged.
+#[test]
+fn unfinished_handshake_is_dropped() {
+    use std::io::Read;
+    let p = Proxy::start(
+        &ProxyConfig::default()
+            .shard("s1", &server().addr(), &[])
+            .frontend("handshake_timeout_ms = 300")
+            .render(),
+    );
+    let mut s = std::net::TcpStream::connect(&p.listen).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut greeting = [0u8; 512];
+    let n = s.read(&mut greeting).expect("greeting");
+    assert!(n > 4, "no greeting");
+    let started = std::time::Instant::now();
+    let mut rest = [0u8; 64];
+    let closed = s
+        .read(&mut rest)
+        .expect("the proxy closes, not the read timeout");
+    let waited = started.elapsed();
+    println!("dropped after {waited:?}");
+    assert_eq!(closed, 0);
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    assert!(
+        wait_until(Duration::from_secs(2), || p
+            .log()
+            .contains("handshake not finished")),
+        "{}",
+        p.log()
+    );
+}

@@ -5,6 +5,7 @@
 pub mod classify;
 pub mod column_list;
 pub mod diagnostics;
+pub mod login_guard;
 pub mod privileges;
 pub mod registry;
 pub mod rewrite;

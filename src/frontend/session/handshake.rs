@@ -37,6 +37,11 @@ impl Session {
     /// has been told why).
     pub(super) async fn handshake(&mut self) -> Result<bool, PacketError> {
         let config = self.proxy.config();
+        if let Err(blocked) = self.proxy.login_guard.check(self.client_host()) {
+            tracing::warn!(client = %self.peer, "connection refused: too many failed logins from this address");
+            self.send_err(0, &blocked.to_err_info()).await?;
+            return Ok(false);
+        }
         if self.proxy.registry.len() >= config.frontend.max_connections {
             let e = ErrInfo::new(err::ER_CON_COUNT, "Too many connections");
             self.send_err(0, &e).await?;
@@ -95,6 +100,7 @@ impl Session {
             )
             .await?;
         if !ok {
+            self.login_failed("access denied");
             let e = ErrInfo::new(
                 err::ER_ACCESS_DENIED,
                 format!(
@@ -115,6 +121,7 @@ impl Session {
             self.send_err(seq, &e).await?;
             return Ok(false);
         }
+        self.proxy.login_guard.succeeded(self.client_host());
         self.handle = Some(
             self.proxy
                 .registry
@@ -295,6 +302,40 @@ impl Session {
         }
         self.send_ok(seq, self.local_ok()).await?;
         Ok(Flow::Continue)
+    }
+}
+
+/// Handshake limits: the time a client gets to log in, failed logins counted per address.
+impl Session {
+    /// [`Session::handshake`] bounded by `frontend.handshake_timeout_ms`: a client that has
+    /// not logged in by then is dropped, and counts as a failed login of its address.
+    pub(super) async fn handshake_within_timeout(&mut self) -> Result<bool, PacketError> {
+        let ms = self.proxy.config().frontend.handshake_timeout_ms;
+        if ms == 0 {
+            return self.handshake().await;
+        }
+        let limit = std::time::Duration::from_millis(ms);
+        match tokio::time::timeout(limit, self.handshake()).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(session = self.id, client = %self.peer, "client dropped: handshake not finished within {limit:?}");
+                self.login_failed("handshake timeout");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Counts a failed login of the client's address; logs when the address gets blocked.
+    fn login_failed(&self, why: &str) {
+        let f = &self.proxy.config().frontend;
+        let block = std::time::Duration::from_millis(f.connect_error_block_ms);
+        if self
+            .proxy
+            .login_guard
+            .failed(self.client_host(), f.max_connect_errors, block)
+        {
+            tracing::warn!(client = %self.peer, why, max_connect_errors = f.max_connect_errors, "address blocked for {block:?} after repeated failed logins");
+        }
     }
 }
 

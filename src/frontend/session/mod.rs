@@ -189,7 +189,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         .counters
         .connections_total
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    match s.handshake().await {
+    match s.handshake_within_timeout().await {
         Ok(true) => {
             tracing::info!(session = s.id, client = %s.peer, user = %s.user, "client connected");
             crate::metrics::record_client_connected();
