@@ -418,7 +418,7 @@ fn default_write_timeout_ms() -> u64 {
     60_000
 }
 fn default_handshake_timeout_ms() -> u64 {
-    10_000
+    30_000
 }
 fn default_max_connect_errors() -> u32 {
     100

@@ -4,6 +4,12 @@
 //! database on the default shard. COM_CHANGE_USER and COM_RESET_CONNECTION live here too: they
 //! forget the session's state and, for a change of user, authenticate again.
 //!
+//! With `[tls]` the greeting offers TLS, and a client's SSL request upgrades the connection
+//! before its real login (`frontend::tls`); `require_tls` users are refused in clear text, and
+//! a caching_sha2 full authentication over TLS takes the password as sent, without RSA. The
+//! whole handshake is bounded by `frontend.handshake_timeout_ms`, and failed logins are counted
+//! per address (`frontend::login_guard`).
+//!
 //! Touches the client socket and the session's identity (user, capabilities, collation,
 //! database); reaches a backend only to check that a database exists.
 
