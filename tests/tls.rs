@@ -306,3 +306,24 @@ fn shard_setting_overrides_backend_tls() {
     .unwrap();
     assert_eq!(cipher, vec![vec!["Ssl_cipher".to_string(), String::new()]]);
 }
+
+/// mysql-connector-python (pure Python) with `ssl_ca` and identity verification.
+#[test]
+fn mysql_connector_python_over_tls() {
+    let proxy = tls_proxy(|c| c);
+    let script = r#"
+import sys, mysql.connector
+c = mysql.connector.connect(host="127.0.0.1", port=int(sys.argv[1]), user="app", password="app",
+    database="fund", ssl_ca=sys.argv[2], ssl_verify_cert=True, ssl_verify_identity=True, use_pure=True)
+cur = c.cursor()
+cur.execute("SELECT 40 + 2")
+print("ok", cur.fetchone()[0], c._socket.sock.version())
+"#;
+    let ca = fixture().certs.ca().display().to_string();
+    let out = output_ok(&mut harness::python(
+        script,
+        &[&proxy.port().to_string(), &ca],
+    ));
+    println!("mysql-connector-python: {}", out.trim());
+    assert!(out.trim().starts_with("ok 42 TLSv1."), "{out}");
+}
