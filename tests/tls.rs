@@ -327,3 +327,31 @@ print("ok", cur.fetchone()[0], c._socket.sock.version())
     println!("mysql-connector-python: {}", out.trim());
     assert!(out.trim().starts_with("ok 42 TLSv1."), "{out}");
 }
+
+/// sysbench (libmariadb) with `--mysql-ssl=on` runs point selects through the TLS port, as
+/// `TLS=1 benches/e2e.sh` does; the clear-text figure of the same proxy is printed beside it
+/// (a debug build on a shared machine: the release comparison is the benchmark's).
+#[test]
+fn sysbench_point_selects_over_tls() {
+    let fx = fixture();
+    fx.server.exec("CREATE DATABASE IF NOT EXISTS sbtest_tls");
+    let proxy = tls_proxy(|c| c);
+    let sb = harness::Sysbench::new("oltp_point_select", proxy.port(), "sbtest_tls")
+        .tables(1)
+        .table_size(200)
+        .in_dir(&fx.certs.sysbench_dir());
+    sb.cleanup();
+    sb.prepare();
+    let tls = sb.run(2, 2, &["--mysql-ssl=on"]);
+    let clear = sb.run(2, 2, &["--mysql-ssl=off"]);
+    println!(
+        "sysbench point select, 2 threads, 2 s, debug build: TLS {:.0} TPS, clear text {:.0} TPS",
+        tls.tps, clear.tps
+    );
+    assert!(
+        tls.transactions > 0 && tls.ignored_errors == 0,
+        "{}",
+        tls.text
+    );
+    assert!(clear.transactions > 0, "{}", clear.text);
+}

@@ -85,7 +85,33 @@ impl TestCerts {
             "-subj",
             "/CN=some other CA",
         ]);
+        // The file names sysbench's `--mysql-ssl=on` loads from its working directory
+        // (1.0.20 has no options for them): the CA, and a client pair the proxy ignores.
+        let sb = d.join("sysbench");
+        std::fs::create_dir(&sb).expect("mkdir sysbench");
+        std::fs::copy(d.join("ca.pem"), sb.join("cacert.pem")).expect("copy CA");
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "sysbench/client-key.pem",
+            "-out",
+            "sysbench/client-cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sysbench client",
+        ]);
         TestCerts { dir }
+    }
+
+    /// A directory with `cacert.pem`, `client-cert.pem` and `client-key.pem`: run sysbench
+    /// `--mysql-ssl=on` there.
+    pub fn sysbench_dir(&self) -> PathBuf {
+        self.path("sysbench")
     }
 
     fn path(&self, name: &str) -> PathBuf {
