@@ -6,6 +6,7 @@
 #   benches/e2e.sh                     # 10 s per cell, 1/8/32 threads, 3 rounds
 #   DURATION=5 THREADS="1 32" benches/e2e.sh
 #   ROUNDS=5 PROXY_ARGS="--threads 1" benches/e2e.sh
+#   TLS=1 benches/e2e.sh               # also: shardproxy in clear text against TLS, same run
 # Each cell is the median of ROUNDS rounds (default 3); each round runs the three targets back
 # to back. The last column is the CPU time HAProxy and shardproxy spent per query (from
 # /proc/PID/stat), which moves less with the machine's load than TPS does.
@@ -24,6 +25,9 @@ TABLE_SIZE=${TABLE_SIZE:-100000}
 ROUNDS=${ROUNDS:-3}
 # Extra shardproxy flags, e.g. PROXY_ARGS="--threads 1".
 PROXY_ARGS=${PROXY_ARGS:-}
+# TLS=1: a second table, shardproxy's clear-text port against its TLS port (sysbench
+# --mysql-ssl=on), interleaved in the same rounds. Certificates are made here with openssl.
+TLS=${TLS:-0}
 RUN=run/bench
 mkdir -p "$RUN"
 
@@ -49,6 +53,17 @@ listen mariadb
   server s1 $PRIMARY
 CFG
 single_shard_config 127.0.0.1:6036 "$PRIMARY" > "$RUN/proxy.toml"
+if [ "$TLS" = 1 ]; then
+  # A throwaway self-signed certificate (sysbench does not verify it).
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$RUN/tls.key" -out "$RUN/tls.pem" \
+    -days 1 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+  # sysbench 1.0's --mysql-ssl=on loads these names from its working directory.
+  mkdir -p "$RUN/sysbench-tls"
+  cp "$RUN/tls.pem" "$RUN/sysbench-tls/cacert.pem"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$RUN/sysbench-tls/client-key.pem" \
+    -out "$RUN/sysbench-tls/client-cert.pem" -days 1 -subj "/CN=sysbench" >/dev/null 2>&1
+  printf '\n[tls]\ncert = "%s"\nkey = "%s"\n' "$PWD/$RUN/tls.pem" "$PWD/$RUN/tls.key" >> "$RUN/proxy.toml"
+fi
 
 cleanup() {
   [ -f "$RUN/haproxy.pid" ] && kill "$(cat "$RUN/haproxy.pid")" 2>/dev/null || true
@@ -77,9 +92,11 @@ TICK=$(getconf CLK_TCK)
 # One sysbench cell: prints "tps p95_ms cpu_us_per_query", the last for process $4 (the relay
 # under test: HAProxy or shardproxy), "-" when none is given.
 cell() {
-  local workload=$1 port=$2 threads=$3 pid=${4:-} out before after
+  local workload=$1 port=$2 threads=$3 pid=${4:-} ssl=${5:-off} out before after
   before=$(cpu_ticks "$pid")
-  out=$(sysbench "$workload" "${SB[@]}" --mysql-host=127.0.0.1 --mysql-port="$port" \
+  local dir=.
+  [ "$ssl" = on ] && dir="$RUN/sysbench-tls"
+  out=$(cd "$dir" && sysbench "$workload" "${SB[@]}" --mysql-host=127.0.0.1 --mysql-port="$port" --mysql-ssl="$ssl" \
         --threads="$threads" --time="$DURATION" --report-interval=0 run 2>&1) || { echo "0 0 -"; echo "$out" >&2; return; }
   after=$(cpu_ticks "$pid")
   local tps p95 queries
@@ -118,6 +135,23 @@ for w in $WORKLOADS; do
       "$(median "${h_cpu[@]}")" "$(median "${p_cpu[@]}")"
   done
 done
+if [ "$TLS" = 1 ]; then
+  echo
+  echo "| workload | threads | shardproxy TPS clear | shardproxy TPS TLS | TLS/clear | p95 ms clear / TLS | CPU µs/query clear / TLS |"
+  echo "|---|---:|---:|---:|---:|---|---|"
+  for w in $WORKLOADS; do
+    for t in $THREADS; do
+      c_tps=() s_tps=() c_p95=() s_p95=() c_cpu=() s_cpu=()
+      for _ in $(seq "$ROUNDS"); do
+        read -r a b c < <(cell "$w" 6036 "$t" "$PROXY_PID" off); c_tps+=("$a"); c_p95+=("$b"); c_cpu+=("$c")
+        read -r a b c < <(cell "$w" 6036 "$t" "$PROXY_PID" on); s_tps+=("$a"); s_p95+=("$b"); s_cpu+=("$c")
+      done
+      ct=$(median "${c_tps[@]}") st=$(median "${s_tps[@]}")
+      printf "| %s | %s | %.0f | %.0f | %s | %s / %s | %s / %s |\n" "$w" "$t" "$ct" "$st" "$(ratio "$st" "$ct")" \
+        "$(median "${c_p95[@]}")" "$(median "${s_p95[@]}")" "$(median "${c_cpu[@]}")" "$(median "${s_cpu[@]}")"
+    done
+  done
+fi
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); $(mariadbd --version | awk '{print $3}'); sysbench $(sysbench --version | awk '{print $2}'); $(haproxy -v | head -1 | awk '{print $1, $3}')"
-echo "command: DURATION=$DURATION THREADS=\"$THREADS\" ROUNDS=$ROUNDS PROXY_ARGS=\"$PROXY_ARGS\" benches/e2e.sh (tables=$TABLES, table_size=$TABLE_SIZE); medians of $ROUNDS interleaved rounds"
+echo "command: DURATION=$DURATION THREADS=\"$THREADS\" ROUNDS=$ROUNDS PROXY_ARGS=\"$PROXY_ARGS\" TLS=$TLS benches/e2e.sh (tables=$TABLES, table_size=$TABLE_SIZE); medians of $ROUNDS interleaved rounds"

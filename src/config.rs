@@ -51,6 +51,9 @@ pub struct Config {
     /// The audit log (absent: none).
     #[serde(default)]
     pub audit: AuditConfig,
+    /// TLS on the data port (`[tls]` with `cert` and `key`). Absent: clear text only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
 }
 
 /// `[failover]`: automatic promotion of a replica when a shard's primary is down.
@@ -164,6 +167,17 @@ fn default_audit_queue() -> usize {
     10_000
 }
 
+/// The data port's TLS certificate and key (PEM files). With them the proxy offers TLS in
+/// its greeting and upgrades the connections that ask for it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM file with the certificate chain, the proxy's own certificate first.
+    pub cert: String,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+}
+
 /// A user allowed to log in to the proxy.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +190,99 @@ pub struct User {
     /// 40 hex digits of SHA1(SHA1(password)).
     #[serde(default)]
     pub password_hash: Option<String>,
+    /// Refuse this user's login over clear text (MariaDB's `REQUIRE SSL`): the client gets
+    /// 1045 access denied, as from MariaDB.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_tls: bool,
+    /// The databases this user may use (`["fund"]`); absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub databases: Option<Vec<String>>,
+    /// What this user may do: `"read_only"`, `"read_write"`, `"ddl"`, `"all"`, or a list of
+    /// privileges (`["select", "insert"]`); absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleSetting>,
+    /// Most sessions this user may have open at once (MariaDB's `max_user_connections`);
+    /// absent: no limit of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+}
+
+/// A user's `role`: a named role or the list of privileges it gives.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum RoleSetting {
+    Named(Role),
+    Kinds(Vec<Privilege>),
+}
+
+/// The named roles (see `frontend::privileges` for what each gives).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// SELECT only (and the statements that change nothing: SHOW, SET, transactions).
+    ReadOnly,
+    /// SELECT, INSERT, UPDATE, DELETE, EXECUTE (CALL).
+    ReadWrite,
+    /// read_write and CREATE, DROP, ALTER, INDEX, CREATE VIEW, TRIGGER.
+    Ddl,
+    /// Everything, including GRANT, users, global settings, replication.
+    All,
+}
+
+/// A privilege, as MariaDB names it, in a user's `role` list.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Privilege {
+    Select,
+    Insert,
+    Update,
+    Delete,
+    Create,
+    Drop,
+    Alter,
+    Index,
+    CreateView,
+    Trigger,
+    Execute,
+    /// Global privileges: GRANT, CREATE USER, SET GLOBAL, FLUSH, replication, anything the
+    /// proxy does not recognise.
+    Admin,
+}
+
+impl Privilege {
+    /// Every privilege.
+    pub const ALL: [Privilege; 12] = [
+        Privilege::Select,
+        Privilege::Insert,
+        Privilege::Update,
+        Privilege::Delete,
+        Privilege::Create,
+        Privilege::Drop,
+        Privilege::Alter,
+        Privilege::Index,
+        Privilege::CreateView,
+        Privilege::Trigger,
+        Privilege::Execute,
+        Privilege::Admin,
+    ];
+
+    /// The name MariaDB's messages use (`SELECT command denied …`).
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            Privilege::Select => "SELECT",
+            Privilege::Insert => "INSERT",
+            Privilege::Update => "UPDATE",
+            Privilege::Delete => "DELETE",
+            Privilege::Create => "CREATE",
+            Privilege::Drop => "DROP",
+            Privilege::Alter => "ALTER",
+            Privilege::Index => "INDEX",
+            Privilege::CreateView => "CREATE VIEW",
+            Privilege::Trigger => "TRIGGER",
+            Privilege::Execute => "EXECUTE",
+            Privilege::Admin => "SUPER",
+        }
+    }
 }
 
 /// Backend login and limits.
@@ -208,6 +315,14 @@ pub struct Backend {
     /// Failed checks in a row before a backend counts as down.
     #[serde(default = "default_health_fail_after")]
     pub health_fail_after: u32,
+    /// Log in to every backend over TLS, verifying its certificate against `tls_ca` (a shard
+    /// may say otherwise with its own `tls`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// PEM file of the CA(s) that signed the backends' certificates; needed with TLS. The
+    /// certificate must name the host of the server's address (IP or DNS name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
 }
 
 /// Client-facing settings.
@@ -246,6 +361,17 @@ pub struct Frontend {
     /// `interactive_timeout`, which becomes such a session's `wait_timeout`.
     #[serde(default = "default_idle_timeout_s")]
     pub interactive_timeout: u64,
+    /// A client that has not finished its handshake (greeting to login) after this long is
+    /// dropped (MariaDB's `connect_timeout`); 0 waits forever.
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// Failed logins in a row after which a client address is refused with 1129 (MariaDB's
+    /// `max_connect_errors`); 0 never refuses.
+    #[serde(default = "default_max_connect_errors")]
+    pub max_connect_errors: u32,
+    /// How long a refused address stays refused.
+    #[serde(default = "default_connect_error_block_ms")]
+    pub connect_error_block_ms: u64,
 }
 
 impl Default for Frontend {
@@ -260,6 +386,9 @@ impl Default for Frontend {
             write_timeout_ms: default_write_timeout_ms(),
             wait_timeout: default_idle_timeout_s(),
             interactive_timeout: default_idle_timeout_s(),
+            handshake_timeout_ms: default_handshake_timeout_ms(),
+            max_connect_errors: default_max_connect_errors(),
+            connect_error_block_ms: default_connect_error_block_ms(),
         }
     }
 }
@@ -275,6 +404,37 @@ pub struct Shard {
     /// Share of the key space relative to other shards (virtual nodes = weight × ring.vnodes).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// TLS to this shard's servers, instead of `backend.tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
+    /// This shard's CA file, instead of `backend.tls_ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
+}
+
+/// How the proxy talks to one shard's servers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Transport<'a> {
+    /// Clear-text TCP.
+    Clear,
+    /// TLS, verifying the servers' certificates against this CA file.
+    Tls { ca: &'a str },
+    /// TLS asked for without a CA file (refused by validation).
+    TlsWithoutCa,
+}
+
+impl Shard {
+    /// TLS or clear text to this shard's servers: the shard's own `tls`/`tls_ca`, else the
+    /// `[backend]` ones.
+    pub fn transport<'a>(&'a self, backend: &'a Backend) -> Transport<'a> {
+        if !self.tls.unwrap_or(backend.tls) {
+            return Transport::Clear;
+        }
+        match self.tls_ca.as_deref().or(backend.tls_ca.as_deref()) {
+            Some(ca) => Transport::Tls { ca },
+            None => Transport::TlsWithoutCa,
+        }
+    }
 }
 
 /// The consistent-hash ring.
@@ -398,6 +558,16 @@ fn default_write_timeout_ms() -> u64 {
 fn default_idle_timeout_s() -> u64 {
     28_800
 }
+
+fn default_handshake_timeout_ms() -> u64 {
+    30_000
+}
+fn default_max_connect_errors() -> u32 {
+    100
+}
+fn default_connect_error_block_ms() -> u64 {
+    300_000
+}
 fn default_weight() -> u32 {
     1
 }
@@ -439,6 +609,19 @@ impl Config {
                     "shard {:?} has weight 0; use a weight of at least 1",
                     s.name
                 );
+            }
+        }
+        for s in &self.shards {
+            if s.transport(&self.backend) == Transport::TlsWithoutCa {
+                bail!(
+                    "shard {:?}: TLS to the backends needs a CA file (backend.tls_ca or the shard's tls_ca)",
+                    s.name
+                );
+            }
+        }
+        if let Some(t) = &self.tls {
+            if t.cert.is_empty() || t.key.is_empty() {
+                bail!("[tls] needs both cert and key (PEM files)");
             }
         }
         if !names.contains(self.sharding.default_shard.as_str()) {

@@ -12,7 +12,8 @@ use clap::Parser;
 /// Example: shardproxy --config config/local.toml
 ///
 /// Tools: `shardproxy reshard plan --from OLD.toml --to NEW.toml` shows what a change of the
-/// shards or the sharding rules would move (see `shardproxy reshard --help`).
+/// shards or the sharding rules would move (see `shardproxy reshard --help`);
+/// `shardproxy hash-password` prints the `password_hash` of a password read from stdin.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about, subcommand_negates_reqs = true)]
 struct Args {
@@ -50,6 +51,23 @@ enum Tool {
     /// Resharding: moving rows when the shards or the sharding rules of the config change.
     #[command(subcommand)]
     Reshard(ReshardTool),
+    /// Reads a password from standard input (one line) and prints its hash, the value of a
+    /// `[[users]]` or `[[admin_users]]` entry's `password_hash` (MySQL's `PASSWORD()` form).
+    /// Example: `read -rs PW && printf %s "$PW" | shardproxy hash-password`.
+    HashPassword,
+}
+
+/// `shardproxy hash-password`: the hash of the first line of standard input.
+fn hash_password() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    println!(
+        "{}",
+        shardproxy::protocol::auth::native_hash_string(password.as_bytes())
+    );
+    Ok(())
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -98,6 +116,9 @@ fn reshard_plan(from: &Path, to: &Path, count: bool) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Tool::HashPassword) = args.tool {
+        return hash_password();
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .map_err(|e| anyhow::anyhow!("bad --log filter {:?}: {e}", args.log))?;
     if args.tool.is_some() {

@@ -2,7 +2,7 @@
 //! registry of live sessions, counters.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -20,27 +20,34 @@ pub struct UserAuth {
     /// `SHA256(SHA256(pw))`, known from a clear-text password or learnt at the first full
     /// caching_sha2 authentication.
     pub sha2: Mutex<Option<[u8; 32]>>,
+    /// The user may log in only over TLS (`require_tls`).
+    pub require_tls: bool,
+    /// What the user may do (`databases`, `role`); `None`: everything.
+    pub rights: Option<Arc<crate::frontend::privileges::Rights>>,
+    /// The user's `max_connections`.
+    pub max_connections: Option<usize>,
+    /// The user's open sessions (counted against `max_connections`).
+    pub sessions: AtomicUsize,
 }
 
 impl UserAuth {
     pub fn from_user(u: &User) -> UserAuth {
-        match (&u.password, &u.password_hash) {
-            (Some(p), _) if p.is_empty() => UserAuth {
-                native: None,
-                sha2: Mutex::new(None),
-            },
-            (Some(p), _) => UserAuth {
-                native: Some(auth::native_stage2(p.as_bytes())),
-                sha2: Mutex::new(Some(auth::sha2_stage2(p.as_bytes()))),
-            },
-            (None, Some(h)) => UserAuth {
-                native: auth::parse_native_hash(h),
-                sha2: Mutex::new(None),
-            },
-            (None, None) => UserAuth {
-                native: None,
-                sha2: Mutex::new(None),
-            },
+        let (native, sha2) = match (&u.password, &u.password_hash) {
+            (Some(p), _) if p.is_empty() => (None, None),
+            (Some(p), _) => (
+                Some(auth::native_stage2(p.as_bytes())),
+                Some(auth::sha2_stage2(p.as_bytes())),
+            ),
+            (None, Some(h)) => (auth::parse_native_hash(h), None),
+            (None, None) => (None, None),
+        };
+        UserAuth {
+            native,
+            sha2: Mutex::new(sha2),
+            require_tls: u.require_tls,
+            rights: crate::frontend::privileges::Rights::of_user(u).map(Arc::new),
+            max_connections: u.max_connections,
+            sessions: AtomicUsize::new(0),
         }
     }
 }
@@ -82,6 +89,10 @@ pub struct Proxy {
     /// The audit log, when `audit.path` is set (started with the proxy; not changed by a
     /// config reload).
     pub audit: Option<crate::frontend::audit::Audit>,
+    /// The data port's TLS acceptor, from `[tls]` (loaded at start; a reload keeps it).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Failed logins per client address (`frontend.max_connect_errors`).
+    pub login_guard: crate::frontend::login_guard::LoginGuard,
 }
 
 /// Failover reaches the running proxy through this (it sits in a lower layer).
@@ -116,6 +127,7 @@ impl Proxy {
         server_version: String,
         idle_lists: usize,
     ) -> anyhow::Result<Arc<Proxy>> {
+        crate::backend::tls::check_config(&config).map_err(|e| anyhow::anyhow!(e))?;
         let topology = Topology::from_config(&config, idle_lists);
         let users = users_of(&config);
         let rules = crate::plan::Rules::from_config(&config);
@@ -124,6 +136,11 @@ impl Proxy {
         let audit = crate::frontend::audit::Audit::start(&config.audit).map_err(|e| {
             anyhow::anyhow!("cannot open the audit log {:?}: {e}", config.audit.path)
         })?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::frontend::tls::acceptor)
+            .transpose()?;
         Ok(Arc::new(Proxy {
             config: RwLock::new(Arc::new(config)),
             topology: RwLock::new(Arc::new(topology)),
@@ -140,6 +157,8 @@ impl Proxy {
             shutdown: tx,
             failovers: Default::default(),
             audit,
+            tls,
+            login_guard: Default::default(),
         }))
     }
 

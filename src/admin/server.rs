@@ -379,6 +379,10 @@ mod tests {
             name: "admin".into(),
             password: password.map(Into::into),
             password_hash: hash.map(Into::into),
+            require_tls: false,
+            databases: None,
+            role: None,
+            max_connections: None,
         }
     }
 

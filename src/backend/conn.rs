@@ -5,16 +5,16 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use crate::protocol::auth;
 use crate::protocol::constants::{cap, com};
-use crate::protocol::handshake::{Greeting, HandshakeResponse};
+use crate::protocol::handshake::{Greeting, HandshakeResponse, SslRequest};
 use crate::protocol::packet::{Packet, PacketError, PacketReader, PacketWriter};
 use crate::protocol::packets::{build_command, parse_err, parse_ok, ErrInfo, OkInfo};
 use crate::protocol::response::{ResponseKind, ResponseTracker, Step};
 use crate::protocol::resultset::{parse_text_row, ColumnDef, ResultSet};
+use crate::protocol::stream::{StreamRead, StreamWrite};
 use crate::session_state::SessionVars;
 
 /// Why talking to a backend failed.
@@ -65,12 +65,14 @@ pub struct ConnectParams {
     pub connect_timeout: Duration,
     /// Longest wait for one packet of an answer; `None` waits forever.
     pub read_timeout: Option<Duration>,
+    /// TLS to the server (`Err`: its CA file could not be loaded); `None`: clear text.
+    pub tls: Option<Result<std::sync::Arc<super::tls::BackendTls>, String>>,
 }
 
 /// An open, authenticated backend connection.
 pub struct BackendConn {
-    pub reader: PacketReader<OwnedReadHalf>,
-    pub writer: PacketWriter<OwnedWriteHalf>,
+    pub reader: PacketReader<StreamRead>,
+    pub writer: PacketWriter<StreamWrite>,
     pub addr: String,
     /// The backend's own connection id (what `KILL` on the backend needs).
     pub thread_id: u32,
@@ -121,8 +123,8 @@ impl BackendConn {
             .map_err(|e| lost(&p.addr, format!("cannot connect: {e}")))?;
         stream.set_nodelay(true).ok();
         let (r, w) = stream.into_split();
-        let mut reader = PacketReader::new(r, 1 << 30);
-        let mut writer = PacketWriter::new(w);
+        let mut reader = PacketReader::new(StreamRead::Plain(r), 1 << 30);
+        let mut writer = PacketWriter::new(StreamWrite::Plain(w));
         let greet_pkt = reader.read().await.map_err(|e| lost(&p.addr, e))?;
         if greet_pkt.first() == Some(0xFF) {
             let e = parse_err(&greet_pkt.payload)
@@ -136,6 +138,21 @@ impl BackendConn {
         let capabilities =
             (cap::BACKEND_BASE | cap::SESSION_TRACK | (p.relay_caps & cap::RELAY_RELEVANT))
                 & (greeting.capabilities | cap::LONG_PASSWORD);
+        let mut seq = greet_pkt.next_seq();
+        let tls = match &p.tls {
+            None => false,
+            Some(t) => {
+                let t = t.as_ref().map_err(|e| lost(&p.addr, e))?;
+                seq = Self::start_tls(p, t, &mut reader, &mut writer, &greeting, capabilities, seq)
+                    .await?;
+                true
+            }
+        };
+        let capabilities = if tls {
+            capabilities | cap::SSL
+        } else {
+            capabilities
+        };
         let plugin = if greeting.auth_plugin == auth::CACHING_SHA2 {
             auth::CACHING_SHA2
         } else {
@@ -153,7 +170,7 @@ impl BackendConn {
             attrs: None,
         };
         writer
-            .write(greet_pkt.next_seq(), &resp.encode())
+            .write(seq, &resp.encode())
             .await
             .map_err(|e| lost(&p.addr, e))?;
         writer.flush().await.map_err(|e| lost(&p.addr, e))?;
@@ -192,7 +209,13 @@ impl BackendConn {
                     // 0x01 0x03: fast auth succeeded, an OK follows. 0x01 0x04: full auth,
                     // which needs TLS or the server's RSA key; backends should allow the fast
                     // path (or use mysql_native_password).
-                    if pkt.payload.get(1) == Some(&0x04) {
+                    if pkt.payload.get(1) == Some(&0x04) && tls {
+                        // Over TLS the password goes as it is (NUL-terminated).
+                        let mut pw = p.password.as_bytes().to_vec();
+                        pw.push(0);
+                        writer.write(seq, &pw).await.map_err(|e| lost(&p.addr, e))?;
+                        writer.flush().await.map_err(|e| lost(&p.addr, e))?;
+                    } else if pkt.payload.get(1) == Some(&0x04) {
                         return Err(lost(
                             &p.addr,
                             "backend requires caching_sha2_password full authentication; \
@@ -225,6 +248,48 @@ impl BackendConn {
                 .await?;
         }
         Ok(conn)
+    }
+
+    /// Asks the server for TLS (an SSL request after its greeting) and runs the TLS handshake,
+    /// replacing the clear-text halves; returns the sequence id of the handshake response.
+    async fn start_tls(
+        p: &ConnectParams,
+        t: &super::tls::BackendTls,
+        reader: &mut PacketReader<StreamRead>,
+        writer: &mut PacketWriter<StreamWrite>,
+        greeting: &Greeting,
+        capabilities: u32,
+        seq: u8,
+    ) -> Result<u8, BackendError> {
+        if greeting.capabilities & cap::SSL == 0 {
+            return Err(lost(
+                &p.addr,
+                "TLS is configured for this backend but the server does not offer it",
+            ));
+        }
+        let req = SslRequest {
+            capabilities: capabilities | cap::SSL,
+            max_packet: 1 << 30,
+            collation: p.collation,
+        };
+        let seq = writer
+            .write(seq, &req.encode())
+            .await
+            .map_err(|e| lost(&p.addr, e))?;
+        writer.flush().await.map_err(|e| lost(&p.addr, e))?;
+        if reader.has_buffered() {
+            return Err(lost(&p.addr, "server sent data before the TLS handshake"));
+        }
+        let r = std::mem::replace(reader.get_mut(), StreamRead::Detached);
+        let w = std::mem::replace(writer.get_mut(), StreamWrite::Detached);
+        let tcp = crate::protocol::stream::reunite(r, w).map_err(|e| lost(&p.addr, e))?;
+        let (r, w) = t
+            .connect(&p.addr, tcp)
+            .await
+            .map_err(|e| lost(&p.addr, format!("{e} (CA file {})", t.ca_path)))?;
+        *reader.get_mut() = r;
+        *writer.get_mut() = w;
+        Ok(seq)
     }
 
     pub fn deprecate_eof(&self) -> bool {

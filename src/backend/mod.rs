@@ -1,8 +1,8 @@
 //! Backend connections ([`conn`]), their pools ([`pool`]), the shards' servers and who is
 //! primary ([`topology`]), their health checks ([`health`], what they saw: [`observed`], GTID
 //! positions: [`gtid`]), the persisted topology ([`persisted`]), the write gate that holds statements during a switch ([`gate`]),
-//! automatic failover and switchover ([`failover`]), and stopping a statement on a server
-//! ([`kill`]).
+//! automatic failover and switchover ([`failover`]), stopping a statement on a server
+//! ([`kill`]), TLS to the servers ([`tls`]), and a table's estimated rows ([`table_rows`]).
 
 pub mod conn;
 pub mod failover;
@@ -14,4 +14,5 @@ pub mod observed;
 pub mod persisted;
 pub mod pool;
 pub mod table_rows;
+pub mod tls;
 pub mod topology;

@@ -108,6 +108,8 @@ pub struct Pool {
     /// taking one out or putting it back moves a pointer.
     idle: Vec<Mutex<IdleList>>,
     permits: Arc<Semaphore>,
+    /// TLS to this server (`Err`: the CA file could not be loaded; every login fails with it).
+    tls: Option<Result<Arc<super::tls::BackendTls>, String>>,
 }
 
 /// Idle connections of one thread, boxed as leases hold them.
@@ -146,6 +148,8 @@ pub struct PoolSettings {
     /// Idle lists per pool: one per session thread plus list 0, which every other thread uses
     /// (the main runtime: listeners, admin port, health checks). 1 without session threads.
     pub idle_lists: usize,
+    /// TLS to the server (`Err`: the CA file could not be loaded); `None`: clear text.
+    pub tls: Option<Result<Arc<super::tls::BackendTls>, String>>,
 }
 
 impl Pool {
@@ -172,6 +176,7 @@ impl Pool {
                 .map(|_| Mutex::new(Vec::new()))
                 .collect(),
             permits: Arc::new(Semaphore::new(s.max)),
+            tls: s.tls.clone(),
         })
     }
 
@@ -195,6 +200,7 @@ impl Pool {
             collation,
             connect_timeout: self.connect_timeout,
             read_timeout: self.read_timeout,
+            tls: self.tls.clone(),
         }
     }
 

@@ -131,11 +131,17 @@ impl Topology {
             max: b.pool_max,
             idle_max: b.pool_idle,
             idle_lists,
+            tls: None,
         };
+        let mut cas = super::tls::CaCache::default();
         let shards: Vec<ShardPools> = c
             .shards
             .iter()
             .map(|s| {
+                let settings = PoolSettings {
+                    tls: cas.for_shard(s, b),
+                    ..settings.clone()
+                };
                 let mut servers: Vec<&String> = std::iter::once(&s.primary)
                     .chain(s.replicas.iter())
                     .collect();

@@ -109,6 +109,17 @@ pub fn parse_native_hash(h: &str) -> Option<[u8; 20]> {
     Some(out)
 }
 
+/// MySQL's `PASSWORD()` form of a password, `*` and 40 upper-case hex digits of
+/// `SHA1(SHA1(pw))`: what `[[users]] password_hash` takes (`shardproxy hash-password`).
+pub fn native_hash_string(password: &[u8]) -> String {
+    let mut s = String::with_capacity(41);
+    s.push('*');
+    for b in native_stage2(password) {
+        s.push_str(&format!("{b:02X}"));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +147,10 @@ mod tests {
         // SELECT PASSWORD('app') in MariaDB.
         let h = parse_native_hash("*5BCB3E6AC345B435C7C2E6B7949A04CE6F6563D3").unwrap();
         assert_eq!(h, native_stage2(b"app"));
+        assert_eq!(
+            native_hash_string(b"app"),
+            "*5BCB3E6AC345B435C7C2E6B7949A04CE6F6563D3"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub mod cap {
     pub const DEPRECATE_EOF: u32 = 1 << 24;
 
     /// What the proxy offers clients. Not offered: COMPRESS (clients fall back to plain),
-    /// SSL (a later issue), SESSION_TRACK (its OK-packet payload would have to be rewritten).
+    /// SSL (added to the greeting only when `[tls]` is configured), SESSION_TRACK (its OK-packet payload would have to be rewritten).
     pub const PROXY_OFFERS: u32 = LONG_PASSWORD
         | FOUND_ROWS
         | LONG_FLAG

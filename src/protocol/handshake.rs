@@ -176,6 +176,44 @@ impl HandshakeResponse {
     }
 }
 
+/// The SSL request a client sends instead of its handshake response when it wants TLS: the
+/// first 32 bytes of a HandshakeResponse41 (capabilities with `CLIENT_SSL`, maximum packet,
+/// collation, filler). The real response follows over TLS.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SslRequest {
+    pub capabilities: u32,
+    pub max_packet: u32,
+    pub collation: u8,
+}
+
+impl SslRequest {
+    /// The SSL request in `payload`, or `None` when it is a full handshake response (or
+    /// does not ask for TLS).
+    pub fn parse(payload: &[u8]) -> Option<SslRequest> {
+        if payload.len() != 32 {
+            return None;
+        }
+        let mut r = Reader::new(payload);
+        let capabilities = r.u32()?;
+        let max_packet = r.u32()?;
+        let collation = r.u8()?;
+        (capabilities & cap::SSL != 0).then_some(SslRequest {
+            capabilities,
+            max_packet,
+            collation,
+        })
+    }
+
+    pub fn encode(&self) -> BytesMut {
+        let mut out = BytesMut::with_capacity(32);
+        out.put_u32_le(self.capabilities);
+        out.put_u32_le(self.max_packet);
+        out.put_u8(self.collation);
+        out.put_slice(&[0u8; 23]);
+        out
+    }
+}
+
 /// COM_CHANGE_USER's payload (after the command byte).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ChangeUser {
@@ -258,6 +296,27 @@ mod tests {
             attrs: Some(Bytes::from_static(b"\x03_os\x05Linux")),
         };
         assert_eq!(HandshakeResponse::parse(&h.encode()).unwrap(), h);
+    }
+
+    #[test]
+    fn ssl_request_is_told_apart_from_a_response() {
+        let r = SslRequest {
+            capabilities: cap::PROXY_OFFERS | cap::SSL,
+            max_packet: 1 << 24,
+            collation: 45,
+        };
+        assert_eq!(SslRequest::parse(&r.encode()), Some(r));
+        let no_ssl = SslRequest {
+            capabilities: cap::PROXY_OFFERS,
+            ..r
+        };
+        assert_eq!(SslRequest::parse(&no_ssl.encode()), None);
+        let full = HandshakeResponse {
+            capabilities: cap::PROXY_OFFERS | cap::SSL,
+            user: "app".into(),
+            ..Default::default()
+        };
+        assert_eq!(SslRequest::parse(&full.encode()), None);
     }
 
     #[test]

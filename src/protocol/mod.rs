@@ -5,7 +5,7 @@
 //! [`packet`] framing, [`buf`] the primitive types, [`constants`] the protocol's numbers,
 //! [`packets`] OK/ERR/EOF, [`handshake`] the connection phase, [`auth`] the password
 //! scrambles, [`response`] where a backend's answer ends, [`resultset`] column definitions
-//! and rows as values.
+//! and rows as values, [`stream`] the byte stream under them (clear text or TLS).
 
 pub mod auth;
 pub mod binary;
@@ -17,3 +17,4 @@ pub mod packets;
 pub mod response;
 pub mod resultset;
 pub mod session_track;
+pub mod stream;

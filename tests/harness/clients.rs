@@ -146,6 +146,8 @@ pub struct Sysbench {
     workload: String,
     /// Options given to every command (connection, tables, table size, extras).
     options: Vec<String>,
+    /// Working directory of the commands (`None`: the test's).
+    dir: Option<PathBuf>,
 }
 
 /// What `sysbench run` printed, and the figures tests check.
@@ -170,7 +172,15 @@ impl Sysbench {
                 format!("--mysql-password={APP_PASSWORD}"),
                 format!("--mysql-db={db}"),
             ],
+            dir: None,
         }
+    }
+
+    /// Runs the commands in `dir` (sysbench 1.0's `--mysql-ssl=on` reads `cacert.pem`,
+    /// `client-cert.pem` and `client-key.pem` from its working directory).
+    pub fn in_dir(mut self, dir: &std::path::Path) -> Sysbench {
+        self.dir = Some(dir.to_path_buf());
+        self
     }
 
     /// `--tables=n`.
@@ -209,12 +219,11 @@ impl Sysbench {
     }
 
     fn command(&self, args: &[&str]) -> String {
-        output_ok(
-            Command::new("sysbench")
-                .arg(&self.workload)
-                .args(&self.options)
-                .args(args),
-        )
+        let mut cmd = Command::new("sysbench");
+        if let Some(d) = &self.dir {
+            cmd.current_dir(d);
+        }
+        output_ok(cmd.arg(&self.workload).args(&self.options).args(args))
     }
 }
 

@@ -27,6 +27,7 @@
 //! Every test binary compiles all of it and uses a part: hence the `allow`.
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
 pub mod clients;
 pub mod fixed_ops;
 mod mariadb;

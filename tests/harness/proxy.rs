@@ -157,6 +157,13 @@ impl ProxyConfig {
         self
     }
 
+    /// Another `[[users]]` entry with its lines as given (a password line and any others,
+    /// e.g. `"password = \"pw\"\nrequire_tls = true"`).
+    pub fn user_with(mut self, name: &str, lines: &str) -> Self {
+        self.users.push((name.into(), lines.into()));
+        self
+    }
+
     /// Another `[[admin_users]]` entry with a `password_hash`.
     pub fn admin_user_with_hash(mut self, name: &str, hash: &str) -> Self {
         self.admin_users

@@ -4,6 +4,12 @@
 //! database on the default shard. COM_CHANGE_USER and COM_RESET_CONNECTION live here too: they
 //! forget the session's state and, for a change of user, authenticate again.
 //!
+//! With `[tls]` the greeting offers TLS, and a client's SSL request upgrades the connection
+//! before its real login (`frontend::tls`); `require_tls` users are refused in clear text, and
+//! a caching_sha2 full authentication over TLS takes the password as sent, without RSA. The
+//! whole handshake is bounded by `frontend.handshake_timeout_ms`, and failed logins are counted
+//! per address (`frontend::login_guard`).
+//!
 //! Touches the client socket and the session's identity (user, capabilities, collation,
 //! database); reaches a backend only to check that a database exists.
 
@@ -13,11 +19,16 @@ use rand::RngCore;
 use super::hold::HoldWhy;
 use super::{Flow, Session};
 use crate::backend::conn::BackendError;
+use crate::frontend::tls;
 use crate::protocol::auth;
 use crate::protocol::constants::{cap, err, status, DEFAULT_COLLATION};
-use crate::protocol::handshake::{auth_switch_request, ChangeUser, Greeting, HandshakeResponse};
-use crate::protocol::packet::PacketError;
+use crate::protocol::handshake::{
+    auth_switch_request, ChangeUser, Greeting, HandshakeResponse, SslRequest,
+};
+use crate::protocol::packet::{Packet, PacketError};
 use crate::protocol::packets::ErrInfo;
+use crate::protocol::stream::{StreamRead, StreamWrite};
+use crate::proxy::UserAuth;
 use crate::session_state::SessionVars;
 
 pub(super) fn random_scramble() -> Vec<u8> {
@@ -32,6 +43,11 @@ impl Session {
     /// has been told why).
     pub(super) async fn handshake(&mut self) -> Result<bool, PacketError> {
         let config = self.proxy.config();
+        if let Err(blocked) = self.proxy.login_guard.check(self.client_host()) {
+            tracing::warn!(client = %self.peer, "connection refused: too many failed logins from this address");
+            self.send_err(0, &blocked.to_err_info()).await?;
+            return Ok(false);
+        }
         if self.proxy.registry.len() >= config.frontend.max_connections {
             let e = ErrInfo::new(err::ER_CON_COUNT, "Too many connections");
             self.send_err(0, &e).await?;
@@ -43,23 +59,27 @@ impl Session {
             server_version: self.proxy.server_version.clone(),
             connection_id: self.id,
             scramble: self.scramble.clone(),
-            capabilities: cap::PROXY_OFFERS,
+            capabilities: self.offered_capabilities(),
             collation: DEFAULT_COLLATION,
             status: status::AUTOCOMMIT,
             auth_plugin: plugin.clone(),
         };
         self.writer.write(0, &greeting.encode()).await?;
         self.writer.flush().await?;
-        let pkt = self.reader.read().await?;
+        let Some(pkt) = self.read_handshake_response().await? else {
+            return Ok(false);
+        };
         let Some(resp) = HandshakeResponse::parse(&pkt.payload) else {
             let e = ErrInfo::new((1043, "08S01"), "Bad handshake");
             self.send_err(pkt.next_seq(), &e).await?;
             return Ok(false);
         };
-        if resp.capabilities & cap::PROTOCOL_41 == 0 || resp.capabilities & cap::SSL != 0 {
+        if resp.capabilities & cap::PROTOCOL_41 == 0
+            || (resp.capabilities & cap::SSL != 0) != self.tls
+        {
             let e = ErrInfo::new(
                 (1043, "08S01"),
-                "Bad handshake: the proxy needs CLIENT_PROTOCOL_41 and does not offer TLS yet",
+                "Bad handshake: the proxy needs CLIENT_PROTOCOL_41, and CLIENT_SSL only after an SSL request",
             );
             self.send_err(pkt.next_seq(), &e).await?;
             return Ok(false);
@@ -86,6 +106,7 @@ impl Session {
             )
             .await?;
         if !ok {
+            self.login_failed("access denied");
             let e = ErrInfo::new(
                 err::ER_ACCESS_DENIED,
                 format!(
@@ -102,6 +123,11 @@ impl Session {
             self.send_err(seq, &e).await?;
             return Ok(false);
         }
+        if let Some(e) = self.login_rights(resp.database.as_deref()) {
+            self.send_err(seq, &e).await?;
+            return Ok(false);
+        }
+        self.proxy.login_guard.succeeded(self.client_host());
         self.handle = Some(
             self.proxy
                 .registry
@@ -130,6 +156,9 @@ impl Session {
         let Some(auth) = self.proxy.user(user) else {
             return Ok(false);
         };
+        if !self.transport_allowed(user, &auth) {
+            return Ok(false);
+        }
         let mut plugin = client_plugin.to_string();
         if plugin != auth::NATIVE && plugin != auth::CACHING_SHA2 {
             // Ask the client to switch to a plugin we speak, with a fresh scramble.
@@ -163,33 +192,13 @@ impl Session {
             *seq = self.writer.write(*seq, &[0x01, 0x03]).await?;
             return Ok(true);
         }
-        // Full authentication: the client needs our RSA public key (no TLS here).
+        // Full authentication: the client sends its password, in clear over TLS, else
+        // encrypted with our RSA public key.
         *seq = self.writer.write(*seq, &[0x01, 0x04]).await?;
         self.writer.flush().await?;
-        let mut p = self.reader.read().await?;
-        *seq = p.next_seq();
-        if p.payload.as_ref() == [0x02] {
-            let pem = match self.proxy.rsa.public_pem() {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!("RSA key unavailable: {e}");
-                    return Ok(false);
-                }
-            };
-            let mut more = vec![0x01];
-            more.extend_from_slice(pem.as_bytes());
-            *seq = self.writer.write(*seq, &more).await?;
-            self.writer.flush().await?;
-            p = self.reader.read().await?;
-            *seq = p.next_seq();
-        }
-        let Ok(plain) = self.proxy.rsa.decrypt(&p.payload) else {
+        let Some(password) = self.full_auth_password(seq).await? else {
             return Ok(false);
         };
-        let mut password = auth::xor_with_scramble(&plain, &self.scramble);
-        if password.last() == Some(&0) {
-            password.pop();
-        }
         let ok = match &auth.native {
             Some(stage2) => &auth::native_stage2(&password) == stage2,
             None => password.is_empty(),
@@ -337,6 +346,10 @@ impl Session {
             return Ok(Flow::Close);
         }
         self.user = cu.user.clone();
+        if let Some(e) = self.login_rights(cu.database.as_deref()) {
+            self.send_err(seq, &e).await?;
+            return Ok(Flow::Close);
+        }
         if let Some(c) = cu.collation {
             if c > 0 && c < 256 {
                 self.collation = c as u8;
@@ -352,5 +365,172 @@ impl Session {
         }
         self.send_ok(seq, self.local_ok()).await?;
         Ok(Flow::Continue)
+    }
+}
+
+/// Handshake limits: the time a client gets to log in, failed logins counted per address.
+impl Session {
+    /// [`Session::handshake`] bounded by `frontend.handshake_timeout_ms`: a client that has
+    /// not logged in by then is dropped, and counts as a failed login of its address.
+    pub(super) async fn handshake_within_timeout(&mut self) -> Result<bool, PacketError> {
+        let ms = self.proxy.config().frontend.handshake_timeout_ms;
+        if ms == 0 {
+            return self.handshake().await;
+        }
+        let limit = std::time::Duration::from_millis(ms);
+        match tokio::time::timeout(limit, self.handshake()).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(session = self.id, client = %self.peer, "client dropped: handshake not finished within {limit:?}");
+                self.login_failed("handshake timeout");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Counts a failed login of the client's address; logs when the address gets blocked.
+    fn login_failed(&self, why: &str) {
+        let f = &self.proxy.config().frontend;
+        let block = std::time::Duration::from_millis(f.connect_error_block_ms);
+        if self
+            .proxy
+            .login_guard
+            .failed(self.client_host(), f.max_connect_errors, block)
+        {
+            tracing::warn!(client = %self.peer, why, max_connect_errors = f.max_connect_errors, "address blocked for {block:?} after repeated failed logins");
+        }
+    }
+}
+
+/// TLS in the connection phase: what the greeting offers, the upgrade after an SSL request,
+/// the transport a user requires, and how the password arrives in a full caching_sha2
+/// authentication.
+impl Session {
+    /// The capabilities of the greeting: the proxy's, with `CLIENT_SSL` when `[tls]` is set.
+    fn offered_capabilities(&self) -> u32 {
+        match self.proxy.tls {
+            Some(_) => cap::PROXY_OFFERS | cap::SSL,
+            None => cap::PROXY_OFFERS,
+        }
+    }
+
+    /// Reads the client's handshake response. When the client sent an SSL request instead,
+    /// the connection is upgraded to TLS first and the real response read over it.
+    /// `Ok(None)`: refused (the client has been told why).
+    async fn read_handshake_response(&mut self) -> Result<Option<Packet>, PacketError> {
+        let pkt = self.read_first_packet().await?;
+        if SslRequest::parse(&pkt.payload).is_none() {
+            return Ok(Some(pkt));
+        }
+        let Some(acceptor) = self.proxy.tls.clone() else {
+            let e = ErrInfo::new(
+                (1043, "08S01"),
+                "Bad handshake: TLS is not configured on this proxy",
+            );
+            self.send_err(pkt.next_seq(), &e).await?;
+            return Ok(None);
+        };
+        self.writer.flush().await?;
+        let r = std::mem::replace(self.reader.get_mut(), StreamRead::Detached);
+        let w = std::mem::replace(self.writer.get_mut(), StreamWrite::Detached);
+        let (r, w) = tls::upgrade(&acceptor, r, w).await.inspect_err(|e| {
+            tracing::info!(session = self.id, client = %self.peer, "TLS handshake failed: {e}");
+        })?;
+        *self.reader.get_mut() = r;
+        *self.writer.get_mut() = w;
+        self.tls = true;
+        let next = self.reader.read().await?;
+        if next.seq != pkt.next_seq() {
+            return Err(PacketError::OutOfOrder {
+                got: next.seq,
+                expected: pkt.next_seq(),
+            });
+        }
+        Ok(Some(next))
+    }
+
+    /// The client's first packet, read from the socket exactly (header, then payload) rather
+    /// than through the packet reader's buffer: a TLS client sends its TLS ClientHello right
+    /// behind its SSL request without waiting, and those bytes belong to the TLS handshake.
+    async fn read_first_packet(&mut self) -> Result<Packet, PacketError> {
+        use tokio::io::AsyncReadExt;
+        let mut header = [0u8; 4];
+        let stream = self.reader.get_mut();
+        stream
+            .read_exact(&mut header)
+            .await
+            .map_err(eof_is_closed)?;
+        let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+        if len > FIRST_PACKET_MAX {
+            return Err(PacketError::TooLarge(len, FIRST_PACKET_MAX));
+        }
+        let mut payload = vec![0u8; len];
+        stream
+            .read_exact(&mut payload)
+            .await
+            .map_err(eof_is_closed)?;
+        Ok(Packet {
+            seq: header[3],
+            chunks: 1,
+            payload: Bytes::from(payload),
+        })
+    }
+
+    /// Whether the user may log in over this connection (`require_tls` needs TLS). A refusal
+    /// is an access denied, as MariaDB answers for a `REQUIRE SSL` account.
+    fn transport_allowed(&self, user: &str, auth: &UserAuth) -> bool {
+        if auth.require_tls && !self.tls {
+            tracing::info!(session = self.id, client = %self.peer, user, "login refused: the user requires TLS");
+            return false;
+        }
+        true
+    }
+
+    /// The clear-text password of a caching_sha2_password full authentication, after the
+    /// proxy asked for it: sent as it is over TLS, else encrypted with the proxy's RSA key
+    /// (which the client may ask for first). `None`: it could not be decrypted.
+    async fn full_auth_password(&mut self, seq: &mut u8) -> Result<Option<Vec<u8>>, PacketError> {
+        let mut p = self.reader.read().await?;
+        *seq = p.next_seq();
+        if self.tls {
+            let mut password = p.payload.to_vec();
+            if password.last() == Some(&0) {
+                password.pop();
+            }
+            return Ok(Some(password));
+        }
+        if p.payload.as_ref() == [0x02] {
+            let pem = match self.proxy.rsa.public_pem() {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!("RSA key unavailable: {e}");
+                    return Ok(None);
+                }
+            };
+            let mut more = vec![0x01];
+            more.extend_from_slice(pem.as_bytes());
+            *seq = self.writer.write(*seq, &more).await?;
+            self.writer.flush().await?;
+            p = self.reader.read().await?;
+            *seq = p.next_seq();
+        }
+        let Ok(plain) = self.proxy.rsa.decrypt(&p.payload) else {
+            return Ok(None);
+        };
+        let mut password = auth::xor_with_scramble(&plain, &self.scramble);
+        if password.last() == Some(&0) {
+            password.pop();
+        }
+        Ok(Some(password))
+    }
+}
+
+/// Largest first packet of a client (a handshake response with its attributes is far smaller).
+const FIRST_PACKET_MAX: usize = 64 * 1024;
+
+fn eof_is_closed(e: std::io::Error) -> PacketError {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => PacketError::Closed,
+        _ => PacketError::Io(e),
     }
 }

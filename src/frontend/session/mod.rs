@@ -59,6 +59,7 @@ mod prepared;
 mod processlist;
 mod query;
 mod relay;
+mod rights;
 mod single;
 mod transaction;
 
@@ -138,6 +139,12 @@ pub struct Session {
     /// What the running statement's paths noted for its audit record (see
     /// [`crate::frontend::audit`]).
     audit_note: crate::frontend::audit::Note,
+    /// The client connection is encrypted (upgraded to TLS in the handshake).
+    tls: bool,
+    /// What the user may do (`frontend::privileges`); `None`: everything, nothing checked.
+    rights: Option<Arc<crate::frontend::privileges::Rights>>,
+    /// This session counted against its user's `max_connections`.
+    user_slot: Option<rights::UserSlot>,
 }
 
 /// Serves one client connection until it quits, is killed, or the proxy shuts down.
@@ -157,9 +164,9 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         id: proxy.next_connection_id(),
         proxy,
         handle: None,
-        reader: PacketReader::new(r, max),
+        reader: PacketReader::new(crate::protocol::stream::StreamRead::Plain(r), max),
         writer: {
-            let mut w = PacketWriter::new(w);
+            let mut w = PacketWriter::new(crate::protocol::stream::StreamWrite::Plain(w));
             w.set_write_timeout(write_timeout);
             w
         },
@@ -185,12 +192,15 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         reused_held: false,
         idle_timeout: None,
         audit_note: Default::default(),
+        tls: false,
+        rights: None,
+        user_slot: None,
     };
     s.proxy
         .counters
         .connections_total
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    match s.handshake().await {
+    match s.handshake_within_timeout().await {
         Ok(true) => {
             tracing::info!(session = s.id, client = %s.peer, user = %s.user, "client connected");
             crate::metrics::record_client_connected();

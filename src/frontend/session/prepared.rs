@@ -60,6 +60,11 @@ impl Session {
             }
             None => (sql, sql_bytes, payload),
         };
+        if self.rights.is_some() {
+            if let Some(flow) = self.refuse_outside_rights(&sql).await? {
+                return Ok(flow);
+            }
+        }
         let c = classify(&sql);
         let prepared_plan = {
             let rules = self.proxy.rules();

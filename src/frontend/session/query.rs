@@ -67,6 +67,11 @@ impl Session {
         released: Option<Diagnostics>,
     ) -> std::io::Result<Flow> {
         let sql = String::from_utf8_lossy(&payload[1..]).into_owned();
+        if self.rights.is_some() {
+            if let Some(flow) = self.refuse_outside_rights(&sql).await? {
+                return Ok(flow);
+            }
+        }
         let c = classify(&sql);
         let sets_idle_timeout = matches!(&c.kind, Kind::SetSession { vars, .. }
             if vars.iter().any(|(n, _)| n == "wait_timeout"));
@@ -201,6 +206,10 @@ impl Session {
 
     pub(super) async fn com_init_db(&mut self, payload: Bytes) -> std::io::Result<Flow> {
         let db = String::from_utf8_lossy(&payload[1..]).into_owned();
+        if let Some(e) = self.database_denied(&db) {
+            self.send_err(1, &e).await?;
+            return Ok(Flow::Continue);
+        }
         let shard = self
             .held
             .as_ref()

@@ -8,13 +8,13 @@
 //! Touches the two sockets and one backend connection; knows nothing of the session.
 
 use bytes::BytesMut;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::backend::conn::{BackendConn, BackendError};
 use crate::protocol::packet::{PacketReader, PacketWriter};
 use crate::protocol::packets::build_err;
 use crate::protocol::response::{Outcome, ResponseKind, ResponseTracker, Step};
 use crate::protocol::session_track;
+use crate::protocol::stream::{StreamRead, StreamWrite};
 
 /// What a relay failure means for the session.
 pub(super) enum RelayError {
@@ -24,9 +24,9 @@ pub(super) enum RelayError {
     Client,
 }
 
-pub(super) type ClientReader = PacketReader<OwnedReadHalf>;
+pub(super) type ClientReader = PacketReader<StreamRead>;
 
-pub(super) type ClientWriter = PacketWriter<OwnedWriteHalf>;
+pub(super) type ClientWriter = PacketWriter<StreamWrite>;
 
 /// Forwards a command and relays its whole answer, packet by packet, untouched.
 pub(super) async fn relay(
