@@ -82,6 +82,7 @@ pub mod having;
 pub mod limit;
 pub mod number;
 pub mod sort;
+pub mod stream;
 pub mod value;
 
 use crate::plan::spec::{AggregateKind, Filter, MergeSpec};
@@ -222,7 +223,7 @@ pub fn merge(spec: &MergeSpec, inputs: Vec<ResultSet>) -> Result<ResultSet, Merg
 }
 
 /// Checks that every column the spec names exists.
-fn validate(spec: &MergeSpec, columns: &[ColumnDef]) -> Result<(), MergeError> {
+pub(crate) fn validate(spec: &MergeSpec, columns: &[ColumnDef]) -> Result<(), MergeError> {
     let n = columns.len();
     let check = |c: usize, what: &str| {
         if c < n {
