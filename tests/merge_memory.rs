@@ -109,7 +109,7 @@ fn setup(rows: u64, extra: &str) -> (Cluster, Proxy, u64) {
                 );
                 shard.primary.exec(&format!(
                     "INSERT INTO fund.mem_rows SELECT seq, CONCAT('account-', seq), seq / 7, \
-                     DATE('2026-01-01') + INTERVAL (seq MOD 365) DAY FROM seq_1_to_{rows} \
+                     DATE('2026-01-01') + INTERVAL (seq MOD 365) DAY FROM fund.seq_1_to_{rows} \
                      WHERE seq MOD 2 = {}",
                     (i + 1) % 2
                 ));
