@@ -15,7 +15,7 @@ DEMO_ACCOUNTS ?= 10000
 SOAK_SECONDS ?= 120
 export CONFIG DEMO_ACCOUNTS
 
-.PHONY: up down test bench soak cluster-up cluster-down status
+.PHONY: up down test bench soak cluster-up cluster-down status memtest
 
 # The recipes of up and down are scripts/stack.sh: binaries from where cargo put them
 # (CARGO_TARGET_DIR honoured), and a failed `up` stops what it started.
@@ -36,6 +36,12 @@ cluster-down:
 
 test:
 	scripts/test.sh
+
+# The proxy's memory during a scattered ORDER BY over a million rows read by a slow client
+# (tests/merge_memory.rs, the ignored test); prints the figures.
+memtest:
+	cargo build --bins
+	cargo test --test merge_memory -- --ignored --nocapture
 
 bench:
 	if [ -x benches/e2e.sh ]; then benches/e2e.sh; else echo "bench: benches/e2e.sh does not exist yet"; fi

@@ -5,6 +5,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use shardproxy::config::Config;
 use shardproxy::frontend::classify::classify;
+use shardproxy::plan::text_cache::plan_cached;
 use shardproxy::plan::{plan, plan_prepared, PlanContext, Rules};
 use shardproxy::protocol::packet::{PacketReader, PacketWriter};
 use shardproxy::protocol::packets::{build_eof, build_terminator};
@@ -75,6 +76,24 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("plan unsharded statement (lexical fast path)", |b| {
         b.iter(|| plan(black_box("SELECT c FROM other WHERE id=5"), &ctx))
+    });
+    // The text plan cache: point selects of one shape with other keys (every lookup a hit
+    // after the first; the key literal re-bound, its shard looked up on the ring).
+    let shared = std::sync::Arc::new(Rules::from_config(&config));
+    let cached_ctx = PlanContext {
+        rules: &shared,
+        current_db: Some("sbtest"),
+        allow_scatter_writes: false,
+    };
+    let texts: Vec<String> = (0..1024)
+        .map(|i| format!("SELECT c FROM sbtest1 WHERE id={}", 50_000 + i * 7))
+        .collect();
+    let mut i = 0usize;
+    c.bench_function("plan cached text point select (text plan cache hit)", |b| {
+        b.iter(|| {
+            i = (i + 1) % texts.len();
+            plan_cached(black_box(&texts[i]), &cached_ctx, &shared, 1024)
+        })
     });
     let prepared = plan_prepared("SELECT c FROM sbtest1 WHERE id=?", &ctx);
     let key = [Some(KeyValue::from(50321i64))];

@@ -54,6 +54,12 @@ pub struct Config {
     /// TLS on the data port (`[tls]` with `cert` and `key`). Absent: clear text only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+    /// Bounds of the merge of scatter reads.
+    #[serde(default)]
+    pub merge: Merge,
+    /// The plan cache of text statements.
+    #[serde(default)]
+    pub plan_cache: PlanCache,
 }
 
 /// `[failover]`: automatic promotion of a replica when a shard's primary is down.
@@ -94,6 +100,27 @@ impl Default for Failover {
     }
 }
 
+/// Bounds of the merge of scatter reads (`[merge]`). Plain and ordered scatter reads stream
+/// (one row per shard in memory); grouped, aggregated and DISTINCT results are merged in
+/// memory, so they are bounded here.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Merge {
+    /// Most shard rows a grouped, aggregated or DISTINCT merge may hold (the shards group
+    /// first, so this is at most the number of groups times the number of shards); past it
+    /// the statement fails with error 1038. 0: no bound.
+    #[serde(default = "default_merge_max_groups")]
+    pub max_groups: usize,
+}
+
+impl Default for Merge {
+    fn default() -> Self {
+        Merge {
+            max_groups: default_merge_max_groups(),
+        }
+    }
+}
+
 /// The audit log: one JSON line per session start and end and per statement.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -116,6 +143,29 @@ impl Default for AuditConfig {
             path: None,
             statements: AuditStatements::default(),
             queue: default_audit_queue(),
+        }
+    }
+}
+
+fn default_merge_max_groups() -> usize {
+    1_000_000
+}
+
+/// The plan cache of text statements (`[plan_cache]`): plans by statement shape (literals
+/// taken out), per session thread.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlanCache {
+    /// Shapes kept per session thread (least recently used dropped first); 0 disables the
+    /// cache.
+    #[serde(default = "default_plan_cache_size")]
+    pub size: usize,
+}
+
+impl Default for PlanCache {
+    fn default() -> Self {
+        PlanCache {
+            size: default_plan_cache_size(),
         }
     }
 }
@@ -176,6 +226,10 @@ pub struct Tls {
     pub cert: String,
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
     pub key: String,
+}
+
+fn default_plan_cache_size() -> usize {
+    1024
 }
 
 /// A user allowed to log in to the proxy.

@@ -33,6 +33,8 @@ pub const BACKEND_LAG_SECONDS: &str = "shardproxy_backend_lag_seconds";
 pub const FAILOVERS_TOTAL: &str = "shardproxy_failovers_total";
 /// Plan-cache lookups. Label: `result` (`hit` | `miss`).
 pub const PLAN_CACHE_TOTAL: &str = "shardproxy_plan_cache_total";
+/// Text plan-cache lookups. Label: `result` (`hit` | `miss`).
+pub const TEXT_PLAN_CACHE_TOTAL: &str = "shardproxy_text_plan_cache_total";
 /// Client connections open now.
 pub const CLIENT_CONNECTIONS: &str = "shardproxy_client_connections";
 /// Client connections accepted since start.
@@ -116,6 +118,11 @@ fn describe() {
         Unit::Count,
         "Plan-cache lookups, by result (hit, miss)."
     );
+    describe_counter!(
+        TEXT_PLAN_CACHE_TOTAL,
+        Unit::Count,
+        "Text plan-cache lookups, by result (hit, miss)."
+    );
     describe_gauge!(CLIENT_CONNECTIONS, Unit::Count, "Client connections open.");
     describe_counter!(
         CLIENT_CONNECTIONS_TOTAL,
@@ -152,6 +159,8 @@ pub fn record_query(kind: &'static str, shard: &str, duration: Duration) {
 pub struct SessionMetrics {
     queries: Vec<(&'static str, Box<str>, Counter, Histogram)>,
     plan_cache_hit: Option<Counter>,
+    /// The text plan cache's hit and miss counters.
+    text_plan_cache: Option<(Counter, Counter)>,
 }
 
 impl SessionMetrics {
@@ -183,6 +192,17 @@ impl SessionMetrics {
         self.plan_cache_hit
             .get_or_insert_with(|| counter!(PLAN_CACHE_TOTAL, "result" => "hit"))
             .increment(1);
+    }
+
+    /// A text statement's plan came from the text plan cache (`hit`) or from the parser.
+    pub fn record_text_plan_cache(&mut self, hit: bool) {
+        let (h, m) = self.text_plan_cache.get_or_insert_with(|| {
+            (
+                counter!(TEXT_PLAN_CACHE_TOTAL, "result" => "hit"),
+                counter!(TEXT_PLAN_CACHE_TOTAL, "result" => "miss"),
+            )
+        });
+        if hit { h } else { m }.increment(1);
     }
 }
 

@@ -61,6 +61,9 @@ pub struct Counters {
     /// Prepared-statement plans reused at execute (hits) and built at prepare (misses).
     pub plan_cache_hits: AtomicU64,
     pub plan_cache_misses: AtomicU64,
+    /// Text statements planned from the text plan cache (hits) or parsed (misses).
+    pub text_plan_cache_hits: AtomicU64,
+    pub text_plan_cache_misses: AtomicU64,
 }
 
 /// Everything sessions share.

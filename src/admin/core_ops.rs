@@ -201,6 +201,14 @@ impl AdminOps for CoreOps {
                 "plan_cache_misses",
                 c.plan_cache_misses.load(Ordering::Relaxed).to_string(),
             ),
+            (
+                "text_plan_cache_hits",
+                c.text_plan_cache_hits.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "text_plan_cache_misses",
+                c.text_plan_cache_misses.load(Ordering::Relaxed).to_string(),
+            ),
         ];
         if let Some(p) = &self.config_path {
             v.push(("config_file", p.display().to_string()));

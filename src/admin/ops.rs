@@ -228,7 +228,8 @@ pub trait AdminOps: Send + Sync + 'static {
 
     /// Counters as (name, value) pairs, in display order. Names the status page and the docs
     /// know: `version`, `uptime_seconds`, `connections`, `connections_total`, `questions`,
-    /// `qps`, `errors`, `plan_cache_hits`, `plan_cache_misses`, `config_file`,
+    /// `qps`, `errors`, `plan_cache_hits`, `plan_cache_misses`, `text_plan_cache_hits`,
+    /// `text_plan_cache_misses`, `config_file`,
     /// `config_loaded_at`. Others are shown as given.
     fn proxy_status(&self) -> Vec<(String, String)>;
 

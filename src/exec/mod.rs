@@ -29,6 +29,7 @@
 
 pub mod diagnostics;
 pub mod scatter;
+pub mod stream;
 pub mod write;
 
 #[cfg(test)]
@@ -36,7 +37,7 @@ mod tests;
 
 use std::future::Future;
 
-use crate::backend::conn::{BackendError, QueryResult};
+use crate::backend::conn::{BackendError, QueryResult, RowStep, StreamHead};
 use crate::plan::ShardSql;
 use crate::protocol::packets::ErrInfo;
 pub use diagnostics::{Condition, Diagnostics, FoundRows};
@@ -82,6 +83,18 @@ pub trait ShardConn {
     /// AUTO_INCREMENT column and leaves `LAST_INSERT_ID()` alone: what the connection holds
     /// now is unknown, so the next statement that reads it must restore it.
     fn forget_insert_id(&mut self);
+
+    /// Sends one statement and reads its answer up to the end of the column definitions: the
+    /// rows are then read one at a time with [`ShardConn::next_row`] (a streamed scatter read,
+    /// [`stream`]). Until `next_row` reports the end, the connection is in the middle of an
+    /// answer: it must be read to the end or dropped, never given back.
+    fn start_rows(
+        &mut self,
+        sql: &str,
+    ) -> impl Future<Output = Result<StreamHead, BackendError>> + Send;
+
+    /// The next row of the answer [`ShardConn::start_rows`] began.
+    fn next_row(&mut self) -> impl Future<Output = Result<RowStep, BackendError>> + Send;
 }
 
 /// A leased leg: its shard and its connection.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::scatter::scatter;
 use super::write::{write, Commit};
 use super::{Access, Condition, FoundRows, ShardConn, Shards};
-use crate::backend::conn::{BackendError, QueryResult};
+use crate::backend::conn::{BackendError, QueryResult, RowStep, StreamHead};
 use crate::plan::spec::{MergeSpec, SortKey};
 use crate::plan::{MultiKind, ShardSql};
 use crate::protocol::constants::err;
@@ -33,6 +33,8 @@ struct Log {
     leased: Vec<(String, Access)>,
     /// Shards whose connection was told its insert id is unknown.
     forgot_insert_id: Vec<String>,
+    /// The shard of every streamed row read (`next_row` calls), in order.
+    rows_read: Vec<String>,
 }
 
 /// The fake backend: shards by name, one of which may refuse to lease.
@@ -43,6 +45,8 @@ struct Fake {
     unreachable: Option<String>,
     /// What happened.
     log: Arc<Mutex<Log>>,
+    /// Shards whose streamed answer ends with this server error after its rows.
+    fail_after_rows: HashMap<String, ErrInfo>,
 }
 
 /// A fake leg connection.
@@ -53,6 +57,12 @@ struct FakeConn {
     answer: Answer,
     /// The fake's shared log.
     log: Arc<Mutex<Log>>,
+    /// Rows of a streamed answer not read yet.
+    pending: std::collections::VecDeque<crate::protocol::resultset::TextRow>,
+    /// The warning count at the end of the streamed answer.
+    end_warnings: u16,
+    /// A server error this shard's streamed answer ends with after its rows.
+    fail_after_rows: Option<ErrInfo>,
 }
 
 impl ShardConn for FakeConn {
@@ -71,6 +81,30 @@ impl ShardConn for FakeConn {
             .unwrap()
             .forgot_insert_id
             .push(self.shard.clone());
+    }
+
+    async fn start_rows(&mut self, sql: &str) -> Result<StreamHead, BackendError> {
+        match self.query(sql).await? {
+            QueryResult::Rows(rs) => {
+                self.pending = rs.rows.into();
+                self.end_warnings = rs.warnings;
+                Ok(StreamHead::Rows(rs.columns))
+            }
+            QueryResult::Ok(ok) => Ok(StreamHead::Ok(ok)),
+        }
+    }
+
+    async fn next_row(&mut self) -> Result<RowStep, BackendError> {
+        self.log.lock().unwrap().rows_read.push(self.shard.clone());
+        match self.pending.pop_front() {
+            Some(row) => Ok(RowStep::Row(row)),
+            None => match self.fail_after_rows.take() {
+                Some(e) => Err(BackendError::Server(e)),
+                None => Ok(RowStep::End {
+                    warnings: self.end_warnings,
+                }),
+            },
+        }
     }
 }
 
@@ -93,6 +127,9 @@ impl Shards for Fake {
             shard: shard.to_string(),
             answer: self.shards[shard].clone(),
             log: self.log.clone(),
+            pending: Default::default(),
+            end_warnings: 0,
+            fail_after_rows: self.fail_after_rows.get(shard).cloned(),
         })
     }
 
@@ -114,6 +151,7 @@ impl Fake {
                 .collect(),
             unreachable: None,
             log: Arc::default(),
+            fail_after_rows: HashMap::new(),
         }
     }
 
@@ -461,5 +499,206 @@ async fn a_planned_two_key_update_commits_on_both_shards() {
             .collect();
         assert_eq!(on.first().map(String::as_str), Some("BEGIN"), "{shard}");
         assert_eq!(on.last().map(String::as_str), Some("COMMIT"), "{shard}");
+    }
+}
+
+/// Streamed scatter reads (`exec/stream.rs`) over the same fake.
+mod streamed {
+    use super::*;
+    use crate::exec::stream::{open, Limits, ScatterStream};
+
+    const LIMITS: Limits = Limits { max_groups: 0 };
+
+    /// Pulls every row of an opened stream: the ids, and the error that ended it if any.
+    async fn drain(st: &mut ScatterStream<FakeConn>) -> (Vec<String>, Option<ErrInfo>) {
+        let mut got = Vec::new();
+        loop {
+            match st.next().await {
+                Ok(Some(r)) => got.push(String::from_utf8_lossy(r[0].as_deref().unwrap()).into()),
+                Ok(None) => return (got, None),
+                Err(e) => return (got, Some(e)),
+            }
+        }
+    }
+
+    fn two_shards() -> Fake {
+        Fake::new(vec![
+            ("s1", rows_shard(&[1, 4, 5], 0)),
+            ("s2", rows_shard(&[2, 3], 0)),
+        ])
+    }
+
+    fn t2() -> Vec<ShardSql> {
+        targets(&[("s1", "SELECT id FROM t"), ("s2", "SELECT id FROM t")])
+    }
+
+    #[tokio::test]
+    async fn ordered_stream_merges_and_reads_one_row_per_shard_ahead() {
+        let mut fake = two_shards();
+        let t = t2();
+        let mut st = open(&mut fake, &t, &ordered(), LIMITS).await.ok().unwrap();
+        assert_eq!(
+            fake.log.lock().unwrap().rows_read,
+            vec!["s1", "s2"],
+            "one head row per shard before the first row is sent"
+        );
+        assert_eq!(
+            st.next().await.unwrap().unwrap()[0].as_deref(),
+            Some(&b"1"[..])
+        );
+        assert_eq!(fake.log.lock().unwrap().rows_read.len(), 3);
+        let (rest, e) = drain(&mut st).await;
+        assert!(e.is_none());
+        assert_eq!(rest, vec!["2", "3", "4", "5"]);
+        let done = st.finish(&mut fake).await;
+        assert_eq!(done.answer.unwrap(), 0);
+        assert_eq!(done.diagnostics.unwrap().found_rows, FoundRows::Known(5));
+        assert_eq!(fake.log.lock().unwrap().given_back, vec!["s1", "s2"]);
+    }
+
+    #[tokio::test]
+    async fn relay_sends_shard_after_shard() {
+        let mut fake = two_shards();
+        let t = t2();
+        let spec = MergeSpec {
+            visible_columns: 1,
+            ..MergeSpec::default()
+        };
+        let mut st = open(&mut fake, &t, &spec, LIMITS).await.ok().unwrap();
+        assert!(fake.log.lock().unwrap().rows_read.is_empty());
+        let (got, e) = drain(&mut st).await;
+        assert!(e.is_none());
+        assert_eq!(got, vec!["1", "4", "5", "2", "3"]);
+        st.finish(&mut fake).await.answer.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_limit_stops_the_merge_and_the_rest_is_read_before_giving_back() {
+        let mut fake = two_shards();
+        let t = t2();
+        let spec = MergeSpec {
+            offset: 1,
+            limit: Some(2),
+            ..ordered()
+        };
+        let mut st = open(&mut fake, &t, &spec, LIMITS).await.ok().unwrap();
+        let (got, _) = drain(&mut st).await;
+        assert_eq!(got, vec!["2", "3"]);
+        let done = st.finish(&mut fake).await;
+        assert_eq!(done.diagnostics.unwrap().found_rows, FoundRows::Known(2));
+        let log = fake.log.lock().unwrap();
+        assert_eq!(log.given_back, vec!["s1", "s2"]);
+        assert!(log.lost.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_server_error_after_rows_ends_the_result_and_keeps_the_connections() {
+        let mut fake = two_shards();
+        fake.fail_after_rows.insert(
+            "s2".into(),
+            ErrInfo::new((1317, "70100"), "Query execution was interrupted"),
+        );
+        let t = t2();
+        let spec = MergeSpec {
+            visible_columns: 1,
+            ..MergeSpec::default()
+        };
+        let mut st = open(&mut fake, &t, &spec, LIMITS).await.ok().unwrap();
+        let (got, e) = drain(&mut st).await;
+        assert_eq!(got, vec!["1", "4", "5", "2", "3"]);
+        let e = e.expect("the error after the rows");
+        assert_eq!(e.code, 1317);
+        assert_eq!(e.message, "Query execution was interrupted (on shard s2)");
+        let done = st.finish(&mut fake).await;
+        assert_eq!(done.answer.unwrap_err().code, 1317);
+        assert_eq!(fake.log.lock().unwrap().given_back, vec!["s1", "s2"]);
+    }
+
+    #[tokio::test]
+    async fn an_error_in_the_middle_of_an_ordered_merge_drains_the_other_shard() {
+        let mut fake = two_shards();
+        fake.fail_after_rows.insert(
+            "s2".into(),
+            ErrInfo::new((1317, "70100"), "Query execution was interrupted"),
+        );
+        let t = t2();
+        let mut st = open(&mut fake, &t, &ordered(), LIMITS).await.ok().unwrap();
+        let (got, e) = drain(&mut st).await;
+        // s2's end (its error) is read when its last row, 3, is taken.
+        assert_eq!(got, vec!["1", "2"]);
+        assert_eq!(e.unwrap().code, 1317);
+        st.finish(&mut fake).await;
+        let log = fake.log.lock().unwrap();
+        assert_eq!(log.given_back, vec!["s1", "s2"]);
+        // s1 was read to its end (3 rows and the end) before going back.
+        assert_eq!(log.rows_read.iter().filter(|s| *s == "s1").count(), 4);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_stream_drops_the_connections_in_the_middle_of_an_answer() {
+        let mut fake = two_shards();
+        let t = t2();
+        let mut st = open(&mut fake, &t, &ordered(), LIMITS).await.ok().unwrap();
+        st.next().await.unwrap();
+        st.abandon(&mut fake);
+        let log = fake.log.lock().unwrap();
+        assert_eq!(log.lost, vec!["s1", "s2"]);
+        assert!(log.given_back.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failure_before_the_header_is_the_whole_answer() {
+        let mut fake = Fake::new(vec![("s1", broken_shard()), ("s2", rows_shard(&[2], 0))]);
+        let t = t2();
+        let Err(done) = open(&mut fake, &t, &ordered(), LIMITS).await else {
+            panic!("a broken leg fails the read");
+        };
+        assert_eq!(done.answer.unwrap_err().code, err::ER_NET_READ_ERROR.0);
+        let log = fake.log.lock().unwrap();
+        assert_eq!(log.lost, vec!["s1"]);
+        assert_eq!(log.given_back, vec!["s2"]);
+    }
+
+    #[tokio::test]
+    async fn warnings_are_collected_in_shard_order() {
+        let mut fake = Fake::new(vec![
+            ("s1", rows_shard(&[1], 1)),
+            ("s2", rows_shard(&[2], 0)),
+            ("s3", rows_shard(&[3], 2)),
+        ]);
+        let t = targets(&[("s1", "SELECT 1"), ("s2", "SELECT 2"), ("s3", "SELECT 3")]);
+        let mut st = open(&mut fake, &t, &ordered(), LIMITS).await.ok().unwrap();
+        drain(&mut st).await;
+        let done = st.finish(&mut fake).await;
+        assert_eq!(done.answer.unwrap(), 3);
+        let d = done.diagnostics.unwrap();
+        let messages: Vec<&str> = d.conditions.iter().map(|c| c.message.as_str()).collect();
+        assert_eq!(messages, vec!["warned on 1", "warned on 3"]);
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_merge_past_max_groups_is_refused() {
+        let mut fake = two_shards();
+        let t = t2();
+        let spec = MergeSpec {
+            visible_columns: 1,
+            distinct: true,
+            ..MergeSpec::default()
+        };
+        let Err(done) = open(&mut fake, &t, &spec, Limits { max_groups: 4 }).await else {
+            panic!("5 rows held is past the bound of 4");
+        };
+        let e = done.answer.unwrap_err();
+        assert_eq!((e.code, e.sqlstate.as_str()), (1038, "HY001"));
+        assert!(e.message.contains("merge.max_groups"), "{}", e.message);
+        assert_eq!(fake.log.lock().unwrap().given_back, vec!["s1", "s2"]);
+        // Within the bound, the same merge answers.
+        let mut fake = two_shards();
+        let mut st = open(&mut fake, &t, &spec, Limits { max_groups: 5 })
+            .await
+            .ok()
+            .unwrap();
+        let (got, _) = drain(&mut st).await;
+        assert_eq!(got, vec!["1", "4", "5", "2", "3"]);
     }
 }

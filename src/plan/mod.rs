@@ -46,6 +46,7 @@ pub mod scatter;
 pub mod select;
 pub mod sequence;
 pub mod spec;
+pub mod text_cache;
 pub mod write;
 
 use std::fmt;

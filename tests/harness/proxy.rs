@@ -384,6 +384,11 @@ impl Proxy {
             .map(|a| format!("mysql://admin:admin@{a}"))
     }
 
+    /// The proxy process's id (for /proc/PID/status), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Port of the data listener.
     pub fn port(&self) -> u16 {
         self.listen

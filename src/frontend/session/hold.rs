@@ -284,6 +284,8 @@ pub struct LegLease {
     lease: Lease,
     /// It is the session's held connection, to be held again afterwards.
     held: bool,
+    /// The result set being streamed on it (a streamed scatter read), if any.
+    cursor: Option<crate::backend::conn::RowCursor>,
 }
 
 impl ShardConn for LegLease {
@@ -293,6 +295,26 @@ impl ShardConn for LegLease {
 
     fn forget_insert_id(&mut self) {
         self.lease.conn.last_insert_id = u64::MAX;
+    }
+
+    async fn start_rows(
+        &mut self,
+        sql: &str,
+    ) -> Result<crate::backend::conn::StreamHead, BackendError> {
+        let (head, cursor) = self.lease.conn.start_rows(sql).await?;
+        self.cursor = cursor;
+        Ok(head)
+    }
+
+    async fn next_row(&mut self) -> Result<crate::backend::conn::RowStep, BackendError> {
+        let Some(cursor) = self.cursor.as_mut() else {
+            return Ok(crate::backend::conn::RowStep::End { warnings: 0 });
+        };
+        let step = cursor.next(&mut self.lease.conn).await;
+        if !matches!(step, Ok(crate::backend::conn::RowStep::Row(_))) {
+            self.cursor = None;
+        }
+        step
     }
 }
 
@@ -308,11 +330,13 @@ impl Shards for Session {
             LegLease {
                 lease: h.lease,
                 held: true,
+                cursor: None,
             }
         } else {
             LegLease {
                 lease: self.fresh_lease(shard).await?,
                 held: false,
+                cursor: None,
             }
         };
         if access == Access::Write {

@@ -12,12 +12,14 @@ use crate::exec::Diagnostics;
 use crate::plan::spec::MergeSpec;
 use crate::plan::{MultiKind, ShardSql};
 use crate::protocol::constants::{err, status};
-use crate::protocol::packets::ErrInfo;
-use crate::protocol::resultset::RowFormat;
+use crate::protocol::packets::{build_terminator, ErrInfo};
+use crate::protocol::resultset::{encode_text_row, RowFormat};
 
 impl Session {
-    /// Runs a scatter read through the executor and sends the merged result set (binary rows
-    /// when answering a prepared statement).
+    /// Runs a scatter read through the executor and streams the merged result set (binary
+    /// rows when answering a prepared statement): each row is written to the client as it is
+    /// decided, before the next is read from a shard, so a slow client slows the shards'
+    /// reads rather than filling the proxy's memory (`exec/stream.rs`).
     pub(super) async fn run_scatter(
         &mut self,
         targets: Vec<ShardSql>,
@@ -26,14 +28,74 @@ impl Session {
     ) -> std::io::Result<Flow> {
         self.audit_shards(targets.iter().map(|t| t.shard.as_str()));
         let started = Instant::now();
-        let done = crate::exec::scatter::scatter(self, &targets, &merge_spec).await;
+        let limits = crate::exec::stream::Limits {
+            max_groups: self.proxy.config().merge.max_groups,
+        };
+        let opened = crate::exec::stream::open(self, &targets, &merge_spec, limits).await;
+        let mut stream = match opened {
+            Ok(s) => s,
+            Err(done) => {
+                self.log_if_slow(started, &targets, || merge_spec.summary());
+                if done.diagnostics.is_some() {
+                    self.diag = done.diagnostics;
+                }
+                if let Err(e) = done.answer {
+                    self.send_err(1, &e).await?;
+                }
+                return Ok(Flow::Continue);
+            }
+        };
+        let columns = stream.columns().to_vec();
+        let mut seq = match self.send_result_header(&columns).await {
+            Ok(seq) => seq,
+            Err(e) => {
+                stream.abandon(self);
+                return Err(e);
+            }
+        };
+        loop {
+            let row = match stream.next().await {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(_) => break,
+            };
+            let packet = match format {
+                RowFormat::Text => encode_text_row(&row),
+                RowFormat::Binary => {
+                    match crate::protocol::binary::encode_binary_row(&columns, &row) {
+                        Some(p) => p,
+                        None => {
+                            stream.fail(ErrInfo::new(
+                                (1105, "HY000"),
+                                "a merged value does not fit its column type in the binary protocol",
+                            ));
+                            break;
+                        }
+                    }
+                }
+            };
+            match self.writer.write(seq, &packet).await {
+                Ok(s) => seq = s,
+                Err(e) => {
+                    stream.abandon(self);
+                    return Err(e);
+                }
+            }
+        }
+        let done = stream.finish(self).await;
         self.log_if_slow(started, &targets, || merge_spec.summary());
         if done.diagnostics.is_some() {
             self.diag = done.diagnostics;
         }
         match done.answer {
-            Ok(rs) => self.send_result_set(&rs, format).await?,
-            Err(e) => self.send_err(1, &e).await?,
+            Ok(warnings) => {
+                let status = self.status & !status::MORE_RESULTS_EXISTS;
+                let end = build_terminator(self.deprecate_eof(), status, warnings);
+                self.writer.write(seq, &end).await?;
+                self.writer.flush().await?;
+            }
+            // After rows, an ERR packet ends the result set, as MariaDB's own.
+            Err(e) => self.send_err(seq, &e).await?,
         }
         Ok(Flow::Continue)
     }

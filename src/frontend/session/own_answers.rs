@@ -205,17 +205,8 @@ impl Session {
             }
         };
         self.audit_note.rows = rs.rows.len() as u64;
-        let mut seq = 1u8;
-        let mut count = BytesMut::new();
-        crate::protocol::buf::put_lenenc_int(&mut count, rs.columns.len() as u64);
-        seq = self.writer.write(seq, &count).await?;
-        for c in &rs.columns {
-            seq = self.writer.write(seq, &c.encode()).await?;
-        }
+        let mut seq = self.send_result_header(&rs.columns).await?;
         let status = self.status & !status::MORE_RESULTS_EXISTS;
-        if !self.deprecate_eof() {
-            seq = self.writer.write(seq, &build_eof(status, 0)).await?;
-        }
         match &binary_rows {
             Some(rows) => {
                 for r in rows {
@@ -235,5 +226,24 @@ impl Session {
             )
             .await?;
         self.writer.flush().await
+    }
+
+    /// Writes a result set's header (column count, definitions, and the EOF unless the
+    /// client deprecated it); returns the sequence id of the first row.
+    pub(super) async fn send_result_header(
+        &mut self,
+        columns: &[crate::protocol::resultset::ColumnDef],
+    ) -> std::io::Result<u8> {
+        let mut count = BytesMut::new();
+        crate::protocol::buf::put_lenenc_int(&mut count, columns.len() as u64);
+        let mut seq = self.writer.write(1, &count).await?;
+        for c in columns {
+            seq = self.writer.write(seq, &c.encode()).await?;
+        }
+        if !self.deprecate_eof() {
+            let status = self.status & !status::MORE_RESULTS_EXISTS;
+            seq = self.writer.write(seq, &build_eof(status, 0)).await?;
+        }
+        Ok(seq)
     }
 }

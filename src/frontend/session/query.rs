@@ -40,6 +40,36 @@ impl Session {
         self.prefer_held(plan, sql)
     }
 
+    /// [`Self::plan_text`] through the session thread's text plan cache
+    /// ([`crate::plan::text_cache`]), counted in SHOW PROXY STATUS and the metrics.
+    pub(super) fn plan_text_cached(&mut self, sql: &str) -> Plan {
+        let rules = self.proxy.rules();
+        let size = self.proxy.config().plan_cache.size;
+        let ctx = PlanContext {
+            rules: &rules,
+            current_db: self.vars.db.as_deref(),
+            allow_scatter_writes: self.allow_scatter_writes,
+        };
+        let (plan, lookup) = crate::plan::text_cache::plan_cached(sql, &ctx, &rules, size);
+        let counters = &self.proxy.counters;
+        match lookup {
+            crate::plan::text_cache::Lookup::Hit => {
+                counters
+                    .text_plan_cache_hits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.metrics.record_text_plan_cache(true);
+            }
+            crate::plan::text_cache::Lookup::Miss => {
+                counters
+                    .text_plan_cache_misses
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.metrics.record_text_plan_cache(false);
+            }
+            crate::plan::text_cache::Lookup::Off => {}
+        }
+        self.prefer_held(plan, sql)
+    }
+
     /// A statement that reads no table at all (`SELECT @@x`, `SET …`, `SHOW WARNINGS`) runs
     /// where the session already holds a connection; one on an unsharded table still goes to
     /// the default shard, where the table is.
@@ -119,7 +149,7 @@ impl Session {
             }
             None => (sql, payload),
         };
-        match self.plan_text(&sql) {
+        match self.plan_text_cached(&sql) {
             Plan::Single { shard, reason } => {
                 // A read that any shard answers (no table, or reference tables only) does not
                 // decide where a held-back transaction runs.

@@ -63,13 +63,14 @@
 //! * MIN/MAX and HAVING on ENUM/SET compare their text, as MariaDB does (checked).
 //!
 //! # Cost
-//! The merge holds every shard row in memory at once: memory is the sum of all shard results,
-//! and no row reaches the client before the last shard has answered. Grouping is one hash pass
-//! (one allocated key per row). Ordering parses each sort value once, then sorts row indices:
-//! `O(n log n)`, or with a LIMIT a selection of the first `offset + limit` (`O(n + k log k)`).
-//! The planner should push `LIMIT offset+limit` down to the shards so `n` stays bounded. A
-//! streaming k-way merge of pre-sorted shard streams (and a top-k heap for LIMIT) would bound
-//! memory and latency; it is not implemented yet.
+//! [`merge`] holds every shard row it is given in memory at once. The session does not give it
+//! every scatter read: plain and ORDER BY reads stream through [`stream`] (a k-way merge of the
+//! shards' sorted streams, one row per shard held, rows sent as they are decided; executed by
+//! `exec/stream.rs`), so only grouped, aggregated, HAVING and DISTINCT reads come here, over
+//! shard rows the shards already grouped (bounded by `merge.max_groups`). Grouping is one hash
+//! pass (one allocated key per row). Ordering parses each sort value once, then sorts row
+//! indices: `O(n log n)`, or with a LIMIT a selection of the first `offset + limit`
+//! (`O(n + k log k)`).
 //!
 //! Rough figures from the ignored test `cost_figures` (100,000 rows from 4 shards), measured in
 //! an unoptimised debug build on the shared, heavily loaded 2-core box, so only an upper bound:
@@ -82,6 +83,7 @@ pub mod having;
 pub mod limit;
 pub mod number;
 pub mod sort;
+pub mod stream;
 pub mod value;
 
 use crate::plan::spec::{AggregateKind, Filter, MergeSpec};
@@ -222,7 +224,7 @@ pub fn merge(spec: &MergeSpec, inputs: Vec<ResultSet>) -> Result<ResultSet, Merg
 }
 
 /// Checks that every column the spec names exists.
-fn validate(spec: &MergeSpec, columns: &[ColumnDef]) -> Result<(), MergeError> {
+pub(crate) fn validate(spec: &MergeSpec, columns: &[ColumnDef]) -> Result<(), MergeError> {
     let n = columns.len();
     let check = |c: usize, what: &str| {
         if c < n {
