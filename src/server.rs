@@ -44,6 +44,12 @@ pub async fn run(
         move || q.config(),
         proxy.shutdown.subscribe(),
     ));
+    let (p, q) = (proxy.clone(), proxy.clone());
+    tokio::spawn(crate::exec::recovery::run(
+        move || p.topology(),
+        move || q.config(),
+        proxy.shutdown.subscribe(),
+    ));
     crate::admin::core_ops::start_operator_ports(proxy.clone(), config_path).await?;
     // Histogram samples wait in the recorder until drained: drain them even when nobody
     // scrapes /metrics, so memory stays flat.

@@ -28,7 +28,9 @@
 //! over an in-memory fake (`tests.rs`), so every rule here is tested without a server.
 
 pub mod diagnostics;
+pub mod recovery;
 pub mod scatter;
+pub mod twopc;
 pub mod write;
 
 #[cfg(test)]

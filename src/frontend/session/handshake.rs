@@ -221,6 +221,8 @@ impl Session {
 
     /// Forgets all session state, as a fresh login would have it (user and database stay).
     pub(super) fn reset_state(&mut self) {
+        self.forget_distributed();
+        self.transaction_mode = self.proxy.config().transactions.transaction_mode;
         if let Some(h) = self.held.take() {
             if h.why == HoldWhy::Sticky {
                 h.lease.pool.clone().put(h.lease);

@@ -47,6 +47,11 @@ impl Session {
     /// brought to the session's state.
     pub(super) async fn acquire(&mut self, shard: &str, c: &Classified) -> Result<Lease, ErrInfo> {
         self.reused_held = false;
+        if let Some(mut lease) = self.take_xa_leg(shard)? {
+            // The shard's leg of the session's distributed transaction.
+            self.restore_last_insert_id(&mut lease, c).await?;
+            return Ok(lease);
+        }
         if let Some(h) = self.held.take() {
             if h.shard == shard {
                 self.reused_held = true;
@@ -70,6 +75,12 @@ impl Session {
                         HoldWhy::Transaction => c.kind != Kind::Read,
                         _ => c.pin.is_some(),
                     };
+                    if refuse && why == HoldWhy::Transaction && self.two_phase() {
+                        // `twopc`: the write joins the transaction as an XA leg.
+                        let mut lease = self.open_xa_leg(shard, &first).await?;
+                        self.restore_last_insert_id(&mut lease, c).await?;
+                        return Ok(lease);
+                    }
                     if refuse {
                         return Err(ErrInfo::new(
                             err::ER_NOT_SUPPORTED_YET,
@@ -200,6 +211,10 @@ impl Session {
             self.pin = self.pin.or(Some("open cursor"));
         }
         self.status = o.status;
+        let Some(lease) = self.return_xa_leg(shard, lease) else {
+            // Kept by the distributed transaction as its leg on this shard.
+            return true;
+        };
         let why = if self.pin.is_some() {
             Some(HoldWhy::Pinned)
         } else if lease.conn.status & status::IN_TRANS != 0 {
@@ -248,6 +263,8 @@ pub struct LegLease {
     lease: Lease,
     /// It is the session's held connection, to be held again afterwards.
     held: bool,
+    /// It is an XA leg of the session's distributed transaction, to be given back to it.
+    xa: bool,
 }
 
 impl ShardConn for LegLease {
@@ -266,17 +283,36 @@ impl Shards for Session {
     type Conn = LegLease;
 
     async fn lease(&mut self, shard: &str, access: Access) -> Result<LegLease, ErrInfo> {
+        if let Some(lease) = self.take_xa_leg(shard)? {
+            return Ok(LegLease {
+                lease,
+                held: false,
+                xa: true,
+            });
+        }
+        if let Some(home) = self.distributed_home().map(str::to_string) {
+            if access == Access::Write && home != shard {
+                let lease = self.open_xa_leg(shard, &home).await?;
+                return Ok(LegLease {
+                    lease,
+                    held: false,
+                    xa: true,
+                });
+            }
+        }
         let mut leg = if self.held.as_ref().is_some_and(|h| h.shard == shard) {
             let h = self.held.take().expect("checked");
             self.held_why_on_loan = Some(h.why);
             LegLease {
                 lease: h.lease,
                 held: true,
+                xa: false,
             }
         } else {
             LegLease {
                 lease: self.fresh_lease(shard).await?,
                 held: false,
+                xa: false,
             }
         };
         if access == Access::Write {
@@ -287,6 +323,12 @@ impl Shards for Session {
 
     fn give_back(&mut self, shard: &str, leg: LegLease) {
         count_query(&leg.lease);
+        if leg.xa {
+            if let Some(lease) = self.return_xa_leg(shard, leg.lease) {
+                lease.pool.clone().put(lease);
+            }
+            return;
+        }
         let why = if leg.held {
             Some(self.held_why_on_loan.take().unwrap_or(HoldWhy::Sticky))
         } else if leg.lease.conn.status & status::IN_TRANS != 0 {

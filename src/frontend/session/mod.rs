@@ -129,6 +129,11 @@ pub struct Session {
     held_diagnostics: bool,
     /// The statement being run got the held connection back (set by `acquire`).
     reused_held: bool,
+    /// `transactions.transaction_mode`, or the session's `SET shardproxy_transaction_mode`.
+    transaction_mode: crate::config::TransactionMode,
+    /// The open transaction once it reached a second shard (two-phase commit): its xid and
+    /// its XA legs (see [`transaction`]).
+    dtx: Option<transaction::Distributed>,
 }
 
 /// Serves one client connection until it quits, is killed, or the proxy shuts down.
@@ -174,7 +179,10 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         released: None,
         held_diagnostics: false,
         reused_held: false,
+        transaction_mode: crate::config::TransactionMode::default(),
+        dtx: None,
     };
+    s.transaction_mode = s.proxy.config().transactions.transaction_mode;
     s.proxy
         .counters
         .connections_total
@@ -366,6 +374,9 @@ impl Session {
     }
 
     fn cleanup(&mut self) {
+        // A distributed transaction's XA legs die with their connections (rolled back by
+        // their servers); the held home leg is dropped below with its transaction.
+        self.forget_distributed();
         if let Some(h) = self.held.take() {
             if h.why == HoldWhy::Sticky && h.lease.conn.status & status::IN_TRANS == 0 {
                 h.lease.pool.clone().put(h.lease);
