@@ -47,6 +47,12 @@ impl Session {
     /// brought to the session's state.
     pub(super) async fn acquire(&mut self, shard: &str, c: &Classified) -> Result<Lease, ErrInfo> {
         self.reused_held = false;
+        if let Some(h) = self.exec_stash.take() {
+            if h.shard == shard {
+                self.reused_held = true;
+                return Ok(h.lease);
+            }
+        }
         if let Some(mut lease) = self.take_xa_leg(shard)? {
             // The shard's leg of the session's distributed transaction.
             self.restore_last_insert_id(&mut lease, c).await?;

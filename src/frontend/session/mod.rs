@@ -134,6 +134,9 @@ pub struct Session {
     /// The open transaction once it reached a second shard (two-phase commit): its xid and
     /// its XA legs (see [`transaction`]).
     dtx: Option<transaction::Distributed>,
+    /// The connection a prepared statement's execute was prepared on, handed to
+    /// `run_single` when the session holds another one (its transaction's) that it keeps.
+    exec_stash: Option<Held>,
 }
 
 /// Serves one client connection until it quits, is killed, or the proxy shuts down.
@@ -181,6 +184,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         reused_held: false,
         transaction_mode: crate::config::TransactionMode::default(),
         dtx: None,
+        exec_stash: None,
     };
     s.transaction_mode = s.proxy.config().transactions.transaction_mode;
     s.proxy

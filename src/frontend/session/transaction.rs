@@ -67,11 +67,7 @@ impl Session {
         c: &Classified,
     ) -> std::io::Result<Flow> {
         if self.dtx.is_some() {
-            // BEGIN commits the open transaction, as on one server.
-            if let Err(e) = self.end_distributed(true).await {
-                self.send_err(1, &e).await?;
-                return Ok(Flow::Continue);
-            }
+            return self.distributed_control(Kind::Begin).await;
         }
         if let Some(h) = &self.held {
             if h.why == HoldWhy::Transaction || h.why == HoldWhy::Pinned {
@@ -97,16 +93,7 @@ impl Session {
     ) -> std::io::Result<Flow> {
         self.pending_begin = None;
         if self.dtx.is_some() {
-            let r = self.end_distributed(c.kind == Kind::Commit).await;
-            self.status &= !status::IN_TRANS;
-            match r {
-                Ok(()) => self.send_ok(1, self.local_ok()).await?,
-                Err(e) => {
-                    self.diag = Some(Diagnostics::failed(Vec::new(), &e));
-                    self.send_err(1, &e).await?
-                }
-            }
-            return Ok(Flow::Continue);
+            return self.distributed_control(c.kind.clone()).await;
         }
         if let Some(h) = &self.held {
             if h.lease.conn.status & status::IN_TRANS != 0 || h.why == HoldWhy::Pinned {
@@ -336,6 +323,27 @@ impl Session {
             }
         }
         result
+    }
+
+    /// BEGIN (which commits first, as on one server), COMMIT or ROLLBACK of a distributed
+    /// transaction, text or prepared; answers the client.
+    pub(super) async fn distributed_control(&mut self, kind: Kind) -> std::io::Result<Flow> {
+        let r = self.end_distributed(kind != Kind::Rollback).await;
+        self.status &= !status::IN_TRANS;
+        match r {
+            Ok(()) => {
+                if kind == Kind::Begin {
+                    self.pending_begin = Some("BEGIN".to_string());
+                    self.status |= status::IN_TRANS;
+                }
+                self.send_ok(1, self.local_ok()).await?
+            }
+            Err(e) => {
+                self.diag = Some(Diagnostics::failed(Vec::new(), &e));
+                self.send_err(1, &e).await?
+            }
+        }
+        Ok(Flow::Continue)
     }
 
     /// Drops the distributed transaction without a word to its servers: its connections
