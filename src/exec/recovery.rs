@@ -149,7 +149,9 @@ pub async fn recover_round<S: Shards>(
             }
             other => {
                 all_listed = false;
-                round.errors.push(format!("{name}: XA RECOVER: {}", describe(other)));
+                round
+                    .errors
+                    .push(format!("{name}: XA RECOVER: {}", describe(other)));
             }
         }
     }

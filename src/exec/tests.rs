@@ -586,7 +586,10 @@ fn xa_shard(state: Arc<Mutex<XaState>>) -> Answer {
 
 fn xa_fake() -> (Fake, Arc<Mutex<XaState>>, Arc<Mutex<XaState>>) {
     let (a, b) = (Arc::default(), Arc::default());
-    let fake = Fake::new(vec![("s1", xa_shard(Arc::clone(&a))), ("s2", xa_shard(Arc::clone(&b)))]);
+    let fake = Fake::new(vec![
+        ("s1", xa_shard(Arc::clone(&a))),
+        ("s2", xa_shard(Arc::clone(&b))),
+    ]);
     (fake, a, b)
 }
 
@@ -612,7 +615,11 @@ async fn two_phase_write_prepares_then_commits_home_with_its_decision_then_the_l
         ran_on(&fake, "s2"),
         ["XA START", "UPDATE a", "XA END", "XA PREPARE", "XA COMMIT"]
     );
-    assert_eq!(s1.lock().unwrap().decisions.len(), 1, "the decision is durable");
+    assert_eq!(
+        s1.lock().unwrap().decisions.len(),
+        1,
+        "the decision is durable"
+    );
     assert!(s2.lock().unwrap().prepared.is_empty());
     assert_eq!(fake.log.lock().unwrap().given_back, ["s1", "s2"]);
 }
@@ -625,9 +632,17 @@ async fn a_failed_prepare_rolls_every_leg_back_and_the_client_gets_an_error() {
     let done = write(&mut fake, &t, MultiKind::Write, Commit::TwoPhase).await;
     let e = done.answer.unwrap_err();
     assert_eq!(e.code, 1180, "{}", e.message);
-    assert!(e.message.contains("XA PREPARE failed on shard s2"), "{}", e.message);
+    assert!(
+        e.message.contains("XA PREPARE failed on shard s2"),
+        "{}",
+        e.message
+    );
     let on_s1 = ran_on(&fake, "s1");
-    assert_eq!(on_s1.last().map(String::as_str), Some("ROLLBACK"), "{on_s1:?}");
+    assert_eq!(
+        on_s1.last().map(String::as_str),
+        Some("ROLLBACK"),
+        "{on_s1:?}"
+    );
     assert!(!on_s1.contains(&"COMMIT".to_string()), "{on_s1:?}");
     assert!(ran_on(&fake, "s2").contains(&"XA ROLLBACK".to_string()));
     assert!(s1.lock().unwrap().decisions.is_empty(), "no decision");
@@ -639,7 +654,10 @@ async fn a_leg_lost_after_the_decision_is_committed_and_recovery_finishes_it() {
     s2.lock().unwrap().lose_commit = true;
     let t = targets(&[("s1", "UPDATE a SET v = 1"), ("s2", "UPDATE a SET v = 2")]);
     let done = write(&mut fake, &t, MultiKind::Write, Commit::TwoPhase).await;
-    assert!(done.answer.is_ok(), "committed once the decision is durable");
+    assert!(
+        done.answer.is_ok(),
+        "committed once the decision is durable"
+    );
     assert_eq!(s2.lock().unwrap().prepared.len(), 1, "left prepared");
     let names = vec!["s1".to_string(), "s2".to_string()];
     let round = super::recovery::recover_round(
@@ -687,7 +705,14 @@ async fn a_prepared_leg_without_a_decision_is_fenced_and_rolled_back_after_the_t
         false,
     )
     .await;
-    assert_eq!(s1.lock().unwrap().decisions.get(&gtrid).map(String::as_str), Some("abort"));
-    assert_eq!(s2.lock().unwrap().prepared, [(young, "s2".to_string())], "{round:?}");
+    assert_eq!(
+        s1.lock().unwrap().decisions.get(&gtrid).map(String::as_str),
+        Some("abort")
+    );
+    assert_eq!(
+        s2.lock().unwrap().prepared,
+        [(young, "s2".to_string())],
+        "{round:?}"
+    );
     assert!(ran_on(&fake, "s2").contains(&"XA ROLLBACK".to_string()));
 }

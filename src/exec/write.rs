@@ -205,9 +205,7 @@ async fn write_two_phase<S: Shards>(
     } else {
         match super::twopc::commit(&xid, &mut home, &mut xa).await {
             super::twopc::Ended::Committed { .. } => {}
-            super::twopc::Ended::RolledBack(e) | super::twopc::Ended::Unknown(e) => {
-                c.fail(|| e)
-            }
+            super::twopc::Ended::RolledBack(e) | super::twopc::Ended::Unknown(e) => c.fail(|| e),
         }
     }
     if let Some(h) = home {
