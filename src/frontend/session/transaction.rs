@@ -66,6 +66,7 @@ impl Session {
         sql: &str,
         c: &Classified,
     ) -> std::io::Result<Flow> {
+        self.drop_empty_distributed();
         if self.dtx.is_some() {
             return self.distributed_control(Kind::Begin).await;
         }
@@ -92,6 +93,7 @@ impl Session {
         c: &Classified,
     ) -> std::io::Result<Flow> {
         self.pending_begin = None;
+        self.drop_empty_distributed();
         if self.dtx.is_some() {
             return self.distributed_control(c.kind.clone()).await;
         }
@@ -344,6 +346,18 @@ impl Session {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// A distributed transaction whose XA legs never opened (the statement that was to open
+    /// them failed first) is an ordinary one on its home shard.
+    fn drop_empty_distributed(&mut self) {
+        if self.dtx.as_ref().is_some_and(|d| d.legs.is_empty()) {
+            if let Some(d) = self.dtx.take() {
+                if let Ok(mut open) = twopc::open_transactions().lock() {
+                    open.remove(&d.xid.gtrid);
+                }
+            }
+        }
     }
 
     /// Drops the distributed transaction without a word to its servers: its connections
