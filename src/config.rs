@@ -60,6 +60,9 @@ pub struct Config {
     /// The plan cache of text statements.
     #[serde(default)]
     pub plan_cache: PlanCache,
+    /// Transactions that reach several shards (two-phase commit and its recovery).
+    #[serde(default)]
+    pub transactions: Transactions,
 }
 
 /// `[failover]`: automatic promotion of a replica when a shard's primary is down.
@@ -96,6 +99,37 @@ impl Default for Failover {
             buffer_max: default_failover_buffer_max(),
             catchup_ms: default_failover_catchup_ms(),
             state_file: None,
+        }
+    }
+}
+
+/// `[transactions]`: what a transaction that reaches a second shard does (see
+/// `docs/transactions.md`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Transactions {
+    /// `twopc` (the default): atomic across shards with two-phase commit over MariaDB XA;
+    /// `single`: a transaction stays on its first shard and a write elsewhere is refused.
+    /// A session changes its own with `SET shardproxy_transaction_mode = ...`.
+    #[serde(default)]
+    pub transaction_mode: TransactionMode,
+    /// How often each proxy looks for prepared XA transactions on every shard primary and
+    /// resolves them by the decision log.
+    #[serde(default = "default_recovery_interval_ms")]
+    pub recovery_interval_ms: u64,
+    /// A prepared transaction with no decision after this long is rolled back by recovery
+    /// (its coordinator is presumed gone; a coordinator still alive is fenced off by the
+    /// decision row recovery writes, so this only bounds how long locks stay held).
+    #[serde(default = "default_recovery_timeout_ms")]
+    pub recovery_timeout_ms: u64,
+}
+
+impl Default for Transactions {
+    fn default() -> Self {
+        Transactions {
+            transaction_mode: TransactionMode::default(),
+            recovery_interval_ms: default_recovery_interval_ms(),
+            recovery_timeout_ms: default_recovery_timeout_ms(),
         }
     }
 }
@@ -230,6 +264,43 @@ pub struct Tls {
 
 fn default_plan_cache_size() -> usize {
     1024
+}
+
+/// What a transaction does when it reaches a second shard.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransactionMode {
+    /// Refused with both shards named (error 1235): transactions stay on one shard.
+    Single,
+    /// Atomic commit across shards (two-phase commit over MariaDB XA).
+    #[default]
+    Twopc,
+}
+
+impl TransactionMode {
+    /// The mode named by `SET shardproxy_transaction_mode = ...` (case-insensitive).
+    pub fn parse(name: &str) -> Option<TransactionMode> {
+        match name.to_ascii_lowercase().as_str() {
+            "single" => Some(TransactionMode::Single),
+            "twopc" => Some(TransactionMode::Twopc),
+            _ => None,
+        }
+    }
+
+    /// The mode's name as configured.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransactionMode::Single => "single",
+            TransactionMode::Twopc => "twopc",
+        }
+    }
+}
+
+fn default_recovery_interval_ms() -> u64 {
+    5_000
+}
+fn default_recovery_timeout_ms() -> u64 {
+    30_000
 }
 
 /// A user allowed to log in to the proxy.
@@ -686,6 +757,9 @@ impl Config {
         }
         if self.ring.vnodes == 0 {
             bail!("ring.vnodes must be at least 1");
+        }
+        if self.transactions.recovery_interval_ms == 0 {
+            bail!("transactions.recovery_interval_ms must be at least 1");
         }
         for u in self.users.iter().chain(self.admin_users.iter()) {
             match (&u.password, &u.password_hash) {

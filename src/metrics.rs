@@ -43,6 +43,11 @@ pub const CLIENT_CONNECTIONS_TOTAL: &str = "shardproxy_client_connections_total"
 pub const SLOW_QUERIES_TOTAL: &str = "shardproxy_slow_queries_total";
 /// Config reloads (RELOAD CONFIG, SIGHUP). Label: `result` (`ok` | `rejected`).
 pub const CONFIG_RELOADS_TOTAL: &str = "shardproxy_config_reloads_total";
+/// Transaction ends by kind. Labels: `kind` (`one_shard` | `two_phase`), `result`
+/// (`committed` | `rolled_back` | `failed`).
+pub const TRANSACTIONS_TOTAL: &str = "shardproxy_transactions_total";
+/// Prepared XA legs resolved by recovery. Label: `action` (`commit` | `rollback`).
+pub const XA_RECOVERIES_TOTAL: &str = "shardproxy_xa_recoveries_total";
 
 /// Histogram buckets of [`QUERY_DURATION_SECONDS`]: 100 µs … 10 s.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -138,6 +143,16 @@ fn describe() {
         CONFIG_RELOADS_TOTAL,
         Unit::Count,
         "Config reloads, by result (ok, rejected)."
+    );
+    describe_counter!(
+        TRANSACTIONS_TOTAL,
+        Unit::Count,
+        "Transaction ends, by kind (one_shard, two_phase) and result."
+    );
+    describe_counter!(
+        XA_RECOVERIES_TOTAL,
+        Unit::Count,
+        "Prepared XA legs resolved by recovery, by action (commit, rollback)."
     );
 }
 
@@ -258,6 +273,19 @@ pub fn record_slow_query() {
 /// A config reload was applied (`ok`) or rejected. Called by [`crate::admin::reload_logged`].
 pub fn record_config_reload(ok: bool) {
     counter!(CONFIG_RELOADS_TOTAL, "result" => if ok { "ok" } else { "rejected" }).increment(1);
+}
+
+/// A transaction ended. `two_phase`: it reached several shards; `result`: `committed`,
+/// `rolled_back` or `failed` (a COMMIT that rolled back).
+pub fn record_transaction(two_phase: bool, result: &'static str) {
+    let kind = if two_phase { "two_phase" } else { "one_shard" };
+    counter!(TRANSACTIONS_TOTAL, "kind" => kind, "result" => result).increment(1);
+}
+
+/// Recovery resolved one prepared XA leg (`commit` or `rollback`).
+pub fn record_xa_recovery(commit: bool) {
+    let action = if commit { "commit" } else { "rollback" };
+    counter!(XA_RECOVERIES_TOTAL, "action" => action).increment(1);
 }
 
 #[cfg(test)]

@@ -48,6 +48,12 @@ pub async fn run(
         proxy.clone(),
         proxy.shutdown.subscribe(),
     ));
+    let (p, q) = (proxy.clone(), proxy.clone());
+    tokio::spawn(crate::exec::recovery::run(
+        move || p.topology(),
+        move || q.config(),
+        proxy.shutdown.subscribe(),
+    ));
     crate::admin::core_ops::start_operator_ports(proxy.clone(), config_path).await?;
     if proxy.audit.is_some() {
         // Log rotation: SIGHUP (which also reloads the config) reopens the audit log.

@@ -578,8 +578,8 @@ fn hand_written() -> Vec<Case> {
         read("SELECT id, account_id, note FROM events ORDER BY id", true, MUST),
         read("SELECT COUNT(*), MIN(id), MAX(id), SUM(id) FROM events", true, MUST),
         read("SELECT note FROM events WHERE id = 7", true, MUST),
-        // Transactions: one shard works as on one server; a second shard's write is refused
-        // and the transaction stays intact on the first.
+        // Transactions: one shard works as on one server; with two-phase commit (the default
+        // transaction_mode) a transaction on several shards commits or rolls back on all.
         write("BEGIN", MUST),
         write("UPDATE accounts SET balance = 1.11 WHERE account_id = 60", MUST),
         read("SELECT account_id, balance FROM accounts WHERE account_id = 60", true, MUST),
@@ -587,10 +587,16 @@ fn hand_written() -> Vec<Case> {
         read("SELECT account_id, balance FROM accounts WHERE account_id = 60", true, MUST),
         write("BEGIN", MUST),
         write("UPDATE accounts SET balance = 2.22 WHERE account_id = 61", MUST),
-        write("UPDATE accounts SET balance = 3.33 WHERE account_id = 62", MAY_REFUSE),
-        write("UPDATE accounts SET balance = 4.44 WHERE account_id = 63", MAY_REFUSE),
-        write("UPDATE accounts SET balance = 5.55 WHERE account_id = 64", MAY_REFUSE),
+        write("UPDATE accounts SET balance = 3.33 WHERE account_id = 62", MUST),
+        write("UPDATE accounts SET balance = 4.44 WHERE account_id = 63", MUST),
+        write("UPDATE accounts SET balance = 5.55 WHERE account_id = 64", MUST),
+        read("SELECT account_id, balance FROM accounts WHERE account_id IN (61, 62, 63, 64) ORDER BY account_id", true, MUST),
         write("COMMIT", MUST),
+        read("SELECT account_id, balance FROM accounts WHERE account_id IN (60, 61, 62, 63, 64) ORDER BY account_id", true, MUST),
+        write("BEGIN", MUST),
+        write("UPDATE accounts SET balance = 9.99 WHERE account_id = 61", MUST),
+        write("UPDATE accounts SET balance = 9.99 WHERE account_id IN (62, 63, 64)", MUST),
+        write("ROLLBACK", MUST),
         read("SELECT account_id, balance FROM accounts WHERE account_id IN (60, 61, 62, 63, 64) ORDER BY account_id", true, MUST),
         // Reads after the writes.
         read("SELECT account_id, name, balance, shares FROM accounts WHERE account_id >= 1000 AND account_id < 2000 ORDER BY account_id", true, MUST),

@@ -162,6 +162,10 @@ async fn transactions_stay_on_one_shard_and_hints_pick_a_shard() {
     ))
     .await
     .unwrap();
+    // `single` mode: a transaction stays on its first shard (tests/two_phase.rs has `twopc`).
+    p.query_drop("SET shardproxy_transaction_mode = 'single'")
+        .await
+        .unwrap();
     p.query_drop("BEGIN").await.unwrap();
     p.query_drop(format!("UPDATE sp_tx SET v = 1 WHERE account_id = {a}"))
         .await
@@ -511,6 +515,9 @@ async fn sequence_ids_are_unique_placed_by_the_ring_and_survive_a_restart() {
     assert_eq!(rc, Some(2));
     // Inside a transaction bound to a shard, one-row INSERTs get ids placed on that shard.
     let bound = ring.shard_for(&KeyValue::from(5u64)).to_string();
+    p.query_drop("SET shardproxy_transaction_mode = 'single'")
+        .await
+        .unwrap();
     p.query_drop("BEGIN").await.unwrap();
     p.query_drop("UPDATE sp_seq SET n = n + 1 WHERE id = 5")
         .await

@@ -58,6 +58,10 @@ pub const STATEMENTS: &[(&str, &str)] = &[
         "promote a replica of the shard (not supported yet)",
     ),
     ("HELP", "this list (in the mysql CLI: help admin)"),
+    (
+        "SHOW TRANSACTIONS",
+        "open multi-shard transactions and prepared XA legs awaiting recovery",
+    ),
 ];
 
 /// One parsed admin statement.
@@ -92,6 +96,8 @@ pub enum Command {
     Use,
     /// `SHOW WARNINGS`: always empty.
     ShowWarnings,
+    /// `SHOW TRANSACTIONS`: open distributed transactions and prepared XA legs.
+    ShowTransactions,
 }
 
 /// One expression of a housekeeping `SELECT`.
@@ -179,6 +185,7 @@ pub fn parse(sql: &str) -> Result<Command, AdminError> {
                 ["TABLE", "RULES"] => Ok(Command::ShowTableRules),
                 ["RESHARD", "STATUS"] => Ok(Command::ShowReshardStatus),
                 ["WARNINGS"] => Ok(Command::ShowWarnings),
+                ["TRANSACTIONS"] => Ok(Command::ShowTransactions),
                 _ => Err(unknown_statement(text)),
             }
         }

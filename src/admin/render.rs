@@ -292,6 +292,45 @@ fn variable(name: &str, facts: &SessionFacts<'_>) -> (bool, Option<String>) {
     }
 }
 
+/// `SHOW TRANSACTIONS`: this proxy's open distributed transactions (`state` active,
+/// committing, rolling back), then the prepared XA legs of the proxy's transactions that the
+/// last recovery round found on the shards (from any proxy), with what it did with each.
+pub fn transactions() -> ResultSet {
+    let mut rows = Vec::new();
+    if let Ok(open) = crate::exec::twopc::open_transactions().lock() {
+        for (xid, t) in open.iter() {
+            rows.push(vec![
+                s(xid),
+                s(t.state),
+                s(t.session),
+                s(t.shards.join(",")),
+                s(t.since.elapsed().as_secs()),
+            ]);
+        }
+    }
+    if let Ok(last) = crate::exec::recovery::last_round().lock() {
+        for p in &last.prepared {
+            rows.push(vec![
+                s(&p.gtrid),
+                s(p.action.name()),
+                None,
+                s(&p.shard),
+                None,
+            ]);
+        }
+    }
+    result(
+        &[
+            Col::Text("xid"),
+            Col::Text("state"),
+            Col::Int("session"),
+            Col::Text("shards"),
+            Col::Int("time_s"),
+        ],
+        rows,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

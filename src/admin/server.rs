@@ -205,6 +205,7 @@ impl AdminShim {
             Command::ShowBackends => Reply::Rows(render::backends(&ops.backends())),
             Command::ShowRing => Reply::Rows(render::ring(&ops.ring())),
             Command::ShowSessions => Reply::Rows(render::sessions(&ops.sessions())),
+            Command::ShowTransactions => Reply::Rows(render::transactions()),
             Command::ShowProxyStatus => Reply::Rows(render::proxy_status(&ops.proxy_status())),
             Command::ShowTableRules => Reply::Rows(render::table_rules(&ops.table_rules())),
             Command::ShowReshardStatus => Reply::Rows(ops.reshard_status()?),

@@ -28,8 +28,10 @@
 //! over an in-memory fake (`tests.rs`), so every rule here is tested without a server.
 
 pub mod diagnostics;
+pub mod recovery;
 pub mod scatter;
 pub mod stream;
+pub mod twopc;
 pub mod write;
 
 #[cfg(test)]
@@ -83,9 +85,13 @@ pub trait ShardConn {
     /// AUTO_INCREMENT column and leaves `LAST_INSERT_ID()` alone: what the connection holds
     /// now is unknown, so the next statement that reads it must restore it.
     fn forget_insert_id(&mut self);
+}
 
+/// A leg's connection that can also stream a result set row by row (streamed scatter reads,
+/// [`stream`]). Two-phase commit and recovery need only [`ShardConn`].
+pub trait StreamConn: ShardConn {
     /// Sends one statement and reads its answer up to the end of the column definitions: the
-    /// rows are then read one at a time with [`ShardConn::next_row`] (a streamed scatter read,
+    /// rows are then read one at a time with [`StreamConn::next_row`] (a streamed scatter read,
     /// [`stream`]). Until `next_row` reports the end, the connection is in the middle of an
     /// answer: it must be read to the end or dropped, never given back.
     fn start_rows(
@@ -93,7 +99,7 @@ pub trait ShardConn {
         sql: &str,
     ) -> impl Future<Output = Result<StreamHead, BackendError>> + Send;
 
-    /// The next row of the answer [`ShardConn::start_rows`] began.
+    /// The next row of the answer [`StreamConn::start_rows`] began.
     fn next_row(&mut self) -> impl Future<Output = Result<RowStep, BackendError>> + Send;
 }
 

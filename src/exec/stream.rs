@@ -26,7 +26,7 @@
 use std::collections::VecDeque;
 
 use super::{lease_legs, shard_warnings, Access, Collected, Diagnostics, Done, FoundRows, Leg};
-use super::{ShardConn, Shards};
+use super::{Shards, StreamConn};
 use crate::backend::conn::{BackendError, RowStep, StreamHead};
 use crate::plan::merge::stream::{self as mstream, KWay, Shape};
 use crate::plan::merge::{self, MergeError};
@@ -109,7 +109,10 @@ pub async fn open<S: Shards>(
     targets: &[ShardSql],
     spec: &MergeSpec,
     limits: Limits,
-) -> Result<ScatterStream<S::Conn>, Done<u16>> {
+) -> Result<ScatterStream<S::Conn>, Done<u16>>
+where
+    S::Conn: StreamConn,
+{
     let legs = lease_legs(shards, targets, Access::Read)
         .await
         .map_err(Done::not_run)?;
@@ -227,7 +230,7 @@ pub async fn open<S: Shards>(
     Ok(st)
 }
 
-impl<C: ShardConn + Send> ScatterStream<C> {
+impl<C: StreamConn + Send> ScatterStream<C> {
     /// The columns of the result set the client gets.
     pub fn columns(&self) -> &[ColumnDef] {
         &self.columns

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::scatter::scatter;
 use super::write::{write, Commit};
-use super::{Access, Condition, FoundRows, ShardConn, Shards};
+use super::{Access, Condition, FoundRows, ShardConn, Shards, StreamConn};
 use crate::backend::conn::{BackendError, QueryResult, RowStep, StreamHead};
 use crate::plan::spec::{MergeSpec, SortKey};
 use crate::plan::{MultiKind, ShardSql};
@@ -82,7 +82,9 @@ impl ShardConn for FakeConn {
             .forgot_insert_id
             .push(self.shard.clone());
     }
+}
 
+impl StreamConn for FakeConn {
     async fn start_rows(&mut self, sql: &str) -> Result<StreamHead, BackendError> {
         match self.query(sql).await? {
             QueryResult::Rows(rs) => {
@@ -701,4 +703,257 @@ mod streamed {
         let (got, _) = drain(&mut st).await;
         assert_eq!(got, vec!["1", "4", "5", "2", "3"]);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two-phase commit and its recovery
+// ---------------------------------------------------------------------------------------------
+
+/// The state of a fake XA participant shared by its connections: prepared legs, decision
+/// rows (with the home leg's uncommitted one), and the failures to inject.
+#[derive(Default)]
+struct XaState {
+    /// `(gtrid, bqual)` of prepared legs.
+    prepared: Vec<(String, String)>,
+    /// Durable decision rows: gtrid → `commit` | `abort`.
+    decisions: HashMap<String, String>,
+    /// The decision row inserted by the open home transaction (durable at COMMIT).
+    pending: Option<(String, String)>,
+    /// `XA PREPARE` answers with this server error.
+    fail_prepare: bool,
+    /// `XA COMMIT` breaks the connection (once).
+    lose_commit: bool,
+}
+
+/// The strings quoted in `sql`, in order (`'a','b'` → a, b).
+fn quoted(sql: &str) -> Vec<String> {
+    sql.split('\'')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s.to_string())
+        .collect()
+}
+
+fn ok() -> Result<QueryResult, BackendError> {
+    Ok(QueryResult::Ok(OkInfo {
+        affected_rows: 1,
+        ..OkInfo::default()
+    }))
+}
+
+fn text_rows(columns: &[&str], rows: Vec<Vec<String>>) -> Result<QueryResult, BackendError> {
+    Ok(QueryResult::Rows(ResultSet {
+        columns: columns.iter().map(|c| ColumnDef::text(c)).collect(),
+        rows: rows
+            .into_iter()
+            .map(|r| r.into_iter().map(|v| Some(Bytes::from(v))).collect())
+            .collect(),
+        warnings: 0,
+    }))
+}
+
+/// A fake shard that speaks enough XA and decision-log SQL for the protocol.
+fn xa_shard(state: Arc<Mutex<XaState>>) -> Answer {
+    Arc::new(move |sql: &str| {
+        let mut st = state.lock().unwrap();
+        let q = quoted(sql);
+        if sql.starts_with("XA PREPARE") {
+            if st.fail_prepare {
+                return Err(BackendError::Server(ErrInfo::new(
+                    (1402, "XA100"),
+                    "XA_RBROLLBACK: Transaction branch was rolled back",
+                )));
+            }
+            st.prepared.push((q[0].clone(), q[1].clone()));
+            ok()
+        } else if sql.starts_with("XA COMMIT") || sql.starts_with("XA ROLLBACK") {
+            if sql.starts_with("XA COMMIT") && std::mem::take(&mut st.lose_commit) {
+                return Err(BackendError::Lost {
+                    addr: "127.0.0.1:1".into(),
+                    reason: "connection reset".into(),
+                });
+            }
+            let before = st.prepared.len();
+            st.prepared.retain(|(g, b)| !(g == &q[0] && b == &q[1]));
+            if st.prepared.len() == before && sql.starts_with("XA COMMIT") {
+                return Err(BackendError::Server(ErrInfo::new(
+                    (1397, "XAE04"),
+                    "XAER_NOTA: Unknown XID",
+                )));
+            }
+            ok()
+        } else if sql == "XA RECOVER" {
+            let rows = st
+                .prepared
+                .iter()
+                .map(|(g, b)| {
+                    vec![
+                        super::twopc::FORMAT_ID.to_string(),
+                        g.len().to_string(),
+                        b.len().to_string(),
+                        format!("{g}{b}"),
+                    ]
+                })
+                .collect();
+            text_rows(&["formatID", "gtrid_length", "bqual_length", "data"], rows)
+        } else if sql.starts_with("INSERT INTO shardproxy.xa_decisions") {
+            st.pending = Some((q[0].clone(), q[1].clone()));
+            ok()
+        } else if sql.contains("INSERT IGNORE INTO shardproxy.xa_decisions") {
+            st.decisions.entry(q[0].clone()).or_insert(q[1].clone());
+            ok()
+        } else if sql.starts_with("SELECT decision") {
+            let rows = st
+                .decisions
+                .get(&q[0])
+                .map(|d| vec![vec![d.clone()]])
+                .unwrap_or_default();
+            text_rows(&["decision"], rows)
+        } else if sql == "COMMIT" {
+            if let Some((g, d)) = st.pending.take() {
+                st.decisions.insert(g, d);
+            }
+            ok()
+        } else if sql == "ROLLBACK" {
+            st.pending = None;
+            ok()
+        } else if sql.starts_with("SELECT xid") {
+            text_rows(&["xid"], Vec::new())
+        } else {
+            ok()
+        }
+    })
+}
+
+fn xa_fake() -> (Fake, Arc<Mutex<XaState>>, Arc<Mutex<XaState>>) {
+    let (a, b) = (Arc::default(), Arc::default());
+    let fake = Fake::new(vec![
+        ("s1", xa_shard(Arc::clone(&a))),
+        ("s2", xa_shard(Arc::clone(&b))),
+    ]);
+    (fake, a, b)
+}
+
+fn ran_on(fake: &Fake, shard: &str) -> Vec<String> {
+    fake.ran()
+        .into_iter()
+        .filter(|(s, _)| s == shard)
+        .map(|(_, q)| q.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_phase_write_prepares_then_commits_home_with_its_decision_then_the_legs() {
+    let (mut fake, s1, s2) = xa_fake();
+    let t = targets(&[("s1", "UPDATE a SET v = 1"), ("s2", "UPDATE a SET v = 2")]);
+    let done = write(&mut fake, &t, MultiKind::Write, Commit::TwoPhase).await;
+    assert_eq!(done.answer.unwrap().affected_rows, 2);
+    assert_eq!(
+        ran_on(&fake, "s1"),
+        ["BEGIN", "UPDATE a", "INSERT INTO", "COMMIT"]
+    );
+    assert_eq!(
+        ran_on(&fake, "s2"),
+        ["XA START", "UPDATE a", "XA END", "XA PREPARE", "XA COMMIT"]
+    );
+    assert_eq!(
+        s1.lock().unwrap().decisions.len(),
+        1,
+        "the decision is durable"
+    );
+    assert!(s2.lock().unwrap().prepared.is_empty());
+    assert_eq!(fake.log.lock().unwrap().given_back, ["s1", "s2"]);
+}
+
+#[tokio::test]
+async fn a_failed_prepare_rolls_every_leg_back_and_the_client_gets_an_error() {
+    let (mut fake, s1, s2) = xa_fake();
+    s2.lock().unwrap().fail_prepare = true;
+    let t = targets(&[("s1", "UPDATE a SET v = 1"), ("s2", "UPDATE a SET v = 2")]);
+    let done = write(&mut fake, &t, MultiKind::Write, Commit::TwoPhase).await;
+    let e = done.answer.unwrap_err();
+    assert_eq!(e.code, 1180, "{}", e.message);
+    assert!(
+        e.message.contains("XA PREPARE failed on shard s2"),
+        "{}",
+        e.message
+    );
+    let on_s1 = ran_on(&fake, "s1");
+    assert_eq!(
+        on_s1.last().map(String::as_str),
+        Some("ROLLBACK"),
+        "{on_s1:?}"
+    );
+    assert!(!on_s1.contains(&"COMMIT".to_string()), "{on_s1:?}");
+    assert!(ran_on(&fake, "s2").contains(&"XA ROLLBACK".to_string()));
+    assert!(s1.lock().unwrap().decisions.is_empty(), "no decision");
+}
+
+#[tokio::test]
+async fn a_leg_lost_after_the_decision_is_committed_and_recovery_finishes_it() {
+    let (mut fake, _s1, s2) = xa_fake();
+    s2.lock().unwrap().lose_commit = true;
+    let t = targets(&[("s1", "UPDATE a SET v = 1"), ("s2", "UPDATE a SET v = 2")]);
+    let done = write(&mut fake, &t, MultiKind::Write, Commit::TwoPhase).await;
+    assert!(
+        done.answer.is_ok(),
+        "committed once the decision is durable"
+    );
+    assert_eq!(s2.lock().unwrap().prepared.len(), 1, "left prepared");
+    let names = vec!["s1".to_string(), "s2".to_string()];
+    let round = super::recovery::recover_round(
+        &mut fake,
+        &names,
+        std::time::Duration::from_secs(3600),
+        &Default::default(),
+        false,
+    )
+    .await;
+    assert!(s2.lock().unwrap().prepared.is_empty(), "{round:?}");
+    assert_eq!(round.prepared[0].action, super::recovery::Action::Committed);
+    // A second proxy's round finds nothing left to do.
+    let again = super::recovery::recover_round(
+        &mut fake,
+        &names,
+        std::time::Duration::ZERO,
+        &Default::default(),
+        false,
+    )
+    .await;
+    assert!(again.prepared.is_empty(), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_prepared_leg_without_a_decision_is_fenced_and_rolled_back_after_the_timeout() {
+    let (mut fake, s1, s2) = xa_fake();
+    let gtrid = "00000001-1000-7@s1".to_string();
+    s2.lock()
+        .unwrap()
+        .prepared
+        .push((gtrid.clone(), "s2".to_string()));
+    let names = vec!["s1".to_string(), "s2".to_string()];
+    // Younger than the timeout: left alone.
+    let young = gtrid.replace("-1000-", &format!("-{}-", u64::MAX / 2));
+    s2.lock()
+        .unwrap()
+        .prepared
+        .push((young.clone(), "s2".to_string()));
+    let round = super::recovery::recover_round(
+        &mut fake,
+        &names,
+        std::time::Duration::from_secs(30),
+        &Default::default(),
+        false,
+    )
+    .await;
+    assert_eq!(
+        s1.lock().unwrap().decisions.get(&gtrid).map(String::as_str),
+        Some("abort")
+    );
+    assert_eq!(
+        s2.lock().unwrap().prepared,
+        [(young, "s2".to_string())],
+        "{round:?}"
+    );
+    assert!(ran_on(&fake, "s2").contains(&"XA ROLLBACK".to_string()));
 }

@@ -6,7 +6,8 @@
 //! Whether the legs run in their own transactions is the caller's policy ([`Commit`]): inside
 //! the client's transaction a write stays on that transaction's shard and runs as sent;
 //! outside one, a write on several shards runs in a transaction on each and is committed only
-//! when every shard succeeded.
+//! when every shard succeeded; or, in `twopc` mode, as one two-phase commit
+//! ([`Commit::TwoPhase`], [`super::twopc`]): atomic even when a shard fails between commits.
 
 use super::{lease_legs, run_legs, Access, Collected, Diagnostics, Done, FoundRows, ShardConn};
 use super::{Leg, Shards};
@@ -24,6 +25,10 @@ pub enum Commit {
     /// rolled back otherwise. A failure between two COMMITs can still leave one shard
     /// committed: atomic commit needs two-phase commit.
     AllOrNone,
+    /// As `AllOrNone`, atomically: the first leg runs in a plain transaction (the home leg,
+    /// which stores the decision), the others as XA transactions, ended by
+    /// [`super::twopc::commit`].
+    TwoPhase,
 }
 
 /// Runs a write on several shards; the answer is the combined OK (its `status` left 0: the
@@ -38,7 +43,10 @@ pub async fn write<S: Shards>(
         Ok(legs) => legs,
         Err(e) => return Done::not_run(e),
     };
-    let in_own_transactions = commit == Commit::AllOrNone;
+    if commit == Commit::TwoPhase && legs.len() > 1 {
+        return write_two_phase(shards, legs, targets, kind).await;
+    }
+    let in_own_transactions = commit != Commit::AsSent;
     let runs = run_legs(legs, targets, in_own_transactions).await;
     let any_failed = runs.iter().any(|r| r.result.is_err());
     let mut total = OkInfo::default();
@@ -104,4 +112,136 @@ pub async fn write<S: Shards>(
         },
         Err((e, d)) => Done::failed(e, d),
     }
+}
+
+/// [`Commit::TwoPhase`]: `BEGIN` on the first leg, `XA START` on the others, the statement on
+/// every leg, then one two-phase commit (or a rollback of every leg when one failed).
+async fn write_two_phase<S: Shards>(
+    shards: &mut S,
+    legs: Vec<Leg<S::Conn>>,
+    targets: &[ShardSql],
+    kind: MultiKind,
+) -> Done<OkInfo> {
+    let xid = super::twopc::Xid::new(&legs[0].shard);
+    let started = futures::future::join_all(legs.into_iter().enumerate().map(|(i, mut leg)| {
+        let start = if i == 0 {
+            "BEGIN".to_string()
+        } else {
+            format!("XA START {}", xid.sql(&leg.shard))
+        };
+        async move {
+            let r = leg.conn.query(&start).await;
+            (leg, r)
+        }
+    }))
+    .await;
+    let mut legs = Vec::with_capacity(started.len());
+    let mut c = Collected::default();
+    for (leg, r) in started {
+        if let Err(e) = r {
+            let e = e.to_err_info();
+            c.fail(|| ErrInfo {
+                message: format!("{} (on shard {})", e.message, leg.shard),
+                ..e
+            });
+        }
+        legs.push(leg);
+    }
+    let runs = if c.failure.is_none() {
+        run_legs(legs, targets, false).await
+    } else {
+        legs.into_iter()
+            .map(|leg| super::LegRun {
+                leg,
+                result: Ok(QueryResult::Ok(OkInfo::default())),
+                warnings: Vec::new(),
+            })
+            .collect()
+    };
+    let mut total = OkInfo::default();
+    let mut home: Option<S::Conn> = None;
+    let mut home_shard = String::new();
+    let mut xa: Vec<super::twopc::XaLeg<S::Conn>> = Vec::new();
+    for (i, mut run) in runs.into_iter().enumerate() {
+        let shard = run.leg.shard.clone();
+        c.conditions.extend(run.warnings);
+        let usable = match run.result {
+            Ok(QueryResult::Ok(ok)) => {
+                add_ok(&mut total, &ok, kind, i == 0, &mut c);
+                if ok.last_insert_id != 0 {
+                    run.leg.conn.forget_insert_id();
+                }
+                true
+            }
+            Ok(QueryResult::Rows(_)) => true,
+            Err(BackendError::Server(e)) => {
+                c.server_error(&shard, e);
+                true
+            }
+            Err(e) => {
+                let e = e.to_err_info();
+                c.fail(|| ErrInfo {
+                    message: format!("{} (on shard {shard})", e.message),
+                    ..e
+                });
+                false
+            }
+        };
+        let conn = if usable {
+            Some(run.leg.conn)
+        } else {
+            shards.lost(&shard, run.leg.conn);
+            None
+        };
+        if i == 0 {
+            home = conn;
+            home_shard = shard;
+        } else {
+            xa.push(Leg { shard, conn });
+        }
+    }
+    if c.failure.is_some() {
+        super::twopc::abort(&xid, &mut home, &mut xa).await;
+    } else {
+        match super::twopc::commit(&xid, &mut home, &mut xa).await {
+            super::twopc::Ended::Committed { .. } => {}
+            super::twopc::Ended::RolledBack(e) | super::twopc::Ended::Unknown(e) => c.fail(|| e),
+        }
+    }
+    if let Some(h) = home {
+        shards.give_back(&home_shard, h);
+    }
+    for leg in xa {
+        if let Some(conn) = leg.conn {
+            shards.give_back(&leg.shard, conn);
+        }
+    }
+    match c.finish() {
+        Ok((conditions, warning_count)) => Done {
+            diagnostics: Some(Diagnostics {
+                row_count: total.affected_rows as i64,
+                found_rows: FoundRows::Unknown,
+                conditions,
+                warning_count,
+            }),
+            answer: Ok(total),
+        },
+        Err((e, d)) => Done::failed(e, d),
+    }
+}
+
+/// Adds one leg's OK to the combined one (a reference write counts its first copy only).
+fn add_ok(total: &mut OkInfo, ok: &OkInfo, kind: MultiKind, first: bool, c: &mut Collected) {
+    if kind == MultiKind::ReferenceWrite {
+        if first {
+            total.affected_rows = ok.affected_rows;
+        }
+    } else {
+        total.affected_rows += ok.affected_rows;
+    }
+    if total.last_insert_id == 0 {
+        total.last_insert_id = ok.last_insert_id;
+    }
+    total.warnings = total.warnings.saturating_add(ok.warnings);
+    c.warning_count += u64::from(ok.warnings);
 }

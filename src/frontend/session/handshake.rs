@@ -287,6 +287,9 @@ impl Session {
 
     /// Forgets all session state, as a fresh login would have it (user and database stay).
     pub(super) fn reset_state(&mut self) {
+        self.forget_distributed();
+        self.exec_stash = None;
+        self.transaction_mode = self.proxy.config().transactions.transaction_mode;
         if let Some(h) = self.held.take() {
             if h.why == HoldWhy::Sticky {
                 h.lease.pool.clone().put(h.lease);

@@ -15,7 +15,7 @@ use crate::backend::conn::QueryResult;
 use crate::backend::conn::{BackendConn, BackendError};
 use crate::backend::gate::GateRefusal;
 use crate::backend::pool::Lease;
-use crate::exec::{Access, ShardConn, Shards};
+use crate::exec::{Access, ShardConn, Shards, StreamConn};
 use crate::frontend::classify::{Classified, Kind};
 use crate::protocol::constants::{err, status};
 use crate::protocol::packets::ErrInfo;
@@ -49,6 +49,17 @@ impl Session {
     /// brought to the session's state.
     pub(super) async fn acquire(&mut self, shard: &str, c: &Classified) -> Result<Lease, ErrInfo> {
         self.reused_held = false;
+        if let Some(h) = self.exec_stash.take() {
+            if h.shard == shard {
+                self.reused_held = true;
+                return Ok(h.lease);
+            }
+        }
+        if let Some(mut lease) = self.take_xa_leg(shard)? {
+            // The shard's leg of the session's distributed transaction.
+            self.restore_last_insert_id(&mut lease, c).await?;
+            return Ok(lease);
+        }
         if let Some(h) = self.held.take() {
             if h.shard == shard {
                 self.reused_held = true;
@@ -72,6 +83,12 @@ impl Session {
                         HoldWhy::Transaction => c.kind != Kind::Read,
                         _ => c.pin.is_some(),
                     };
+                    if refuse && why == HoldWhy::Transaction && self.two_phase() {
+                        // `twopc`: the write joins the transaction as an XA leg.
+                        let mut lease = self.open_xa_leg(shard, &first).await?;
+                        self.restore_last_insert_id(&mut lease, c).await?;
+                        return Ok(lease);
+                    }
                     if refuse {
                         return Err(ErrInfo::new(
                             err::ER_NOT_SUPPORTED_YET,
@@ -236,6 +253,10 @@ impl Session {
             self.pin = self.pin.or(Some("open cursor"));
         }
         self.status = o.status;
+        let Some(lease) = self.return_xa_leg(shard, lease) else {
+            // Kept by the distributed transaction as its leg on this shard.
+            return true;
+        };
         let why = if self.pin.is_some() {
             Some(HoldWhy::Pinned)
         } else if lease.conn.status & status::IN_TRANS != 0 {
@@ -286,6 +307,8 @@ pub struct LegLease {
     held: bool,
     /// The result set being streamed on it (a streamed scatter read), if any.
     cursor: Option<crate::backend::conn::RowCursor>,
+    /// It is an XA leg of the session's distributed transaction, to be given back to it.
+    xa: bool,
 }
 
 impl ShardConn for LegLease {
@@ -296,7 +319,9 @@ impl ShardConn for LegLease {
     fn forget_insert_id(&mut self) {
         self.lease.conn.last_insert_id = u64::MAX;
     }
+}
 
+impl StreamConn for LegLease {
     async fn start_rows(
         &mut self,
         sql: &str,
@@ -324,6 +349,25 @@ impl Shards for Session {
     type Conn = LegLease;
 
     async fn lease(&mut self, shard: &str, access: Access) -> Result<LegLease, ErrInfo> {
+        if let Some(lease) = self.take_xa_leg(shard)? {
+            return Ok(LegLease {
+                lease,
+                held: false,
+                cursor: None,
+                xa: true,
+            });
+        }
+        if let Some(home) = self.distributed_home().map(str::to_string) {
+            if access == Access::Write && home != shard {
+                let lease = self.open_xa_leg(shard, &home).await?;
+                return Ok(LegLease {
+                    lease,
+                    held: false,
+                    cursor: None,
+                    xa: true,
+                });
+            }
+        }
         let mut leg = if self.held.as_ref().is_some_and(|h| h.shard == shard) {
             let h = self.held.take().expect("checked");
             self.held_why_on_loan = Some(h.why);
@@ -331,12 +375,14 @@ impl Shards for Session {
                 lease: h.lease,
                 held: true,
                 cursor: None,
+                xa: false,
             }
         } else {
             LegLease {
                 lease: self.fresh_lease(shard).await?,
                 held: false,
                 cursor: None,
+                xa: false,
             }
         };
         if access == Access::Write {
@@ -349,6 +395,12 @@ impl Shards for Session {
         count_query(&leg.lease);
         if let Some(g) = leg.lease.conn.last_gtid.take() {
             self.record_ack(shard, g);
+        }
+        if leg.xa {
+            if let Some(lease) = self.return_xa_leg(shard, leg.lease) {
+                lease.pool.clone().put(lease);
+            }
+            return;
         }
         let why = if leg.held {
             Some(self.held_why_on_loan.take().unwrap_or(HoldWhy::Sticky))

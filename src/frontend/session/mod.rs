@@ -145,6 +145,14 @@ pub struct Session {
     rights: Option<Arc<crate::frontend::privileges::Rights>>,
     /// This session counted against its user's `max_connections`.
     user_slot: Option<rights::UserSlot>,
+    /// `transactions.transaction_mode`, or the session's `SET shardproxy_transaction_mode`.
+    transaction_mode: crate::config::TransactionMode,
+    /// The open transaction once it reached a second shard (two-phase commit): its xid and
+    /// its XA legs (see [`transaction`]).
+    dtx: Option<transaction::Distributed>,
+    /// The connection a prepared statement's execute was prepared on, handed to
+    /// `run_single` when the session holds another one (its transaction's) that it keeps.
+    exec_stash: Option<Held>,
 }
 
 /// Serves one client connection until it quits, is killed, or the proxy shuts down.
@@ -195,7 +203,11 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         tls: false,
         rights: None,
         user_slot: None,
+        transaction_mode: crate::config::TransactionMode::default(),
+        dtx: None,
+        exec_stash: None,
     };
+    s.transaction_mode = s.proxy.config().transactions.transaction_mode;
     s.proxy
         .counters
         .connections_total
@@ -433,6 +445,9 @@ impl Session {
     }
 
     fn cleanup(&mut self) {
+        // A distributed transaction's XA legs die with their connections (rolled back by
+        // their servers); the held home leg is dropped below with its transaction.
+        self.forget_distributed();
         if let Some(h) = self.held.take() {
             if h.why == HoldWhy::Sticky && h.lease.conn.status & status::IN_TRANS == 0 {
                 h.lease.pool.clone().put(h.lease);

@@ -148,7 +148,17 @@ impl Session {
             .map(str::to_string)
             .or_else(|| self.pending_begin.as_ref().map(|_| String::new()))
         {
-            if shards.len() > 1 || (!first.is_empty() && shards[0] != first) {
+            let spans = shards.len() > 1 || (!first.is_empty() && shards[0] != first);
+            if spans && self.two_phase() {
+                // `twopc`: the write's other legs join the transaction as XA legs; with only
+                // a held-back BEGIN, the first target's shard becomes the home shard.
+                let home = if first.is_empty() {
+                    targets[0].shard.clone()
+                } else {
+                    first
+                };
+                self.begin_distributed(&home);
+            } else if spans {
                 let bound = if first.is_empty() {
                     "a transaction".to_string()
                 } else {
@@ -169,8 +179,14 @@ impl Session {
         let commit = if matches!(kind, MultiKind::InsertSplit | MultiKind::Write)
             && shards.len() > 1
             && self.transaction_shard().is_none()
+            && self.dtx.is_none()
+            && self.pending_begin.is_none()
         {
-            Commit::AllOrNone
+            if self.transaction_mode == crate::config::TransactionMode::Twopc {
+                Commit::TwoPhase
+            } else {
+                Commit::AllOrNone
+            }
         } else {
             Commit::AsSent
         };

@@ -223,6 +223,16 @@ impl Session {
         let text = stmt.text.clone();
         let mut shard = stmt.shard.clone();
         let class = stmt.class.clone();
+        if self.dtx.is_some() {
+            // A distributed transaction ends (or is refused a statement) as in text.
+            if matches!(class.kind, Kind::Begin | Kind::Commit | Kind::Rollback) {
+                return self.distributed_control(class.kind.clone()).await;
+            }
+            if let Some(e) = super::transaction::breaks_distributed(&text) {
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
+        }
         // Parameter types come only with the first execute: keep them before routing, which
         // may answer this execute without reaching the code below.
         if stmt.params > 0 {
@@ -333,12 +343,24 @@ impl Session {
             // A fresh connection lists nothing of this session's.
             self.held_diagnostics = false;
         }
-        self.held = Some(Held {
+        let Some(lease) = self.return_xa_leg(&shard, lease) else {
+            // An XA leg: run_single takes it back from the distributed transaction.
+            return self
+                .run_single(&shard, body.freeze(), &text, &c, ResponseKind::Execute)
+                .await;
+        };
+        let stashed = Held {
             shard: shard.clone(),
             lease,
             why: HoldWhy::Sticky,
-        });
-        // run_single takes the held connection back: the statement runs where it was prepared.
+        };
+        if self.held.as_ref().is_some_and(|h| h.shard != shard) {
+            // The session holds a connection elsewhere (its transaction): keep it.
+            self.exec_stash = Some(stashed);
+        } else {
+            self.held = Some(stashed);
+        }
+        // run_single takes the connection back: the statement runs where it was prepared.
         self.run_single(&shard, body.freeze(), &text, &c, ResponseKind::Execute)
             .await
     }

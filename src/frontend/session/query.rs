@@ -126,6 +126,31 @@ impl Session {
             Kind::Begin => return self.begin(payload, &sql, &c).await,
             Kind::Commit | Kind::Rollback => return self.end_transaction(payload, &sql, &c).await,
             Kind::SetSession { vars, names: None }
+                if vars.len() == 1 && vars[0].0 == super::transaction::TRANSACTION_MODE_SETTING =>
+            {
+                let value = vars[0].1.rsplit('=').next().unwrap_or("").trim();
+                let value = value.trim_matches(|c| c == '\'' || c == '"' || c == '`');
+                let e = match crate::config::TransactionMode::parse(value) {
+                    Some(_) if self.dtx.is_some() => Some(ErrInfo::new(
+                        (1568, "25001"),
+                        "Transaction characteristics can't be changed while a transaction is in progress",
+                    )),
+                    Some(mode) => {
+                        self.transaction_mode = mode;
+                        None
+                    }
+                    None => Some(ErrInfo::new(
+                        (1231, "42000"),
+                        format!("Variable '{}' can't be set to the value of '{value}' (single or twopc)", super::transaction::TRANSACTION_MODE_SETTING),
+                    )),
+                };
+                match e {
+                    Some(e) => self.send_err(1, &e).await?,
+                    None => self.send_ok(1, self.local_ok()).await?,
+                }
+                return Ok(Flow::Continue);
+            }
+            Kind::SetSession { vars, names: None }
                 if vars.len() == 1 && vars[0].0 == SCATTER_WRITES_SETTING =>
             {
                 let value = vars[0]
@@ -140,6 +165,12 @@ impl Session {
                 return Ok(Flow::Continue);
             }
             _ => {}
+        }
+        if self.dtx.is_some() {
+            if let Some(e) = super::transaction::breaks_distributed(&sql) {
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
         }
         // CONNECTION_ID() and @@socket are the proxy's to answer (see frontend::rewrite).
         let (sql, payload) = match crate::frontend::rewrite::proxy_values(&sql, self.id) {
