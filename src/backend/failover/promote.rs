@@ -224,7 +224,7 @@ async fn kill_clients(c: &mut BackendConn) -> Result<(), String> {
 
 /// Fences a former primary if it answers: `read_only=1` and its client connections closed. It
 /// is out of the topology whatever this returns.
-async fn fence(addr: &str, config: &Config) -> Result<(), String> {
+pub async fn fence(addr: &str, config: &Config) -> Result<(), String> {
     tokio::time::timeout(STEP_TIMEOUT * 2, async {
         let mut c = admin_conn(addr, config).await?;
         exec(&mut c, "SET GLOBAL read_only=1").await?;
