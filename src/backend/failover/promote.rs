@@ -142,8 +142,14 @@ pub async fn stop_writes(s: &ShardPools, config: &Config) -> Result<GtidPos, Fai
         target: addr.clone(),
         why,
     };
-    // Let statements already running finish (bounded): new ones wait at the gate.
-    let deadline = Instant::now() + Duration::from_millis(config.failover.buffer_ms / 2);
+    // Let statements already running finish (bounded): new ones wait at the gate, and sessions
+    // let go of the connections they kept here at their next statement.
+    s.primary
+        .stats
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let deadline =
+        Instant::now() + Duration::from_millis((config.failover.buffer_ms / 4).min(1000));
     while s
         .primary
         .stats
@@ -167,6 +173,10 @@ pub async fn stop_writes(s: &ShardPools, config: &Config) -> Result<GtidPos, Fai
 
 /// Undoes [`stop_writes`] after a switchover that did not happen.
 pub async fn resume_writes(s: &ShardPools, config: &Config) -> Result<(), String> {
+    s.primary
+        .stats
+        .draining
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     let mut c = admin_conn(&s.primary.addr, config).await?;
     exec(&mut c, "SET GLOBAL read_only=0").await
 }

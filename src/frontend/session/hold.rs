@@ -50,6 +50,15 @@ impl Session {
     pub(super) async fn acquire(&mut self, shard: &str, c: &Classified) -> Result<Lease, ErrInfo> {
         self.reused_held = false;
         if let Some(h) = self.held.take() {
+            // A connection kept only for diagnostics to a server being switched away from is
+            // let go: the statement waits at the shard's gate and runs on the new primary.
+            if h.why == HoldWhy::Sticky && !h.lease.pool.keeps_sessions() {
+                self.held_diagnostics = false;
+                drop(h);
+                let mut lease = self.fresh_lease(shard).await?;
+                self.restore_last_insert_id(&mut lease, c).await?;
+                return Ok(lease);
+            }
             if h.shard == shard {
                 self.reused_held = true;
                 let mut lease = h.lease;
