@@ -19,6 +19,9 @@ use crate::protocol::constants::DEFAULT_COLLATION;
 /// Time allowed to reach a server during a switch (a dead one must not stall it).
 const STEP_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// How long a promotion waits for the old primary to be fenced before writes resume.
+const FENCE_WAIT: Duration = Duration::from_millis(300);
+
 /// A connection of the proxy's backend login to `addr`, for the switch's own statements.
 async fn admin_conn(addr: &str, config: &Config) -> Result<BackendConn, String> {
     let p = ConnectParams {
@@ -298,8 +301,13 @@ pub async fn promote(
     }
     let next = std::sync::Arc::new(next);
     host.install(next.clone());
-    // 3. Fence the old primary (best effort: it is out of the topology already).
-    let fenced = fence(&old, &config).await;
+    // 3. Fence the old primary (best effort: it is out of the topology already, and sessions
+    // let go of what they kept there). One that hangs is not waited for: the monitor fences it
+    // when it answers again with writes allowed.
+    let fenced = match tokio::time::timeout(FENCE_WAIT, fence(&old, &config)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {FENCE_WAIT:?}")),
+    };
     // 4. Writes resume.
     let write_pause = held_at.elapsed();
     if let Some(ns) = next.shard(shard) {
