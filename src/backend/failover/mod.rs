@@ -232,18 +232,22 @@ pub async fn run(host: Arc<dyn Host>, mut shutdown: watch::Receiver<bool>) {
                 }
                 continue;
             }
+            let f = &config.failover;
+            if !f.enabled || s.replicas.is_empty() {
+                // Nothing to fail over to: statements get the backend's own error at once.
+                continue;
+            }
             if gate == GateState::Open {
                 s.state.gate.set(GateState::Held(format!(
                     "primary {} is down",
                     s.primary.addr
                 )));
             }
-            let f = &config.failover;
             let down_for = failing_since.map_or(Duration::ZERO, |t| t.elapsed());
             let retry_ok = last_attempt
                 .get(&s.name)
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-            if f.enabled && down_for >= Duration::from_millis(f.after_ms) && retry_ok {
+            if down_for >= Duration::from_millis(f.after_ms) && retry_ok {
                 last_attempt.insert(s.name.clone(), Instant::now());
                 let (h, name) = (host.clone(), s.name.clone());
                 let since = failing_since.unwrap_or_else(Instant::now);

@@ -147,6 +147,7 @@ impl Session {
                     let f = self.proxy.config().failover.clone();
                     let since = *first_failure.get_or_insert_with(std::time::Instant::now);
                     if !f.enabled
+                        || pools.replicas.is_empty()
                         || !matches!(e, BackendError::Lost { .. })
                         || since.elapsed() >= std::time::Duration::from_millis(f.buffer_ms)
                     {
