@@ -68,3 +68,10 @@ fuzz:
 	else
 		echo "fuzz: cargo-fuzz (nightly) not installed: ran the stable loop only"
 	fi
+
+# Failover chaos runs (issue 11): kill -9 and SIGSTOP of a primary and a switchover, each under
+# a recorded write load of CHAOS_LOAD_MS before the fault (the `make test` runs use 1500).
+CHAOS_LOAD_MS ?= 20000
+.PHONY: chaos-failover
+chaos-failover:
+	CHAOS_LOAD_MS=$(CHAOS_LOAD_MS) cargo test --test failover -- --nocapture --test-threads=1

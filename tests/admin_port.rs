@@ -73,7 +73,9 @@ async fn show_statements_answer_result_sets() {
             "pool_in_use",
             "pool_idle",
             "queries",
-            "errors"
+            "errors",
+            "gtid_position",
+            "read_only"
         ]
     );
     assert_eq!(rows.len(), 5);

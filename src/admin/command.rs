@@ -54,9 +54,14 @@ pub const STATEMENTS: &[(&str, &str)] = &[
         "stop the statement a session is running",
     ),
     (
-        "SWITCHOVER <shard>",
-        "promote a replica of the shard (not supported yet)",
+        "SWITCHOVER <shard> [TO <replica>]",
+        "planned switch of the shard's primary: statements held, no client error; reports the write pause",
     ),
+    (
+        "FAILOVER <shard> [FORCE]",
+        "promote a replica now; FORCE even if none holds every acknowledged write (may lose them: logged)",
+    ),
+    ("SHOW FAILOVERS", "past switches with their timings and reasons"),
     ("HELP", "this list (in the mysql CLI: help admin)"),
     (
         "SHOW TRANSACTIONS",
@@ -87,6 +92,18 @@ pub enum Command {
     Switchover(String),
     /// `RESHARD PLAN '<file>'`: the path of the config to move to.
     ReshardPlan(String),
+    /// `SWITCHOVER <shard> TO <replica>`.
+    SwitchoverTo {
+        shard: String,
+        target: String,
+    },
+    /// `FAILOVER <shard> [FORCE]`.
+    Failover {
+        shard: String,
+        force: bool,
+    },
+    /// `SHOW FAILOVERS`.
+    ShowFailovers,
     Help,
     /// Client housekeeping: `SELECT @@var, DATABASE(), …` answered with one row.
     Select(Vec<SelectItem>),
@@ -177,6 +194,7 @@ pub fn parse(sql: &str) -> Result<Command, AdminError> {
             match rest.as_slice() {
                 ["SHARDS"] => Ok(Command::ShowShards),
                 ["BACKENDS"] => Ok(Command::ShowBackends),
+                ["FAILOVERS"] => Ok(Command::ShowFailovers),
                 ["RING"] => Ok(Command::ShowRing),
                 ["SESSIONS"] | ["PROCESSLIST"] | ["FULL", "PROCESSLIST"] => {
                     Ok(Command::ShowSessions)
@@ -219,8 +237,16 @@ pub fn parse(sql: &str) -> Result<Command, AdminError> {
             Ok(Command::Kill { id, query_only })
         }
         "SWITCHOVER" => {
+            if words.len() == 4 && words[2].eq_ignore_ascii_case("TO") {
+                return Ok(Command::SwitchoverTo {
+                    shard: unquote_ident(words[1]),
+                    target: words[3]
+                        .trim_matches(|c| c == '\'' || c == '"' || c == '`')
+                        .to_string(),
+                });
+            }
             if words.len() != 2 {
-                return Err(usage("SWITCHOVER <shard>"));
+                return Err(usage("SWITCHOVER <shard> [TO <replica>]"));
             }
             Ok(Command::Switchover(unquote_ident(words[1])))
         }
@@ -236,6 +262,17 @@ pub fn parse(sql: &str) -> Result<Command, AdminError> {
             }
         }
         "RESHARD" => Err(usage("RESHARD PLAN '<config file>'")),
+        "FAILOVER" => match words.len() {
+            2 => Ok(Command::Failover {
+                shard: unquote_ident(words[1]),
+                force: false,
+            }),
+            3 if words[2].eq_ignore_ascii_case("FORCE") => Ok(Command::Failover {
+                shard: unquote_ident(words[1]),
+                force: true,
+            }),
+            _ => Err(usage("FAILOVER <shard> [FORCE]")),
+        },
         // The mysql CLI answers a bare `help` itself and sends `help 'topic'` to the server.
         "HELP" => Ok(Command::Help),
         "SET" => Ok(Command::Set),
@@ -534,6 +571,22 @@ mod tests {
         assert!(parse("reshard start '/tmp/x.toml'").is_err());
         assert_eq!(ok("SWITCHOVER `s1`;"), Command::Switchover("s1".into()));
         assert!(parse("SWITCHOVER").is_err());
+        assert_eq!(
+            ok("SWITCHOVER s1 TO '127.0.0.1:3312'"),
+            Command::SwitchoverTo {
+                shard: "s1".into(),
+                target: "127.0.0.1:3312".into()
+            }
+        );
+        assert_eq!(
+            ok("failover s2 force"),
+            Command::Failover {
+                shard: "s2".into(),
+                force: true
+            }
+        );
+        assert_eq!(ok("SHOW FAILOVERS"), Command::ShowFailovers);
+        assert!(parse("FAILOVER s1 NOW").is_err());
     }
 
     #[test]

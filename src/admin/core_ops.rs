@@ -87,6 +87,11 @@ fn health(p: &Pool) -> Health {
 
 fn backend(p: &Pool) -> BackendStatus {
     let lag = p.stats.lag_seconds.load(Ordering::Relaxed);
+    // One lock, released before the literal below (its temporaries would live to the end).
+    let (gtid_position, read_only) = {
+        let o = p.stats.observed.lock().unwrap_or_else(|e| e.into_inner());
+        (o.current_pos.to_string(), o.read_only)
+    };
     BackendStatus {
         address: p.addr.clone(),
         shard: p.shard.clone(),
@@ -101,6 +106,8 @@ fn backend(p: &Pool) -> BackendStatus {
         pool_idle: p.stats.idle.load(Ordering::Relaxed) as u64,
         queries: p.stats.queries.load(Ordering::Relaxed),
         errors: p.stats.errors.load(Ordering::Relaxed),
+        gtid_position,
+        read_only,
     }
 }
 
@@ -116,12 +123,18 @@ impl AdminOps for CoreOps {
                 primary: s.primary.addr.clone(),
                 replicas: s.replicas.iter().map(|r| r.addr.clone()).collect(),
                 weight: s.weight,
-                status: if health(&s.primary) == Health::Down {
-                    "down".into()
-                } else if s.replicas.iter().any(|r| health(r) == Health::Down) {
-                    "degraded".into()
-                } else {
-                    "ok".into()
+                status: {
+                    let base = if health(&s.primary) == Health::Down {
+                        "down"
+                    } else if s.replicas.iter().any(|r| health(r) == Health::Down) {
+                        "degraded"
+                    } else {
+                        "ok"
+                    };
+                    match super::failover_ops::shard_notes(s) {
+                        Some(n) => format!("{base} ({n})"),
+                        None => base.to_string(),
+                    }
                 },
             })
             .collect()
@@ -133,6 +146,7 @@ impl AdminOps for CoreOps {
         for s in &topo.shards {
             out.push(backend(&s.primary));
             out.extend(s.replicas.iter().map(|r| backend(r)));
+            out.extend(s.fenced.iter().map(|r| backend(r)));
         }
         out
     }
@@ -306,6 +320,22 @@ impl AdminOps for CoreOps {
             kill_backend(&self.proxy.topology(), &addr, tid, query_only).await;
         }
         Ok(())
+    }
+
+    async fn switchover(&self, shard: &str) -> Result<String, AdminError> {
+        super::failover_ops::switchover(&self.proxy, shard, None).await
+    }
+
+    async fn switchover_to(&self, shard: &str, target: Option<&str>) -> Result<String, AdminError> {
+        super::failover_ops::switchover(&self.proxy, shard, target).await
+    }
+
+    async fn failover(&self, shard: &str, force: bool) -> Result<String, AdminError> {
+        super::failover_ops::failover_now(&self.proxy, shard, force).await
+    }
+
+    fn failovers(&self) -> Result<ResultSet, AdminError> {
+        Ok(super::failover_ops::history(&self.proxy))
     }
 }
 

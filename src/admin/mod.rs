@@ -10,6 +10,7 @@
 pub mod command;
 pub mod core_ops;
 pub mod diff;
+pub mod failover_ops;
 pub mod ops;
 pub mod render;
 pub mod reshard;

@@ -85,6 +85,10 @@ pub struct BackendStatus {
     pub queries: u64,
     /// Errors from this backend (connect failures and error packets) since start.
     pub errors: u64,
+    /// Its GTID position (`@@gtid_current_pos`) at the last health check; empty unknown.
+    pub gtid_position: String,
+    /// `@@read_only` at the last health check; `None` unknown.
+    pub read_only: Option<bool>,
 }
 
 /// One shard's part of the consistent-hash ring, as `SHOW RING` prints it.
@@ -270,6 +274,29 @@ pub trait AdminOps: Send + Sync + 'static {
         Err(AdminError::not_supported(
             "RESHARD PLAN is not available here",
         ))
+    }
+
+    /// Planned switchover of `shard` to `target` (or its best replica): `SWITCHOVER <shard>
+    /// [TO <replica>]`; a one-line account of what happened (with the write pause).
+    async fn switchover_to(&self, shard: &str, target: Option<&str>) -> Result<String, AdminError> {
+        match target {
+            None => self.switchover(shard).await,
+            Some(_) => Err(AdminError::not_supported(
+                "SWITCHOVER ... TO is not supported",
+            )),
+        }
+    }
+
+    /// Unplanned failover of `shard` now: `FAILOVER <shard> [FORCE]`. Without FORCE only a
+    /// replica holding every acknowledged write is promoted; with it, the best one anyway.
+    async fn failover(&self, shard: &str, force: bool) -> Result<String, AdminError> {
+        let _ = (shard, force);
+        Err(AdminError::not_supported("FAILOVER is not supported"))
+    }
+
+    /// `SHOW FAILOVERS`: past switches with their timings and reasons.
+    fn failovers(&self) -> Result<ResultSet, AdminError> {
+        Err(AdminError::not_supported("SHOW FAILOVERS is not supported"))
     }
 
     /// Progress of a running resharding as rows. Until resharding lands: not supported.

@@ -76,6 +76,8 @@ pub fn backends(backends: &[BackendStatus]) -> ResultSet {
             Col::Int("pool_idle"),
             Col::Int("queries"),
             Col::Int("errors"),
+            Col::Text("gtid_position"),
+            Col::Text("read_only"),
         ],
         backends
             .iter()
@@ -90,6 +92,9 @@ pub fn backends(backends: &[BackendStatus]) -> ResultSet {
                     s(b.pool_idle),
                     s(b.queries),
                     s(b.errors),
+                    s(&b.gtid_position),
+                    b.read_only
+                        .map(|r| if r { "ON" } else { "OFF" }.to_string()),
                 ]
             })
             .collect(),
@@ -363,6 +368,8 @@ mod tests {
             pool_idle: 5,
             queries: 100,
             errors: 2,
+            gtid_position: "0-1-5".into(),
+            read_only: Some(false),
         }]);
         assert_eq!(names(&rs)[3], "health");
         assert_eq!(cell(&rs, 0, 3).as_deref(), Some("down"));

@@ -229,6 +229,15 @@ impl AdminShim {
             Command::ReshardPlan(path) => {
                 Reply::Rows(render::reshard_plan(&ops.reshard_plan(&path).await?))
             }
+            Command::SwitchoverTo { shard, target } => {
+                let outcome = ops.switchover_to(&shard, Some(&target)).await?;
+                Reply::Rows(render::switchover(&shard, &outcome))
+            }
+            Command::Failover { shard, force } => {
+                let outcome = ops.failover(&shard, force).await?;
+                Reply::Rows(render::switchover(&shard, &outcome))
+            }
+            Command::ShowFailovers => Reply::Rows(ops.failovers()?),
             Command::Help => Reply::Rows(render::help()),
             Command::ShowWarnings => Reply::Rows(render::warnings()),
             Command::Select(items) => {

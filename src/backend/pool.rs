@@ -85,6 +85,9 @@ pub struct PoolStats {
     pub lag_seconds: AtomicI64,
     /// What the last health check saw (positions, read_only, semi-sync, failures in a row).
     pub observed: Mutex<super::observed::Observed>,
+    /// A switchover is taking writes away from this server: a session must not reuse a
+    /// connection it kept here between statements.
+    pub draining: AtomicBool,
 }
 
 /// Connections to one server.
@@ -185,8 +188,18 @@ impl Pool {
         Role::from_u8(self.role.load(Ordering::Relaxed))
     }
 
+    /// Whether a session may keep using a connection it holds to this server between
+    /// statements: not once it is fenced or being switched away from (one atomic load).
+    #[inline]
+    pub fn keeps_sessions(&self) -> bool {
+        !self.stats.draining.load(Ordering::Relaxed)
+    }
+
     /// Records a new role (a promotion or fencing; the topology is swapped alongside).
     pub fn set_role(&self, role: Role) {
+        if role == Role::Fenced {
+            self.stats.draining.store(true, Ordering::Relaxed);
+        }
         self.role.store(role.to_u8(), Ordering::Relaxed);
     }
 

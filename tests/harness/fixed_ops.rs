@@ -178,6 +178,8 @@ impl AdminOps for FixedOps {
                     pool_idle: if down { 0 } else { 6 },
                     queries: 1000 * (i as u64 + 1),
                     errors: if down { 17 } else { 0 },
+                    gtid_position: String::new(),
+                    read_only: None,
                 });
             }
         }

@@ -278,6 +278,20 @@ impl Mariadb {
         }
     }
 
+    /// SIGSTOP: the server hangs (connections stay open, nothing answers), unlike a crash.
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            signal_child(c, libc::SIGSTOP);
+        }
+    }
+
+    /// SIGCONT after [`Mariadb::pause`].
+    pub fn resume(&self) {
+        if let Some(c) = &self.child {
+            signal_child(c, libc::SIGCONT);
+        }
+    }
+
     /// Clean shutdown (SIGTERM), killing after 30 s.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -187,6 +187,30 @@ pub async fn run(host: Arc<dyn Host>, mut shutdown: watch::Receiver<bool>) {
         let config = host.config();
         let topo = host.topology();
         for s in &topo.shards {
+            // A fenced server that answers again with writes allowed (it was unreachable when
+            // it was fenced: a hang, a network cut) is fenced again.
+            for f in &s.fenced {
+                let writable = f.stats.healthy.load(std::sync::atomic::Ordering::Relaxed)
+                    && f.stats
+                        .observed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .read_only
+                        == Some(false);
+                if writable && retry_fence(&mut last_attempt, &f.addr) {
+                    let (addr, c) = (f.addr.clone(), config.clone());
+                    tokio::spawn(async move {
+                        match promote::fence(&addr, &c).await {
+                            Ok(()) => {
+                                tracing::warn!(backend = %addr, "fenced former primary was writable again: read_only=1, connections closed")
+                            }
+                            Err(e) => {
+                                tracing::error!(backend = %addr, "cannot fence former primary: {e}")
+                            }
+                        }
+                    });
+                }
+            }
             let healthy = s
                 .primary
                 .stats
@@ -201,11 +225,16 @@ pub async fn run(host: Arc<dyn Host>, mut shutdown: watch::Receiver<bool>) {
                 .failing_since;
             let gate = s.state.gate.state();
             if healthy {
-                if matches!(gate, GateState::Held(_)) && host.failovers().begin(&s.name).is_some() {
+                if gate != GateState::Open && host.failovers().begin(&s.name).is_some() {
                     // Held for a primary that came back (not by a switch under way).
                     tracing::info!(shard = %s.name, primary = %s.primary.addr, "primary is back before failover: statements released");
                     s.state.gate.set(GateState::Open);
                 }
+                continue;
+            }
+            let f = &config.failover;
+            if !f.enabled || s.replicas.is_empty() {
+                // Nothing to fail over to: statements get the backend's own error at once.
                 continue;
             }
             if gate == GateState::Open {
@@ -214,12 +243,11 @@ pub async fn run(host: Arc<dyn Host>, mut shutdown: watch::Receiver<bool>) {
                     s.primary.addr
                 )));
             }
-            let f = &config.failover;
             let down_for = failing_since.map_or(Duration::ZERO, |t| t.elapsed());
             let retry_ok = last_attempt
                 .get(&s.name)
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-            if f.enabled && down_for >= Duration::from_millis(f.after_ms) && retry_ok {
+            if down_for >= Duration::from_millis(f.after_ms) && retry_ok {
                 last_attempt.insert(s.name.clone(), Instant::now());
                 let (h, name) = (host.clone(), s.name.clone());
                 let since = failing_since.unwrap_or_else(Instant::now);
@@ -233,6 +261,19 @@ pub async fn run(host: Arc<dyn Host>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Whether to try fencing `addr` again now (at most once a second).
+fn retry_fence(last: &mut HashMap<String, Instant>, addr: &str) -> bool {
+    let key = format!("fence {addr}");
+    if last
+        .get(&key)
+        .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+    {
+        return false;
+    }
+    last.insert(key, Instant::now());
+    true
 }
 
 /// Fails `shard` over to its best replica (see the module text). `Trigger::Forced` promotes the

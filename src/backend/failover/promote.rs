@@ -19,6 +19,9 @@ use crate::protocol::constants::DEFAULT_COLLATION;
 /// Time allowed to reach a server during a switch (a dead one must not stall it).
 const STEP_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// How long a promotion waits for the old primary to be fenced before writes resume.
+const FENCE_WAIT: Duration = Duration::from_millis(300);
+
 /// A connection of the proxy's backend login to `addr`, for the switch's own statements.
 async fn admin_conn(addr: &str, config: &Config) -> Result<BackendConn, String> {
     let p = ConnectParams {
@@ -144,8 +147,14 @@ pub async fn stop_writes(s: &ShardPools, config: &Config) -> Result<GtidPos, Fai
         target: addr.clone(),
         why,
     };
-    // Let statements already running finish (bounded): new ones wait at the gate.
-    let deadline = Instant::now() + Duration::from_millis(config.failover.buffer_ms / 2);
+    // Let statements already running finish (bounded): new ones wait at the gate, and sessions
+    // let go of the connections they kept here at their next statement.
+    s.primary
+        .stats
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let deadline =
+        Instant::now() + Duration::from_millis((config.failover.buffer_ms / 4).min(1000));
     while s
         .primary
         .stats
@@ -169,6 +178,10 @@ pub async fn stop_writes(s: &ShardPools, config: &Config) -> Result<GtidPos, Fai
 
 /// Undoes [`stop_writes`] after a switchover that did not happen.
 pub async fn resume_writes(s: &ShardPools, config: &Config) -> Result<(), String> {
+    s.primary
+        .stats
+        .draining
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     let mut c = admin_conn(&s.primary.addr, config).await?;
     exec(&mut c, "SET GLOBAL read_only=0").await
 }
@@ -226,7 +239,7 @@ async fn kill_clients(c: &mut BackendConn) -> Result<(), String> {
 
 /// Fences a former primary if it answers: `read_only=1` and its client connections closed. It
 /// is out of the topology whatever this returns.
-async fn fence(addr: &str, config: &Config) -> Result<(), String> {
+pub async fn fence(addr: &str, config: &Config) -> Result<(), String> {
     tokio::time::timeout(STEP_TIMEOUT * 2, async {
         let mut c = admin_conn(addr, config).await?;
         exec(&mut c, "SET GLOBAL read_only=1").await?;
@@ -290,8 +303,13 @@ pub async fn promote(
     }
     let next = std::sync::Arc::new(next);
     host.install(next.clone());
-    // 3. Fence the old primary (best effort: it is out of the topology already).
-    let fenced = fence(&old, &config).await;
+    // 3. Fence the old primary (best effort: it is out of the topology already, and sessions
+    // let go of what they kept there). One that hangs is not waited for: the monitor fences it
+    // when it answers again with writes allowed.
+    let fenced = match tokio::time::timeout(FENCE_WAIT, fence(&old, &config)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {FENCE_WAIT:?}")),
+    };
     // 4. Writes resume.
     let write_pause = held_at.elapsed();
     if let Some(ns) = next.shard(shard) {

@@ -61,6 +61,15 @@ impl Session {
             return Ok(lease);
         }
         if let Some(h) = self.held.take() {
+            // A connection kept only for diagnostics to a server being switched away from is
+            // let go: the statement waits at the shard's gate and runs on the new primary.
+            if h.why == HoldWhy::Sticky && !h.lease.pool.keeps_sessions() {
+                self.held_diagnostics = false;
+                drop(h);
+                let mut lease = self.fresh_lease(shard).await?;
+                self.restore_last_insert_id(&mut lease, c).await?;
+                return Ok(lease);
+            }
             if h.shard == shard {
                 self.reused_held = true;
                 let mut lease = h.lease;
@@ -155,6 +164,7 @@ impl Session {
                     let f = self.proxy.config().failover.clone();
                     let since = *first_failure.get_or_insert_with(std::time::Instant::now);
                     if !f.enabled
+                        || pools.replicas.is_empty()
                         || !matches!(e, BackendError::Lost { .. })
                         || since.elapsed() >= std::time::Duration::from_millis(f.buffer_ms)
                     {

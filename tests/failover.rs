@@ -1,0 +1,388 @@
+//! Failover under a recorded write load (issue 11), against real mariadbd shards with two
+//! semi-sync (AFTER_SYNC) replicas each: a primary is killed (`kill -9`) or hung (`SIGSTOP`)
+//! while writers insert rows through the proxy and record every acknowledged insert. Afterwards
+//! every acknowledged row is on the new primary exactly once, the old primary is fenced, the
+//! other shard saw no error, and the test prints the unavailability window and the errors
+//! clients saw. A planned switchover under the same load must show zero client errors.
+
+mod harness;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use harness::mysql::tcp_opts;
+use harness::{Cluster, Mariadb, Proxy, ProxyConfig};
+use mysql_async::prelude::Queryable;
+
+/// Writers per shard.
+const WRITERS: usize = 3;
+
+fn config(cluster: &Cluster, state_file: &str) -> String {
+    ProxyConfig::for_cluster(cluster)
+        .sharded_table("fo_w", "id")
+        .backend("health_interval_ms = 200")
+        .backend("health_timeout_ms = 400")
+        .backend("health_fail_after = 2")
+        .backend("connect_timeout_ms = 500")
+        .backend("query_timeout_ms = 2000")
+        .extra(&format!(
+            "[failover]\nafter_ms = 500\nbuffer_ms = 10000\ncatchup_ms = 2000\nstate_file = {state_file:?}\n\
+             [replication]\nuser = \"repl\"\npassword = \"repl\"\n"
+        ))
+        .render()
+}
+
+/// What the writers saw.
+#[derive(Default)]
+struct Record {
+    /// (shard, key, seq, when acknowledged).
+    acked: Vec<(String, u64, u64, Instant)>,
+    /// (shard, when, message).
+    errors: Vec<(String, Instant, String)>,
+}
+
+struct Load {
+    record: Arc<Mutex<Record>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// `WRITERS` keys per shard, found with WHERE IS.
+fn keys_per_shard(proxy: &Proxy) -> BTreeMap<String, Vec<u64>> {
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for k in 1..200u64 {
+        let rows = proxy.admin_query(&format!("WHERE IS fo_w {k}")).unwrap();
+        let shard = rows[0][2].clone();
+        let v = out.entry(shard).or_default();
+        if v.len() < WRITERS {
+            v.push(k);
+        }
+        if out.len() == 2 && out.values().all(|v| v.len() == WRITERS) {
+            break;
+        }
+    }
+    out
+}
+
+/// Writers insert `(key, seq)` with `seq` from `first_seq` up.
+fn start_load(proxy: &Proxy, keys: &BTreeMap<String, Vec<u64>>, first_seq: u64) -> Load {
+    let record = Arc::new(Mutex::new(Record::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (shard, ks) in keys {
+        for &k in ks {
+            let (record, stop, shard) = (record.clone(), stop.clone(), shard.clone());
+            let opts = tcp_opts(proxy.port(), "app", "app").db_name(Some("fund"));
+            tasks.push(tokio::spawn(async move {
+                let mut conn: Option<mysql_async::Conn> = None;
+                let mut seq = first_seq;
+                while !stop.load(Ordering::Relaxed) {
+                    if conn.is_none() {
+                        match mysql_async::Conn::new(opts.clone()).await {
+                            Ok(c) => conn = Some(c),
+                            Err(e) => {
+                                record.lock().unwrap().errors.push((
+                                    shard.clone(),
+                                    Instant::now(),
+                                    format!("connect: {e}"),
+                                ));
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
+                            }
+                        }
+                    }
+                    seq += 1;
+                    let c = conn.as_mut().unwrap();
+                    let r = c
+                        .query_drop(format!("INSERT INTO fo_w (id, seq) VALUES ({k}, {seq})"))
+                        .await;
+                    let mut rec = record.lock().unwrap();
+                    match r {
+                        Ok(()) => rec.acked.push((shard.clone(), k, seq, Instant::now())),
+                        Err(e) => {
+                            rec.errors
+                                .push((shard.clone(), Instant::now(), e.to_string()));
+                            conn = None;
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    Load {
+        record,
+        stop,
+        tasks,
+    }
+}
+
+impl Load {
+    async fn finish(self) -> Record {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        Arc::try_unwrap(self.record)
+            .ok()
+            .unwrap()
+            .into_inner()
+            .unwrap()
+    }
+}
+
+fn primary_of(proxy: &Proxy, shard: &str) -> String {
+    let rows = proxy.admin_query("SHOW SHARDS").unwrap();
+    rows.iter().find(|r| r[0] == shard).unwrap()[1].clone()
+}
+
+fn server<'a>(cluster: &'a Cluster, addr: &str) -> &'a Mariadb {
+    cluster.servers().find(|m| m.addr() == addr).unwrap()
+}
+
+/// Every acknowledged row of `shard` is on `primary` exactly once; returns how many.
+fn check_acked(rec: &Record, shard: &str, primary: &Mariadb) -> usize {
+    let rows = primary.query("SELECT id, seq, COUNT(*) FROM fund.fo_w GROUP BY id, seq");
+    let have: HashMap<(u64, u64), u64> = rows
+        .iter()
+        .map(|r| {
+            (
+                (r[0].parse().unwrap(), r[1].parse().unwrap()),
+                r[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    let mut n = 0;
+    for (s, k, seq, _) in rec.acked.iter().filter(|a| a.0 == shard) {
+        assert_eq!(
+            have.get(&(*k, *seq)),
+            Some(&1),
+            "acknowledged write {k}/{seq} of {s} not exactly once on {}",
+            primary.addr()
+        );
+        n += 1;
+    }
+    n
+}
+
+/// The longest time `shard` acknowledged no write, around `t0` (the fault): the client-visible
+/// unavailability window.
+fn window(rec: &Record, shard: &str, t0: Instant) -> Option<Duration> {
+    let mut t: Vec<Instant> = rec
+        .acked
+        .iter()
+        .filter(|a| a.0 == shard)
+        .map(|a| a.3)
+        .collect();
+    t.sort();
+    let after = t.iter().any(|x| *x > t0);
+    let gap = t
+        .windows(2)
+        .filter(|w| w[1] > t0)
+        .map(|w| w[1] - w[0])
+        .max();
+    gap.filter(|_| after)
+}
+
+fn wait_new_primary(proxy: &Proxy, shard: &str, old: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let p = primary_of(proxy, shard);
+        if p != old {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new primary for {shard} within {within:?}\n{:?}\n--- proxy log\n{}",
+            proxy.admin_query("SHOW FAILOVERS"),
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    Kill,
+    Stop,
+}
+
+async fn crash_scenario(fault: Fault) {
+    let mut cluster = Cluster::start(2, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("topology.json");
+    let cfg = config(&cluster, state.to_str().unwrap());
+    let proxy = Proxy::start(&cfg);
+    proxy
+        .cli_query("USE fund; CREATE TABLE fo_w (id BIGINT, seq BIGINT, PRIMARY KEY (id, seq))")
+        .unwrap();
+    let keys = keys_per_shard(&proxy);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let victim = "s1";
+    let other = "s2";
+    let old = primary_of(&proxy, victim);
+    let load = start_load(&proxy, &keys, 0);
+    // `make chaos-failover` runs a longer load before the fault.
+    let before: u64 = std::env::var("CHAOS_LOAD_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1500);
+    tokio::time::sleep(Duration::from_millis(before)).await;
+
+    let t0 = Instant::now();
+    let idx = cluster
+        .shards
+        .iter()
+        .position(|s| s.name == victim)
+        .unwrap();
+    match fault {
+        Fault::Kill => cluster.shards[idx].primary.kill(),
+        Fault::Stop => cluster.shards[idx].primary.pause(),
+    }
+    let new = tokio::task::block_in_place(|| {
+        wait_new_primary(&proxy, victim, &old, Duration::from_secs(20))
+    });
+    let promoted_after = t0.elapsed();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let rec = load.finish().await;
+    if fault == Fault::Stop {
+        cluster.shards[idx].primary.resume();
+    }
+
+    let win = window(&rec, victim, t0);
+    let victim_errors: Vec<_> = rec.errors.iter().filter(|e| e.0 == victim).collect();
+    let other_errors: Vec<_> = rec.errors.iter().filter(|e| e.0 == other).collect();
+    let name = if fault == Fault::Kill {
+        "kill -9"
+    } else {
+        "SIGSTOP"
+    };
+    println!(
+        "{name} of {victim} primary {old}: promoted {new} after {promoted_after:?}; \
+         unavailability window (longest gap between acknowledged writes) {win:?}; \
+         acknowledged writes {}; client errors on {victim}: {}, on {other}: {}",
+        rec.acked.len(),
+        victim_errors.len(),
+        other_errors.len()
+    );
+    for e in victim_errors.iter().take(10) {
+        println!(
+            "  {victim} error at +{:?}: {}",
+            e.1.saturating_duration_since(t0),
+            e.2
+        );
+    }
+    for l in proxy.log().lines().filter(|l| {
+        l.contains("failover") || l.contains("topology changed") || l.contains("is down")
+    }) {
+        println!("  proxy: {}", l.chars().take(400).collect::<String>());
+    }
+
+    assert!(
+        win.is_some(),
+        "no write acknowledged on {victim} after the fault"
+    );
+    assert!(
+        other_errors.is_empty(),
+        "{other} saw errors: {other_errors:?}"
+    );
+    let new_server = server(&cluster, &new);
+    let n = check_acked(&rec, victim, new_server);
+    assert!(n > 0);
+    check_acked(
+        &rec,
+        other,
+        &cluster
+            .shards
+            .iter()
+            .find(|s| s.name == other)
+            .unwrap()
+            .primary,
+    );
+
+    // The old primary is fenced (out of routing); the other replica follows the new primary.
+    let backends = proxy.admin_query("SHOW BACKENDS").unwrap();
+    let old_row = backends.iter().find(|r| r[0] == old).unwrap();
+    assert_eq!(old_row[2], "fenced", "{backends:?}");
+    let failovers = proxy.admin_query("SHOW FAILOVERS").unwrap();
+    let last = failovers.last().unwrap();
+    assert_eq!(last[9], "promoted", "{failovers:?}");
+    // The acknowledged GTID came from session tracking (real OK packets) and the new primary
+    // holds it.
+    assert!(
+        !last[5].is_empty(),
+        "no acknowledged GTID recorded: {failovers:?}"
+    );
+    let other_replica = cluster.shards[idx]
+        .replicas
+        .iter()
+        .find(|r| r.addr() != new)
+        .unwrap();
+    let new_port = new.rsplit(':').next().unwrap().to_string();
+    assert!(
+        harness_wait(Duration::from_secs(10), || other_replica
+            .slave_field("Master_Port")
+            .as_deref()
+            == Some(new_port.as_str())),
+        "other replica not repointed: {:?}",
+        other_replica.slave_status()
+    );
+    // The topology survives a restart: the state file names the new primary.
+    let text = std::fs::read_to_string(&state).unwrap();
+    assert!(text.contains(&new), "{text}");
+    if fault == Fault::Stop {
+        // Resumed, the old primary is fenced for real once it answers again.
+        assert!(
+            harness_wait(Duration::from_secs(10), || server(&cluster, &old)
+                .query_value("SELECT @@read_only")
+                .as_deref()
+                == Some("1")),
+            "resumed old primary not read_only"
+        );
+    }
+
+    if fault == Fault::Kill {
+        // A planned switchover of the other shard under the same load: no client error.
+        let old2 = primary_of(&proxy, other);
+        let load = start_load(&proxy, &keys, 1_000_000_000);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let t_sw = Instant::now();
+        let out = tokio::task::block_in_place(|| proxy.admin_query(&format!("SWITCHOVER {other}")));
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let rec = load.finish().await;
+        println!(
+            "SWITCHOVER {other}: {out:?}; longest gap between acknowledged writes {:?}; acknowledged writes {}; client errors {}: {:?}",
+            window(&rec, other, t_sw),
+            rec.acked.len(),
+            rec.errors.len(),
+            rec.errors.iter().take(5).map(|e| &e.2).collect::<Vec<_>>()
+        );
+        let out = out.unwrap();
+        let new2 = primary_of(&proxy, other);
+        assert_ne!(new2, old2, "{out:?}");
+        assert!(rec.errors.is_empty(), "switchover errors: {:?}", rec.errors);
+        check_acked(&rec, other, server(&cluster, &new2));
+    }
+}
+
+fn harness_wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_a_primary_loses_no_acknowledged_write_then_switchover_has_no_error() {
+    crash_scenario(Fault::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigstop_of_a_primary_loses_no_acknowledged_write() {
+    crash_scenario(Fault::Stop).await;
+}
