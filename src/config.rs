@@ -868,6 +868,22 @@ mod tests {
     }
 
     #[test]
+    fn transaction_mode_defaults_to_twopc_and_accepts_single() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.transactions.transaction_mode, TransactionMode::Twopc);
+        let text = format!("{MINIMAL}\n[transactions]\ntransaction_mode = \"single\"\n");
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.transactions.transaction_mode, TransactionMode::Single);
+        let bad = format!("{MINIMAL}\n[transactions]\ntransaction_mode = \"xa\"\n");
+        assert!(Config::parse(&bad).is_err());
+        assert_eq!(
+            TransactionMode::parse("TwoPC"),
+            Some(TransactionMode::Twopc)
+        );
+        assert_eq!(TransactionMode::parse("both"), None);
+    }
+
+    #[test]
     fn unknown_default_shard_is_rejected() {
         let text = MINIMAL.replace("default_shard = \"s1\"", "default_shard = \"s9\"");
         let err = Config::parse(&text).unwrap_err().to_string();
