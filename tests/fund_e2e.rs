@@ -464,7 +464,10 @@ async fn idempotent_requests() {
         Some(json!({"name": "eve", "initial_subscription": {"amount": "-1", "request_id": "open-2"}})),
     );
     assert_eq!((st, v["code"].as_str()), (400, Some("invalid_amount")));
-    assert_eq!(scalar_i64(&p, "SELECT COUNT(*) FROM accounts").await, before);
+    assert_eq!(
+        scalar_i64(&p, "SELECT COUNT(*) FROM accounts").await,
+        before
+    );
     assert!(fund(&s, &["check"]).status.success());
 }
 

@@ -532,8 +532,7 @@ async fn money(
             merchant: merchant.as_deref(),
             fingerprint: &fingerprint,
         };
-        match money::money_tx(&st.pool, st.today(), &req).await
-        {
+        match money::money_tx(&st.pool, st.today(), &req).await {
             Ok(Outcome::Done(status, body)) => return Ok(json_response(status, body)),
             Ok(Outcome::Replayed(status, body)) => {
                 let mut r = json_response(status, body);

@@ -243,7 +243,10 @@ fn draw(path: &Path, title: &str, target: f64, s: &[Second]) -> Result<()> {
         .margin(12)
         .x_label_area_size(35)
         .y_label_area_size(60)
-        .caption("throughput (requests completed per second)", ("sans-serif", 16))
+        .caption(
+            "throughput (requests completed per second)",
+            ("sans-serif", 16),
+        )
         .build_cartesian_2d(0f64..tmax, 0f64..rmax)?;
     c.configure_mesh()
         .x_desc("seconds into the mix")

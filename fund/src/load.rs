@@ -175,13 +175,18 @@ pub async fn run(o: &LoadOpts) -> Result<()> {
     let run_id: u32 = rand::thread_rng().gen();
     // 1. Accounts, each with an initial subscription.
     let start = Instant::now();
-    let ids = Arc::new(open_accounts(&addr, run_id, o.accounts, o.concurrency, o.two_step_open).await?);
+    let ids =
+        Arc::new(open_accounts(&addr, run_id, o.accounts, o.concurrency, o.two_step_open).await?);
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
         "created {} accounts with an initial subscription in {secs:.1}s ({:.0} accounts/s, {})",
         ids.len(),
         ids.len() as f64 / secs.max(1e-9),
-        if o.two_step_open { "POST /accounts then POST /accounts/{id}/subscribe" } else { "one POST /accounts with initial_subscription" }
+        if o.two_step_open {
+            "POST /accounts then POST /accounts/{id}/subscribe"
+        } else {
+            "one POST /accounts with initial_subscription"
+        }
     );
     let r = mix(&addr, run_id, ids, o).await?;
     report(o, &r);
@@ -404,7 +409,12 @@ fn report(o: &LoadOpts, r: &MixReport) {
     );
     let mut all: Vec<u32> = r.samples.iter().map(|x| x.us).collect();
     for k in KINDS {
-        let mut v: Vec<u32> = r.samples.iter().filter(|x| x.kind == k).map(|x| x.us).collect();
+        let mut v: Vec<u32> = r
+            .samples
+            .iter()
+            .filter(|x| x.kind == k)
+            .map(|x| x.us)
+            .collect();
         print_row(k.name(), &mut v);
     }
     print_row("all", &mut all);
