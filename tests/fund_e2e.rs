@@ -14,7 +14,8 @@
 //!    next settlement, never more than available, income rounded down to the cent.
 //! 2. `idempotent_requests`: a retried request id replays the original answer and moves money
 //!    once (also under 20 concurrent identical requests); reusing an id with other parameters
-//!    is 409.
+//!    is 409; an account opened with its first subscription (one request) replays that
+//!    subscription, and a refused one creates no account.
 //! 3. `settlement_killed_halfway_pays_exactly_once`: SIGKILL a settlement mid-run (and a
 //!    deterministic variant with --max-batches), rerun, every account is paid exactly once and
 //!    the total equals the independently computed expectation; a third run settles nothing.
@@ -438,6 +439,35 @@ async fn idempotent_requests() {
     .await
     .unwrap();
     assert_eq!(n, 1);
+    // Opening with the first subscription: one request, one transaction; a retry of that
+    // subscription on the new account replays its answer; a refused one creates nothing.
+    let (st, _, v) = srv.call(
+        "POST",
+        "/accounts",
+        Some(json!({"name": "dave", "initial_subscription": {"amount": "250.50", "request_id": "open-1"}})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let dave = v["account_id"].as_i64().unwrap();
+    assert_eq!(v["subscription"]["balance"], json!("250.50"), "{v}");
+    let (st, rep, v2) = srv.money(
+        dave,
+        "subscribe",
+        json!({"amount": "250.50", "request_id": "open-1"}),
+    );
+    assert_eq!((st, rep), (200, true));
+    assert_eq!(v2, v["subscription"]);
+    assert_eq!(dec(&srv.account(dave)["fresh_shares"]), d("250.50"));
+    let before = scalar_i64(&p, "SELECT COUNT(*) FROM accounts").await;
+    let (st, _, v) = srv.call(
+        "POST",
+        "/accounts",
+        Some(json!({"name": "eve", "initial_subscription": {"amount": "-1", "request_id": "open-2"}})),
+    );
+    assert_eq!((st, v["code"].as_str()), (400, Some("invalid_amount")));
+    assert_eq!(
+        scalar_i64(&p, "SELECT COUNT(*) FROM accounts").await,
+        before
+    );
     assert!(fund(&s, &["check"]).status.success());
 }
 

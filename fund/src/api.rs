@@ -2,10 +2,13 @@
 //! `{"code","message"}` with 400 (malformed), 404 (no such account), 409 (request id reused
 //! with other parameters) or 422 (a fund rule says no).
 //!
-//! Every money-moving request is one transaction on the account's shard: lock the account row,
-//! look the request id up (a retry replays the stored outcome, header `idempotent-replayed:
-//! true`), apply the pure rule from `domain`, write account + ledger (+ pending redemption) +
-//! request outcome, commit. Every statement carries `account_id = ?`.
+//! Every money-moving request is one transaction on the account's shard (`money`): lock the
+//! account row and look the request id up in one statement (a retry replays the stored outcome,
+//! header `idempotent-replayed: true`), apply the pure rule from `domain`, write account +
+//! ledger (+ pending redemption) + request outcome, commit. Every statement carries
+//! `account_id = ?`. `POST /accounts` may carry the first subscription
+//! (`"initial_subscription": {"amount","request_id"}`): account and subscription are then
+//! written in one transaction, and the account exists only if the subscription is accepted.
 
 use std::sync::Arc;
 
@@ -23,7 +26,8 @@ use serde_json::json;
 use sqlx::{MySqlPool, Row};
 
 use crate::db;
-use crate::domain::{self, cents, Op, Position};
+use crate::domain::{self, cents, Op};
+use crate::money::{self, position_from_row, MoneyReq, Opened, Outcome, TxError, A_POSITION_COLS};
 
 /// Shared state of the server.
 pub struct AppState {
@@ -47,7 +51,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -57,7 +61,7 @@ impl ApiError {
     fn bad(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
-    fn not_found(id: i64) -> Self {
+    pub(crate) fn not_found(id: i64) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             "account_not_found",
@@ -161,6 +165,15 @@ fn check_request_id(r: &str) -> Result<(), ApiError> {
 #[derive(Deserialize)]
 struct CreateAccount {
     name: String,
+    /// The first subscription, written in the same transaction as the account.
+    #[serde(default)]
+    initial_subscription: Option<InitialSubscription>,
+}
+
+#[derive(Deserialize)]
+struct InitialSubscription {
+    amount: String,
+    request_id: String,
 }
 
 async fn create_account(
@@ -176,6 +189,9 @@ async fn create_account(
         ));
     }
     let today = st.today();
+    if let Some(init) = &req.initial_subscription {
+        return open_with_subscription(&st, name, init).await;
+    }
     for _ in 0..5 {
         let id = new_account_id();
         let r = sqlx::query("INSERT INTO accounts (account_id, name, biz_day) VALUES (?, ?, ?)")
@@ -195,27 +211,59 @@ async fn create_account(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::new(
+    Err(id_generation_failed())
+}
+
+fn id_generation_failed() -> ApiError {
+    ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "id_generation_failed",
         "could not find a free account id",
-    ))
+    )
 }
 
-const POSITION_COLS: &str =
-    "shares, biz_day, base_shares, day_in, day_out, instant_out, prev_day, prev_earning";
-
-fn position_from_row(row: &sqlx::mysql::MySqlRow) -> Result<Position, sqlx::Error> {
-    Ok(Position {
-        shares: row.try_get("shares")?,
-        day: row.try_get("biz_day")?,
-        base_shares: row.try_get("base_shares")?,
-        day_in: row.try_get("day_in")?,
-        day_out: row.try_get("day_out")?,
-        instant_out: row.try_get("instant_out")?,
-        prev_day: row.try_get("prev_day")?,
-        prev_earning: row.try_get("prev_earning")?,
-    })
+/// `POST /accounts` with `initial_subscription`: one transaction (`money::open_tx`); 201 with
+/// `{"account_id","name","subscription":{…the subscribe answer…}}`, or the rule's 422 (and no
+/// account). Transient database errors are retried with a new account id (nothing committed).
+async fn open_with_subscription(
+    st: &AppState,
+    name: &str,
+    init: &InitialSubscription,
+) -> Result<Response, ApiError> {
+    check_request_id(&init.request_id)?;
+    let amount = domain::parse_amount(&init.amount)?;
+    let fingerprint = format!("{}|{}|", Op::Subscribe.kind(), amount.normalize());
+    let mut attempt = 0;
+    while attempt < 5 {
+        attempt += 1;
+        let req = MoneyReq {
+            id: new_account_id(),
+            op: Op::Subscribe,
+            amount,
+            request_id: &init.request_id,
+            merchant: None,
+            fingerprint: &fingerprint,
+        };
+        match money::open_tx(&st.pool, st.today(), name, &req).await {
+            Ok(Opened::Created(sub)) => {
+                return Ok(json_response(
+                    StatusCode::CREATED,
+                    format!(
+                        "{{\"account_id\":{},\"name\":{},\"subscription\":{sub}}}",
+                        req.id,
+                        serde_json::Value::from(name)
+                    ),
+                ))
+            }
+            Ok(Opened::Refused(status, body)) => return Ok(json_response(status, body)),
+            Ok(Opened::IdTaken) => continue,
+            Err(e) if db::is_transient(&e) && attempt < 5 => {
+                tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(id_generation_failed())
 }
 
 #[derive(Serialize)]
@@ -241,10 +289,20 @@ async fn get_account(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let today = st.today();
+    let yesterday = today.pred_opt().unwrap_or(today);
+    // One round trip: the account, yesterday's income (at most one row: the primary key) and the
+    // sum of its unpaid standard redemptions, joined on the shard key so the proxy sends it to
+    // the account's shard.
     let sql = format!(
-        "SELECT name, {POSITION_COLS}, settled_through, total_income FROM accounts WHERE account_id = ?"
+        "SELECT a.name, {A_POSITION_COLS}, a.settled_through, a.total_income, \
+         MAX(i.amount) AS yincome, SUM(p.amount) AS pending \
+         FROM accounts a \
+         LEFT JOIN income i ON i.account_id = a.account_id AND i.income_date = ? \
+         LEFT JOIN pending_redemptions p ON p.account_id = a.account_id AND p.paid_on IS NULL \
+         WHERE a.account_id = ? GROUP BY a.account_id"
     );
     let Some(row) = sqlx::query(db::sql(sql))
+        .bind(yesterday)
         .bind(id)
         .fetch_optional(&st.pool)
         .await?
@@ -252,19 +310,8 @@ async fn get_account(
         return Err(ApiError::not_found(id));
     };
     let pos = position_from_row(&row)?.roll(today);
-    let pending: Option<Decimal> = sqlx::query_scalar(
-        "SELECT SUM(amount) FROM pending_redemptions WHERE account_id = ? AND paid_on IS NULL",
-    )
-    .bind(id)
-    .fetch_one(&st.pool)
-    .await?;
-    let yesterday = today.pred_opt().unwrap_or(today);
-    let yincome: Option<Decimal> =
-        sqlx::query_scalar("SELECT amount FROM income WHERE account_id = ? AND income_date = ?")
-            .bind(id)
-            .bind(yesterday)
-            .fetch_optional(&st.pool)
-            .await?;
+    let pending: Option<Decimal> = row.try_get("pending")?;
+    let yincome: Option<Decimal> = row.try_get("yincome")?;
     let view = AccountView {
         account_id: id,
         name: row.try_get("name")?,
@@ -477,17 +524,15 @@ async fn money(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match money_tx(
-            st,
+        let req = MoneyReq {
             id,
             op,
             amount,
-            &b.request_id,
-            merchant.as_deref(),
-            &fingerprint,
-        )
-        .await
-        {
+            request_id: &b.request_id,
+            merchant: merchant.as_deref(),
+            fingerprint: &fingerprint,
+        };
+        match money::money_tx(&st.pool, st.today(), &req).await {
             Ok(Outcome::Done(status, body)) => return Ok(json_response(status, body)),
             Ok(Outcome::Replayed(status, body)) => {
                 let mut r = json_response(status, body);
@@ -503,143 +548,6 @@ async fn money(
             Err(TxError::Db(e)) => return Err(e.into()),
         }
     }
-}
-
-enum Outcome {
-    Done(StatusCode, String),
-    Replayed(StatusCode, String),
-}
-
-enum TxError {
-    Api(ApiError),
-    Db(sqlx::Error),
-}
-
-impl From<sqlx::Error> for TxError {
-    fn from(e: sqlx::Error) -> Self {
-        TxError::Db(e)
-    }
-}
-
-async fn money_tx(
-    st: &AppState,
-    id: i64,
-    op: Op,
-    amount: Decimal,
-    request_id: &str,
-    merchant: Option<&str>,
-    fingerprint: &str,
-) -> Result<Outcome, TxError> {
-    let today = st.today();
-    let mut tx = st.pool.begin().await?;
-    let sql = format!("SELECT {POSITION_COLS} FROM accounts WHERE account_id = ? FOR UPDATE");
-    let Some(row) = sqlx::query(db::sql(sql))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-    else {
-        tx.rollback().await?;
-        return Err(TxError::Api(ApiError::not_found(id)));
-    };
-    if let Some(prev) = sqlx::query(
-        "SELECT fingerprint, status, response FROM requests WHERE account_id = ? AND request_id = ?",
-    )
-    .bind(id)
-    .bind(request_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    {
-        tx.rollback().await?;
-        let fp: String = prev.try_get("fingerprint")?;
-        if fp != fingerprint {
-            return Err(TxError::Api(ApiError::new(
-                StatusCode::CONFLICT,
-                "request_id_reused",
-                format!("request_id {request_id} was already used with different parameters ({fp})"),
-            )));
-        }
-        let status: i16 = prev.try_get("status")?;
-        let body: String = prev.try_get("response")?;
-        let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
-        return Ok(Outcome::Replayed(status, body));
-    }
-    let pos = position_from_row(&row)?;
-    let (status, body) = match pos.apply(today, op, amount) {
-        Ok(p) => {
-            sqlx::query(
-                "UPDATE accounts SET shares = ?, biz_day = ?, base_shares = ?, day_in = ?, \
-                 day_out = ?, instant_out = ?, prev_day = ?, prev_earning = ? WHERE account_id = ?",
-            )
-            .bind(p.shares)
-            .bind(p.day)
-            .bind(p.base_shares)
-            .bind(p.day_in)
-            .bind(p.day_out)
-            .bind(p.instant_out)
-            .bind(p.prev_day)
-            .bind(p.prev_earning)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO ledger (account_id, request_id, kind, amount, biz_date, merchant) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(request_id)
-            .bind(op.kind())
-            .bind(amount)
-            .bind(today)
-            .bind(merchant)
-            .execute(&mut *tx)
-            .await?;
-            if op == Op::RedeemStandard {
-                sqlx::query(
-                    "INSERT INTO pending_redemptions (account_id, request_id, amount, req_date) \
-                     VALUES (?, ?, ?, ?)",
-                )
-                .bind(id)
-                .bind(request_id)
-                .bind(amount)
-                .bind(today)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let mut body = json!({
-                "account_id": id,
-                "request_id": request_id,
-                "kind": op.kind(),
-                "amount": amount,
-                "business_date": today,
-                "shares": p.shares,
-                "balance": p.shares,
-            });
-            if op == Op::RedeemStandard {
-                body["paid_by_settlement_of"] = json!(today.succ_opt());
-            }
-            if let Some(m) = merchant {
-                body["merchant"] = json!(m);
-            }
-            (StatusCode::OK, body.to_string())
-        }
-        Err(rule) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({"code": rule.code, "message": rule.message}).to_string(),
-        ),
-    };
-    sqlx::query(
-        "INSERT INTO requests (account_id, request_id, fingerprint, status, response) \
-         VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(request_id)
-    .bind(fingerprint)
-    .bind(status.as_u16() as i16)
-    .bind(&body)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Outcome::Done(status, body))
 }
 
 #[derive(Deserialize)]

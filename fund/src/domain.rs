@@ -140,7 +140,6 @@ impl Op {
 
 impl Position {
     /// A new account created on `today`.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn new(today: NaiveDate) -> Self {
         Position {
             shares: Decimal::ZERO,

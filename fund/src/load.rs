@@ -6,15 +6,18 @@
 //! balance reads 40 %, subscribe 25 %, pay 15 %, instant redeem 12 %, standard redeem 8 %.
 //! About 5 % of money requests are sent twice with the same request id and the replay must
 //! return the identical answer. 422 answers (a rule said no) are expected and counted apart.
-//! A small HTTP/1.1 keep-alive client is built in (one connection per worker).
+//! Each worker has one HTTP/1.1 keep-alive connection (hyper's client).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use rand::Rng;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// Load options.
@@ -26,12 +29,18 @@ pub struct LoadOpts {
     pub requests: u64,
     pub concurrency: usize,
     pub rate: f64,
+    /// Open accounts with two requests (POST /accounts, then the subscription) instead of one
+    /// POST /accounts carrying `initial_subscription`.
+    pub two_step_open: bool,
 }
 
-/// A minimal HTTP/1.1 keep-alive client for one connection.
+/// An HTTP/1.1 keep-alive client for one connection (hyper's client connection): each worker
+/// owns one, so requests on it are sequential, as a browser tab or an app session would send.
 pub struct Http {
+    /// `host:port` of the server.
     addr: String,
-    conn: Option<BufReader<TcpStream>>,
+    /// The open connection's request sender; `None` until the first request or after an error.
+    sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 /// A response: status, replay header, body.
@@ -45,7 +54,7 @@ impl Http {
     pub fn new(addr: &str) -> Self {
         Http {
             addr: addr.to_string(),
-            conn: None,
+            sender: None,
         }
     }
 
@@ -54,70 +63,48 @@ impl Http {
         match self.try_call(method, path, body).await {
             Ok(r) => Ok(r),
             Err(_) => {
-                self.conn = None;
+                self.sender = None;
                 self.try_call(method, path, body).await
             }
         }
     }
 
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>> {
+        let s = TcpStream::connect(&self.addr)
+            .await
+            .with_context(|| format!("connecting to {}", self.addr))?;
+        s.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await?;
+        // The connection's I/O runs as its own task; it ends when the sender is dropped.
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
     async fn try_call(&mut self, method: &str, path: &str, body: Option<&str>) -> Result<Resp> {
-        if self.conn.is_none() {
-            let s = TcpStream::connect(&self.addr)
-                .await
-                .with_context(|| format!("connecting to {}", self.addr))?;
-            s.set_nodelay(true)?;
-            self.conn = Some(BufReader::new(s));
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.sender = Some(self.connect().await?);
         }
-        let c = self.conn.as_mut().unwrap();
-        let body = body.unwrap_or("");
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        );
-        c.get_mut().write_all(req.as_bytes()).await?;
-        let mut line = String::new();
-        if c.read_line(&mut line).await? == 0 {
-            bail!("connection closed");
-        }
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow!("bad status line {line:?}"))?;
-        let mut len = 0usize;
-        let mut replayed = false;
-        let mut close = false;
-        loop {
-            line.clear();
-            if c.read_line(&mut line).await? == 0 {
-                bail!("connection closed in headers");
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                let k = k.trim().to_ascii_lowercase();
-                let v = v.trim();
-                match k.as_str() {
-                    "content-length" => len = v.parse()?,
-                    "idempotent-replayed" => replayed = v == "true",
-                    "connection" => close = v.eq_ignore_ascii_case("close"),
-                    "transfer-encoding" => bail!("chunked answers are not supported"),
-                    _ => {}
-                }
-            }
-        }
-        let mut buf = vec![0u8; len];
-        c.read_exact(&mut buf).await?;
-        if close {
-            self.conn = None;
-        }
+        let sender = self.sender.as_mut().expect("connected above");
+        sender.ready().await?;
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, &self.addr)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let replayed = resp
+            .headers()
+            .get("idempotent-replayed")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        let body = resp.into_body().collect().await?.to_bytes();
         Ok(Resp {
             status,
             replayed,
-            body: String::from_utf8_lossy(&buf).into_owned(),
+            body: String::from_utf8_lossy(&body).into_owned(),
         })
     }
 }
@@ -188,64 +175,65 @@ pub async fn run(o: &LoadOpts) -> Result<()> {
     let run_id: u32 = rand::thread_rng().gen();
     // 1. Accounts, each with an initial subscription.
     let start = Instant::now();
-    let created = Arc::new(tokio::sync::Mutex::new(Vec::with_capacity(o.accounts)));
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..o.concurrency.clamp(1, 64) {
-        let addr = addr.clone();
-        let created = created.clone();
-        let next = next.clone();
-        let n = o.accounts as u64;
-        tasks.push(tokio::spawn(async move {
-            let mut http = Http::new(&addr);
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                let r = http
-                    .call(
-                        "POST",
-                        "/accounts",
-                        Some(&format!("{{\"name\":\"load-{run_id:08x}-{i}\"}}")),
-                    )
-                    .await?;
-                if r.status != 201 {
-                    bail!("POST /accounts: {} {}", r.status, r.body);
-                }
-                let v: serde_json::Value = serde_json::from_str(&r.body)?;
-                let id = v["account_id"]
-                    .as_i64()
-                    .ok_or_else(|| anyhow!("no account_id in {}", r.body))?;
-                let amount = cents(&mut rand::thread_rng(), 1_000, 50_000);
-                let r = http
-                    .call(
-                        "POST",
-                        &format!("/accounts/{id}/subscribe"),
-                        Some(&format!(
-                            "{{\"amount\":\"{amount}\",\"request_id\":\"init-{run_id:08x}\"}}"
-                        )),
-                    )
-                    .await?;
-                if r.status != 200 {
-                    bail!("initial subscribe: {} {}", r.status, r.body);
-                }
-                created.lock().await.push(id);
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let ids: Arc<Vec<i64>> = Arc::new(std::mem::take(&mut *created.lock().await));
+    let ids =
+        Arc::new(open_accounts(&addr, run_id, o.accounts, o.concurrency, o.two_step_open).await?);
+    let secs = start.elapsed().as_secs_f64();
     eprintln!(
-        "created {} accounts with an initial subscription in {:.1}s",
+        "created {} accounts with an initial subscription in {secs:.1}s ({:.0} accounts/s, {})",
         ids.len(),
-        start.elapsed().as_secs_f64()
+        ids.len() as f64 / secs.max(1e-9),
+        if o.two_step_open {
+            "POST /accounts then POST /accounts/{id}/subscribe"
+        } else {
+            "one POST /accounts with initial_subscription"
+        }
     );
+    let r = mix(&addr, run_id, ids, o).await?;
+    report(o, &r);
+    if r.errors > 0 || r.replays_bad > 0 {
+        bail!("{} requests failed", r.errors + r.replays_bad);
+    }
+    Ok(())
+}
 
-    // 2. The mix.
+/// One answered request of the mix.
+#[derive(Clone, Copy)]
+pub struct Sample {
+    /// What it was.
+    kind: Kind,
+    /// Its latency in µs.
+    pub us: u32,
+    /// When it ended, in ms since the mix started.
+    pub at_ms: u32,
+}
+
+/// What a mix run measured.
+pub struct MixReport {
+    /// Every request (replays not included).
+    pub samples: Vec<Sample>,
+    /// Wall time of the mix.
+    pub secs: f64,
+    /// 200 answers.
+    pub ok: u64,
+    /// 422 answers (a rule said no: expected).
+    pub rejected: u64,
+    /// Any other answer or a failed request.
+    pub errors: u64,
+    /// Replays that returned the identical answer with the replay header.
+    pub replays_ok: u64,
+    /// Replays that did not.
+    pub replays_bad: u64,
+    /// The first failure, for the message.
+    pub first_error: Option<String>,
+}
+
+/// The request mix on accounts `ids` for `o.duration` (or `o.requests`), at `o.rate` or flat
+/// out, over `o.concurrency` connections, with a progress line per second.
+pub async fn mix(addr: &str, run_id: u32, ids: Arc<Vec<i64>>, o: &LoadOpts) -> Result<MixReport> {
+    if ids.is_empty() {
+        bail!("no accounts to run the mix on");
+    }
+    let addr = addr.to_string();
     let counters = Arc::new(Counters::default());
     let issued = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -279,7 +267,7 @@ pub async fn run(o: &LoadOpts) -> Result<()> {
         let o = o.clone();
         tasks.push(tokio::spawn(async move {
             let mut http = Http::new(&addr);
-            let mut lat: Vec<(Kind, u32)> = Vec::new();
+            let mut lat: Vec<Sample> = Vec::new();
             let mut seq = 0u64;
             let mut first_error: Option<String> = None;
             loop {
@@ -331,7 +319,8 @@ pub async fn run(o: &LoadOpts) -> Result<()> {
                 let t0 = Instant::now();
                 let r = http.call(method, &path, body.as_deref()).await;
                 let us = t0.elapsed().as_micros().min(u32::MAX as u128) as u32;
-                lat.push((kind, us));
+                let at_ms = start.elapsed().as_millis().min(u32::MAX as u128) as u32;
+                lat.push(Sample { kind, us, at_ms });
                 let r = match r {
                     Ok(r) if r.status == 200 => {
                         counters.ok.fetch_add(1, Ordering::Relaxed);
@@ -374,52 +363,133 @@ pub async fn run(o: &LoadOpts) -> Result<()> {
             (lat, first_error)
         }));
     }
-    let mut lat = Vec::new();
+    let mut samples = Vec::new();
     let mut first_error = None;
     for t in tasks {
         let (l, e) = t.await?;
-        lat.extend(l);
+        samples.extend(l);
         if first_error.is_none() {
             first_error = e;
         }
     }
     stop.store(true, Ordering::Relaxed);
     ticker.abort();
-    let secs = start.elapsed().as_secs_f64();
     let c = &counters;
-    let (ok, rej, err) = (
-        c.ok.load(Ordering::Relaxed),
-        c.rejected.load(Ordering::Relaxed),
-        c.errors.load(Ordering::Relaxed),
-    );
+    Ok(MixReport {
+        samples,
+        secs: start.elapsed().as_secs_f64(),
+        ok: c.ok.load(Ordering::Relaxed),
+        rejected: c.rejected.load(Ordering::Relaxed),
+        errors: c.errors.load(Ordering::Relaxed),
+        replays_ok: c.replays_ok.load(Ordering::Relaxed),
+        replays_bad: c.replays_bad.load(Ordering::Relaxed),
+        first_error,
+    })
+}
+
+/// Prints the summary line, the latency table per kind and the histogram.
+fn report(o: &LoadOpts, r: &MixReport) {
     println!(
-        "load via HTTP {}: {} requests in {secs:.1}s = {:.0} req/s (concurrency {}, target {}), ok={ok} rejected(422)={rej} errors={err}, replays ok={} bad={}",
+        "load via HTTP {}: {} requests in {:.1}s = {:.0} req/s (concurrency {}, target {}), ok={} rejected(422)={} errors={}, replays ok={} bad={}",
         o.url,
-        lat.len(),
-        lat.len() as f64 / secs,
+        r.samples.len(),
+        r.secs,
+        r.samples.len() as f64 / r.secs,
         o.concurrency,
         if o.rate > 0.0 { format!("{} req/s", o.rate) } else { "flat out".into() },
-        c.replays_ok.load(Ordering::Relaxed),
-        c.replays_bad.load(Ordering::Relaxed),
+        r.ok,
+        r.rejected,
+        r.errors,
+        r.replays_ok,
+        r.replays_bad,
     );
     println!(
         "{:<16} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "latency (ms)", "count", "p50", "p95", "p99", "max"
     );
-    let mut all: Vec<u32> = lat.iter().map(|x| x.1).collect();
+    let mut all: Vec<u32> = r.samples.iter().map(|x| x.us).collect();
     for k in KINDS {
-        let mut v: Vec<u32> = lat.iter().filter(|x| x.0 == k).map(|x| x.1).collect();
+        let mut v: Vec<u32> = r
+            .samples
+            .iter()
+            .filter(|x| x.kind == k)
+            .map(|x| x.us)
+            .collect();
         print_row(k.name(), &mut v);
     }
     print_row("all", &mut all);
     print_histogram(&all);
-    if let Some(e) = first_error {
+    if let Some(e) = &r.first_error {
         eprintln!("first error: {e}");
     }
-    if err > 0 || c.replays_bad.load(Ordering::Relaxed) > 0 {
-        bail!("{err} requests failed");
+}
+
+/// Opens `n` accounts, each with a first subscription of 1,000.00–50,000.00, over
+/// `concurrency` connections; returns their ids. `two_step`: POST /accounts, then POST
+/// /accounts/{id}/subscribe; otherwise one POST /accounts with `initial_subscription`.
+pub async fn open_accounts(
+    addr: &str,
+    run_id: u32,
+    n: usize,
+    concurrency: usize,
+    two_step: bool,
+) -> Result<Vec<i64>> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.clamp(1, 64) {
+        let addr = addr.to_string();
+        let next = next.clone();
+        let n = n as u64;
+        tasks.push(tokio::spawn(async move {
+            let mut http = Http::new(&addr);
+            let mut ids = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let amount = cents(&mut rand::thread_rng(), 1_000, 50_000);
+                let name = format!("load-{run_id:08x}-{i}");
+                let rid = format!("init-{run_id:08x}");
+                let body = if two_step {
+                    format!("{{\"name\":\"{name}\"}}")
+                } else {
+                    format!(
+                        "{{\"name\":\"{name}\",\"initial_subscription\":{{\"amount\":\"{amount}\",\"request_id\":\"{rid}\"}}}}"
+                    )
+                };
+                let r = http.call("POST", "/accounts", Some(&body)).await?;
+                if r.status != 201 {
+                    bail!("POST /accounts: {} {}", r.status, r.body);
+                }
+                let v: serde_json::Value = serde_json::from_str(&r.body)?;
+                let id = v["account_id"]
+                    .as_i64()
+                    .ok_or_else(|| anyhow!("no account_id in {}", r.body))?;
+                if two_step {
+                    let r = http
+                        .call(
+                            "POST",
+                            &format!("/accounts/{id}/subscribe"),
+                            Some(&format!("{{\"amount\":\"{amount}\",\"request_id\":\"{rid}\"}}")),
+                        )
+                        .await?;
+                    if r.status != 200 {
+                        bail!("initial subscribe: {} {}", r.status, r.body);
+                    }
+                } else if v["subscription"]["amount"].as_str() != Some(amount.as_str()) {
+                    bail!("POST /accounts: the subscription is missing in {}", r.body);
+                }
+                ids.push(id);
+            }
+            anyhow::Ok(ids)
+        }));
     }
-    Ok(())
+    let mut ids = Vec::with_capacity(n);
+    for t in tasks {
+        ids.extend(t.await??);
+    }
+    Ok(ids)
 }
 
 /// Percentile (nearest rank) of sorted values.

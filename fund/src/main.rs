@@ -6,9 +6,11 @@
 
 mod api;
 mod check;
+mod day;
 mod db;
 mod domain;
 mod load;
+mod money;
 mod schema;
 mod seed;
 mod settle;
@@ -142,6 +144,45 @@ enum Cmd {
         /// Target requests per second (0 = flat out).
         #[arg(long, default_value_t = 0.0)]
         rate: f64,
+        /// Open each account with two requests (POST /accounts, then its first subscription)
+        /// instead of one POST /accounts with `initial_subscription`.
+        #[arg(long)]
+        two_step_open: bool,
+    },
+    /// The seed's day at a chosen size against a running `fund serve`: accounts opened, the
+    /// real-time mix at a target rate, the yield published, the settlement, `fund check`;
+    /// prints a table of the figures and writes an SVG of throughput and latency.
+    Day {
+        /// Base URL of `fund serve` (its business date must be --date).
+        #[arg(long, env = "FUND_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Accounts in all (bulk-seeded, except the --open ones).
+        #[arg(long)]
+        accounts: u64,
+        /// Of those, new investors opened over HTTP (account + first subscription).
+        #[arg(long, default_value_t = 20000)]
+        open: u64,
+        /// Target rate of the real-time mix, requests/s (0 = flat out).
+        #[arg(long)]
+        rate: f64,
+        /// Seconds of real-time mix.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// HTTP connections.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// The business date (the server's); default today (UTC).
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        /// The day's yield per 10,000 shares.
+        #[arg(long = "per-10k", default_value = "0.6523")]
+        per_10k: Decimal,
+        /// Shards, comma-separated.
+        #[arg(long, env = "FUND_SHARDS", default_value = "s1,s2")]
+        shards: String,
+        /// Where to write the picture.
+        #[arg(long, default_value = "fund-day.svg")]
+        svg: std::path::PathBuf,
     },
     /// Verify the fund's invariants; exits 1 on any violation (each printed).
     Check {
@@ -237,6 +278,7 @@ async fn run(cli: Cli) -> Result<i32> {
             requests,
             concurrency,
             rate,
+            two_step_open,
         } => {
             load::run(&load::LoadOpts {
                 url: http,
@@ -245,8 +287,44 @@ async fn run(cli: Cli) -> Result<i32> {
                 requests,
                 concurrency,
                 rate,
+                two_step_open,
             })
             .await?;
+        }
+        Cmd::Day {
+            url: http,
+            accounts,
+            open,
+            rate,
+            duration,
+            concurrency,
+            date,
+            per_10k,
+            shards,
+            svg,
+        } => {
+            let shards = db::parse_shards(&shards);
+            let pool = db::connect(&url, (shards.len() * 3) as u32 + 4).await?;
+            let v = day::run(
+                &pool,
+                &day::DayOpts {
+                    url: http,
+                    accounts,
+                    open: open.min(accounts),
+                    rate,
+                    duration: Duration::from_secs(duration),
+                    concurrency,
+                    date: date.unwrap_or_else(|| Utc::now().date_naive()),
+                    per_10k,
+                    shards,
+                    svg,
+                },
+            )
+            .await?;
+            if v > 0 {
+                println!("{v} violation(s)");
+                return Ok(1);
+            }
         }
         Cmd::Check { shards } => {
             let shards = db::parse_shards(&shards);

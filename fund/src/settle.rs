@@ -64,8 +64,16 @@ pub async fn yield_of(pool: &MySqlPool, date: NaiveDate) -> Result<Option<Decima
     )
 }
 
+/// What a settlement run did.
+pub struct Settled {
+    /// Accounts this run settled.
+    pub settled: u64,
+    /// Its wall time in seconds.
+    pub secs: f64,
+}
+
 /// Runs the settlement; prints progress and the final rate.
-pub async fn run(pool: &MySqlPool, o: &SettleOpts) -> Result<()> {
+pub async fn run(pool: &MySqlPool, o: &SettleOpts) -> Result<Settled> {
     let Some(per_10k) = yield_of(pool, o.date).await? else {
         bail!(
             "no yield for {}: set it first with `fund yield --date {} --per-10k X`",
@@ -198,7 +206,10 @@ pub async fn run(pool: &MySqlPool, o: &SettleOpts) -> Result<()> {
         o.date,
         paid.round_dp(2)
     );
-    Ok(())
+    Ok(Settled {
+        settled: done,
+        secs,
+    })
 }
 
 /// Cuts a shard's accounts into ranges (lo, hi] of about `batch` accounts by walking the
