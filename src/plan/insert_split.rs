@@ -23,7 +23,7 @@ use sqlparser::ast::{
 };
 
 use super::reject::not_supported;
-use super::route::{key_atom, object_name, offset_of, KeyAtom};
+use super::route::{key_atom, object_name, offset_of, KeyAtom, Offsets};
 use super::rules::TableKind;
 use super::sequence::{RowTemplate, SequenceInsert};
 use super::{Cx, MultiKind, Plan, Rejection, ShardSql, SingleReason, NONDETERMINISTIC};
@@ -316,9 +316,10 @@ fn written_name(name: &ObjectName) -> (Option<String>, String) {
 /// Byte ranges of each VALUES row's parentheses, `(` included to `)` included.
 fn row_spans(values: &Values, sql: &str) -> R<Vec<(usize, usize)>> {
     let mut spans = Vec::with_capacity(values.rows.len());
+    let offsets = Offsets::new(sql);
     for row in &values.rows {
-        let open = offset_of(sql, row.opening_token.0.span.start);
-        let close = offset_of(sql, row.closing_token.0.span.start);
+        let open = offsets.of(row.opening_token.0.span.start);
+        let close = offsets.of(row.closing_token.0.span.start);
         match (open, close) {
             (Some(o), Some(c))
                 if o < c
