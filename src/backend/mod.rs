@@ -2,7 +2,8 @@
 //! primary ([`topology`]), their health checks ([`health`], what they saw: [`observed`], GTID
 //! positions: [`gtid`]), the persisted topology ([`persisted`]), the write gate that holds statements during a switch ([`gate`]),
 //! automatic failover and switchover ([`failover`]), stopping a statement on a server
-//! ([`kill`]), TLS to the servers ([`tls`]), and a table's estimated rows ([`table_rows`]).
+//! ([`kill`]), TLS to the servers ([`tls`]), result sets read row by row ([`rows`]), and a
+//! table's estimated rows ([`table_rows`]).
 
 pub mod conn;
 pub mod failover;
@@ -13,6 +14,7 @@ pub mod kill;
 pub mod observed;
 pub mod persisted;
 pub mod pool;
+pub mod rows;
 pub mod table_rows;
 pub mod tls;
 pub mod topology;

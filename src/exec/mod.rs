@@ -39,7 +39,8 @@ mod tests;
 
 use std::future::Future;
 
-use crate::backend::conn::{BackendError, QueryResult, RowStep, StreamHead};
+use crate::backend::conn::{BackendError, QueryResult};
+use crate::backend::rows::{RowStep, StreamHead};
 use crate::plan::ShardSql;
 use crate::protocol::packets::ErrInfo;
 pub use diagnostics::{Condition, Diagnostics, FoundRows};

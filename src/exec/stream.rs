@@ -27,7 +27,8 @@ use std::collections::VecDeque;
 
 use super::{lease_legs, shard_warnings, Access, Collected, Diagnostics, Done, FoundRows, Leg};
 use super::{Shards, StreamConn};
-use crate::backend::conn::{BackendError, RowStep, StreamHead};
+use crate::backend::conn::BackendError;
+use crate::backend::rows::{RowStep, StreamHead};
 use crate::plan::merge::stream::{self as mstream, KWay, Shape};
 use crate::plan::merge::{self, MergeError};
 use crate::plan::spec::MergeSpec;

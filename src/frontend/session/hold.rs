@@ -316,7 +316,7 @@ pub struct LegLease {
     /// It is the session's held connection, to be held again afterwards.
     held: bool,
     /// The result set being streamed on it (a streamed scatter read), if any.
-    cursor: Option<crate::backend::conn::RowCursor>,
+    cursor: Option<crate::backend::rows::RowCursor>,
     /// It is an XA leg of the session's distributed transaction, to be given back to it.
     xa: bool,
 }
@@ -335,18 +335,18 @@ impl StreamConn for LegLease {
     async fn start_rows(
         &mut self,
         sql: &str,
-    ) -> Result<crate::backend::conn::StreamHead, BackendError> {
+    ) -> Result<crate::backend::rows::StreamHead, BackendError> {
         let (head, cursor) = self.lease.conn.start_rows(sql).await?;
         self.cursor = cursor;
         Ok(head)
     }
 
-    async fn next_row(&mut self) -> Result<crate::backend::conn::RowStep, BackendError> {
+    async fn next_row(&mut self) -> Result<crate::backend::rows::RowStep, BackendError> {
         let Some(cursor) = self.cursor.as_mut() else {
-            return Ok(crate::backend::conn::RowStep::End { warnings: 0 });
+            return Ok(crate::backend::rows::RowStep::End { warnings: 0 });
         };
         let step = cursor.next(&mut self.lease.conn).await;
-        if !matches!(step, Ok(crate::backend::conn::RowStep::Row(_))) {
+        if !matches!(step, Ok(crate::backend::rows::RowStep::Row(_))) {
             self.cursor = None;
         }
         step
