@@ -81,6 +81,17 @@ fn cli_plain(port: u16, user: &str, password: &str, sql: &str) -> Result<Vec<Vec
     ]))
 }
 
+/// The server's `Ssl_cipher` for the backend connection that serves a statement of user `app`
+/// through the proxy on `port` (`SHOW SESSION STATUS` is relayed to the shard).
+fn backend_cipher(port: u16) -> Vec<Vec<String>> {
+    cli_plain(port, "app", "app", "SHOW SESSION STATUS LIKE 'Ssl_cipher'").unwrap()
+}
+
+/// What [`backend_cipher`] shows for a clear-text backend connection.
+fn no_cipher() -> Vec<Vec<String>> {
+    vec![vec!["Ssl_cipher".to_string(), String::new()]]
+}
+
 /// The CLI's `status` over TLS names the cipher in use; statements run; clear text is still
 /// accepted from clients that do not ask for TLS.
 #[test]
@@ -231,13 +242,7 @@ fn backend_tls_with_ca_verification() {
     let fx = fixture();
     let ca = toml_path(&fx.certs.ca());
     let tls = tls_proxy(|c| c.backend("tls = true").backend(&format!("tls_ca = {ca}")));
-    let cipher = cli_plain(
-        tls.port(),
-        "app",
-        "app",
-        "SHOW SESSION STATUS LIKE 'Ssl_cipher'",
-    )
-    .unwrap();
+    let cipher = backend_cipher(tls.port());
     println!("backend connection through a TLS proxy: {cipher:?}");
     assert_eq!(cipher.len(), 1, "{cipher:?}");
     assert!(
@@ -256,14 +261,8 @@ fn backend_tls_with_ca_verification() {
         vec![vec!["0".to_string()]]
     );
     let clear = tls_proxy(|c| c);
-    let cipher = cli_plain(
-        clear.port(),
-        "app",
-        "app",
-        "SHOW SESSION STATUS LIKE 'Ssl_cipher'",
-    )
-    .unwrap();
-    assert_eq!(cipher, vec![vec!["Ssl_cipher".to_string(), String::new()]]);
+    let cipher = backend_cipher(clear.port());
+    assert_eq!(cipher, no_cipher());
 }
 
 /// A backend whose certificate the configured CA did not sign is refused: the statement gets
@@ -297,14 +296,8 @@ fn shard_setting_overrides_backend_tls() {
             fx.server.addr()
         ));
     let proxy = Proxy::start(&base.render());
-    let cipher = cli_plain(
-        proxy.port(),
-        "app",
-        "app",
-        "SHOW SESSION STATUS LIKE 'Ssl_cipher'",
-    )
-    .unwrap();
-    assert_eq!(cipher, vec![vec!["Ssl_cipher".to_string(), String::new()]]);
+    let cipher = backend_cipher(proxy.port());
+    assert_eq!(cipher, no_cipher());
 }
 
 /// mysql-connector-python (pure Python) with `ssl_ca` and identity verification.

@@ -22,6 +22,8 @@ use axum::http::StatusCode;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::json;
+use sqlx::mysql::MySqlArguments;
+use sqlx::query::Query;
 use sqlx::{MySql, MySqlPool, Row, Transaction};
 
 use crate::api::ApiError;
@@ -229,14 +231,7 @@ pub async fn money_tx(
             "UPDATE accounts SET shares = ?, biz_day = ?, base_shares = ?, day_in = ?, \
              day_out = ?, instant_out = ?, prev_day = ?, prev_earning = ? WHERE account_id = ?",
         )
-        .bind(p.shares)
-        .bind(p.day)
-        .bind(p.base_shares)
-        .bind(p.day_in)
-        .bind(p.day_out)
-        .bind(p.instant_out)
-        .bind(p.prev_day)
-        .bind(p.prev_earning)
+        .bind_position(p)
         .bind(r.id)
         .execute(&mut *tx)
         .await?;
@@ -276,14 +271,7 @@ pub async fn open_tx(
     )
     .bind(r.id)
     .bind(name)
-    .bind(p.shares)
-    .bind(p.day)
-    .bind(p.base_shares)
-    .bind(p.day_in)
-    .bind(p.day_out)
-    .bind(p.instant_out)
-    .bind(p.prev_day)
-    .bind(p.prev_earning)
+    .bind_position(p)
     .execute(&mut *tx)
     .await;
     match ins {
@@ -298,4 +286,24 @@ pub async fn open_tx(
     store_outcome(&mut tx, r, &d).await?;
     tx.commit().await?;
     Ok(Opened::Created(d.body))
+}
+
+/// Binds the stored columns of a [`Position`] in the order `accounts` lists them after `name`:
+/// shares, biz_day, base_shares, day_in, day_out, instant_out, prev_day, prev_earning (the
+/// UPDATE and the INSERT of an account both write these eight).
+trait BindPosition<'q> {
+    fn bind_position(self, p: &'q Position) -> Self;
+}
+
+impl<'q> BindPosition<'q> for Query<'q, MySql, MySqlArguments> {
+    fn bind_position(self, p: &'q Position) -> Self {
+        self.bind(p.shares)
+            .bind(p.day)
+            .bind(p.base_shares)
+            .bind(p.day_in)
+            .bind(p.day_out)
+            .bind(p.instant_out)
+            .bind(p.prev_day)
+            .bind(p.prev_earning)
+    }
 }

@@ -321,6 +321,24 @@ impl BackendConn {
         self.writer.flush().await.map_err(|e| lost(&self.addr, e))
     }
 
+    /// Reads the next packet of an answer and feeds it to `tracker`: the packet, and where the
+    /// answer stands. A LOCAL INFILE request is refused as a lost connection: the proxy's own
+    /// statements and streamed reads never ask for a file, so a backend that does is out of
+    /// step with us.
+    pub(super) async fn read_step(
+        &mut self,
+        tracker: &mut ResponseTracker,
+    ) -> Result<(Packet, Step), BackendError> {
+        let pkt = self.read().await?;
+        let step = tracker
+            .feed(&pkt.payload)
+            .map_err(|e| lost(&self.addr, e))?;
+        if step == Step::LocalInfile {
+            return Err(lost(&self.addr, "unexpected LOCAL INFILE request"));
+        }
+        Ok((pkt, step))
+    }
+
     /// Runs a statement for the proxy's own use and collects its whole answer. Only for small
     /// answers (state restore, health checks, scatter legs).
     pub async fn query(&mut self, sql: &str) -> Result<QueryResult, BackendError> {
@@ -336,13 +354,7 @@ impl BackendConn {
         let mut ncols = 0usize;
         let mut in_defs = 0usize;
         loop {
-            let pkt = self.read().await?;
-            let step = tracker
-                .feed(&pkt.payload)
-                .map_err(|e| lost(&self.addr, e))?;
-            if step == Step::LocalInfile {
-                return Err(lost(&self.addr, "unexpected LOCAL INFILE request"));
-            }
+            let (pkt, step) = self.read_step(&mut tracker).await?;
             let first = pkt.first().unwrap_or(0);
             // Track result-set shape for collection (first result set only).
             if rs.is_none() && tracker.outcome.result_set && step == Step::More && ncols == 0 {
@@ -438,12 +450,7 @@ impl BackendConn {
             .await?;
         let mut tracker = ResponseTracker::new(ResponseKind::Prepare, self.deprecate_eof());
         loop {
-            let pkt = self.read().await?;
-            if tracker
-                .feed(&pkt.payload)
-                .map_err(|e| lost(&self.addr, e))?
-                == Step::Done
-            {
+            if self.read_step(&mut tracker).await?.1 == Step::Done {
                 break;
             }
         }

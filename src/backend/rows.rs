@@ -72,13 +72,7 @@ impl BackendConn {
         let mut columns: Vec<ColumnDef> = Vec::new();
         let mut ncols: Option<usize> = None;
         loop {
-            let pkt = self.read().await?;
-            let step = tracker
-                .feed(&pkt.payload)
-                .map_err(|e| lost(&self.addr, e))?;
-            if step == Step::LocalInfile {
-                return Err(lost(&self.addr, "unexpected LOCAL INFILE request"));
-            }
+            let (pkt, step) = self.read_step(&mut tracker).await?;
             if step == Step::Done {
                 let o = &tracker.outcome;
                 self.status = o.status;
@@ -136,14 +130,7 @@ impl RowCursor {
                     warnings: self.tracker.outcome.warnings,
                 });
             }
-            let pkt = conn.read().await?;
-            let step = self
-                .tracker
-                .feed(&pkt.payload)
-                .map_err(|e| lost(&conn.addr, e))?;
-            if step == Step::LocalInfile {
-                return Err(lost(&conn.addr, "unexpected LOCAL INFILE request"));
-            }
+            let (pkt, step) = conn.read_step(&mut self.tracker).await?;
             if step == Step::Done {
                 self.phase = CursorPhase::Done;
                 conn.status = self.tracker.outcome.status;

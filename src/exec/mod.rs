@@ -258,6 +258,24 @@ impl Collected {
             None => Ok((self.conditions, self.warning_count)),
         }
     }
+
+    /// Ends the collection of a statement that answered `answer` when no leg failed: the
+    /// diagnostics one server would keep for it (`row_count` for ROW_COUNT(), `found_rows`
+    /// for FOUND_ROWS()), or the failure.
+    pub fn done<T>(self, answer: T, row_count: i64, found_rows: FoundRows) -> Done<T> {
+        match self.finish() {
+            Ok((conditions, warning_count)) => Done {
+                answer: Ok(answer),
+                diagnostics: Some(Diagnostics {
+                    row_count,
+                    found_rows,
+                    conditions,
+                    warning_count,
+                }),
+            },
+            Err((e, d)) => Done::failed(e, d),
+        }
+    }
 }
 
 /// The answer of a multi-shard statement: what the client gets, and what the session keeps

@@ -25,7 +25,7 @@
 
 use std::collections::VecDeque;
 
-use super::{lease_legs, shard_warnings, Access, Collected, Diagnostics, Done, FoundRows, Leg};
+use super::{lease_legs, shard_warnings, Access, Collected, Done, FoundRows, Leg};
 use super::{Shards, StreamConn};
 use crate::backend::conn::BackendError;
 use crate::backend::rows::{RowStep, StreamHead};
@@ -401,22 +401,12 @@ impl<C: StreamConn + Send> ScatterStream<C> {
             shards.give_back(&leg.shard, leg.conn);
         }
         let warnings = c.warning_count.min(u64::from(u16::MAX)) as u16;
-        match c.finish() {
-            Ok((conditions, warning_count)) => Done {
-                answer: Ok(warnings),
-                diagnostics: Some(Diagnostics {
-                    row_count: -1,
-                    found_rows: if self.calc_found_rows {
-                        FoundRows::Unknown
-                    } else {
-                        FoundRows::Known(self.sent)
-                    },
-                    conditions,
-                    warning_count,
-                }),
-            },
-            Err((e, d)) => Done::failed(e, d),
-        }
+        let found_rows = if self.calc_found_rows {
+            FoundRows::Unknown
+        } else {
+            FoundRows::Known(self.sent)
+        };
+        c.done(warnings, -1, found_rows)
     }
 
     /// The client went away in the middle of the result: connections in the middle of an

@@ -9,7 +9,7 @@
 //! when every shard succeeded; or, in `twopc` mode, as one two-phase commit
 //! ([`Commit::TwoPhase`], [`super::twopc`]): atomic even when a shard fails between commits.
 
-use super::{lease_legs, run_legs, Access, Collected, Diagnostics, Done, FoundRows, ShardConn};
+use super::{lease_legs, run_legs, Access, Collected, Done, FoundRows, ShardConn};
 use super::{Leg, Shards};
 use crate::backend::conn::{BackendError, QueryResult};
 use crate::plan::{MultiKind, ShardSql};
@@ -100,18 +100,8 @@ pub async fn write<S: Shards>(
         keep.push(run.leg);
     }
     super::give_back_all(shards, keep);
-    match c.finish() {
-        Ok((conditions, warning_count)) => Done {
-            diagnostics: Some(Diagnostics {
-                row_count: total.affected_rows as i64,
-                found_rows: FoundRows::Unknown,
-                conditions,
-                warning_count,
-            }),
-            answer: Ok(total),
-        },
-        Err((e, d)) => Done::failed(e, d),
-    }
+    let row_count = total.affected_rows as i64;
+    c.done(total, row_count, FoundRows::Unknown)
 }
 
 /// [`Commit::TwoPhase`]: `BEGIN` on the first leg, `XA START` on the others, the statement on
@@ -216,18 +206,8 @@ async fn write_two_phase<S: Shards>(
             shards.give_back(&leg.shard, conn);
         }
     }
-    match c.finish() {
-        Ok((conditions, warning_count)) => Done {
-            diagnostics: Some(Diagnostics {
-                row_count: total.affected_rows as i64,
-                found_rows: FoundRows::Unknown,
-                conditions,
-                warning_count,
-            }),
-            answer: Ok(total),
-        },
-        Err((e, d)) => Done::failed(e, d),
-    }
+    let row_count = total.affected_rows as i64;
+    c.done(total, row_count, FoundRows::Unknown)
 }
 
 /// Adds one leg's OK to the combined one (a reference write counts its first copy only).

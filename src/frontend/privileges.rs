@@ -301,78 +301,54 @@ mod tests {
     #[test]
     fn needs_of_common_statements() {
         use Privilege::*;
-        let n = |sql| needs(sql, Some("fund"));
-        assert_eq!(n("SELECT 1"), vec![]);
-        assert_eq!(
-            n("SELECT * FROM accounts a JOIN other.t b ON a.id = b.id"),
-            vec![
-                table(Select, "fund", "accounts"),
-                table(Select, "other", "t")
-            ]
-        );
-        assert_eq!(
-            n("select x from a, `b` where y = 1"),
-            vec![table(Select, "fund", "a"), table(Select, "fund", "b")]
-        );
-        assert_eq!(
-            n("SELECT EXTRACT(YEAR FROM t.d) FROM x"),
-            vec![table(Select, "fund", "x")]
-        );
-        assert_eq!(
-            n("INSERT INTO t (a) SELECT a FROM u"),
-            vec![table(Insert, "fund", "t"), table(Select, "fund", "u")]
-        );
-        assert_eq!(
-            n("UPDATE fund.t SET a = 1"),
-            vec![table(Update, "fund", "t")]
-        );
-        assert_eq!(
-            n("DELETE FROM t WHERE a = 1"),
-            vec![table(Delete, "fund", "t")]
-        );
-        assert_eq!(
-            n("DROP TABLE IF EXISTS a, b"),
-            vec![table(Drop, "fund", "a"), table(Drop, "fund", "b")]
-        );
-        assert_eq!(
-            n("CREATE TABLE t (a INT)"),
-            vec![table(Create, "fund", "t")]
-        );
-        assert_eq!(
-            n("ALTER TABLE t ADD COLUMN b INT"),
-            vec![table(Alter, "fund", "t")]
-        );
-        assert_eq!(n("TRUNCATE TABLE t"), vec![table(Drop, "fund", "t")]);
-        assert_eq!(
-            n("CREATE INDEX i ON t (a)"),
-            vec![table(Index, "fund", "t")]
-        );
-        assert_eq!(
-            n("CREATE DATABASE x"),
-            vec![Need::Database {
-                privilege: Create,
-                db: "x".into()
-            }]
-        );
-        assert_eq!(
-            n("GRANT ALL ON *.* TO u"),
-            vec![Need::Global {
-                name: "GRANT OPTION"
-            }]
-        );
-        assert_eq!(
-            n("CREATE USER u"),
-            vec![Need::Global {
-                name: "CREATE USER"
-            }]
-        );
-        assert_eq!(
-            n("SET GLOBAL max_connections = 10"),
-            vec![Need::Global { name: "SUPER" }]
-        );
-        assert_eq!(n("SET autocommit = 0"), vec![]);
-        // Every statement of a multi-statement text.
-        assert_eq!(n("SELECT 1; DROP TABLE t"), vec![table(Drop, "fund", "t")]);
+        let on = |p, t: &'static str| table(p, "fund", t);
+        let global = |name| vec![Need::Global { name }];
+        // (statement, what it needs), in the current database `fund`.
+        let cases: Vec<(&str, Vec<Need>)> = vec![
+            ("SELECT 1", vec![]),
+            (
+                "SELECT * FROM accounts a JOIN other.t b ON a.id = b.id",
+                vec![on(Select, "accounts"), table(Select, "other", "t")],
+            ),
+            (
+                "select x from a, `b` where y = 1",
+                vec![on(Select, "a"), on(Select, "b")],
+            ),
+            (
+                "SELECT EXTRACT(YEAR FROM t.d) FROM x",
+                vec![on(Select, "x")],
+            ),
+            (
+                "INSERT INTO t (a) SELECT a FROM u",
+                vec![on(Insert, "t"), on(Select, "u")],
+            ),
+            ("UPDATE fund.t SET a = 1", vec![on(Update, "t")]),
+            ("DELETE FROM t WHERE a = 1", vec![on(Delete, "t")]),
+            (
+                "DROP TABLE IF EXISTS a, b",
+                vec![on(Drop, "a"), on(Drop, "b")],
+            ),
+            ("CREATE TABLE t (a INT)", vec![on(Create, "t")]),
+            ("ALTER TABLE t ADD COLUMN b INT", vec![on(Alter, "t")]),
+            ("TRUNCATE TABLE t", vec![on(Drop, "t")]),
+            ("CREATE INDEX i ON t (a)", vec![on(Index, "t")]),
+            (
+                "CREATE DATABASE x",
+                vec![Need::Database {
+                    privilege: Create,
+                    db: "x".into(),
+                }],
+            ),
+            ("GRANT ALL ON *.* TO u", global("GRANT OPTION")),
+            ("CREATE USER u", global("CREATE USER")),
+            ("SET GLOBAL max_connections = 10", global("SUPER")),
+            ("SET autocommit = 0", vec![]),
+            // Every statement of a multi-statement text.
+            ("SELECT 1; DROP TABLE t", vec![on(Drop, "t")]),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(needs(sql, Some("fund")), want, "{sql}");
+        }
     }
 
     #[test]

@@ -17,94 +17,47 @@ impl TestCerts {
     pub fn new() -> TestCerts {
         let dir = tempfile::tempdir().expect("tempdir for certificates");
         let d = dir.path();
-        let openssl = |args: &[&str]| {
-            output_ok(Command::new("openssl").current_dir(d).args(args));
+        // `words` are split on white space; `tail` holds arguments that contain spaces.
+        let openssl = |words: &str, tail: &[&str]| {
+            output_ok(
+                Command::new("openssl")
+                    .current_dir(d)
+                    .args(words.split_whitespace())
+                    .args(tail),
+            );
         };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=shardproxy test CA",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ]);
+        // A self-signed certificate (a CA, or sysbench's client pair) valid two days.
+        let self_signed = |key: &str, cert: &str, subject: &str| {
+            let words = format!("req -x509 -newkey rsa:2048 -nodes -keyout {key} -out {cert}");
+            openssl(&words, &["-days", "2", "-subj", subject]);
+        };
+        self_signed("ca.key", "ca.pem", "/CN=shardproxy test CA");
+        openssl(
+            "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost",
+            &[],
+        );
         std::fs::write(
             d.join("ext.cnf"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
         )
         .expect("write ext.cnf");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
+        openssl(
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+             -days 2 -extfile ext.cnf",
+            &[],
+        );
         // A second CA that signed nothing here: verifying against it must fail.
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other-ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=some other CA",
-        ]);
+        self_signed("other.key", "other-ca.pem", "/CN=some other CA");
         // The file names sysbench's `--mysql-ssl=on` loads from its working directory
         // (1.0.20 has no options for them): the CA, and a client pair the proxy ignores.
         let sb = d.join("sysbench");
         std::fs::create_dir(&sb).expect("mkdir sysbench");
         std::fs::copy(d.join("ca.pem"), sb.join("cacert.pem")).expect("copy CA");
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
+        self_signed(
             "sysbench/client-key.pem",
-            "-out",
             "sysbench/client-cert.pem",
-            "-days",
-            "2",
-            "-subj",
             "/CN=sysbench client",
-        ]);
+        );
         TestCerts { dir }
     }
 
