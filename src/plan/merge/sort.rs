@@ -28,18 +28,25 @@ pub fn sort_top(
     rows: &mut Vec<TextRow>,
     keep: Option<usize>,
 ) -> Result<(), MergeError> {
-    if let Some(k) = keys
+    check_orderable(keys, columns)?;
+    sort_rows(keys, kinds, rows, keep);
+    Ok(())
+}
+
+/// Refuses ordering by an ENUM or SET column: a server sorts those by member index, which the
+/// text of the values does not show, so the proxy could not order shards' rows as one server.
+pub fn check_orderable(keys: &[SortKey], columns: &[ColumnDef]) -> Result<(), MergeError> {
+    match keys
         .iter()
         .find(|k| value::sorts_by_hidden_order(&columns[k.column]))
     {
-        return Err(MergeError::not_supported(format!(
+        Some(k) => Err(MergeError::not_supported(format!(
             "merge: ordering by the ENUM/SET column {} across shards (order by its member \
              index, col+0, instead)",
             k.column
-        )));
+        ))),
+        None => Ok(()),
     }
-    sort_rows(keys, kinds, rows, keep);
-    Ok(())
 }
 
 /// Decorate (parse every sort value once), sort row indices with the original position as the

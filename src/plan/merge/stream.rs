@@ -25,7 +25,7 @@
 use std::cmp::Ordering;
 
 use super::sort::compare_rows;
-use super::value::{self, ValueKind};
+use super::value::ValueKind;
 use super::MergeError;
 use crate::plan::spec::{MergeSpec, SortKey};
 use crate::protocol::resultset::{ColumnDef, TextRow};
@@ -91,18 +91,7 @@ pub fn check_columns(spec: &MergeSpec, legs: &[&[ColumnDef]]) -> Result<(), Merg
         }
     }
     super::validate(spec, first)?;
-    if let Some(k) = spec
-        .order_by
-        .iter()
-        .find(|k| value::sorts_by_hidden_order(&first[k.column]))
-    {
-        return Err(MergeError::not_supported(format!(
-            "merge: ordering by the ENUM/SET column {} across shards (order by its member \
-             index, col+0, instead)",
-            k.column
-        )));
-    }
-    Ok(())
+    super::sort::check_orderable(&spec.order_by, first)
 }
 
 /// The k-way merge of sorted shard streams: one head row per shard.
@@ -259,7 +248,7 @@ mod tests {
     #[test]
     fn enum_order_is_refused_before_any_row() {
         let mut c = text_col();
-        c.flags |= value::ENUM_FLAG;
+        c.flags |= crate::plan::merge::value::ENUM_FLAG;
         let cols = [c, int_col()];
         let e = check_columns(&ordered(false), &[&cols, &cols]).unwrap_err();
         assert_eq!(e.code, 1235);
