@@ -1,5 +1,6 @@
 //! TLS on both sides of the proxy (issue 14), with real clients and a real mariadbd:
-//! - client side: the `mariadb` CLI with CA verification, PyMySQL with `ssl=`, clear text still
+//! - client side: the `mariadb` CLI with CA verification, PyMySQL with `ssl=`, mysql_async and
+//!   sqlx (rustls) verifying the certificate against the test CA, clear text still
 //!   accepted, `require_tls` users refused over clear text with MariaDB's own error (compared
 //!   with what MariaDB answers for a `REQUIRE SSL` account), caching_sha2_password full
 //!   authentication over TLS without the RSA exchange;
@@ -298,6 +299,88 @@ fn shard_setting_overrides_backend_tls() {
     let proxy = Proxy::start(&base.render());
     let cipher = backend_cipher(proxy.port());
     assert_eq!(cipher, no_cipher());
+}
+
+/// A proxy with the user `tls_rust`, who may log in over TLS only: a login that succeeds
+/// proves the client spoke TLS (the proxy refuses that user in clear text, as checked by
+/// [`require_tls_refuses_clear_text_as_mariadb_does`]).
+fn tls_only_proxy() -> Proxy {
+    tls_proxy(|c| c.user_with("tls_rust", "password = \"pw\"\nrequire_tls = true"))
+}
+
+/// mysql_async with rustls: the test CA as the only root, the host name checked; text and
+/// prepared statements run; the same client with another CA is refused before any login.
+#[tokio::test]
+async fn mysql_async_over_tls() {
+    use mysql_async::prelude::*;
+    use mysql_async::{OptsBuilder, SslOpts};
+    let fx = fixture();
+    let proxy = tls_only_proxy();
+    let opts = |ca: std::path::PathBuf| {
+        OptsBuilder::default()
+            .ip_or_hostname("localhost")
+            .tcp_port(proxy.port())
+            .user(Some("tls_rust"))
+            .pass(Some("pw"))
+            .db_name(Some("fund"))
+            .ssl_opts(Some(
+                SslOpts::default()
+                    .with_root_certs(vec![ca.into()])
+                    .with_disable_built_in_roots(true),
+            ))
+    };
+    let mut conn = mysql_async::Conn::new(opts(fx.certs.ca())).await.unwrap();
+    let text: Option<i64> = conn.query_first("SELECT 40 + 2").await.unwrap();
+    let prepared: Option<i64> = conn.exec_first("SELECT ? + 2", (40,)).await.unwrap();
+    println!("mysql_async over TLS: text {text:?}, prepared {prepared:?}");
+    assert_eq!((text, prepared), (Some(42), Some(42)));
+    conn.disconnect().await.unwrap();
+    let err = mysql_async::Conn::new(opts(fx.certs.other_ca()))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    println!("mysql_async with another CA: {err}");
+    assert!(!matches!(err, mysql_async::Error::Server(_)), "{err}");
+}
+
+/// sqlx with rustls (`ssl-mode=VERIFY_IDENTITY` and the test CA): text and prepared statements
+/// run; another CA is refused.
+#[tokio::test]
+async fn sqlx_over_tls() {
+    use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
+    use sqlx::{ConnectOptions, Row};
+    let fx = fixture();
+    let proxy = tls_only_proxy();
+    let opts = |ca: std::path::PathBuf| {
+        MySqlConnectOptions::new()
+            .host("localhost")
+            .port(proxy.port())
+            .username("tls_rust")
+            .password("pw")
+            .database("fund")
+            .ssl_mode(MySqlSslMode::VerifyIdentity)
+            .ssl_ca(ca)
+    };
+    let mut conn = opts(fx.certs.ca()).connect().await.unwrap();
+    let text: i64 = sqlx::raw_sql("SELECT 40 + 2")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    let prepared: i64 = sqlx::query_scalar("SELECT CAST(? + 2 AS SIGNED)")
+        .bind(40i64)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    println!("sqlx over TLS: text {text}, prepared {prepared}");
+    assert_eq!((text, prepared), (42, 42));
+    let err = opts(fx.certs.other_ca())
+        .connect()
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    println!("sqlx with another CA: {err}");
+    assert!(err.as_database_error().is_none(), "{err}");
 }
 
 /// mysql-connector-python (pure Python) with `ssl_ca` and identity verification.
