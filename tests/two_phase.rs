@@ -21,6 +21,8 @@ fn config(cluster: &Cluster) -> ProxyConfig {
         .sharded_table("tp_ledger", "account_id")
         .sharded_table("tp_bank", "id")
         .sharded_table("tp_bank_ledger", "account_id")
+        .sharded_table("tp_pinned", "id")
+        .sharded_table("tp_pinned_ledger", "account_id")
         .sharded_table("sbtest1", "id")
         .extra("[transactions]\nrecovery_interval_ms = 300\nrecovery_timeout_ms = 2000\n")
 }
@@ -188,6 +190,63 @@ async fn a_transaction_on_two_shards_commits_or_rolls_back_on_both() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("1231"), "{e}");
+}
+
+/// A session pinned to its connection (here by a user variable) that opens a transaction: a
+/// write on another shard must not run outside the transaction. It is refused (1235: the
+/// pinned state cannot join a two-phase commit), and after ROLLBACK neither shard changed.
+/// Before the fix, that write ran on a pooled autocommit connection and outlived the ROLLBACK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_session_cannot_write_outside_its_transaction() {
+    let cluster = Cluster::shared();
+    let proxy = Proxy::start(&config(cluster).render());
+    let mut p = connect(&proxy.url()).await.unwrap();
+    setup(&mut p, 8, 100, "tp_pinned", "tp_pinned_ledger").await;
+    let at = placement(cluster, "tp_pinned");
+    // `SET @who` pins the session to the default shard (s1): `a` lives there, `b` elsewhere.
+    let on = |s: bool| {
+        *at.iter()
+            .find(|(_, sh)| (sh.as_str() == "s1") == s)
+            .unwrap()
+            .0
+    };
+    let (a, b) = (on(true), on(false));
+    let value = |id: i64| {
+        cluster
+            .shards
+            .iter()
+            .find_map(|s| {
+                s.primary.query_value(&format!(
+                    "SELECT balance FROM fund.tp_pinned WHERE id = {id}"
+                ))
+            })
+            .unwrap()
+    };
+    for mode in ["twopc", "single"] {
+        p.query_drop(format!("SET shardproxy_transaction_mode = '{mode}'"))
+            .await
+            .unwrap();
+        p.query_drop("SET @who = 'pinned'").await.unwrap();
+        p.query_drop("BEGIN").await.unwrap();
+        p.query_drop(format!("UPDATE tp_pinned SET balance = 1 WHERE id = {a}"))
+            .await
+            .unwrap();
+        let second = p
+            .query_drop(format!("UPDATE tp_pinned SET balance = 1 WHERE id = {b}"))
+            .await;
+        println!("{mode}: second shard's write in a pinned transaction: {second:?}");
+        let e = second.unwrap_err();
+        assert!(e.to_string().contains("1235"), "{mode}: {e}");
+        p.query_drop("ROLLBACK").await.unwrap();
+        assert_eq!(
+            (value(a), value(b)),
+            ("100.00".into(), "100.00".into()),
+            "{mode}: a write outlived the ROLLBACK"
+        );
+        // The variable is still the session's.
+        let who: Option<String> = p.query_first("SELECT @who").await.unwrap();
+        assert_eq!(who.as_deref(), Some("pinned"));
+    }
 }
 
 /// One transfer: both accounts (locked in id order, so concurrent transfers never deadlock

@@ -84,26 +84,37 @@ impl Session {
                 HoldWhy::Transaction | HoldWhy::Pinned => {
                     let first = h.shard.clone();
                     let why = h.why;
+                    // A pinned session can also be in a transaction: the held connection's
+                    // status says so, whatever the reason it is held for.
+                    let in_transaction =
+                        why == HoldWhy::Transaction || h.lease.conn.status & status::IN_TRANS != 0;
                     self.held = Some(h);
                     // In a transaction, reads elsewhere run on their own (autocommit) connection
                     // but writes would make it distributed. A pinned session may use other
                     // shards unless the statement itself needs the pinned state.
-                    let refuse = match why {
-                        HoldWhy::Transaction => c.kind != Kind::Read,
-                        _ => c.pin.is_some(),
-                    };
-                    if refuse && why == HoldWhy::Transaction && self.two_phase() {
+                    let joins = in_transaction && c.kind != Kind::Read;
+                    let needs_pin = why == HoldWhy::Pinned && c.pin.is_some();
+                    if joins && !needs_pin && self.two_phase() {
                         // `twopc`: the write joins the transaction as an XA leg.
                         let mut lease = self.open_xa_leg(shard, &first).await?;
                         self.restore_last_insert_id(&mut lease, c).await?;
                         return Ok(lease);
                     }
-                    if refuse {
+                    if joins || needs_pin {
+                        let pin = self.pin.unwrap_or("pinned session");
+                        let bound = if needs_pin {
+                            pin.to_string()
+                        } else if why == HoldWhy::Pinned {
+                            // twopc opens XA legs on pooled connections, which lack the state
+                            // that pinned this session.
+                            format!("open transaction of a session pinned by {pin}")
+                        } else {
+                            "open transaction".to_string()
+                        };
                         return Err(ErrInfo::new(
                             err::ER_NOT_SUPPORTED_YET,
                             format!(
-                                "This statement needs shard '{shard}' but the session is bound to shard '{first}' ({}); distributed transactions are not supported: commit first",
-                                if why == HoldWhy::Transaction { "open transaction" } else { self.pin.unwrap_or("pinned session") }
+                                "This statement needs shard '{shard}' but the session is bound to shard '{first}' ({bound}); distributed transactions are not supported: commit first"
                             ),
                         ));
                     }
