@@ -1,7 +1,9 @@
 //! Transactions across shards with two-phase commit (issue 13), end to end on real MariaDB
 //! shards: commit, rollback and disconnect of a two-shard transaction, `single` mode's
 //! refusal, a bank workload under `kill -9` of the proxy (recovery finishes what a killed
-//! proxy left prepared), and sysbench `oltp_read_write` with its own transactions.
+//! proxy left prepared) and under `kill -9` of a shard primary (failover to a semi-sync
+//! replica, which holds the prepared legs), a pinned session, and sysbench `oltp_read_write`
+//! with its own transactions.
 
 mod harness;
 
@@ -10,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use harness::{Cluster, Proxy, ProxyConfig, Sysbench};
+use harness::{Cluster, Mariadb, Proxy, ProxyConfig, Sysbench};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
 
@@ -274,155 +276,353 @@ async fn transfer(
     c.query_drop("COMMIT").await
 }
 
+const BANK_ACCOUNTS: i64 = 16;
+const BANK_START: i64 = 1000;
+
+/// The bank workload: `workers` clients making transfers between accounts on different shards
+/// through `url` until stopped, reconnecting after any error.
+struct Bank {
+    stop: Arc<AtomicBool>,
+    /// Transfers the proxy acknowledged.
+    acked: Arc<Mutex<Vec<u64>>>,
+    /// Every transfer attempted.
+    attempted: Arc<Mutex<Vec<u64>>>,
+    tasks: Vec<tokio::task::JoinHandle<u64>>,
+}
+
+impl Bank {
+    fn start(url: &str, at: &BTreeMap<i64, String>, workers: u64) -> Bank {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let attempted: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let mut tasks = Vec::new();
+        for w in 0..workers {
+            let (url, stop, acked, attempted, at) = (
+                url.to_string(),
+                stop.clone(),
+                acked.clone(),
+                attempted.clone(),
+                at.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let ids: Vec<i64> = at.keys().copied().collect();
+                let mut conn: Option<Conn> = None;
+                let mut n = 0u64;
+                let mut errors = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let c = match conn.as_mut() {
+                        Some(c) => c,
+                        None => match connect(&url).await {
+                            Ok(c) => conn.insert(c),
+                            Err(_) => {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
+                            }
+                        },
+                    };
+                    n += 1;
+                    let t = w * 1_000_000 + n;
+                    let from = ids[(t as usize * 7) % ids.len()];
+                    let to = *ids
+                        .iter()
+                        .cycle()
+                        .skip((t as usize * 3) % ids.len())
+                        .find(|i| at[*i] != at[&from])
+                        .unwrap();
+                    attempted.lock().unwrap().push(t);
+                    match transfer(c, t, from, to, 1 + (t % 9) as i64).await {
+                        Ok(()) => acked.lock().unwrap().push(t),
+                        Err(_) => {
+                            errors += 1;
+                            conn = None;
+                        }
+                    }
+                }
+                errors
+            }));
+        }
+        Bank {
+            stop,
+            acked,
+            attempted,
+            tasks,
+        }
+    }
+
+    fn acked_so_far(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Stops the workers: the acknowledged transfers, how many were attempted, client errors.
+    async fn finish(self) -> (Vec<u64>, usize, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut errors = 0;
+        for t in self.tasks {
+            errors += t.await.unwrap();
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        let attempted = self.attempted.lock().unwrap().len();
+        (acked, attempted, errors)
+    }
+}
+
+/// What the primaries hold after a bank run, and whether the books are right.
+struct Books {
+    total: i64,
+    /// Transfers with no leg, or legs that do not sum to zero.
+    half: Vec<(u64, (u32, i64))>,
+    /// Acknowledged transfers with no ledger row.
+    missing: Vec<u64>,
+    /// Accounts whose balance disagrees with their ledger.
+    drift: Vec<(i64, i64)>,
+    /// Transfers applied.
+    applied: usize,
+    /// Prepared XA transactions still on a primary.
+    prepared: Vec<String>,
+}
+
+impl Books {
+    /// Waits (up to 30 s) for recovery to finish every prepared leg on `primaries`, then reads
+    /// the books from them.
+    async fn read(primaries: &[&Mariadb], acked: &[u64]) -> (Books, Duration) {
+        let prepared = || -> Vec<String> {
+            primaries
+                .iter()
+                .flat_map(|m| {
+                    m.query("XA RECOVER")
+                        .into_iter()
+                        .map(move |r| format!("{}: {}", m.addr(), r.join(" ")))
+                })
+                .collect()
+        };
+        let started = Instant::now();
+        while !prepared().is_empty() && started.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let recovered_after = started.elapsed();
+        let mut balances: HashMap<i64, i64> = HashMap::new();
+        let mut ledger: HashMap<i64, i64> = HashMap::new();
+        let mut legs_of: HashMap<u64, (u32, i64)> = HashMap::new();
+        for m in primaries {
+            for r in m.query("SELECT id, CAST(balance AS SIGNED) FROM fund.tp_bank") {
+                balances.insert(r[0].parse().unwrap(), r[1].parse().unwrap());
+            }
+            for r in m.query(
+                "SELECT account_id, transfer_id, CAST(amount AS SIGNED) FROM fund.tp_bank_ledger",
+            ) {
+                let (acct, t, amount): (i64, u64, i64) = (
+                    r[0].parse().unwrap(),
+                    r[1].parse().unwrap(),
+                    r[2].parse().unwrap(),
+                );
+                *ledger.entry(acct).or_default() += amount;
+                let e = legs_of.entry(t).or_default();
+                e.0 += 1;
+                e.1 += amount;
+            }
+        }
+        let books = Books {
+            total: balances.values().sum(),
+            half: legs_of
+                .iter()
+                .filter(|(_, (n, sum))| *n != 2 || *sum != 0)
+                .map(|(t, v)| (*t, *v))
+                .collect(),
+            missing: acked
+                .iter()
+                .filter(|t| !legs_of.contains_key(t))
+                .copied()
+                .collect(),
+            drift: balances
+                .iter()
+                .filter(|(id, b)| **b != BANK_START + ledger.get(id).copied().unwrap_or(0))
+                .map(|(id, b)| (*id, *b))
+                .collect(),
+            applied: legs_of.len(),
+            prepared: prepared(),
+        };
+        (books, recovered_after)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{} applied; total balance {} (expected {}); half-applied {}, acknowledged but \
+             missing {}, balance drift {}; prepared XA left: {}",
+            self.applied,
+            self.total,
+            BANK_START * BANK_ACCOUNTS,
+            self.half.len(),
+            self.missing.len(),
+            self.drift.len(),
+            self.prepared.len()
+        )
+    }
+
+    fn assert_right(&self) {
+        assert!(
+            self.prepared.is_empty(),
+            "prepared XA transactions left: {:?}",
+            self.prepared
+        );
+        assert_eq!(
+            self.total,
+            BANK_START * BANK_ACCOUNTS,
+            "money created or destroyed"
+        );
+        assert!(
+            self.half.is_empty(),
+            "transfers applied on one side only: {:?}",
+            self.half
+        );
+        assert!(
+            self.missing.is_empty(),
+            "acknowledged transfers missing: {:?}",
+            self.missing
+        );
+        assert!(
+            self.drift.is_empty(),
+            "balances that disagree with the ledger: {:?}",
+            self.drift
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bank_transfers_stay_atomic_when_the_proxy_is_killed() {
-    const ACCOUNTS: i64 = 16;
-    const START: i64 = 1000;
-    const WORKERS: u64 = 4;
     const KILLS: usize = 4;
     let cluster = Cluster::shared();
     let cfg = config(cluster).render();
     let mut proxy = Proxy::start(&cfg);
     let url = proxy.url();
     let mut p = connect(&url).await.unwrap();
-    setup(&mut p, ACCOUNTS, START, "tp_bank", "tp_bank_ledger").await;
+    setup(
+        &mut p,
+        BANK_ACCOUNTS,
+        BANK_START,
+        "tp_bank",
+        "tp_bank_ledger",
+    )
+    .await;
     drop(p);
     let at = placement(cluster, "tp_bank");
-    let stop = Arc::new(AtomicBool::new(false));
-    // Transfers the proxy acknowledged, and every one attempted.
-    let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
-    let attempted: Arc<Mutex<Vec<u64>>> = Arc::default();
-    let mut tasks = Vec::new();
-    for w in 0..WORKERS {
-        let (url, stop, acked, attempted, at) = (
-            url.clone(),
-            stop.clone(),
-            acked.clone(),
-            attempted.clone(),
-            at.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let ids: Vec<i64> = at.keys().copied().collect();
-            let mut conn: Option<Conn> = None;
-            let mut n = 0u64;
-            let mut errors = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let c = match conn.as_mut() {
-                    Some(c) => c,
-                    None => match connect(&url).await {
-                        Ok(c) => conn.insert(c),
-                        Err(_) => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                };
-                n += 1;
-                let t = w * 1_000_000 + n;
-                let from = ids[(t as usize * 7) % ids.len()];
-                let to = *ids
-                    .iter()
-                    .cycle()
-                    .skip((t as usize * 3) % ids.len())
-                    .find(|i| at[*i] != at[&from])
-                    .unwrap();
-                attempted.lock().unwrap().push(t);
-                match transfer(c, t, from, to, 1 + (t % 9) as i64).await {
-                    Ok(()) => acked.lock().unwrap().push(t),
-                    Err(_) => {
-                        errors += 1;
-                        conn = None;
-                    }
-                }
-            }
-            errors
-        }));
-    }
+    let bank = Bank::start(&url, &at, 4);
     let mut kill_times = Vec::new();
     for k in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(600 + 337 * (k as u64 % 3))).await;
         proxy.kill();
-        kill_times.push(acked.lock().unwrap().len());
+        kill_times.push(bank.acked_so_far());
         tokio::time::sleep(Duration::from_millis(200)).await;
         proxy = Proxy::start(&cfg);
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut client_errors = 0;
-    for t in tasks {
-        client_errors += t.await.unwrap();
-    }
+    let (acked, attempted, client_errors) = bank.finish().await;
     // Recovery (of the running proxy) finishes every leg a killed proxy left prepared.
-    let started = Instant::now();
-    while !prepared_anywhere(cluster).is_empty() && started.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let left = prepared_anywhere(cluster);
-    let recovered_after = started.elapsed();
-    // The books.
-    let mut balances: HashMap<i64, i64> = HashMap::new();
-    let mut ledger: HashMap<i64, i64> = HashMap::new();
-    let mut legs_of: HashMap<u64, (u32, i64)> = HashMap::new();
-    for s in &cluster.shards {
-        for r in s
-            .primary
-            .query("SELECT id, CAST(balance AS SIGNED) FROM fund.tp_bank")
-        {
-            balances.insert(r[0].parse().unwrap(), r[1].parse().unwrap());
-        }
-        for r in s.primary.query(
-            "SELECT account_id, transfer_id, CAST(amount AS SIGNED) FROM fund.tp_bank_ledger",
-        ) {
-            let (acct, t, amount): (i64, u64, i64) = (
-                r[0].parse().unwrap(),
-                r[1].parse().unwrap(),
-                r[2].parse().unwrap(),
-            );
-            *ledger.entry(acct).or_default() += amount;
-            let e = legs_of.entry(t).or_default();
-            e.0 += 1;
-            e.1 += amount;
-        }
-    }
-    let total: i64 = balances.values().sum();
-    let acked = acked.lock().unwrap().clone();
-    let attempted = attempted.lock().unwrap().len();
-    let half: Vec<_> = legs_of
-        .iter()
-        .filter(|(_, (n, sum))| *n != 2 || *sum != 0)
-        .collect();
-    let missing: Vec<_> = acked.iter().filter(|t| !legs_of.contains_key(t)).collect();
-    let drift: Vec<_> = balances
-        .iter()
-        .filter(|(id, b)| **b != START + ledger.get(id).copied().unwrap_or(0))
-        .collect();
-    let log = proxy.log();
-    let recoveries = log.matches("recovery resolved a prepared XA leg").count();
+    let primaries: Vec<&Mariadb> = cluster.shards.iter().map(|s| &s.primary).collect();
+    let (books, recovered_after) = Books::read(&primaries, &acked).await;
+    let recoveries = proxy
+        .log()
+        .matches("recovery resolved a prepared XA leg")
+        .count();
     println!(
-        "bank: {attempted} transfers attempted, {} acknowledged, {} applied, {client_errors} client errors, {KILLS} kill -9 of the proxy (acknowledged before each: {kill_times:?}); total balance {total} (expected {}); half-applied {}, acknowledged but missing {}, balance drift {}; prepared XA left: {} (after {recovered_after:?}); legs resolved by the last proxy's recovery: {recoveries}",
+        "bank: {attempted} transfers attempted, {} acknowledged, {client_errors} client errors, \
+         {KILLS} kill -9 of the proxy (acknowledged before each: {kill_times:?}); {} (after \
+         {recovered_after:?}); legs resolved by the last proxy's recovery: {recoveries}",
         acked.len(),
-        legs_of.len(),
-        START * ACCOUNTS,
-        half.len(),
-        missing.len(),
-        drift.len(),
-        left.len()
+        books.summary()
     );
-    assert!(left.is_empty(), "prepared XA transactions left: {left:?}");
-    assert_eq!(total, START * ACCOUNTS, "money created or destroyed");
-    assert!(
-        half.is_empty(),
-        "transfers applied on one side only: {half:?}"
-    );
-    assert!(
-        missing.is_empty(),
-        "acknowledged transfers missing: {missing:?}"
-    );
-    assert!(
-        drift.is_empty(),
-        "balances that disagree with the ledger: {drift:?}"
-    );
+    books.assert_right();
     assert!(acked.len() > 50, "too few transfers ran: {}", acked.len());
+}
+
+/// The bank workload while a shard's primary is killed (`kill -9`) and the proxy fails over
+/// to a semi-sync replica: transfers whose legs were prepared on the dead primary are finished
+/// by recovery on the promoted one (MariaDB 10.11 binlogs XA PREPARE, so the replica holds the
+/// prepared leg), and the books are right on the new primaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bank_transfers_stay_atomic_when_a_shard_primary_is_killed() {
+    let mut cluster = Cluster::start(2, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("topology.json");
+    let cfg = config(&cluster)
+        .backend("health_interval_ms = 200")
+        .backend("health_timeout_ms = 400")
+        .backend("health_fail_after = 2")
+        .backend("connect_timeout_ms = 500")
+        .backend("query_timeout_ms = 3000")
+        .extra(&format!(
+            "[failover]\nafter_ms = 500\nbuffer_ms = 10000\ncatchup_ms = 2000\nstate_file = {:?}\n\
+             [replication]\nuser = \"repl\"\npassword = \"repl\"\n",
+            state.to_str().unwrap()
+        ))
+        .render();
+    let proxy = Proxy::start(&cfg);
+    let url = proxy.url();
+    let mut p = connect(&url).await.unwrap();
+    setup(
+        &mut p,
+        BANK_ACCOUNTS,
+        BANK_START,
+        "tp_bank",
+        "tp_bank_ledger",
+    )
+    .await;
+    drop(p);
+    let at = placement(&cluster, "tp_bank");
+    let bank = Bank::start(&url, &at, 4);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let victim = cluster.shards.iter().position(|s| s.name == "s2").unwrap();
+    let old = cluster.shards[victim].primary.addr();
+    let before = bank.acked_so_far();
+    let t0 = Instant::now();
+    cluster.shards[victim].primary.kill();
+    // The new primary, as the proxy reports it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let new = loop {
+        let rows = proxy.admin_query("SHOW SHARDS").unwrap();
+        let p = rows.iter().find(|r| r[0] == "s2").unwrap()[1].clone();
+        if p != old {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no promotion within 20 s\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let promoted_after = t0.elapsed();
+    let at_promotion = bank.acked_so_far();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let (acked, attempted, client_errors) = bank.finish().await;
+    let primaries: Vec<&Mariadb> = cluster
+        .shards
+        .iter()
+        .map(|s| {
+            if s.name == "s2" {
+                s.replicas.iter().find(|r| r.addr() == new).unwrap()
+            } else {
+                &s.primary
+            }
+        })
+        .collect();
+    let (books, recovered_after) = Books::read(&primaries, &acked).await;
+    let recoveries = proxy
+        .log()
+        .matches("recovery resolved a prepared XA leg")
+        .count();
+    println!(
+        "bank with kill -9 of s2's primary {old}: promoted {new} after {promoted_after:?}; \
+         {attempted} transfers attempted, {} acknowledged ({before} before the kill, \
+         {at_promotion} at the promotion), {client_errors} client errors; {} (after \
+         {recovered_after:?}); legs resolved by recovery: {recoveries}",
+        acked.len(),
+        books.summary()
+    );
+    books.assert_right();
+    assert!(
+        acked.len() > at_promotion,
+        "no transfer acknowledged after the promotion"
+    );
 }
 
 /// Slow on a loaded 2-core machine (the prepare took minutes there): run with
