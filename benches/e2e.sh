@@ -7,6 +7,8 @@
 #   DURATION=5 THREADS="1 32" benches/e2e.sh
 #   ROUNDS=5 PROXY_ARGS="--threads 1" benches/e2e.sh
 #   TLS=1 benches/e2e.sh               # also: shardproxy in clear text against TLS, same run
+#   SB_ARGS=--db-ps-mode=disable WORKLOADS=oltp_point_select benches/e2e.sh
+#                                      # text statements (the proxy's text plan cache)
 # Each cell is the median of ROUNDS rounds (default 3); each round runs the three targets back
 # to back. The last column is the CPU time HAProxy and shardproxy spent per query (from
 # /proc/PID/stat), which moves less with the machine's load than TPS does.
@@ -28,6 +30,8 @@ PROXY_ARGS=${PROXY_ARGS:-}
 # TLS=1: a second table, shardproxy's clear-text port against its TLS port (sysbench
 # --mysql-ssl=on), interleaved in the same rounds. Certificates are made here with openssl.
 TLS=${TLS:-0}
+# Extra sysbench options for every cell, e.g. SB_ARGS=--db-ps-mode=disable (text statements).
+SB_ARGS=${SB_ARGS:-}
 RUN=run/bench
 mkdir -p "$RUN"
 
@@ -78,6 +82,8 @@ for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6036) 2>/dev/null && break; s
 
 SB=(--db-driver=mysql --mysql-user=app --mysql-password=app --mysql-db=sbtest
     --tables="$TABLES" --table-size="$TABLE_SIZE" --percentile=95)
+# shellcheck disable=SC2206 # SB_ARGS is a list of options
+SB+=($SB_ARGS)
 mariadb --no-defaults --protocol=tcp -h127.0.0.1 -P3311 -uapp -papp -e "CREATE DATABASE IF NOT EXISTS sbtest"
 if [ "$(mariadb --no-defaults --protocol=tcp -h127.0.0.1 -P3311 -uapp -papp -N -e "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema='sbtest'")" != "$TABLES" ]; then
   echo "preparing $TABLES x $TABLE_SIZE rows ..." >&2
