@@ -48,6 +48,14 @@ pub async fn run(
         proxy.clone(),
         proxy.shutdown.subscribe(),
     ));
+    if let Some(c) = &proxy.coordinator {
+        tokio::spawn(c.clone().run(proxy.shutdown.subscribe()));
+        tokio::spawn(crate::backend::failover::follow::run(
+            proxy.clone(),
+            c.topologies(),
+            proxy.shutdown.subscribe(),
+        ));
+    }
     let (p, q) = (proxy.clone(), proxy.clone());
     tokio::spawn(crate::exec::recovery::run(
         move || p.topology(),
