@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, PutOptions, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -65,10 +65,7 @@ pub struct SharedTopology {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotLeader {
     #[error("this proxy ({me}) does not hold the coordination lease; the leader is {}", .leader.as_deref().unwrap_or("unknown (etcd unreachable?)"))]
-    Follower {
-        me: String,
-        leader: Option<String>,
-    },
+    Follower { me: String, leader: Option<String> },
     #[error("this proxy's coordination lease has {left_ms} ms left, a decision needs {need_ms} ms: not deciding")]
     LeaseShort { left_ms: u64, need_ms: u64 },
 }

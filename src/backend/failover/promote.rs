@@ -299,7 +299,11 @@ pub async fn promote(
     let position = match &coordinator {
         Some(_) => tokio::time::timeout(DECIDE_BOUND, step)
             .await
-            .map_err(|_| perr(format!("the promotion steps took more than {DECIDE_BOUND:?}")))?,
+            .map_err(|_| {
+                perr(format!(
+                    "the promotion steps took more than {DECIDE_BOUND:?}"
+                ))
+            })?,
         None => step.await,
     }
     .map_err(perr)?
