@@ -82,6 +82,9 @@ pub struct Coordinator {
     leader: Mutex<Option<String>>,
     /// A client to the etcd cluster, once connected (clones share one channel).
     client: Mutex<Option<Client>>,
+    /// The lease of the current session: the leader key must be attached to it for a write
+    /// of the topology to succeed (two proxies given the same name still cannot both write).
+    lease: Mutex<Option<i64>>,
     /// A topology the leader still has to write (etcd did not take it yet).
     pending: Mutex<Option<PersistedTopology>>,
     /// The topology in etcd, as the watch delivers it.
@@ -104,6 +107,7 @@ impl Coordinator {
             deadline: Mutex::new(None),
             leader: Mutex::new(None),
             client: Mutex::new(None),
+            lease: Mutex::new(None),
             pending: Mutex::new(None),
             topology: watch::channel(None).0,
         })
@@ -178,7 +182,8 @@ impl Coordinator {
         let Some(t) = lock(&self.pending).clone() else {
             return Ok(());
         };
-        let Some(mut client) = lock(&self.client).clone() else {
+        let (Some(mut client), Some(lease)) = (lock(&self.client).clone(), *lock(&self.lease))
+        else {
             return Err("etcd not connected".to_string());
         };
         let value = serde_json::to_string(&SharedTopology {
@@ -187,11 +192,10 @@ impl Coordinator {
         })
         .map_err(|e| e.to_string())?;
         let txn = Txn::new()
-            .when([Compare::value(
-                self.key("leader"),
-                CompareOp::Equal,
-                self.name.clone(),
-            )])
+            .when([
+                Compare::value(self.key("leader"), CompareOp::Equal, self.name.clone()),
+                Compare::lease(self.key("leader"), CompareOp::Equal, lease),
+            ])
             .and_then([TxnOp::put(self.key("topology"), value, None)]);
         let r = tokio::time::timeout(CALL_TIMEOUT, client.txn(txn))
             .await
@@ -216,14 +220,13 @@ impl Coordinator {
     /// leader revokes its lease, so another proxy takes over at once.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
-            let lease = Arc::new(Mutex::new(None));
             let r = tokio::select! {
-                r = self.session(&lease) => r,
+                r = self.session() => r,
                 _ = shutdown.changed() => Ok(()),
             };
             *lock(&self.deadline) = None;
             *lock(&self.leader) = None;
-            let id = *lock(&lease);
+            let id = lock(&self.lease).take();
             let client = lock(&self.client).clone();
             if *shutdown.borrow() {
                 if let (Some(id), Some(mut c)) = (id, client) {
@@ -242,7 +245,7 @@ impl Coordinator {
     }
 
     /// One connection to etcd with one lease: returns when either fails.
-    async fn session(&self, lease_out: &Mutex<Option<i64>>) -> Result<(), String> {
+    async fn session(&self) -> Result<(), String> {
         let e = |e: etcd_client::Error| e.to_string();
         let ttl = self.settings.lease_ttl_s as i64;
         let opts = ConnectOptions::new()
@@ -253,7 +256,7 @@ impl Coordinator {
             .map_err(e)?;
         *lock(&self.client) = Some(client.clone());
         let lease = client.lease_grant(ttl, None).await.map_err(e)?.id();
-        *lock(lease_out) = Some(lease);
+        *lock(&self.lease) = Some(lease);
         let (mut keeper, mut renewals) = client.lease_keep_alive(lease).await.map_err(e)?;
         // The topology as it is now, then every change after it.
         let now = client.get(self.key("topology"), None).await.map_err(e)?;
