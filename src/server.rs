@@ -49,7 +49,15 @@ pub async fn run(
         proxy.shutdown.subscribe(),
     ));
     if let Some(c) = &proxy.coordinator {
-        tokio::spawn(c.clone().run(proxy.shutdown.subscribe()));
+        let p = proxy.clone();
+        let acked = move || {
+            p.topology()
+                .shards
+                .iter()
+                .map(|s| (s.name.clone(), s.state.acked().to_string()))
+                .collect()
+        };
+        tokio::spawn(c.clone().run(acked, proxy.shutdown.subscribe()));
         tokio::spawn(crate::backend::failover::follow::run(
             proxy.clone(),
             c.topologies(),

@@ -4,7 +4,8 @@
 //! that records every acknowledged insert. Afterwards exactly one promotion happened (counted
 //! in `SHOW FAILOVERS` of both proxies and on the servers: one replica became writable, the
 //! other follows it), both proxies route writes to that same new primary, the topology in etcd
-//! names it, and every acknowledged write is on it exactly once. Then the leading proxy is
+//! names it, and every acknowledged write is on it exactly once (each proxy published its
+//! acknowledged GTIDs to etcd, the leader checked the replicas against all). Then the leading proxy is
 //! killed: the other takes the lease over once it expires.
 //!
 //! etcd is required (CI installs `etcd-server`): without the binary the test fails.
@@ -175,6 +176,15 @@ async fn two_proxies_kill9_of_the_primary_one_promotion_both_follow_no_acked_wri
 
     let load = start_load(&proxies);
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Each proxy published what it acknowledged; the leader merges them before choosing.
+    assert!(
+        tokio::task::block_in_place(|| wait_until(Duration::from_secs(5), || {
+            let acked = etcd.get_prefix("/shardproxy/t/acked/");
+            acked.len() == 2 && acked.iter().all(|(_, v)| v.contains("\"s1\":\"0-"))
+        })),
+        "acknowledged positions in etcd: {:?}",
+        etcd.get_prefix("/shardproxy/t/acked/")
+    );
     let t0 = Instant::now();
     cluster.shards[0].primary.kill();
     // Both proxies name the same new primary.

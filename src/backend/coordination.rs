@@ -23,11 +23,18 @@
 //!   still names it; every proxy watches that key ([`Coordinator::topologies`]) and applies the
 //!   change with the same swap a local promotion does (`failover::follow`), within the watch's
 //!   delivery time (milliseconds).
+//! - **Acknowledged writes.** Each proxy knows the GTIDs it acknowledged to its own clients;
+//!   at every renewal it writes them (per shard) to `/shardproxy/<cluster>/acked/<name>`,
+//!   attached to its lease, and the leader merges every proxy's before it chooses a replica
+//!   ([`Coordinator::acked_everywhere`]), so no proxy's acknowledged writes are forgotten.
+//!   Writes acknowledged since a proxy's last renewal are not in it yet (semi-sync covers them:
+//!   they are on a replica), nor are those of a proxy whose lease expired.
 //! - **etcd down.** Nobody can renew: the leader stops deciding at its deadline and nobody else
 //!   can start. Every proxy keeps serving the topology it has; a shard whose primary dies then
 //!   has its statements held and then refused (no promotion without the lease) until etcd is
 //!   back.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +45,7 @@ use etcd_client::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::gtid::GtidPos;
 use super::persisted::PersistedTopology;
 use crate::config::Coordination;
 
@@ -90,6 +98,9 @@ pub struct Coordinator {
     /// The topology in etcd, as the watch delivers it.
     topology: watch::Sender<Option<Arc<SharedTopology>>>,
 }
+
+/// This proxy's acknowledged position per shard (`shard → GTID position`), as published.
+pub type AckedByShard = BTreeMap<String, String>;
 
 impl Coordinator {
     /// A coordinator that has not talked to etcd yet (see [`Self::run`]). `listen`: the data
@@ -215,13 +226,53 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Holds the lease, campaigns for the leader key and watches the topology until
-    /// `shutdown` changes; reconnects (after 500 ms) whenever etcd fails. On shutdown a
-    /// leader revokes its lease, so another proxy takes over at once.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// The acknowledged position of `shard` merged over every live proxy's published one and
+    /// `own` (this proxy's, the freshest). etcd unreachable: `own` alone, logged.
+    pub async fn acked_everywhere(&self, shard: &str, own: &GtidPos) -> GtidPos {
+        let mut all = own.clone();
+        let Some(mut client) = lock(&self.client).clone() else {
+            return all;
+        };
+        let prefix = self.key("acked/");
+        let got = tokio::time::timeout(
+            CALL_TIMEOUT,
+            client.get(prefix, Some(etcd_client::GetOptions::new().with_prefix())),
+        )
+        .await;
+        match got {
+            Ok(Ok(r)) => {
+                for kv in r.kvs() {
+                    let pos = serde_json::from_slice::<AckedByShard>(kv.value())
+                        .ok()
+                        .and_then(|m| m.get(shard).cloned())
+                        .and_then(|p| GtidPos::parse(&p).ok());
+                    if let Some(p) = pos {
+                        all.merge(&p);
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(shard, "coordination: the other proxies' acknowledged GTIDs are unreadable, using this proxy's: {e}")
+            }
+            Err(_) => {
+                tracing::error!(shard, "coordination: etcd did not give the other proxies' acknowledged GTIDs within {CALL_TIMEOUT:?}, using this proxy's")
+            }
+        }
+        all
+    }
+
+    /// Holds the lease, campaigns for the leader key, publishes `acked()` (this proxy's
+    /// acknowledged positions) and watches the topology until `shutdown` changes; reconnects
+    /// (after 500 ms) whenever etcd fails. On shutdown a leader revokes its lease, so another
+    /// proxy takes over at once.
+    pub async fn run(
+        self: Arc<Self>,
+        acked: impl Fn() -> AckedByShard + Send + Sync + 'static,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             let r = tokio::select! {
-                r = self.session() => r,
+                r = self.session(&acked) => r,
                 _ = shutdown.changed() => Ok(()),
             };
             *lock(&self.deadline) = None;
@@ -245,7 +296,7 @@ impl Coordinator {
     }
 
     /// One connection to etcd with one lease: returns when either fails.
-    async fn session(&self) -> Result<(), String> {
+    async fn session(&self, acked: &(impl Fn() -> AckedByShard + Sync)) -> Result<(), String> {
         let e = |e: etcd_client::Error| e.to_string();
         let ttl = self.settings.lease_ttl_s as i64;
         let opts = ConnectOptions::new()
@@ -273,6 +324,7 @@ impl Coordinator {
             .map_err(e)?;
         tracing::info!(proxy = %self.name, lease, ttl_s = ttl, "coordination: connected to etcd");
         let mut next_renewal = tokio::time::Instant::now();
+        let mut published: Option<AckedByShard> = None;
         loop {
             tokio::select! {
                 m = changes.message() => {
@@ -300,6 +352,17 @@ impl Coordinator {
                         Err(_) => return Err(format!("no lease renewal answer within {CALL_TIMEOUT:?}")),
                     };
                     self.campaign(&mut client, lease, sent + granted.saturating_sub(MARGIN)).await?;
+                    let now = acked();
+                    if published.as_ref() != Some(&now) {
+                        let value = serde_json::to_string(&now).map_err(|e| e.to_string())?;
+                        let key = self.key(&format!("acked/{}", self.name));
+                        let put = client.put(key, value, Some(PutOptions::new().with_lease(lease)));
+                        tokio::time::timeout(CALL_TIMEOUT, put)
+                            .await
+                            .map_err(|_| format!("etcd did not answer within {CALL_TIMEOUT:?}"))?
+                            .map_err(e)?;
+                        published = Some(now);
+                    }
                 }
             }
         }

@@ -128,6 +128,28 @@ impl Etcd {
         (!v.is_empty()).then_some(v)
     }
 
+    /// `etcdctl get --prefix <prefix>`: every (key, value) under it.
+    pub fn get_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints=http://{}", self.endpoint()))
+            .args(["get", "--prefix", prefix])
+            .output()
+            .expect("run etcdctl");
+        assert!(
+            out.status.success(),
+            "etcdctl get --prefix {prefix}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        lines
+            .chunks(2)
+            .filter(|kv| kv.len() == 2)
+            .map(|kv| (kv[0].to_string(), kv[1].to_string()))
+            .collect()
+    }
+
     /// The server's log.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()

@@ -320,7 +320,11 @@ pub async fn failover_shard(
             .gate
             .set(GateState::Held(format!("{} under way", trigger.as_str())));
     }
-    let acked = s.state.acked();
+    let mut acked = s.state.acked();
+    if let Some(c) = host.coordinator() {
+        // What every proxy acknowledged, not only this one (see `coordination`).
+        acked = c.acked_everywhere(shard, &acked).await;
+    }
     let r = promote::choose(s, &acked, &config, trigger == Trigger::Forced).await;
     let old = s.primary.addr.clone();
     let (target, position) = match r {

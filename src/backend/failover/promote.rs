@@ -308,16 +308,12 @@ pub async fn promote(
     }
     .map_err(perr)?
     .unwrap_or_default();
-    // 2. The new topology, persisted before anything routes to it: in etcd for the other
-    // proxies (a failed write is retried while this proxy leads), in the state file.
+    // 2. The new topology, persisted before anything routes to it, installed, then written
+    // to etcd for the other proxies (a failed write is retried while this proxy leads). In
+    // that order, the write's echo through the watch finds it installed here already.
     let next = topo
         .promoted(shard, target)
         .map_err(|e| perr(e.to_string()))?;
-    if let Some(c) = &coordinator {
-        if let Err(e) = c.publish(&next.persisted()).await {
-            tracing::error!(shard, new_primary = %target, "coordination: the new topology is not in etcd yet (retried while this proxy leads): {e}");
-        }
-    }
     if let Some(path) = &config.failover.state_file {
         next.persisted()
             .save(path)
@@ -325,6 +321,11 @@ pub async fn promote(
     }
     let next = std::sync::Arc::new(next);
     host.install(next.clone());
+    if let Some(c) = &coordinator {
+        if let Err(e) = c.publish(&next.persisted()).await {
+            tracing::error!(shard, new_primary = %target, "coordination: the new topology is not in etcd yet (retried while this proxy leads): {e}");
+        }
+    }
     // 3. Fence the old primary (best effort: it is out of the topology already, and sessions
     // let go of what they kept there). One that hangs is not waited for: the monitor fences it
     // when it answers again with writes allowed.
