@@ -168,6 +168,14 @@ async fn two_proxies_kill9_of_the_primary_one_promotion_both_follow_no_acked_wri
         b.log()
     );
     let leader = leaders(&proxies)[0];
+    // A follower refuses to decide by hand, naming the leader.
+    for cmd in ["FAILOVER s1", "SWITCHOVER s1"] {
+        let err = proxies[1 - leader].admin_query(cmd).unwrap_err();
+        assert!(
+            err.contains("does not hold the coordination lease") && err.contains("the leader is"),
+            "{cmd}: {err}"
+        );
+    }
     a.cli_query("USE fund; CREATE TABLE co_w (id BIGINT, seq BIGINT, PRIMARY KEY (id, seq))")
         .unwrap();
     let old = cluster.shards[0].primary_addr();

@@ -94,3 +94,92 @@ pub fn apply(host: &dyn Host, shared: &SharedTopology) -> Vec<String> {
     }
     changed
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Mutex, RwLock};
+
+    use super::*;
+    use crate::backend::failover::Failovers;
+    use crate::backend::persisted::{PersistedShard, PersistedTopology};
+    use crate::backend::pool::Role;
+    use crate::config::Config;
+
+    /// A host with a topology and nothing else.
+    struct Fake {
+        config: Arc<Config>,
+        topology: RwLock<Arc<Topology>>,
+        failovers: Failovers,
+        installs: Mutex<usize>,
+    }
+
+    impl Host for Fake {
+        fn topology(&self) -> Arc<Topology> {
+            self.topology.read().unwrap().clone()
+        }
+        fn config(&self) -> Arc<Config> {
+            self.config.clone()
+        }
+        fn install(&self, t: Arc<Topology>) {
+            *self.installs.lock().unwrap() += 1;
+            *self.topology.write().unwrap() = t;
+        }
+        fn failovers(&self) -> &Failovers {
+            &self.failovers
+        }
+        fn coordinator(&self) -> Option<Arc<crate::backend::coordination::Coordinator>> {
+            None
+        }
+    }
+
+    fn shared(primary: &str, fenced: &[&str]) -> SharedTopology {
+        let mut t = PersistedTopology::default();
+        t.shards.insert(
+            "s1".into(),
+            PersistedShard {
+                primary: primary.into(),
+                fenced: fenced.iter().map(|f| f.to_string()).collect(),
+            },
+        );
+        SharedTopology {
+            by: "leader-1".into(),
+            topology: t,
+        }
+    }
+
+    #[test]
+    fn a_follower_swaps_to_the_leaders_primary_once_and_opens_the_gate() {
+        let mut c = crate::plan::rules::tests::test_config(2);
+        c.shards[0].replicas = vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()];
+        let old = c.shards[0].primary.clone();
+        let host = Fake {
+            topology: RwLock::new(Arc::new(Topology::from_config(&c, 1))),
+            config: Arc::new(c),
+            failovers: Failovers::default(),
+            installs: Mutex::new(0),
+        };
+        let s1 = &host.topology().shards[0];
+        s1.state.gate.set(GateState::Held("primary is down".into()));
+
+        let t = shared("127.0.0.1:2", &[&old]);
+        assert_eq!(apply(&host, &t), vec!["s1".to_string()]);
+        let now = host.topology();
+        assert_eq!(now.shards[0].primary.addr, "127.0.0.1:2");
+        assert_eq!(now.shards[0].primary.role(), Role::Primary);
+        assert_eq!(now.shards[0].fenced[0].addr, old);
+        assert_eq!(now.shards[0].replicas[0].addr, "127.0.0.1:1");
+        assert!(now.shards[0].state.gate.is_open());
+        let h = host.failovers.history();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].trigger, Trigger::Followed);
+        assert_eq!(h[0].outcome, "followed leader-1");
+
+        // The same topology again (the watch's echo, a reconnect): nothing changes.
+        assert!(apply(&host, &t).is_empty());
+        assert_eq!(*host.installs.lock().unwrap(), 1);
+        // A primary this proxy does not know as a replica is not followed.
+        assert!(apply(&host, &shared("127.0.0.1:9", &[])).is_empty());
+        assert_eq!(host.topology().shards[0].primary.addr, "127.0.0.1:2");
+        assert_eq!(host.failovers.history().len(), 1);
+    }
+}
