@@ -6,7 +6,9 @@
 //! other follows it), both proxies route writes to that same new primary, the topology in etcd
 //! names it, and every acknowledged write is on it exactly once (each proxy published its
 //! acknowledged GTIDs to etcd, the leader checked the replicas against all). Then the leading proxy is
-//! killed: the other takes the lease over once it expires.
+//! killed: the other takes the lease over once it expires. Last, etcd is killed and then the
+//! new primary: nothing is promoted without the lease, and the last replica is once etcd is
+//! back.
 //!
 //! etcd is required (CI installs `etcd-server`): without the binary the test fails.
 
@@ -335,4 +337,54 @@ async fn two_proxies_kill9_of_the_primary_one_promotion_both_follow_no_acked_wri
     assert!(etcd
         .get("/shardproxy/t/leader")
         .is_some_and(|l| survivor.log().contains(&l)));
+
+    // etcd dies: no automatic promotion without the lease. The new primary dies meanwhile:
+    // nothing is promoted until etcd is back, then the lease holder promotes the last replica.
+    let mut etcd = etcd;
+    etcd.kill();
+    let (s, t) = (survivor, std::time::Duration::from_secs(TTL_S));
+    assert!(
+        wait_until(t + Duration::from_secs(5), || s
+            .log()
+            .contains("not deciding failovers until it is back")),
+        "the proxy did not notice etcd is gone\n{}",
+        s.log()
+    );
+    cluster.shards[0]
+        .replicas
+        .iter_mut()
+        .find(|r| r.addr() == new)
+        .unwrap()
+        .kill();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        failovers(s, "promoted").len(),
+        0,
+        "{:?}",
+        s.admin_query("SHOW FAILOVERS")
+    );
+    assert_eq!(primary_of(s), new, "promoted without the lease");
+    let last = cluster.shards[0]
+        .replicas
+        .iter()
+        .find(|r| r.addr() != new)
+        .unwrap();
+    assert_eq!(last.query_value("SELECT @@read_only").as_deref(), Some("1"));
+    let t_back = Instant::now();
+    etcd.restart();
+    let last_addr = last.addr();
+    assert!(
+        tokio::task::block_in_place(
+            || wait_until(t + Duration::from_secs(15), || primary_of(s) == last_addr)
+        ),
+        "no promotion after etcd came back\n{:?}\n{}",
+        s.admin_query("SHOW FAILOVERS"),
+        s.log()
+    );
+    println!(
+        "etcd down: no promotion for 4 s with the primary dead; etcd back: {last_addr} promoted after {:?}",
+        t_back.elapsed()
+    );
+    assert_eq!(failovers(s, "promoted").len(), 1);
+    assert_eq!(last.query_value("SELECT @@read_only").as_deref(), Some("0"));
 }

@@ -17,6 +17,8 @@ pub struct Etcd {
     dir: PathBuf,
     /// The client port, on 127.0.0.1.
     pub port: u16,
+    /// The peer port (kept for [`Etcd::restart`]).
+    peer: u16,
 }
 
 /// Path of etcd: `$ETCD`, or the one on PATH (Debian puts it in /usr/bin).
@@ -41,6 +43,7 @@ impl Etcd {
                         child: Some(child),
                         dir,
                         port,
+                        peer,
                     }
                 }
                 Err(e) if attempt < 5 && e.contains("address already in use") => continue,
@@ -51,10 +54,13 @@ impl Etcd {
 
     fn launch(dir: &std::path::Path, port: u16, peer: u16) -> Result<Child, String> {
         let log = dir.join("etcd.log");
-        let out = fs::File::create(&log).map_err(|e| format!("create etcd.log: {e}"))?;
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("create etcd.log: {e}"))?;
         let err = out.try_clone().map_err(|e| format!("dup etcd.log: {e}"))?;
         let data = dir.join("data");
-        let _ = fs::remove_dir_all(&data);
         let client = format!("http://127.0.0.1:{port}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let mut cmd = Command::new(etcd_bin());
@@ -153,6 +159,13 @@ impl Etcd {
     /// The server's log.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
+    }
+
+    /// Starts it again after [`Etcd::kill`]: same ports, same data (leases and keys kept).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "etcd is running");
+        self.child =
+            Some(Etcd::launch(&self.dir, self.port, self.peer).unwrap_or_else(|e| panic!("{e}")));
     }
 
     /// SIGKILL.
