@@ -13,7 +13,9 @@ CONFIG ?= config/local.toml
 DEMO_ACCOUNTS ?= 10000
 # Seconds of load `make soak` runs against the `make up` stack.
 SOAK_SECONDS ?= 120
-export CONFIG DEMO_ACCOUNTS
+# `make up PROXIES=2`: etcd, two proxies deciding failovers as one, HAProxy on 6033 in front.
+PROXIES ?= 1
+export CONFIG DEMO_ACCOUNTS PROXIES
 
 .PHONY: up down test bench soak cluster-up cluster-down status memtest
 

@@ -63,6 +63,38 @@ pub struct Config {
     /// Transactions that reach several shards (two-phase commit and its recovery).
     #[serde(default)]
     pub transactions: Transactions,
+    /// Several proxies deciding failovers as one, through etcd. Absent: this proxy decides
+    /// alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordination: Option<Coordination>,
+}
+
+/// `[coordination]`: several proxies of one cluster agree through etcd on who decides
+/// failovers (a lease on a leader key) and on the topology (one key every proxy watches).
+/// Read at start only: a reload does not change it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Coordination {
+    /// etcd client endpoints, `host:port` (or `http://host:port`).
+    pub etcd: Vec<String>,
+    /// Names the proxies that share one topology: their keys live under
+    /// `/shardproxy/<cluster>/`.
+    #[serde(default = "default_coordination_cluster")]
+    pub cluster: String,
+    /// Time to live of the leader's lease, in seconds (at least 3): how long a dead leader
+    /// blocks failovers, and the bound of the fencing argument (docs/operations.md).
+    #[serde(default = "default_lease_ttl_s")]
+    pub lease_ttl_s: u64,
+    /// This proxy's name in etcd and in the logs. Absent: `<hostname>:<pid>:<listen>`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn default_coordination_cluster() -> String {
+    "default".to_string()
+}
+fn default_lease_ttl_s() -> u64 {
+    5
 }
 
 /// `[failover]`: automatic promotion of a replica when a shard's primary is down.
@@ -761,6 +793,22 @@ impl Config {
         if self.transactions.recovery_interval_ms == 0 {
             bail!("transactions.recovery_interval_ms must be at least 1");
         }
+        if let Some(c) = &self.coordination {
+            if c.etcd.is_empty() || c.etcd.iter().any(|e| e.trim().is_empty()) {
+                bail!("coordination.etcd needs at least one endpoint (\"host:port\")");
+            }
+            if c.cluster.is_empty()
+                || !c
+                    .cluster
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'))
+            {
+                bail!("coordination.cluster must be letters, digits, '_', '.' or '-'");
+            }
+            if !(3..=3600).contains(&c.lease_ttl_s) {
+                bail!("coordination.lease_ttl_s must be between 3 and 3600 (seconds)");
+            }
+        }
         for u in self.users.iter().chain(self.admin_users.iter()) {
             match (&u.password, &u.password_hash) {
                 (Some(_), Some(_)) => {
@@ -881,6 +929,23 @@ mod tests {
             Some(TransactionMode::Twopc)
         );
         assert_eq!(TransactionMode::parse("both"), None);
+    }
+
+    #[test]
+    fn coordination_is_optional_with_defaults_and_checked() {
+        assert_eq!(Config::parse(MINIMAL).unwrap().coordination, None);
+        let text = format!("{MINIMAL}\n[coordination]\netcd = [\"127.0.0.1:2379\"]\n");
+        let c = Config::parse(&text).unwrap().coordination.unwrap();
+        assert_eq!(c.etcd, vec!["127.0.0.1:2379".to_string()]);
+        assert_eq!((c.cluster.as_str(), c.lease_ttl_s), ("default", 5));
+        for bad in [
+            "etcd = []",
+            "etcd = [\"127.0.0.1:2379\"]\nlease_ttl_s = 1",
+            "etcd = [\"127.0.0.1:2379\"]\ncluster = \"a/b\"",
+        ] {
+            let text = format!("{MINIMAL}\n[coordination]\n{bad}\n");
+            assert!(Config::parse(&text).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -96,6 +96,9 @@ pub struct Proxy {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Failed logins per client address (`frontend.max_connect_errors`).
     pub login_guard: crate::frontend::login_guard::LoginGuard,
+    /// The etcd coordination of several proxies, from `[coordination]` at start (a reload
+    /// keeps it); `None`: this proxy decides failovers alone.
+    pub coordinator: Option<Arc<crate::backend::coordination::Coordinator>>,
 }
 
 /// Failover reaches the running proxy through this (it sits in a lower layer).
@@ -114,6 +117,10 @@ impl crate::backend::failover::Host for Proxy {
 
     fn failovers(&self) -> &crate::backend::failover::Failovers {
         &self.failovers
+    }
+
+    fn coordinator(&self) -> Option<Arc<crate::backend::coordination::Coordinator>> {
+        self.coordinator.clone()
     }
 }
 
@@ -144,6 +151,10 @@ impl Proxy {
             .as_ref()
             .map(crate::frontend::tls::acceptor)
             .transpose()?;
+        let coordinator = config
+            .coordination
+            .as_ref()
+            .map(|c| crate::backend::coordination::Coordinator::new(c, &config.listen));
         Ok(Arc::new(Proxy {
             config: RwLock::new(Arc::new(config)),
             topology: RwLock::new(Arc::new(topology)),
@@ -162,6 +173,7 @@ impl Proxy {
             audit,
             tls,
             login_guard: Default::default(),
+            coordinator,
         }))
     }
 

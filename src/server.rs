@@ -48,6 +48,22 @@ pub async fn run(
         proxy.clone(),
         proxy.shutdown.subscribe(),
     ));
+    if let Some(c) = &proxy.coordinator {
+        let p = proxy.clone();
+        let acked = move || {
+            p.topology()
+                .shards
+                .iter()
+                .map(|s| (s.name.clone(), s.state.acked().to_string()))
+                .collect()
+        };
+        tokio::spawn(c.clone().run(acked, proxy.shutdown.subscribe()));
+        tokio::spawn(crate::backend::failover::follow::run(
+            proxy.clone(),
+            c.topologies(),
+            proxy.shutdown.subscribe(),
+        ));
+    }
     let (p, q) = (proxy.clone(), proxy.clone());
     tokio::spawn(crate::exec::recovery::run(
         move || p.topology(),

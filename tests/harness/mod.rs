@@ -3,6 +3,7 @@
 //! entry) and starts with `mod harness;`; this directory is a module, not a test.
 //!
 //! - [`Mariadb`], [`Cluster`] (and [`Cluster::shared`]): real MariaDB servers, replicated shards.
+//! - [`Etcd`]: a one-member etcd on free ports (the coordination tests).
 //! - [`ProxyConfig`] (every proxy config a test needs, as a builder) and [`Proxy`] (the
 //!   `shardproxy` binary running with one).
 //! - [`clients`]: the `mariadb` CLI, Python clients, [`Sysbench`], [`chromium_dom`], HTTP.
@@ -29,6 +30,7 @@
 
 pub mod certs;
 pub mod clients;
+mod etcd;
 pub mod fixed_ops;
 mod mariadb;
 pub mod mysql;
@@ -39,6 +41,7 @@ pub use clients::{
     output_ok, python, python_venv, run_python, HttpResponse, Sysbench, SysbenchReport,
     PYTHON_PACKAGES,
 };
+pub use etcd::Etcd;
 pub use mariadb::{connect_replica, Cluster, Mariadb, MariadbOpts, Shard};
 pub use proxy::{Proxy, ProxyConfig};
 

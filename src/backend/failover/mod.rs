@@ -23,8 +23,14 @@
 //! not an error. Every switch is logged (tracing) with its reason and GTID positions and kept
 //! for `SHOW FAILOVERS` ([`Failovers`]).
 //!
+//! With `[coordination]` (several proxies, [`crate::backend::coordination`]) only the proxy
+//! holding the etcd lease decides: the others hold their statements when they see the primary
+//! down, and apply the leader's decision when it reaches them through etcd ([`follow`]).
+//! `FAILOVER` and `SWITCHOVER` on a follower's admin port are refused with the leader's name.
+//!
 //! The proxy is reached through [`Host`] (backend sits below the proxy's layer).
 
+pub mod follow;
 pub mod promote;
 
 use std::collections::HashMap;
@@ -33,6 +39,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use super::coordination::Coordinator;
 use super::gate::GateState;
 use super::topology::Topology;
 use crate::config::Config;
@@ -47,6 +54,8 @@ pub trait Host: Send + Sync {
     fn install(&self, t: Arc<Topology>);
     /// The switch history and the per-shard locks.
     fn failovers(&self) -> &Failovers;
+    /// The etcd coordination, when `[coordination]` is configured.
+    fn coordinator(&self) -> Option<Arc<Coordinator>>;
 }
 
 /// Why a switch happens.
@@ -58,6 +67,8 @@ pub enum Trigger {
     Forced,
     /// A planned `SWITCHOVER`.
     Switchover,
+    /// Another proxy (the coordination leader) promoted; this one applied its topology.
+    Followed,
 }
 
 impl Trigger {
@@ -66,6 +77,7 @@ impl Trigger {
             Trigger::PrimaryDown => "failover (primary down)",
             Trigger::Forced => "forced failover",
             Trigger::Switchover => "switchover",
+            Trigger::Followed => "followed (decided by the coordination leader)",
         }
     }
 }
@@ -97,6 +109,8 @@ pub enum FailoverError {
     Promote { target: String, why: String },
     #[error("cannot persist the topology: {0}")]
     Persist(String),
+    #[error("{0}")]
+    NotLeader(#[from] super::coordination::NotLeader),
 }
 
 /// One switch, as `SHOW FAILOVERS` lists it.
@@ -139,7 +153,7 @@ impl Failovers {
             .clone()
     }
 
-    fn push(&self, r: SwitchRecord) {
+    pub(crate) fn push(&self, r: SwitchRecord) {
         let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
         h.push(r);
         let n = h.len();
@@ -243,6 +257,10 @@ pub async fn run(host: Arc<dyn Host>, mut shutdown: watch::Receiver<bool>) {
                     s.primary.addr
                 )));
             }
+            if host.coordinator().is_some_and(|c| !c.is_leader()) {
+                // The leader decides; its topology reaches this proxy through etcd (`follow`).
+                continue;
+            }
             let down_for = failing_since.map_or(Duration::ZERO, |t| t.elapsed());
             let retry_ok = last_attempt
                 .get(&s.name)
@@ -285,6 +303,9 @@ pub async fn failover_shard(
     trigger: Trigger,
     since: Instant,
 ) -> Result<SwitchRecord, FailoverError> {
+    if let Some(c) = host.coordinator() {
+        c.may_decide(Duration::ZERO)?;
+    }
     let Some(_busy) = host.failovers().begin(shard) else {
         return Err(FailoverError::Busy(shard.to_string()));
     };
@@ -299,7 +320,11 @@ pub async fn failover_shard(
             .gate
             .set(GateState::Held(format!("{} under way", trigger.as_str())));
     }
-    let acked = s.state.acked();
+    let mut acked = s.state.acked();
+    if let Some(c) = host.coordinator() {
+        // What every proxy acknowledged, not only this one (see `coordination`).
+        acked = c.acked_everywhere(shard, &acked).await;
+    }
     let r = promote::choose(s, &acked, &config, trigger == Trigger::Forced).await;
     let old = s.primary.addr.clone();
     let (target, position) = match r {
@@ -349,6 +374,9 @@ pub async fn switchover(
     shard: &str,
     target: Option<&str>,
 ) -> Result<SwitchRecord, FailoverError> {
+    if let Some(c) = host.coordinator() {
+        c.may_decide(Duration::ZERO)?;
+    }
     let Some(_busy) = host.failovers().begin(shard) else {
         return Err(FailoverError::Busy(shard.to_string()));
     };

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{FailoverError, Host, SwitchRecord, Trigger};
 use crate::backend::conn::{BackendConn, ConnectParams, QueryResult};
+use crate::backend::coordination::DECIDE_BOUND;
 use crate::backend::gate::GateState;
 use crate::backend::gtid::GtidPos;
 use crate::backend::topology::ShardPools;
@@ -277,22 +278,39 @@ pub async fn promote(
         target: target.to_string(),
         why,
     };
-    // 1. The new primary.
-    let mut c = admin_conn(target, &config).await.map_err(perr)?;
-    for sql in [
-        "STOP SLAVE",
-        "RESET SLAVE ALL",
-        "SET GLOBAL rpl_semi_sync_master_enabled=ON",
-        "SET GLOBAL read_only=0",
-    ] {
-        exec(&mut c, sql).await.map_err(perr)?;
+    // 1. The new primary. With coordination, only with the lease held for the whole step,
+    // which is cut off at that bound (the fencing argument in `coordination`).
+    let coordinator = host.coordinator();
+    if let Some(c) = &coordinator {
+        c.wait_decide(DECIDE_BOUND).await?;
     }
-    let position = value(&mut c, "SELECT @@gtid_current_pos")
-        .await
-        .map_err(perr)?
-        .unwrap_or_default();
-    drop(c);
-    // 2. The new topology, persisted before anything routes to it.
+    let step = async {
+        let mut c = admin_conn(target, &config).await?;
+        for sql in [
+            "STOP SLAVE",
+            "RESET SLAVE ALL",
+            "SET GLOBAL rpl_semi_sync_master_enabled=ON",
+            "SET GLOBAL read_only=0",
+        ] {
+            exec(&mut c, sql).await?;
+        }
+        value(&mut c, "SELECT @@gtid_current_pos").await
+    };
+    let position = match &coordinator {
+        Some(_) => tokio::time::timeout(DECIDE_BOUND, step)
+            .await
+            .map_err(|_| {
+                perr(format!(
+                    "the promotion steps took more than {DECIDE_BOUND:?}"
+                ))
+            })?,
+        None => step.await,
+    }
+    .map_err(perr)?
+    .unwrap_or_default();
+    // 2. The new topology, persisted before anything routes to it, installed, then written
+    // to etcd for the other proxies (a failed write is retried while this proxy leads). In
+    // that order, the write's echo through the watch finds it installed here already.
     let next = topo
         .promoted(shard, target)
         .map_err(|e| perr(e.to_string()))?;
@@ -303,6 +321,11 @@ pub async fn promote(
     }
     let next = std::sync::Arc::new(next);
     host.install(next.clone());
+    if let Some(c) = &coordinator {
+        if let Err(e) = c.publish(&next.persisted()).await {
+            tracing::error!(shard, new_primary = %target, "coordination: the new topology is not in etcd yet (retried while this proxy leads): {e}");
+        }
+    }
     // 3. Fence the old primary (best effort: it is out of the topology already, and sessions
     // let go of what they kept there). One that hangs is not waited for: the monitor fences it
     // when it answers again with writes allowed.
