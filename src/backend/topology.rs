@@ -13,10 +13,12 @@
 //! without the config being rewritten.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::gate::Gate;
+use super::lag::PrimaryMarks;
 use super::gtid::{Gtid, GtidPos};
 use super::persisted::{PersistedShard, PersistedTopology};
 use super::pool::{Pool, PoolSettings, Role};
@@ -31,6 +33,11 @@ pub struct ShardState {
     pub acked: Mutex<GtidPos>,
     /// Holds (or refuses) the shard's statements while its primary is down or switching.
     pub gate: Gate,
+    /// The primary's GTID positions as its health checks saw them: replicas' lag is measured
+    /// against them ([`super::lag`]).
+    pub primary_marks: PrimaryMarks,
+    /// Turns reads among the shard's replicas ([`super::read_set::choose`]).
+    pub next_read: AtomicUsize,
 }
 
 impl ShardState {
@@ -207,6 +214,8 @@ impl Topology {
                     return s.clone_shallow();
                 }
                 np.set_role(Role::Primary);
+                // Lag is measured against the new primary's positions from now on.
+                s.state.primary_marks.clear();
                 s.primary.set_role(Role::Fenced);
                 s.primary.clear_idle();
                 let mut fenced = s.fenced.clone();
