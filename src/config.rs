@@ -236,6 +236,9 @@ fn default_health_fail_after() -> u32 {
 fn default_max_replica_lag_ms() -> u64 {
     5000
 }
+fn default_read_your_writes_wait_ms() -> u64 {
+    100
+}
 
 /// What the audit log shows of each statement.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -488,6 +491,11 @@ pub struct Backend {
     /// the health checks, so its resolution is `health_interval_ms`.
     #[serde(default = "default_max_replica_lag_ms")]
     pub max_replica_lag_ms: u64,
+    /// With `read_from = "replica"`, how long a read after the session's own write may wait
+    /// on a replica for that write (`MASTER_GTID_WAIT`) before it goes to the primary; 0:
+    /// never waits. `replica_preferred` never waits.
+    #[serde(default = "default_read_your_writes_wait_ms")]
+    pub read_your_writes_wait_ms: u64,
     /// Log in to every backend over TLS, verifying its certificate against `tls_ca` (a shard
     /// may say otherwise with its own `tls`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

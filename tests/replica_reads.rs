@@ -6,7 +6,8 @@
 //!   (SHOW BACKENDS counts them per backend, and `/metrics` exports the count);
 //! - `SET shardproxy_read_from` changes a session's own setting; a bad value is 1231;
 //! - a transaction, a locking read, a session with a temporary table stay on the primary;
-//! - read-your-writes: a write then an immediate read, many times, never sees a stale row;
+//! - read-your-writes: a write then an immediate read, many times, never sees a stale row
+//!   (the read waits on the replica for the write, or goes to the primary);
 //! - a replica whose SQL thread stops, or that falls behind `max_replica_lag_ms`
 //!   (`MASTER_DELAY`), leaves the read set without a client error and comes back.
 
@@ -256,6 +257,9 @@ async fn reads_go_to_replicas_that_are_fit_and_never_miss_the_sessions_writes() 
         n / 10
     );
     assert!(other_on_replica > n / 20, "the other shard left its replica");
+    // `read_from = "replica"` waits on the replica for the session's write
+    // (read_your_writes_wait_ms): with semi-sync the replica has received it already.
+    assert!(on_replica > 0, "no read after a write waited on the replica");
 
     // 5. A replica whose SQL thread stops leaves the read set at once; the reads keep being
     // answered (by the primary), and it comes back when it runs again.

@@ -129,6 +129,12 @@ pub fn choose(
     })
 }
 
+/// A usable replica of `shard`, taken in turn, whatever it has applied (for a read that
+/// will wait on it for the session's last write: `MASTER_GTID_WAIT`).
+pub fn any_usable(shard: &ShardPools, max_lag_ms: u64) -> Option<(Arc<Pool>, u64)> {
+    choose(shard, max_lag_ms, None).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,10 @@
 //!    applied the session's last write on that shard (read-your-writes: the GTID of that
 //!    write came back in its OK packet, `protocol::session_track`).
 //!
-//! When 6 fails, both `replica` and `replica_preferred` read from the primary: no client ever
-//! gets an error because a replica is down or behind. The replica's connection is brought to
+//! When 6 fails because no fit replica has applied the session's last write yet, `replica`
+//! waits on one for it (`MASTER_GTID_WAIT`, at most `backend.read_your_writes_wait_ms`) and
+//! reads there if it arrives; otherwise, and always for `replica_preferred`, the primary
+//! answers. No client ever gets an error because a replica is down or behind. The replica's connection is brought to
 //! the session's movable state like any pooled one (`session_state`), and it is never held
 //! after the statement, so the next statement (a write, say) cannot land on it.
 
@@ -24,6 +26,7 @@ use std::sync::Arc;
 
 use super::hold::HoldWhy;
 use super::Session;
+use crate::backend::conn::QueryResult;
 use crate::backend::gtid::{Gtid, GtidPos};
 use crate::backend::pool::{Lease, Pool};
 use crate::backend::read_set::{self, OnPrimary, ReadTarget};
@@ -108,18 +111,58 @@ impl Session {
     /// a connection: logged, never the client's error). A connection the session kept only
     /// for its diagnostics goes back to its pool first, as on any other shard change.
     pub(super) async fn replica_lease(&mut self, shard: &str) -> Option<Lease> {
-        let (pool, _) = self.choose_replica(shard).ok()?;
+        let (pool, wait_for) = match self.choose_replica(shard) {
+            Ok((pool, _)) => (pool, None),
+            Err(OnPrimary::NotCaughtUp) if self.read_from == ReadFrom::Replica => {
+                let config = self.proxy.config();
+                let wait = config.backend.read_your_writes_wait_ms;
+                if wait == 0 {
+                    return None;
+                }
+                let topo = self.proxy.topology();
+                let max_lag = config.max_replica_lag_ms(shard);
+                let (pool, _) = read_set::any_usable(topo.shard(shard)?, max_lag)?;
+                let pos = self.written_on(shard)?.to_string();
+                (pool, Some((pos, wait)))
+            }
+            Err(_) => return None,
+        };
         if self.held.as_ref().is_some_and(|h| h.why == HoldWhy::Sticky) {
             let h = self.held.take().expect("checked");
             self.held_diagnostics = false;
             h.lease.pool.clone().put(h.lease);
         }
         match self.lease_on(&pool).await {
-            Ok(lease) => Some(lease),
+            Ok(lease) => match wait_for {
+                None => Some(lease),
+                Some((pos, ms)) => self.wait_for_write(lease, &pos, ms).await,
+            },
             Err(e) => {
                 tracing::info!(session = self.id, shard, replica = %pool.addr, "replica read on the primary instead: {}", e.message);
                 None
             }
+        }
+    }
+
+    /// Waits (at most `ms`) on a replica connection until the replica has applied `pos`, the
+    /// session's last write there: `Some` the connection, for the read; `None` the primary
+    /// answers (timed out, or the wait failed).
+    async fn wait_for_write(&self, mut lease: Lease, pos: &str, ms: u64) -> Option<Lease> {
+        let sql = format!("SELECT MASTER_GTID_WAIT('{pos}', {})", ms as f64 / 1000.0);
+        match lease.conn.query(&sql).await {
+            Ok(QueryResult::Rows(rs))
+                if rs.rows.first().and_then(|r| r.first()).is_some_and(|v| {
+                    v.as_deref() == Some(b"0".as_slice())
+                }) =>
+            {
+                Some(lease)
+            }
+            Ok(_) => {
+                lease.pool.clone().put(lease);
+                None
+            }
+            // A failed connection is dropped, not pooled.
+            Err(_) => None,
         }
     }
 
