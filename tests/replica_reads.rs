@@ -122,16 +122,22 @@ async fn reads_go_to_replicas_that_are_fit_and_never_miss_the_sessions_writes() 
     // The replicas enter the read set once checked against their primary's position.
     for (s, _) in &keys {
         let addr = replica(s).addr();
-        wait_for(&format!("{addr} in the read set"), Duration::from_secs(10), || {
-            backend(&proxy, &addr, "in_read_set") == "yes"
-        });
+        wait_for(
+            &format!("{addr} in the read set"),
+            Duration::from_secs(10),
+            || backend(&proxy, &addr, "in_read_set") == "yes",
+        );
     }
 
     // 1. The reader's plain reads are answered by the replicas, counted per backend.
     let mut reader = conn(&proxy, READER, "reader").await;
     let before: Vec<u64> = keys
         .iter()
-        .map(|(s, _)| backend(&proxy, &replica(s).addr(), "reads").parse().unwrap())
+        .map(|(s, _)| {
+            backend(&proxy, &replica(s).addr(), "reads")
+                .parse()
+                .unwrap()
+        })
         .collect();
     for _ in 0..20 {
         for (s, k) in &keys {
@@ -140,7 +146,9 @@ async fn reads_go_to_replicas_that_are_fit_and_never_miss_the_sessions_writes() 
         }
     }
     for ((s, _), b) in keys.iter().zip(before) {
-        let after: u64 = backend(&proxy, &replica(s).addr(), "reads").parse().unwrap();
+        let after: u64 = backend(&proxy, &replica(s).addr(), "reads")
+            .parse()
+            .unwrap();
         assert!(after >= b + 20, "{s}: reads {b} -> {after}");
     }
     // A scatter read too: every shard's part from its replica.
@@ -165,7 +173,11 @@ async fn reads_go_to_replicas_that_are_fit_and_never_miss_the_sessions_writes() 
     // with a temporary table.
     let (s0, k0) = (&keys[0].0, keys[0].1);
     reader.query_drop("BEGIN").await.unwrap();
-    assert_eq!(read(&mut reader, k0).await.1, primary_id(s0), "in a transaction");
+    assert_eq!(
+        read(&mut reader, k0).await.1,
+        primary_id(s0),
+        "in a transaction"
+    );
     reader.query_drop("COMMIT").await.unwrap();
     let locked: Option<u32> = reader
         .query_first(format!(
@@ -180,20 +192,28 @@ async fn reads_go_to_replicas_that_are_fit_and_never_miss_the_sessions_writes() 
         .await
         .unwrap();
     assert!(
-        preview[0].2.contains(&format!("read on replica {}", replica(s0).addr())),
+        preview[0]
+            .2
+            .contains(&format!("read on replica {}", replica(s0).addr())),
         "{preview:?}"
     );
     let preview: Vec<(String, String, String)> = reader
-        .query(format!("PREVIEW SELECT v FROM rr WHERE id = {k0} FOR UPDATE"))
+        .query(format!(
+            "PREVIEW SELECT v FROM rr WHERE id = {k0} FOR UPDATE"
+        ))
         .await
         .unwrap();
     assert!(
-        preview[0].2.contains("read on primary (the read locks rows (FOR UPDATE))"),
+        preview[0]
+            .2
+            .contains("read on primary (the read locks rows (FOR UPDATE))"),
         "{preview:?}"
     );
     {
         let mut t = conn(&proxy, READER, "reader").await;
-        t.query_drop("CREATE TEMPORARY TABLE tt (a INT)").await.unwrap();
+        t.query_drop("CREATE TEMPORARY TABLE tt (a INT)")
+            .await
+            .unwrap();
         assert_eq!(read(&mut t, k0).await.1, primary_id(s0), "temporary table");
     }
 
@@ -215,11 +235,13 @@ async fn reads_go_to_replicas_that_are_fit_and_never_miss_the_sessions_writes() 
     app.query_drop("SET shardproxy_read_from = 'replica'")
         .await
         .unwrap();
-    reader.query_drop("SET shardproxy_read_from = 'primary'")
+    reader
+        .query_drop("SET shardproxy_read_from = 'primary'")
         .await
         .unwrap();
     assert_eq!(read(&mut reader, k0).await.1, primary_id(s0));
-    reader.query_drop("SET shardproxy_read_from = 'replica'")
+    reader
+        .query_drop("SET shardproxy_read_from = 'replica'")
         .await
         .unwrap();
 
@@ -247,27 +269,37 @@ async fn reads_go_to_replicas_that_are_fit_and_never_miss_the_sessions_writes() 
         }
     }
     // Once the replica has applied the write (seen by a health check), reads return to it.
-    wait_for("the read after the last write back on the replica", Duration::from_secs(5), || {
-        futures_read(&proxy, k0) == (n, replica(s0).server_id())
-    });
+    wait_for(
+        "the read after the last write back on the replica",
+        Duration::from_secs(5),
+        || futures_read(&proxy, k0) == (n, replica(s0).server_id()),
+    );
     println!(
         "read-your-writes: {n} writes each read back at once: {on_replica} answered by the replica, \
          {} by the primary; the other shard's replica answered {other_on_replica} of {}",
         n - on_replica,
         n / 10
     );
-    assert!(other_on_replica > n / 20, "the other shard left its replica");
+    assert!(
+        other_on_replica > n / 20,
+        "the other shard left its replica"
+    );
     // `read_from = "replica"` waits on the replica for the session's write
     // (read_your_writes_wait_ms): with semi-sync the replica has received it already.
-    assert!(on_replica > 0, "no read after a write waited on the replica");
+    assert!(
+        on_replica > 0,
+        "no read after a write waited on the replica"
+    );
 
     // 5. A replica whose SQL thread stops leaves the read set at once; the reads keep being
     // answered (by the primary), and it comes back when it runs again.
     let r0 = replica(s0);
     r0.exec("STOP SLAVE SQL_THREAD");
-    wait_for("stopped replica out of the read set", Duration::from_secs(5), || {
-        backend(&proxy, &r0.addr(), "in_read_set") == "no"
-    });
+    wait_for(
+        "stopped replica out of the read set",
+        Duration::from_secs(5),
+        || backend(&proxy, &r0.addr(), "in_read_set") == "no",
+    );
     app.query_drop(format!("UPDATE rr SET v = -1 WHERE id = {k0}"))
         .await
         .unwrap();
@@ -276,9 +308,11 @@ async fn reads_go_to_replicas_that_are_fit_and_never_miss_the_sessions_writes() 
         assert_eq!((v, id), (-1, primary_id(s0)), "with the SQL thread stopped");
     }
     r0.exec("START SLAVE SQL_THREAD");
-    wait_for("replica back in the read set", Duration::from_secs(10), || {
-        backend(&proxy, &r0.addr(), "in_read_set") == "yes"
-    });
+    wait_for(
+        "replica back in the read set",
+        Duration::from_secs(10),
+        || backend(&proxy, &r0.addr(), "in_read_set") == "yes",
+    );
     assert_eq!(read(&mut reader, k0).await, (-1, r0.server_id()));
 
     // 6. A replica that replicates but falls behind max_replica_lag_ms (MASTER_DELAY) leaves
@@ -287,12 +321,16 @@ async fn reads_go_to_replicas_that_are_fit_and_never_miss_the_sessions_writes() 
     app.query_drop(format!("UPDATE rr SET v = -2 WHERE id = {k0}"))
         .await
         .unwrap();
-    wait_for("delayed replica out of the read set, its lag shown", Duration::from_secs(5), || {
-        backend(&proxy, &r0.addr(), "in_read_set") == "no"
-            && backend(&proxy, &r0.addr(), "lag_ms")
-                .parse::<u64>()
-                .is_ok_and(|l| l > 1000)
-    });
+    wait_for(
+        "delayed replica out of the read set, its lag shown",
+        Duration::from_secs(5),
+        || {
+            backend(&proxy, &r0.addr(), "in_read_set") == "no"
+                && backend(&proxy, &r0.addr(), "lag_ms")
+                    .parse::<u64>()
+                    .is_ok_and(|l| l > 1000)
+        },
+    );
     assert_eq!(backend(&proxy, &r0.addr(), "health"), "up");
     let mut errors = 0;
     for _ in 0..20 {
@@ -306,9 +344,11 @@ async fn reads_go_to_replicas_that_are_fit_and_never_miss_the_sessions_writes() 
     }
     assert_eq!(errors, 0);
     r0.exec("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE");
-    wait_for("caught-up replica back in the read set", Duration::from_secs(10), || {
-        backend(&proxy, &r0.addr(), "in_read_set") == "yes"
-    });
+    wait_for(
+        "caught-up replica back in the read set",
+        Duration::from_secs(10),
+        || backend(&proxy, &r0.addr(), "in_read_set") == "yes",
+    );
     assert_eq!(read(&mut reader, k0).await, (-2, r0.server_id()));
 }
 

@@ -96,7 +96,10 @@ mod tests {
             m.lag_of(&pos("0-1-2"), now),
             Some(Duration::from_millis(400))
         );
-        assert_eq!(m.lag_of(&GtidPos::default(), now), Some(Duration::from_millis(400)));
+        assert_eq!(
+            m.lag_of(&GtidPos::default(), now),
+            Some(Duration::from_millis(400))
+        );
         m.clear();
         assert_eq!(m.lag_of(&pos("0-1-9"), now), None);
     }

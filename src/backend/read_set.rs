@@ -68,7 +68,10 @@ impl fmt::Display for OnPrimary {
                 "no replica up, replicating and within max_replica_lag_ms"
             ),
             OnPrimary::NotCaughtUp => {
-                write!(f, "no usable replica has applied the session's last write yet")
+                write!(
+                    f,
+                    "no usable replica has applied the session's last write yet"
+                )
             }
             OnPrimary::NoTable => write!(f, "reads no table"),
         }
@@ -158,17 +161,26 @@ mod tests {
         let s = &t.shards[0];
         let (a, b) = (&s.replicas[0], &s.replicas[1]);
         // A replica whose lag is unknown (not checked yet, or not replicating) is out.
-        assert_eq!(choose(s, 1000, None).err(), Some(OnPrimary::NoUsableReplica));
+        assert_eq!(
+            choose(s, 1000, None).err(),
+            Some(OnPrimary::NoUsableReplica)
+        );
         set(a, true, 10, "0-1-5");
         set(b, true, 20, "0-1-9");
         let picks: Vec<String> = (0..4)
             .map(|_| choose(s, 1000, None).unwrap().0.addr.clone())
             .collect();
-        assert!(picks.contains(&a.addr) && picks.contains(&b.addr), "{picks:?}");
+        assert!(
+            picks.contains(&a.addr) && picks.contains(&b.addr),
+            "{picks:?}"
+        );
         // Past the bound, or down: out; back when fit again.
         set(b, true, 5000, "0-1-9");
         set(a, false, 10, "0-1-5");
-        assert_eq!(choose(s, 1000, None).err(), Some(OnPrimary::NoUsableReplica));
+        assert_eq!(
+            choose(s, 1000, None).err(),
+            Some(OnPrimary::NoUsableReplica)
+        );
         set(b, true, 0, "0-1-9");
         assert_eq!(choose(s, 1000, None).unwrap().0.addr, b.addr);
         // Read-your-writes: only a replica that applied the session's write.
@@ -178,7 +190,10 @@ mod tests {
             assert_eq!(choose(s, 1000, Some(&w)).unwrap().0.addr, b.addr);
         }
         let w = GtidPos::parse("0-1-10").unwrap();
-        assert_eq!(choose(s, 1000, Some(&w)).err(), Some(OnPrimary::NotCaughtUp));
+        assert_eq!(
+            choose(s, 1000, Some(&w)).err(),
+            Some(OnPrimary::NotCaughtUp)
+        );
         // The primary is never in the read set.
         assert!(usable(&s.primary, u64::MAX).is_none());
     }

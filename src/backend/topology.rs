@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::gate::Gate;
-use super::lag::PrimaryMarks;
 use super::gtid::{Gtid, GtidPos};
+use super::lag::PrimaryMarks;
 use super::persisted::{PersistedShard, PersistedTopology};
 use super::pool::{Pool, PoolSettings, Role};
 use crate::config::Config;

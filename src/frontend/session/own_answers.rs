@@ -176,7 +176,9 @@ impl Session {
             // Where each shard's part would be read, with the reason.
             let c = crate::frontend::classify::classify(stmt);
             let reads_table = match &plan {
-                plan::Plan::Single { reason, .. } => super::replica_reads::reads_table(reason, stmt),
+                plan::Plan::Single { reason, .. } => {
+                    super::replica_reads::reads_table(reason, stmt)
+                }
                 _ => true,
             };
             let policy = self.replica_policy(&c, reads_table);

@@ -50,7 +50,11 @@ pub(super) const READ_FROM_SETTING: &str = "shardproxy_read_from";
 impl Session {
     /// Whether the statement may be answered by a replica (checks 1–5 of the module's list);
     /// `reads_table`: the plan reads a table (not a statement that reads none).
-    pub(super) fn replica_policy(&self, c: &Classified, reads_table: bool) -> Result<(), OnPrimary> {
+    pub(super) fn replica_policy(
+        &self,
+        c: &Classified,
+        reads_table: bool,
+    ) -> Result<(), OnPrimary> {
         if self.read_from == ReadFrom::Primary {
             return Err(OnPrimary::Setting);
         }
@@ -151,9 +155,11 @@ impl Session {
         let sql = format!("SELECT MASTER_GTID_WAIT('{pos}', {})", ms as f64 / 1000.0);
         match lease.conn.query(&sql).await {
             Ok(QueryResult::Rows(rs))
-                if rs.rows.first().and_then(|r| r.first()).is_some_and(|v| {
-                    v.as_deref() == Some(b"0".as_slice())
-                }) =>
+                if rs
+                    .rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .is_some_and(|v| v.as_deref() == Some(b"0".as_slice())) =>
             {
                 Some(lease)
             }
