@@ -363,3 +363,73 @@ fn futures_read(proxy: &Proxy, id: u64) -> (i64, u32) {
     .unwrap();
     (rows[0][0].parse().unwrap(), rows[0][1].parse().unwrap())
 }
+
+/// A rough figure, not a benchmark: point selects by key in a loop from 8 connections for 5 s,
+/// once with `read_from = primary` and once with `replica`, through the debug build of the
+/// proxy, with client, proxy and all four servers on the same cores. Prints both rates and the
+/// share of the reads the replicas answered (SHOW BACKENDS). `cargo test --test replica_reads
+/// -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn point_select_loop_primary_against_replica() {
+    let cluster = Cluster::start(2, 1);
+    let proxy = Proxy::start(&config(&cluster));
+    proxy
+        .cli_query("USE fund; CREATE TABLE rr (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)")
+        .unwrap();
+    let mut app = conn(&proxy, "app", "app").await;
+    let values: Vec<String> = (1..=1000).map(|i| format!("({i}, {i})")).collect();
+    app.query_drop(format!("INSERT INTO rr VALUES {}", values.join(", ")))
+        .await
+        .unwrap();
+    for s in &cluster.shards {
+        s.sync_replicas(Duration::from_secs(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let reads_of = |role: &str| -> u64 {
+        let rows = proxy.admin_query("SHOW BACKENDS").unwrap();
+        rows.iter()
+            .filter(|r| r[2] == role)
+            .map(|r| r[13].parse::<u64>().unwrap())
+            .sum()
+    };
+    for setting in ["primary", "replica"] {
+        let (p0, r0) = (reads_of("primary"), reads_of("replica"));
+        let stop = Instant::now() + Duration::from_secs(5);
+        let mut tasks = Vec::new();
+        for t in 0..8u64 {
+            let opts = tcp_opts(proxy.port(), "app", "app").db_name(Some("fund"));
+            let setting = setting.to_string();
+            tasks.push(tokio::spawn(async move {
+                let mut c = mysql_async::Conn::new(opts).await.unwrap();
+                c.query_drop(format!("SET shardproxy_read_from = '{setting}'"))
+                    .await
+                    .unwrap();
+                let mut n = 0u64;
+                let mut k = t;
+                while Instant::now() < stop {
+                    k = (k * 7919 + 13) % 1000 + 1;
+                    let v: Option<i64> = c
+                        .query_first(format!("SELECT v FROM rr WHERE id = {k}"))
+                        .await
+                        .unwrap();
+                    assert_eq!(v, Some(k as i64));
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        let (p1, r1) = (reads_of("primary"), reads_of("replica"));
+        let on_replicas = (r1 - r0) as f64 / ((p1 - p0) + (r1 - r0)).max(1) as f64;
+        println!(
+            "simple loop (debug build, 8 connections, 5 s, one 2-core box): read_from = {setting}: \
+             {:.0} point selects/s, {:.1} % answered by replicas",
+            total as f64 / 5.0,
+            on_replicas * 100.0
+        );
+    }
+}
