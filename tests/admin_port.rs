@@ -78,7 +78,8 @@ async fn show_statements_answer_result_sets() {
             "read_only",
             "lag_ms",
             "in_read_set",
-            "reads"
+            "reads",
+            "extra_gtids"
         ]
     );
     assert_eq!(rows.len(), 5);

@@ -66,6 +66,7 @@ fn backend(proxy: &Proxy, addr: &str, column: &str) -> String {
         "lag_ms",
         "in_read_set",
         "reads",
+        "extra_gtids",
     ];
     let i = names.iter().position(|n| *n == column).unwrap();
     rows.iter().find(|r| r[0] == addr).unwrap()[i].clone()
@@ -432,4 +433,99 @@ async fn point_select_loop_primary_against_replica() {
             on_replicas * 100.0
         );
     }
+}
+
+/// The row of `addr` in SHOW BACKENDS, by column name (for the rejoin test).
+fn role_of(proxy: &Proxy, addr: &str) -> String {
+    backend(proxy, addr, "role")
+}
+
+/// A former primary that comes back read-only rejoins as a replica of the new primary when
+/// its GTID history is a prefix of the new primary's (after a SWITCHOVER), and stays fenced,
+/// its extra GTIDs named in SHOW BACKENDS, when it holds a transaction nobody else has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_former_primary_rejoins_unless_it_holds_transactions_nobody_else_has() {
+    let cluster = Cluster::start(1, 2);
+    let cfg = ProxyConfig::for_cluster(&cluster)
+        .backend("health_interval_ms = 100")
+        .backend("health_timeout_ms = 500")
+        .backend("health_fail_after = 2")
+        .extra(
+            "[failover]\nafter_ms = 500\ncatchup_ms = 500\n\
+             [replication]\nuser = \"repl\"\npassword = \"repl\"\n",
+        )
+        .render();
+    let proxy = Proxy::start(&cfg);
+    proxy
+        .cli_query("USE fund; CREATE TABLE rj (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)")
+        .unwrap();
+    let mut app = conn(&proxy, "app", "app").await;
+    app.query_drop("INSERT INTO rj VALUES (1, 1)")
+        .await
+        .unwrap();
+    let shard = &cluster.shards[0];
+    shard.sync_replicas(Duration::from_secs(10));
+    let (p, r1, r2) = (&shard.primary, &shard.replicas[0], &shard.replicas[1]);
+
+    // 1. A switchover: the old primary has nothing the new one lacks, so it rejoins.
+    proxy
+        .admin_query(&format!("SWITCHOVER s1 TO {}", r1.addr()))
+        .unwrap();
+    wait_for(
+        "old primary rejoined as a replica",
+        Duration::from_secs(10),
+        || role_of(&proxy, &p.addr()) == "replica",
+    );
+    assert_eq!(
+        p.slave_field("Master_Port"),
+        Some(r1.port().to_string()),
+        "{:?}",
+        p.slave_status()
+    );
+    app.query_drop("INSERT INTO rj VALUES (2, 2)")
+        .await
+        .unwrap();
+    wait_for(
+        "the rejoined server replicates",
+        Duration::from_secs(10),
+        || p.query_value("SELECT COUNT(*) FROM fund.rj").as_deref() == Some("2"),
+    );
+    wait_for(
+        "the rejoined server in the read set",
+        Duration::from_secs(10),
+        || backend(&proxy, &p.addr(), "in_read_set") == "yes",
+    );
+    assert_eq!(p.query_value("SELECT @@read_only").as_deref(), Some("1"));
+    assert_eq!(backend(&proxy, &p.addr(), "extra_gtids"), "");
+
+    // 2. The primary (r1) writes a transaction no replica receives, then is replaced: it
+    // holds a GTID nobody else has, so it stays fenced and SHOW BACKENDS names it.
+    wait_for("r2 follows r1", Duration::from_secs(10), || {
+        r2.query_value("SELECT COUNT(*) FROM fund.rj").as_deref() == Some("2")
+    });
+    for s in [p, r2] {
+        s.exec("STOP SLAVE");
+    }
+    r1.exec("INSERT INTO fund.rj VALUES (99, 99)");
+    let lost = r1.query_value("SELECT @@gtid_binlog_pos").unwrap();
+    proxy.admin_query("FAILOVER s1 FORCE").unwrap();
+    wait_for("r1 fenced", Duration::from_secs(10), || {
+        role_of(&proxy, &r1.addr()) == "fenced"
+    });
+    wait_for("r1's extra GTID named", Duration::from_secs(10), || {
+        !backend(&proxy, &r1.addr(), "extra_gtids").is_empty()
+    });
+    let extra = backend(&proxy, &r1.addr(), "extra_gtids");
+    assert!(
+        lost.split(',').any(|g| extra.contains(g.trim())),
+        "extra_gtids '{extra}' does not name r1's own write {lost}"
+    );
+    // Checked again later, it is still out.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(role_of(&proxy, &r1.addr()), "fenced");
+    assert_eq!(r1.query_value("SELECT @@read_only").as_deref(), Some("1"));
+    println!(
+        "divergent former primary {} kept fenced, extra GTIDs {extra}",
+        r1.addr()
+    );
 }

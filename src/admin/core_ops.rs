@@ -90,9 +90,13 @@ fn backend(p: &Pool, max_lag_ms: u64) -> BackendStatus {
     let lag = p.stats.lag_seconds.load(Ordering::Relaxed);
     let lag_ms = p.stats.lag_ms.load(Ordering::Relaxed);
     // One lock, released before the literal below (its temporaries would live to the end).
-    let (gtid_position, read_only) = {
+    let (gtid_position, read_only, extra_gtids) = {
         let o = p.stats.observed.lock().unwrap_or_else(|e| e.into_inner());
-        (o.current_pos.to_string(), o.read_only)
+        (
+            o.current_pos.to_string(),
+            o.read_only,
+            o.extra_gtids.clone(),
+        )
     };
     BackendStatus {
         address: p.addr.clone(),
@@ -113,6 +117,11 @@ fn backend(p: &Pool, max_lag_ms: u64) -> BackendStatus {
         lag_ms: (p.role() == pool::Role::Replica && lag_ms >= 0).then_some(lag_ms as u64),
         in_read_set: crate::backend::read_set::usable(p, max_lag_ms).is_some(),
         reads: p.stats.reads.load(Ordering::Relaxed),
+        extra_gtids: if p.role() == pool::Role::Fenced {
+            extra_gtids
+        } else {
+            String::new()
+        },
     }
 }
 

@@ -96,6 +96,9 @@ pub struct BackendStatus {
     pub in_read_set: bool,
     /// Reads sent to this backend since start (on a replica: by `read_from`).
     pub reads: u64,
+    /// A fenced former primary: the GTIDs it holds that the shard's primary lacks (why it does
+    /// not rejoin as a replica); empty otherwise.
+    pub extra_gtids: String,
 }
 
 /// One shard's part of the consistent-hash ring, as `SHOW RING` prints it.

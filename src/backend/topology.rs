@@ -86,6 +86,8 @@ pub enum PromoteError {
     UnknownShard(String),
     #[error("'{addr}' is not a replica of shard '{shard}'")]
     NotAReplica { shard: String, addr: String },
+    #[error("'{addr}' is not a fenced server of shard '{shard}'")]
+    NotFenced { shard: String, addr: String },
 }
 
 impl Topology {
@@ -238,6 +240,48 @@ impl Topology {
         Ok(Topology::of(shards))
     }
 
+    /// The next topology after the fenced server `addr` of `shard` rejoined as a replica of
+    /// its primary. Same pools; its role updated.
+    pub fn rejoined(&self, shard: &str, addr: &str) -> Result<Topology, PromoteError> {
+        let Some(cur) = self.shard(shard) else {
+            return Err(PromoteError::UnknownShard(shard.to_string()));
+        };
+        let Some(back) = cur.fenced.iter().find(|f| f.addr == addr) else {
+            return Err(PromoteError::NotFenced {
+                shard: shard.to_string(),
+                addr: addr.to_string(),
+            });
+        };
+        // Its `draining` flag stays set: a connection a session kept there while it was the
+        // primary must never serve that session again (replica connections are never kept).
+        back.set_role(Role::Replica);
+        let shards = self
+            .shards
+            .iter()
+            .map(|s| {
+                if s.name != shard {
+                    return s.clone_shallow();
+                }
+                let mut replicas = s.replicas.clone();
+                replicas.push(back.clone());
+                ShardPools {
+                    name: s.name.clone(),
+                    weight: s.weight,
+                    primary: s.primary.clone(),
+                    replicas,
+                    fenced: s
+                        .fenced
+                        .iter()
+                        .filter(|f| f.addr != addr)
+                        .cloned()
+                        .collect(),
+                    state: s.state.clone(),
+                }
+            })
+            .collect();
+        Ok(Topology::of(shards))
+    }
+
     /// Looked up on every statement: a short scan beats hashing the name for the few shards
     /// of a typical cluster; the index takes over for large ones.
     pub fn shard(&self, name: &str) -> Option<&ShardPools> {
@@ -326,6 +370,14 @@ mod tests {
             })
         );
         assert_eq!(t2.pools().count(), 4);
+        // The fenced former primary rejoins as a replica of the new one.
+        let t3 = t2.rejoined(&n0.name, &old.addr).unwrap();
+        assert_eq!(old.role(), Role::Replica);
+        assert!(!old.keeps_sessions());
+        assert!(t3.shards[0].fenced.is_empty());
+        assert_eq!(t3.shards[0].replicas.len(), 2);
+        assert!(t3.persisted().shards["s1"].fenced.is_empty());
+        assert!(t3.rejoined(&n0.name, &old.addr).is_err());
     }
 
     #[test]

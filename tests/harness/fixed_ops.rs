@@ -183,6 +183,7 @@ impl AdminOps for FixedOps {
                     lag_ms: None,
                     in_read_set: false,
                     reads: 0,
+                    extra_gtids: String::new(),
                 });
             }
         }
