@@ -162,8 +162,9 @@ impl Topology {
                 let fenced_addrs: Vec<&String> = p
                     .map(|p| p.fenced.iter().filter(|f| servers.contains(f)).collect())
                     .unwrap_or_default();
-                // A fenced server named again in the config stays out (fencing is for good;
-                // the operator clears it in the state file).
+                // A fenced server named again in the config stays out: it comes back only by
+                // the rejoin check (`failover::rejoin`) or when the operator clears it in the
+                // state file.
                 servers.retain(|a| *a != primary_addr && !fenced_addrs.contains(a));
                 ShardPools {
                     name: s.name.clone(),
