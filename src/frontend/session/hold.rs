@@ -291,7 +291,7 @@ impl Session {
             // Kept by the distributed transaction as its leg on this shard.
             return true;
         };
-        let why = if lease.pool.role() != crate::backend::pool::Role::Primary {
+        let why = if lease.pool.role() == crate::backend::pool::Role::Replica {
             // A replica answered a read: never kept, so the next statement (a write, say)
             // cannot land on it.
             None

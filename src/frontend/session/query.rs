@@ -191,6 +191,10 @@ impl Session {
         };
         match self.plan_text_cached(&sql) {
             Plan::Single { shard, reason } => {
+                // Decided before a floating read takes the held-back BEGIN below: a read of a
+                // session whose transaction waits for its first statement stays on the primary.
+                let reads_table = super::replica_reads::reads_table(&reason, &sql);
+                self.reads_on_replicas = self.replica_policy(&c, reads_table).is_ok();
                 // A read that any shard answers (no table, or reference tables only) does not
                 // decide where a held-back transaction runs.
                 let floating = c.kind == Kind::Read
@@ -202,8 +206,6 @@ impl Session {
                 } else {
                     None
                 };
-                let reads_table = super::replica_reads::reads_table(&reason, &sql);
-                self.reads_on_replicas = self.replica_policy(&c, reads_table).is_ok();
                 let text: Arc<str> = Arc::from(sql);
                 let r = self
                     .run_single(&shard, payload, &text, &c, ResponseKind::Query)
