@@ -77,3 +77,10 @@ CHAOS_LOAD_MS ?= 20000
 .PHONY: chaos-failover
 chaos-failover:
 	CHAOS_LOAD_MS=$(CHAOS_LOAD_MS) cargo test --test failover -- --nocapture --test-threads=1
+
+# Reads on replicas (issue 11): a simple loop of point selects through the proxy with
+# read_from = primary, then replica (tests/replica_reads.rs, the ignored test); prints both
+# rates and the share the replicas answered.
+.PHONY: replica-reads-loop
+replica-reads-loop:
+	cargo test --test replica_reads -- --ignored --nocapture

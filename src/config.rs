@@ -265,6 +265,12 @@ fn default_health_timeout_ms() -> u64 {
 fn default_health_fail_after() -> u32 {
     2
 }
+fn default_max_replica_lag_ms() -> u64 {
+    5000
+}
+fn default_read_your_writes_wait_ms() -> u64 {
+    100
+}
 
 /// What the audit log shows of each statement.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -362,6 +368,46 @@ pub struct User {
     /// absent: no limit of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Where this user's reads outside a transaction go: `"primary"` (absent), `"replica"`
+    /// or `"replica_preferred"` (see `docs/routing.md`); a session changes its own with
+    /// `SET shardproxy_read_from = ...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_from: Option<ReadFrom>,
+}
+
+/// Where a session's reads outside a transaction may go (`read_from`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// Every statement on the shard's primary.
+    #[default]
+    Primary,
+    /// Reads on a usable replica only; the primary when none is usable (said in PREVIEW and
+    /// counted per backend), never an error.
+    Replica,
+    /// Reads on a usable replica when there is one, else the primary.
+    ReplicaPreferred,
+}
+
+impl ReadFrom {
+    /// The setting named by `SET shardproxy_read_from = ...` (case-insensitive).
+    pub fn parse(name: &str) -> Option<ReadFrom> {
+        match name.to_ascii_lowercase().as_str() {
+            "primary" => Some(ReadFrom::Primary),
+            "replica" => Some(ReadFrom::Replica),
+            "replica_preferred" => Some(ReadFrom::ReplicaPreferred),
+            _ => None,
+        }
+    }
+
+    /// The setting's name as configured.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadFrom::Primary => "primary",
+            ReadFrom::Replica => "replica",
+            ReadFrom::ReplicaPreferred => "replica_preferred",
+        }
+    }
 }
 
 /// A user's `role`: a named role or the list of privileges it gives.
@@ -472,6 +518,16 @@ pub struct Backend {
     /// Failed checks in a row before a backend counts as down.
     #[serde(default = "default_health_fail_after")]
     pub health_fail_after: u32,
+    /// A replica whose applied position is older than this (ms) leaves the read set until it
+    /// catches up (a shard may set its own). Measured against the primary's positions seen by
+    /// the health checks, so its resolution is `health_interval_ms`.
+    #[serde(default = "default_max_replica_lag_ms")]
+    pub max_replica_lag_ms: u64,
+    /// With `read_from = "replica"`, how long a read after the session's own write may wait
+    /// on a replica for that write (`MASTER_GTID_WAIT`) before it goes to the primary; 0:
+    /// never waits. `replica_preferred` never waits.
+    #[serde(default = "default_read_your_writes_wait_ms")]
+    pub read_your_writes_wait_ms: u64,
     /// Log in to every backend over TLS, verifying its certificate against `tls_ca` (a shard
     /// may say otherwise with its own `tls`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -567,6 +623,9 @@ pub struct Shard {
     /// This shard's CA file, instead of `backend.tls_ca`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<String>,
+    /// This shard's bound on replica lag for reads, instead of `backend.max_replica_lag_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replica_lag_ms: Option<u64>,
 }
 
 /// How the proxy talks to one shard's servers.
@@ -884,6 +943,14 @@ impl Config {
     /// The shard with this name.
     pub fn shard(&self, name: &str) -> Option<&Shard> {
         self.shards.iter().find(|s| s.name == name)
+    }
+
+    /// The bound on replica lag for reads on `shard`: its own `max_replica_lag_ms`, else
+    /// `backend.max_replica_lag_ms`.
+    pub fn max_replica_lag_ms(&self, shard: &str) -> u64 {
+        self.shard(shard)
+            .and_then(|s| s.max_replica_lag_ms)
+            .unwrap_or(self.backend.max_replica_lag_ms)
     }
 }
 

@@ -29,6 +29,8 @@ pub const BACKEND_UP: &str = "shardproxy_backend_up";
 /// Replication lag of a replica in seconds; NaN when unknown (a primary, replication stopped).
 /// Label: `backend`.
 pub const BACKEND_LAG_SECONDS: &str = "shardproxy_backend_lag_seconds";
+/// Reads sent to each backend (replicas answer them with `read_from`), by backend.
+pub const BACKEND_READS_TOTAL: &str = "shardproxy_backend_reads_total";
 /// Failovers and switchovers completed. Label: `shard`.
 pub const FAILOVERS_TOTAL: &str = "shardproxy_failovers_total";
 /// Plan-cache lookups. Label: `result` (`hit` | `miss`).
@@ -112,6 +114,11 @@ fn describe() {
         BACKEND_LAG_SECONDS,
         Unit::Seconds,
         "Replication lag of a replica; NaN when unknown."
+    );
+    describe_counter!(
+        BACKEND_READS_TOTAL,
+        Unit::Count,
+        "Reads sent to the backend (replicas answer them with read_from)."
     );
     describe_counter!(
         FAILOVERS_TOTAL,
@@ -244,6 +251,13 @@ pub fn set_backend_health(backend: &str, up: bool, lag: Option<Duration>) {
         .set(lag.map_or(f64::NAN, |l| l.as_secs_f64()));
 }
 
+/// `backend` (`host:port`) has been sent `reads` reads since start (kept in its pool's
+/// statistics; `/metrics` sets this from [`crate::admin::AdminOps::backends`] at every
+/// scrape, so the hot path counts with one atomic add).
+pub fn set_backend_reads(backend: &str, reads: u64) {
+    counter!(BACKEND_READS_TOTAL, "backend" => backend.to_string()).absolute(reads);
+}
+
 /// A failover or switchover of `shard` completed.
 pub fn record_failover(shard: &str) {
     counter!(FAILOVERS_TOTAL, "shard" => shard.to_string()).increment(1);
@@ -303,6 +317,7 @@ mod tests {
         record_error(1064);
         set_pool("127.0.0.1:3311", 3, 5);
         set_backend_health("127.0.0.1:3312", false, Some(Duration::from_secs(4)));
+        set_backend_reads("127.0.0.1:3312", 9);
         record_failover("s1");
         record_plan_cache(true);
         record_plan_cache(false);
@@ -318,6 +333,7 @@ mod tests {
             r#"shardproxy_pool_connections{backend="127.0.0.1:3311",state="in_use"} 3"#,
             r#"shardproxy_pool_connections{backend="127.0.0.1:3311",state="idle"} 5"#,
             r#"shardproxy_backend_up{backend="127.0.0.1:3312"} 0"#,
+            r#"shardproxy_backend_reads_total{backend="127.0.0.1:3312"} 9"#,
             r#"shardproxy_backend_lag_seconds{backend="127.0.0.1:3312"} 4"#,
             r#"shardproxy_failovers_total{shard="s1"} 1"#,
             r#"shardproxy_plan_cache_total{result="hit"} 2"#,

@@ -28,6 +28,8 @@ pub struct UserAuth {
     pub max_connections: Option<usize>,
     /// The user's open sessions (counted against `max_connections`).
     pub sessions: AtomicUsize,
+    /// Where the user's reads go unless a session says otherwise (`read_from`).
+    pub read_from: crate::config::ReadFrom,
 }
 
 impl UserAuth {
@@ -48,6 +50,7 @@ impl UserAuth {
             rights: crate::frontend::privileges::Rights::of_user(u).map(Arc::new),
             max_connections: u.max_connections,
             sessions: AtomicUsize::new(0),
+            read_from: u.read_from.unwrap_or_default(),
         }
     }
 }

@@ -75,7 +75,11 @@ async fn show_statements_answer_result_sets() {
             "queries",
             "errors",
             "gtid_position",
-            "read_only"
+            "read_only",
+            "lag_ms",
+            "in_read_set",
+            "reads",
+            "extra_gtids"
         ]
     );
     assert_eq!(rows.len(), 5);
@@ -86,6 +90,11 @@ async fn show_statements_answer_result_sets() {
     assert_eq!(down[2].as_deref(), Some("replica"));
     assert_eq!(down[3].as_deref(), Some("down"));
     assert_eq!(down[4], None, "lag of a down replica is NULL");
+    assert_eq!(
+        down[12].as_deref(),
+        Some("no"),
+        "a down replica answers no reads"
+    );
     assert_eq!(rows[0][4], None, "a primary has no lag");
 
     let (cols, rows) = query(&mut conn, "  Show Ring ").await;

@@ -85,12 +85,18 @@ fn health(p: &Pool) -> Health {
     }
 }
 
-fn backend(p: &Pool) -> BackendStatus {
+/// One backend as SHOW BACKENDS shows it; `max_lag_ms`: its shard's `max_replica_lag_ms`.
+fn backend(p: &Pool, max_lag_ms: u64) -> BackendStatus {
     let lag = p.stats.lag_seconds.load(Ordering::Relaxed);
+    let lag_ms = p.stats.lag_ms.load(Ordering::Relaxed);
     // One lock, released before the literal below (its temporaries would live to the end).
-    let (gtid_position, read_only) = {
+    let (gtid_position, read_only, extra_gtids) = {
         let o = p.stats.observed.lock().unwrap_or_else(|e| e.into_inner());
-        (o.current_pos.to_string(), o.read_only)
+        (
+            o.current_pos.to_string(),
+            o.read_only,
+            o.extra_gtids.clone(),
+        )
     };
     BackendStatus {
         address: p.addr.clone(),
@@ -108,6 +114,14 @@ fn backend(p: &Pool) -> BackendStatus {
         errors: p.stats.errors.load(Ordering::Relaxed),
         gtid_position,
         read_only,
+        lag_ms: (p.role() == pool::Role::Replica && lag_ms >= 0).then_some(lag_ms as u64),
+        in_read_set: crate::backend::read_set::usable(p, max_lag_ms).is_some(),
+        reads: p.stats.reads.load(Ordering::Relaxed),
+        extra_gtids: if p.role() == pool::Role::Fenced {
+            extra_gtids
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -142,11 +156,13 @@ impl AdminOps for CoreOps {
 
     fn backends(&self) -> Vec<BackendStatus> {
         let topo = self.proxy.topology();
+        let config = self.proxy.config();
         let mut out = Vec::new();
         for s in &topo.shards {
-            out.push(backend(&s.primary));
-            out.extend(s.replicas.iter().map(|r| backend(r)));
-            out.extend(s.fenced.iter().map(|r| backend(r)));
+            let max_lag = config.max_replica_lag_ms(&s.name);
+            out.push(backend(&s.primary, max_lag));
+            out.extend(s.replicas.iter().map(|r| backend(r, max_lag)));
+            out.extend(s.fenced.iter().map(|r| backend(r, max_lag)));
         }
         out
     }

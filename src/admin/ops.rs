@@ -89,6 +89,16 @@ pub struct BackendStatus {
     pub gtid_position: String,
     /// `@@read_only` at the last health check; `None` unknown.
     pub read_only: Option<bool>,
+    /// Replication lag in ms measured from GTID positions (`backend::lag`); `None` for a
+    /// primary, or unknown (replication not running, not checked yet).
+    pub lag_ms: Option<u64>,
+    /// A replica that answers reads now (up, replicating, within `max_replica_lag_ms`).
+    pub in_read_set: bool,
+    /// Reads sent to this backend since start (on a replica: by `read_from`).
+    pub reads: u64,
+    /// A fenced former primary: the GTIDs it holds that the shard's primary lacks (why it does
+    /// not rejoin as a replica); empty otherwise.
+    pub extra_gtids: String,
 }
 
 /// One shard's part of the consistent-hash ring, as `SHOW RING` prints it.

@@ -78,6 +78,10 @@ pub fn backends(backends: &[BackendStatus]) -> ResultSet {
             Col::Int("errors"),
             Col::Text("gtid_position"),
             Col::Text("read_only"),
+            Col::Int("lag_ms"),
+            Col::Text("in_read_set"),
+            Col::Int("reads"),
+            Col::Text("extra_gtids"),
         ],
         backends
             .iter()
@@ -95,6 +99,10 @@ pub fn backends(backends: &[BackendStatus]) -> ResultSet {
                     s(&b.gtid_position),
                     b.read_only
                         .map(|r| if r { "ON" } else { "OFF" }.to_string()),
+                    b.lag_ms.map(|l| l.to_string()),
+                    s(if b.in_read_set { "yes" } else { "no" }),
+                    s(b.reads),
+                    s(&b.extra_gtids),
                 ]
             })
             .collect(),
@@ -370,12 +378,23 @@ mod tests {
             errors: 2,
             gtid_position: "0-1-5".into(),
             read_only: Some(false),
+            lag_ms: None,
+            in_read_set: false,
+            reads: 7,
+            extra_gtids: String::new(),
         }]);
         assert_eq!(names(&rs)[3], "health");
         assert_eq!(cell(&rs, 0, 3).as_deref(), Some("down"));
         assert_eq!(cell(&rs, 0, 4), None);
         assert_eq!(cell(&rs, 0, 5).as_deref(), Some("3"));
         assert!(rs.columns[5].is_numeric());
+        assert_eq!(
+            names(&rs)[11..],
+            ["lag_ms", "in_read_set", "reads", "extra_gtids"]
+        );
+        assert_eq!(cell(&rs, 0, 11), None);
+        assert_eq!(cell(&rs, 0, 12).as_deref(), Some("no"));
+        assert_eq!(cell(&rs, 0, 13).as_deref(), Some("7"));
     }
 
     #[test]

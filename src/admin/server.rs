@@ -393,6 +393,7 @@ mod tests {
             databases: None,
             role: None,
             max_connections: None,
+            read_from: None,
         }
     }
 

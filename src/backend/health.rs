@@ -4,8 +4,10 @@
 //! not an outage) and up again after one good check. A check reads the server's GTID positions
 //! (`@@gtid_binlog_pos`, `@@gtid_slave_pos`, `@@gtid_current_pos`), `@@read_only`, on a primary
 //! `Rpl_semi_sync_master_status`, on a replica `SHOW SLAVE STATUS` (lag, received position,
-//! threads). The results ([`Observed`], in the pool's stats) feed failover, the admin port, the
-//! metrics and the status page.
+//! threads). A primary's positions are marked in its shard's state and each replica's lag is
+//! measured against them ([`super::lag`]), for the read set ([`super::read_set`]). The
+//! results ([`Observed`], in the pool's stats) feed failover, the admin port, the metrics and
+//! the status page.
 //!
 //! One task per server, so a server that hangs (SIGSTOP) delays only its own checks. It
 //! follows config reloads and promotions through the two functions it is given (the server
@@ -22,7 +24,7 @@ use super::conn::{BackendConn, QueryResult};
 use super::gtid::GtidPos;
 use super::observed::Observed;
 use super::pool::{Pool, Role};
-use super::topology::Topology;
+use super::topology::{ShardState, Topology};
 use crate::config::Config;
 use crate::protocol::constants::DEFAULT_COLLATION;
 use crate::protocol::resultset::ResultSet;
@@ -35,9 +37,10 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let config = Arc::new(config);
+    let topology = Arc::new(topology);
     let mut tasks: HashMap<usize, (Arc<Pool>, tokio::task::JoinHandle<()>)> = HashMap::new();
     loop {
-        let topo = topology();
+        let topo = (*topology)();
         let current: HashMap<usize, &Arc<Pool>> =
             topo.pools().map(|p| (Arc::as_ptr(p) as usize, p)).collect();
         tasks.retain(|k, (_, h)| {
@@ -49,8 +52,10 @@ pub async fn run(
         });
         for (k, p) in current {
             tasks.entry(k).or_insert_with(|| {
-                let (pool, cfg) = (p.clone(), config.clone());
-                let h = tokio::spawn(async move { check_loop(pool, move || cfg()).await });
+                let (pool, cfg, topo) = (p.clone(), config.clone(), topology.clone());
+                let shard = p.shard.clone();
+                let state = move || (*topo)().shard(&shard).map(|s| s.state.clone());
+                let h = tokio::spawn(async move { check_loop(pool, move || cfg(), state).await });
                 (p.clone(), h)
             });
         }
@@ -66,8 +71,14 @@ pub async fn run(
     }
 }
 
-/// Checks one server forever (aborted when it leaves the topology).
-async fn check_loop(pool: Arc<Pool>, config: impl Fn() -> Arc<Config>) {
+/// Checks one server forever (aborted when it leaves the topology); `state`: its shard's
+/// state in the current topology (where a primary's positions are marked and a replica's lag
+/// measured).
+async fn check_loop(
+    pool: Arc<Pool>,
+    config: impl Fn() -> Arc<Config>,
+    state: impl Fn() -> Option<Arc<ShardState>>,
+) {
     let mut conn: Option<BackendConn> = None;
     loop {
         let c = config();
@@ -80,6 +91,9 @@ async fn check_loop(pool: Arc<Pool>, config: impl Fn() -> Arc<Config>) {
                 Err(format!("no answer within {timeout:?}"))
             }
         };
+        if let (Ok(r), Some(s)) = (&result, state()) {
+            measure_lag(&pool, r, &s);
+        }
         record(&pool, result, b.health_fail_after.max(1));
         let interval = Duration::from_millis(b.health_interval_ms.max(20));
         tokio::time::sleep(interval).await;
@@ -178,6 +192,29 @@ fn text(rs: &ResultSet, row: usize, col: usize) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
+/// A primary's reading marks its position; a replica's gets its lag measured against those
+/// marks ([`super::lag`]): unknown (-1) while its replication threads are not both running,
+/// so it leaves the read set at once.
+fn measure_lag(pool: &Pool, r: &Reading, state: &ShardState) {
+    let now = Instant::now();
+    let lag_ms = match pool.role() {
+        Role::Primary => {
+            state.primary_marks.mark(&r.binlog_pos, now);
+            -1
+        }
+        Role::Replica if r.replicating == Some(true) => {
+            let mut applied = r.slave_pos.clone();
+            applied.merge(&r.current_pos);
+            state
+                .primary_marks
+                .lag_of(&applied, now)
+                .map_or(-1, |d| d.as_millis().min(i64::MAX as u128) as i64)
+        }
+        Role::Replica | Role::Fenced => -1,
+    };
+    pool.stats.lag_ms.store(lag_ms, Ordering::Relaxed);
+}
+
 /// Records a check's result; marks the backend down after `fail_after` failures in a row.
 fn record(pool: &Pool, result: Result<Reading, String>, fail_after: u32) {
     let mut o = pool
@@ -209,6 +246,7 @@ fn record(pool: &Pool, result: Result<Reading, String>, fail_after: u32) {
             let down = o.failed_checks >= fail_after;
             drop(o);
             if down {
+                pool.stats.lag_ms.store(-1, Ordering::Relaxed);
                 mark(pool, false, -1, &why);
             }
         }

@@ -32,6 +32,9 @@ pub struct Observed {
     pub last_error: String,
     /// When the last check finished.
     pub checked_at: Option<Instant>,
+    /// A fenced former primary: the GTIDs it holds that the shard's primary lacks (what keeps
+    /// it from rejoining as a replica: `failover::rejoin`); empty when none or not checked.
+    pub extra_gtids: String,
 }
 
 impl Observed {

@@ -83,6 +83,11 @@ pub struct PoolStats {
     pub healthy: AtomicBool,
     /// Replication lag in seconds from the last check; -1 unknown.
     pub lag_seconds: AtomicI64,
+    /// Replication lag in ms measured from GTID positions ([`super::lag`]) at the last check;
+    /// -1 unknown, or replication not running (then the replica answers no reads).
+    pub lag_ms: AtomicI64,
+    /// Reads sent here (by the read set, on a replica; plain reads on a primary).
+    pub reads: AtomicU64,
     /// What the last health check saw (positions, read_only, semi-sync, failures in a row).
     pub observed: Mutex<super::observed::Observed>,
     /// A switchover is taking writes away from this server: a session must not reuse a
@@ -160,6 +165,7 @@ impl Pool {
         let stats = PoolStats::default();
         stats.healthy.store(true, Ordering::Relaxed);
         stats.lag_seconds.store(-1, Ordering::Relaxed);
+        stats.lag_ms.store(-1, Ordering::Relaxed);
         Arc::new(Pool {
             addr: addr.to_string(),
             addr_shared: Arc::from(addr),

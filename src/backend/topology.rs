@@ -13,11 +13,13 @@
 //! without the config being rewritten.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::gate::Gate;
 use super::gtid::{Gtid, GtidPos};
+use super::lag::PrimaryMarks;
 use super::persisted::{PersistedShard, PersistedTopology};
 use super::pool::{Pool, PoolSettings, Role};
 use crate::config::Config;
@@ -31,6 +33,11 @@ pub struct ShardState {
     pub acked: Mutex<GtidPos>,
     /// Holds (or refuses) the shard's statements while its primary is down or switching.
     pub gate: Gate,
+    /// The primary's GTID positions as its health checks saw them: replicas' lag is measured
+    /// against them ([`super::lag`]).
+    pub primary_marks: PrimaryMarks,
+    /// Turns reads among the shard's replicas ([`super::read_set::choose`]).
+    pub next_read: AtomicUsize,
 }
 
 impl ShardState {
@@ -79,6 +86,8 @@ pub enum PromoteError {
     UnknownShard(String),
     #[error("'{addr}' is not a replica of shard '{shard}'")]
     NotAReplica { shard: String, addr: String },
+    #[error("'{addr}' is not a fenced server of shard '{shard}'")]
+    NotFenced { shard: String, addr: String },
 }
 
 impl Topology {
@@ -153,8 +162,9 @@ impl Topology {
                 let fenced_addrs: Vec<&String> = p
                     .map(|p| p.fenced.iter().filter(|f| servers.contains(f)).collect())
                     .unwrap_or_default();
-                // A fenced server named again in the config stays out (fencing is for good;
-                // the operator clears it in the state file).
+                // A fenced server named again in the config stays out: it comes back only by
+                // the rejoin check (`failover::rejoin`) or when the operator clears it in the
+                // state file.
                 servers.retain(|a| *a != primary_addr && !fenced_addrs.contains(a));
                 ShardPools {
                     name: s.name.clone(),
@@ -207,6 +217,8 @@ impl Topology {
                     return s.clone_shallow();
                 }
                 np.set_role(Role::Primary);
+                // Lag is measured against the new primary's positions from now on.
+                s.state.primary_marks.clear();
                 s.primary.set_role(Role::Fenced);
                 s.primary.clear_idle();
                 let mut fenced = s.fenced.clone();
@@ -222,6 +234,48 @@ impl Topology {
                         .cloned()
                         .collect(),
                     fenced,
+                    state: s.state.clone(),
+                }
+            })
+            .collect();
+        Ok(Topology::of(shards))
+    }
+
+    /// The next topology after the fenced server `addr` of `shard` rejoined as a replica of
+    /// its primary. Same pools; its role updated.
+    pub fn rejoined(&self, shard: &str, addr: &str) -> Result<Topology, PromoteError> {
+        let Some(cur) = self.shard(shard) else {
+            return Err(PromoteError::UnknownShard(shard.to_string()));
+        };
+        let Some(back) = cur.fenced.iter().find(|f| f.addr == addr) else {
+            return Err(PromoteError::NotFenced {
+                shard: shard.to_string(),
+                addr: addr.to_string(),
+            });
+        };
+        // Its `draining` flag stays set: a connection a session kept there while it was the
+        // primary must never serve that session again (replica connections are never kept).
+        back.set_role(Role::Replica);
+        let shards = self
+            .shards
+            .iter()
+            .map(|s| {
+                if s.name != shard {
+                    return s.clone_shallow();
+                }
+                let mut replicas = s.replicas.clone();
+                replicas.push(back.clone());
+                ShardPools {
+                    name: s.name.clone(),
+                    weight: s.weight,
+                    primary: s.primary.clone(),
+                    replicas,
+                    fenced: s
+                        .fenced
+                        .iter()
+                        .filter(|f| f.addr != addr)
+                        .cloned()
+                        .collect(),
                     state: s.state.clone(),
                 }
             })
@@ -317,6 +371,14 @@ mod tests {
             })
         );
         assert_eq!(t2.pools().count(), 4);
+        // The fenced former primary rejoins as a replica of the new one.
+        let t3 = t2.rejoined(&n0.name, &old.addr).unwrap();
+        assert_eq!(old.role(), Role::Replica);
+        assert!(!old.keeps_sessions());
+        assert!(t3.shards[0].fenced.is_empty());
+        assert_eq!(t3.shards[0].replicas.len(), 2);
+        assert!(t3.persisted().shards["s1"].fenced.is_empty());
+        assert!(t3.rejoined(&n0.name, &old.addr).is_err());
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct Classified {
     pub needs_previous: bool,
     /// Reads `LAST_INSERT_ID()`.
     pub uses_last_insert_id: bool,
+    /// Why a replica must not answer this statement even outside a transaction (it locks
+    /// rows, has side effects, or is not a plain SELECT); `None`: a replica may.
+    pub replica_unsafe: Option<&'static str>,
 }
 
 impl Classified {
@@ -56,6 +59,7 @@ impl Classified {
             pin: None,
             needs_previous: false,
             uses_last_insert_id: false,
+            replica_unsafe: Some("is not a text read"),
         }
     }
 }
@@ -72,9 +76,15 @@ pub fn classify(sql: &str) -> Classified {
         pin: None,
         needs_previous: false,
         uses_last_insert_id: false,
+        replica_unsafe: None,
     };
     scan_flags(&tokens, &mut c);
     let first = word_at(&tokens, 0);
+    if !matches!(first, "SELECT" | "WITH" | "VALUES" | "TABLE")
+        && !tokens.first().is_some_and(|t| t.is_punct('('))
+    {
+        c.replica_unsafe = c.replica_unsafe.or(Some("is not a plain SELECT"));
+    }
     c.kind = match first {
         "SELECT" | "SHOW" | "DESCRIBE" | "DESC" | "EXPLAIN" | "WITH" | "VALUES" | "TABLE"
         | "HELP" | "DO" => Kind::Read,
@@ -132,6 +142,9 @@ fn scan_flags(tokens: &[Token], c: &mut Classified) {
             }
             TokenKind::Word(w) => {
                 let call = tokens.get(i + 1).is_some_and(|n| n.is_punct('('));
+                if let Some(why) = replica_unsafe_word(tokens, i, w, call) {
+                    c.replica_unsafe = c.replica_unsafe.or(Some(why));
+                }
                 match w.as_str() {
                     "GET_LOCK" | "RELEASE_LOCK" | "RELEASE_ALL_LOCKS" | "IS_USED_LOCK" if call => {
                         c.pin = c.pin.or(Some("named lock (GET_LOCK)"))
@@ -164,6 +177,31 @@ fn scan_flags(tokens: &[Token], c: &mut Classified) {
             }
             _ => {}
         }
+    }
+}
+
+/// Why the word at `i` keeps a read off replicas: row locks, writes to files, sequences,
+/// waits on replication positions. (Functions that pin the session, GET_LOCK and
+/// LAST_INSERT_ID(expr), keep it on its connection anyway.)
+fn replica_unsafe_word(tokens: &[Token], i: usize, w: &str, call: bool) -> Option<&'static str> {
+    match w {
+        "FOR" if word_at(tokens, i + 1) == "UPDATE" => Some("locks rows (FOR UPDATE)"),
+        "LOCK" if word_at(tokens, i + 1) == "IN" => Some("locks rows (LOCK IN SHARE MODE)"),
+        "INTO" => Some("writes its result (SELECT … INTO)"),
+        "NEXTVAL" | "LASTVAL" | "SETVAL" if call => Some("uses a sequence"),
+        "NEXT" | "PREVIOUS"
+            if word_at(tokens, i + 1) == "VALUE" && word_at(tokens, i + 2) == "FOR" =>
+        {
+            Some("uses a sequence")
+        }
+        "MASTER_GTID_WAIT" | "MASTER_POS_WAIT" if call => Some("waits for a replication position"),
+        "GET_LOCK" | "RELEASE_LOCK" | "RELEASE_ALL_LOCKS" | "IS_USED_LOCK" | "IS_FREE_LOCK"
+            if call =>
+        {
+            Some("uses a named lock")
+        }
+        "LAST_INSERT_ID" if call => Some("uses LAST_INSERT_ID()"),
+        _ => None,
     }
 }
 
@@ -425,6 +463,37 @@ mod tests {
             "SELECT 1;",
         ] {
             assert!(classify(sql).pin.is_none(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn reads_a_replica_must_not_answer() {
+        for sql in [
+            "SELECT * FROM t WHERE id = 1 FOR UPDATE",
+            "select * from t lock in share mode",
+            "SELECT a INTO OUTFILE '/tmp/x' FROM t",
+            "SELECT NEXTVAL(s)",
+            "SELECT NEXT VALUE FOR s",
+            "SELECT GET_LOCK('a', 1)",
+            "SELECT IS_FREE_LOCK('a')",
+            "SELECT LAST_INSERT_ID()",
+            "SELECT MASTER_GTID_WAIT('0-1-1', 1)",
+            "SHOW TABLES",
+            "DESCRIBE t",
+            "DO 1",
+            "UPDATE t SET a = 1",
+            "EXPLAIN SELECT 1",
+        ] {
+            assert!(classify(sql).replica_unsafe.is_some(), "{sql}");
+        }
+        for sql in [
+            "SELECT * FROM t WHERE id = 1",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "(SELECT a FROM t) UNION (SELECT a FROM u)",
+            "SELECT 'FOR UPDATE' FROM t",
+            "SELECT a FROM t ORDER BY a LIMIT 5",
+        ] {
+            assert_eq!(classify(sql).replica_unsafe, None, "{sql}");
         }
     }
 

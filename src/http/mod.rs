@@ -86,6 +86,7 @@ pub fn refresh_gauges(ops: &dyn AdminOps) {
             b.lag_seconds.map(Duration::from_secs),
         );
         crate::metrics::set_pool(&b.address, b.pool_in_use, b.pool_idle);
+        crate::metrics::set_backend_reads(&b.address, b.reads);
     }
 }
 

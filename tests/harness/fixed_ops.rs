@@ -180,6 +180,10 @@ impl AdminOps for FixedOps {
                     errors: if down { 17 } else { 0 },
                     gtid_position: String::new(),
                     read_only: None,
+                    lag_ms: None,
+                    in_read_set: false,
+                    reads: 0,
+                    extra_gtids: String::new(),
                 });
             }
         }

@@ -16,7 +16,11 @@
 //! 3. [`promote::promote`] makes it primary (`STOP SLAVE; RESET SLAVE ALL`, semi-sync master on,
 //!    `read_only=0`), points the other replicas at it (`[replication]` credentials), fences the
 //!    old primary (if reachable: `read_only=1` and its client connections killed; in any case it
-//!    is out of the topology for good), persists and installs the new topology, opens the gate.
+//!    is out of the topology's routing), persists and installs the new topology, opens the gate.
+//!
+//! A fenced former primary that answers again read-only is checked by [`rejoin`]: it rejoins as
+//! a replica of the primary if its GTID history is a prefix of the primary's, else it stays
+//! fenced and SHOW BACKENDS names the GTIDs only it holds.
 //!
 //! A planned [`switchover`] holds the shard's statements first, stops writes on the old primary,
 //! waits for the target to apply everything, then does the same promotion: clients see a pause,
@@ -32,6 +36,7 @@
 
 pub mod follow;
 pub mod promote;
+pub mod rejoin;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -211,6 +216,27 @@ pub async fn run(host: Arc<dyn Host>, mut shutdown: watch::Receiver<bool>) {
                         .unwrap_or_else(|e| e.into_inner())
                         .read_only
                         == Some(false);
+                let rejoinable = f.stats.healthy.load(std::sync::atomic::Ordering::Relaxed)
+                    && !writable
+                    && config.replication.is_some()
+                    && s.state.gate.is_open()
+                    && s.primary
+                        .stats
+                        .healthy
+                        .load(std::sync::atomic::Ordering::Relaxed);
+                if rejoinable && retry_rejoin(&mut last_attempt, &f.addr) {
+                    // Back and read-only: a replica again if its history is a prefix of the
+                    // primary's (rejoin), else it stays fenced with its extra GTIDs named.
+                    let (h, shard, addr) = (host.clone(), s.name.clone(), f.addr.clone());
+                    tokio::spawn(async move {
+                        let Some(_busy) = h.failovers().begin(&shard) else {
+                            return;
+                        };
+                        if let Err(e) = rejoin::try_rejoin(&*h, &shard, &addr).await {
+                            tracing::warn!(shard = %shard, backend = %addr, "former primary not rejoined: {e}");
+                        }
+                    });
+                }
                 if writable && retry_fence(&mut last_attempt, &f.addr) {
                     let (addr, c) = (f.addr.clone(), config.clone());
                     tokio::spawn(async move {
@@ -279,6 +305,19 @@ pub async fn run(host: Arc<dyn Host>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Whether to check the fenced `addr` for a rejoin now (at most every 2 s).
+fn retry_rejoin(last: &mut HashMap<String, Instant>, addr: &str) -> bool {
+    let key = format!("rejoin {addr}");
+    if last
+        .get(&key)
+        .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+    {
+        return false;
+    }
+    last.insert(key, Instant::now());
+    true
 }
 
 /// Whether to try fencing `addr` again now (at most once a second).

@@ -24,7 +24,7 @@ const STEP_TIMEOUT: Duration = Duration::from_millis(1500);
 const FENCE_WAIT: Duration = Duration::from_millis(300);
 
 /// A connection of the proxy's backend login to `addr`, for the switch's own statements.
-async fn admin_conn(addr: &str, config: &Config) -> Result<BackendConn, String> {
+pub(super) async fn admin_conn(addr: &str, config: &Config) -> Result<BackendConn, String> {
     let p = ConnectParams {
         addr: addr.to_string(),
         user: config.backend.user.clone(),
@@ -39,14 +39,14 @@ async fn admin_conn(addr: &str, config: &Config) -> Result<BackendConn, String> 
     BackendConn::connect(&p).await.map_err(|e| e.to_string())
 }
 
-async fn exec(c: &mut BackendConn, sql: &str) -> Result<(), String> {
+pub(super) async fn exec(c: &mut BackendConn, sql: &str) -> Result<(), String> {
     c.query(sql)
         .await
         .map(|_| ())
         .map_err(|e| format!("{sql}: {e}"))
 }
 
-async fn value(c: &mut BackendConn, sql: &str) -> Result<Option<String>, String> {
+pub(super) async fn value(c: &mut BackendConn, sql: &str) -> Result<Option<String>, String> {
     match c.query(sql).await.map_err(|e| format!("{sql}: {e}"))? {
         QueryResult::Rows(rs) => Ok(rs
             .rows
@@ -251,7 +251,7 @@ pub async fn fence(addr: &str, config: &Config) -> Result<(), String> {
 }
 
 /// `host:port` of an address.
-fn host_port(addr: &str) -> (&str, &str) {
+pub(super) fn host_port(addr: &str) -> (&str, &str) {
     addr.rsplit_once(':').unwrap_or((addr, "3306"))
 }
 

@@ -290,6 +290,7 @@ impl Session {
         self.forget_distributed();
         self.exec_stash = None;
         self.transaction_mode = self.proxy.config().transactions.transaction_mode;
+        self.read_from = self.configured_read_from();
         if let Some(h) = self.held.take() {
             if h.why == HoldWhy::Sticky {
                 h.lease.pool.clone().put(h.lease);

@@ -143,7 +143,7 @@ impl Session {
     /// shard fails over, waits at its gate (bounded) and then takes the new primary.
     pub(super) async fn fresh_lease(&mut self, shard: &str) -> Result<Lease, ErrInfo> {
         let mut first_failure: Option<std::time::Instant> = None;
-        let (pool, mut lease) = loop {
+        let (pool, lease) = loop {
             let topo = self.proxy.topology();
             let Some(pools) = topo.shard(shard) else {
                 return Err(ErrInfo::new(
@@ -185,6 +185,29 @@ impl Session {
                 }
             }
         };
+        self.bring_to_state(&pool, lease).await
+    }
+
+    /// A pooled connection to `pool`'s server (a replica, for a read) with the session's
+    /// state applied.
+    pub(super) async fn lease_on(
+        &mut self,
+        pool: &std::sync::Arc<crate::backend::pool::Pool>,
+    ) -> Result<Lease, ErrInfo> {
+        let lease = pool
+            .get(self.caps, self.collation, &self.vars)
+            .await
+            .map_err(|e| e.to_err_info())?;
+        self.bring_to_state(pool, lease).await
+    }
+
+    /// Applies the session's movable state (database, `SET` variables, multi-statements) to
+    /// a connection of `pool`, or takes a new one when the state cannot be brought back.
+    async fn bring_to_state(
+        &self,
+        pool: &std::sync::Arc<crate::backend::pool::Pool>,
+        mut lease: Lease,
+    ) -> Result<Lease, ErrInfo> {
         let plan = match lease.conn.vars.sync(&self.vars) {
             Some(p) => p,
             None => {
@@ -266,6 +289,7 @@ impl Session {
         }
         if let Some(g) = o.last_gtid {
             self.record_ack(shard, g);
+            self.note_write(shard, g);
         }
         if let Some(p) = c.pin {
             self.pin = self.pin.or(Some(p));
@@ -278,7 +302,11 @@ impl Session {
             // Kept by the distributed transaction as its leg on this shard.
             return true;
         };
-        let why = if self.pin.is_some() {
+        let why = if lease.pool.role() == crate::backend::pool::Role::Replica {
+            // A replica answered a read: never kept, so the next statement (a write, say)
+            // cannot land on it.
+            None
+        } else if self.pin.is_some() {
             Some(HoldWhy::Pinned)
         } else if lease.conn.status & status::IN_TRANS != 0 {
             Some(HoldWhy::Transaction)
@@ -399,8 +427,20 @@ impl Shards for Session {
                 xa: false,
             }
         } else {
+            let replica = if access == Access::Read && self.reads_on_replicas {
+                self.replica_lease(shard).await
+            } else {
+                None
+            };
+            let lease = match replica {
+                Some(l) => l,
+                None => self.fresh_lease(shard).await?,
+            };
+            if access == Access::Read {
+                count_read(&lease);
+            }
             LegLease {
-                lease: self.fresh_lease(shard).await?,
+                lease,
                 held: false,
                 cursor: None,
                 xa: false,
@@ -416,6 +456,7 @@ impl Shards for Session {
         count_query(&leg.lease);
         if let Some(g) = leg.lease.conn.last_gtid.take() {
             self.record_ack(shard, g);
+            self.note_write(shard, g);
         }
         if leg.xa {
             if let Some(lease) = self.return_xa_leg(shard, leg.lease) {
@@ -468,6 +509,15 @@ fn gate_error(e: &GateRefusal) -> ErrInfo {
         GateRefusal::Refused { .. } | GateRefusal::TooMany { .. } => err::ER_NET_READ_ERROR,
     };
     ErrInfo::new(code, e.to_string())
+}
+
+/// Counts a read in the statistics of the connection's pool (SHOW BACKENDS, metrics).
+pub(super) fn count_read(lease: &Lease) {
+    lease
+        .pool
+        .stats
+        .reads
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Counts a statement in the statistics of the connection's pool.

@@ -59,6 +59,7 @@ mod prepared;
 mod processlist;
 mod query;
 mod relay;
+mod replica_reads;
 mod rights;
 mod single;
 mod transaction;
@@ -153,6 +154,15 @@ pub struct Session {
     /// The connection a prepared statement's execute was prepared on, handed to
     /// `run_single` when the session holds another one (its transaction's) that it keeps.
     exec_stash: Option<Held>,
+    /// Where the session's reads outside a transaction may go: the user's `read_from`, or
+    /// the session's `SET shardproxy_read_from` (see [`replica_reads`]).
+    read_from: crate::config::ReadFrom,
+    /// The GTID of the session's last write per shard (from the OK packets): its reads there
+    /// go to a replica only once that replica has applied it (read-your-writes).
+    written: Vec<(String, crate::backend::gtid::GtidPos)>,
+    /// The running text read may go to replicas (set by `query` for one statement, read
+    /// when its connections are leased).
+    reads_on_replicas: bool,
 }
 
 /// Serves one client connection until it quits, is killed, or the proxy shuts down.
@@ -206,6 +216,9 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         transaction_mode: crate::config::TransactionMode::default(),
         dtx: None,
         exec_stash: None,
+        read_from: crate::config::ReadFrom::Primary,
+        written: Vec::new(),
+        reads_on_replicas: false,
     };
     s.transaction_mode = s.proxy.config().transactions.transaction_mode;
     s.proxy

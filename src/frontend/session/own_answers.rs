@@ -171,7 +171,32 @@ impl Session {
 impl Session {
     pub(super) async fn preview(&mut self, stmt: &str) -> std::io::Result<Flow> {
         let plan = self.plan_text(stmt);
-        let rs = plan::preview::preview_result_set(&plan, stmt);
+        let mut rs = plan::preview::preview_result_set(&plan, stmt);
+        if self.read_from != crate::config::ReadFrom::Primary {
+            // Where each shard's part would be read, with the reason.
+            let c = crate::frontend::classify::classify(stmt);
+            let reads_table = match &plan {
+                plan::Plan::Single { reason, .. } => {
+                    super::replica_reads::reads_table(reason, stmt)
+                }
+                _ => true,
+            };
+            let policy = self.replica_policy(&c, reads_table);
+            for row in &mut rs.rows {
+                let shard = row[0]
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                let target = self.read_target(&shard, policy);
+                if let Some(notes) = row.get_mut(2) {
+                    let text = notes
+                        .as_ref()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .unwrap_or_default();
+                    *notes = Some(bytes::Bytes::from(format!("{text}; read on {target}")));
+                }
+            }
+        }
         self.send_result_set(&rs, RowFormat::Text).await?;
         Ok(Flow::Continue)
     }

@@ -151,6 +151,15 @@ impl Session {
                 return Ok(Flow::Continue);
             }
             Kind::SetSession { vars, names: None }
+                if vars.len() == 1 && vars[0].0 == super::replica_reads::READ_FROM_SETTING =>
+            {
+                match self.set_read_from(&vars[0].1.clone()) {
+                    Ok(()) => self.send_ok(1, self.local_ok()).await?,
+                    Err(e) => self.send_err(1, &e).await?,
+                }
+                return Ok(Flow::Continue);
+            }
+            Kind::SetSession { vars, names: None }
                 if vars.len() == 1 && vars[0].0 == SCATTER_WRITES_SETTING =>
             {
                 let value = vars[0]
@@ -182,6 +191,10 @@ impl Session {
         };
         match self.plan_text_cached(&sql) {
             Plan::Single { shard, reason } => {
+                // Decided before a floating read takes the held-back BEGIN below: a read of a
+                // session whose transaction waits for its first statement stays on the primary.
+                let reads_table = super::replica_reads::reads_table(&reason, &sql);
+                self.reads_on_replicas = self.replica_policy(&c, reads_table).is_ok();
                 // A read that any shard answers (no table, or reference tables only) does not
                 // decide where a held-back transaction runs.
                 let floating = c.kind == Kind::Read
@@ -197,6 +210,7 @@ impl Session {
                 let r = self
                     .run_single(&shard, payload, &text, &c, ResponseKind::Query)
                     .await;
+                self.reads_on_replicas = false;
                 if pending.is_some() {
                     self.pending_begin = pending;
                 }
@@ -207,7 +221,10 @@ impl Session {
             }
             Plan::Scatter { targets, merge } => {
                 self.mark_running(&sql);
-                self.run_scatter(targets, merge, RowFormat::Text).await
+                self.reads_on_replicas = self.replica_policy(&c, true).is_ok();
+                let r = self.run_scatter(targets, merge, RowFormat::Text).await;
+                self.reads_on_replicas = false;
+                r
             }
             Plan::Multi { targets, kind } => {
                 self.mark_running(&sql);

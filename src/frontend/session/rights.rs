@@ -51,6 +51,7 @@ impl Session {
         }
         self.user_slot = Some(slot);
         self.rights = auth.rights.clone();
+        self.read_from = auth.read_from;
         Ok(())
     }
 

@@ -27,12 +27,20 @@ impl Session {
         c: &Classified,
         kind: ResponseKind,
     ) -> std::io::Result<Flow> {
-        let mut lease = match self.acquire(shard, c).await {
-            Ok(l) => l,
-            Err(e) => {
-                self.send_err(1, &e).await?;
-                return Ok(Flow::Continue);
-            }
+        let replica = if self.reads_on_replicas {
+            self.replica_lease(shard).await
+        } else {
+            None
+        };
+        let mut lease = match replica {
+            Some(l) => l,
+            None => match self.acquire(shard, c).await {
+                Ok(l) => l,
+                Err(e) => {
+                    self.send_err(1, &e).await?;
+                    return Ok(Flow::Continue);
+                }
+            },
         };
         if let Err(e) = self.start_pending_transaction(&mut lease).await {
             self.send_err(1, &e).await?;
@@ -81,6 +89,9 @@ impl Session {
                     .stats
                     .queries
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if c.kind == Kind::Read {
+                    super::hold::count_read(&lease);
+                }
                 if let Some(e) = &outcome.error {
                     // A backend's own error, relayed: logged and counted like the proxy's.
                     crate::metrics::record_error(e.code);
