@@ -191,6 +191,19 @@ impl Proxy {
             .cloned()
     }
 
+    /// Installs a validated config: users, placement rules and topology follow it (a config
+    /// reload and a resharding's cutover). Sessions keep the leases they hold; new statements
+    /// use the new pools. Pools first, so that rules naming a new shard find its pool.
+    pub fn install_config(&self, new: Config) {
+        let topology = Topology::reloaded(&new, self.pool_idle_lists, &self.topology());
+        *self.topology.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(topology);
+        let rules = crate::plan::Rules::from_config(&new);
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+        let users = users_of(&new);
+        *self.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+    }
+
     /// A new connection id for a client (what it sees in the handshake and uses in KILL).
     pub fn next_connection_id(&self) -> u32 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
