@@ -96,6 +96,13 @@ pub struct Proxy {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Failed logins per client address (`frontend.max_connect_errors`).
     pub login_guard: crate::frontend::login_guard::LoginGuard,
+    /// Closed during a resharding's cutover: statements wait here *before* they are planned,
+    /// so they are planned on the new ring once it opens (sessions with an open transaction
+    /// pass, so that it can finish).
+    pub reshard_gate: crate::backend::gate::Gate,
+    /// Statements of client sessions past the resharding gate and not finished yet (what the
+    /// cutover waits to reach zero).
+    pub statements_running: AtomicUsize,
 }
 
 /// Failover reaches the running proxy through this (it sits in a lower layer).
@@ -162,6 +169,8 @@ impl Proxy {
             audit,
             tls,
             login_guard: Default::default(),
+            reshard_gate: Default::default(),
+            statements_running: AtomicUsize::new(0),
         }))
     }
 

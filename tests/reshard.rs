@@ -120,7 +120,16 @@ fn shard_rows(cluster: &Cluster, shard: &str) -> HashMap<u64, String> {
 fn wait_phase(proxy: &Proxy, phases: &[&str], timeout: Duration) -> Vec<Vec<String>> {
     let deadline = Instant::now() + timeout;
     loop {
-        let rows = proxy.admin_query("SHOW RESHARD STATUS").unwrap();
+        // A restarted proxy opens its admin port once it has read the persisted state.
+        let rows = match proxy.admin_query("SHOW RESHARD STATUS") {
+            Ok(r) => r,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("admin port not ready: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            Err(e) => panic!("SHOW RESHARD STATUS: {e}"),
+        };
         let phase = rows.first().map(|r| r[0].clone()).unwrap_or_default();
         if phases.contains(&phase.as_str()) {
             return rows;
@@ -391,6 +400,128 @@ fn run(rows: u64) {
         "the 3-shard ring still serves every row"
     );
     println!("reshard 3 -> 2 cancelled during the copy: every shard as before, no trigger left");
+}
+
+/// The proxy is SIGKILLed during the copy; the restarted proxy (same config file, still the
+/// 2-shard one) resumes the move by itself and completes it; killed again after the cleanup,
+/// it comes back serving the new ring (the old one would no longer find the moved rows).
+#[test]
+fn a_proxy_killed_during_the_copy_resumes_and_keeps_the_new_ring_after_restarts() {
+    let rows = 2000;
+    let cluster = Cluster::start(3, 0);
+    let s = |n: &str| cluster.shard(n).primary_addr();
+    let cfg = ProxyConfig::default()
+        .shard("s1", &s("s1"), &[])
+        .shard("s2", &s("s2"), &[])
+        .sharded_table("rs_accounts", "id")
+        .render();
+    let mut proxy = Proxy::start(&cfg);
+    proxy
+        .cli_query(
+            "USE fund; CREATE TABLE rs_accounts (id BIGINT PRIMARY KEY, owner VARCHAR(40), \
+             balance DECIMAL(20,2) NOT NULL, note BLOB)",
+        )
+        .unwrap();
+    let values: Vec<String> = (1..=rows)
+        .map(|i| format!("({i}, 'o{i}', {})", balance(i, 0)))
+        .collect();
+    proxy
+        .cli_query(&format!(
+            "USE fund; INSERT INTO rs_accounts (id, owner, balance) VALUES {}",
+            values.join(", ")
+        ))
+        .unwrap();
+    // The target config outside the proxy's directory (it outlives the killed proxy), slow
+    // enough to be killed during the copy.
+    let dir = tempfile::tempdir().unwrap();
+    let three = format!(
+        "{}\n[reshard]\nbatch_rows = 20\nbatch_pause_ms = 40\n",
+        cfg.replacen(
+            "\n[sharding]",
+            &format!(
+                "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
+                s("s3")
+            ),
+            1,
+        )
+    );
+    let three_path = dir.path().join("three.toml");
+    std::fs::write(&three_path, &three).unwrap();
+    let new_ring = Ring::from_config(&Config::load(&three_path).unwrap());
+    proxy
+        .admin_query(&format!("RESHARD START '{}'", three_path.display()))
+        .unwrap();
+    wait_phase(&proxy, &["copy"], Duration::from_secs(30));
+    // Acknowledged writes during the copy: on moving and staying keys alike.
+    let mut acked = Acked::new();
+    for id in 1..=40u64 {
+        let b = balance(id, 1);
+        proxy
+            .cli_query(&format!(
+                "USE fund; UPDATE rs_accounts SET balance = {b} WHERE id = {id}"
+            ))
+            .unwrap();
+        acked.insert(id, Some(b));
+    }
+    proxy
+        .cli_query("USE fund; DELETE FROM rs_accounts WHERE id IN (41, 42, 43)")
+        .unwrap();
+    for id in 41..=43 {
+        acked.insert(id, None);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.kill();
+    let on_s3 = shard_rows(&cluster, "s3").len();
+    let moving = (1..=rows)
+        .filter(|&i| new_ring.shard_for(&KeyValue::from(i as i64)) == "s3")
+        .count();
+    assert!(
+        on_s3 < moving,
+        "the copy was over before the kill ({on_s3} of {moving})"
+    );
+    println!("killed during the copy with {on_s3} of {moving} moving rows on s3");
+
+    let mut proxy = Proxy::start(&cfg);
+    let status = wait_phase(&proxy, &["done"], Duration::from_secs(120));
+    assert!(
+        proxy
+            .log()
+            .contains("resuming the move interrupted by the restart"),
+        "{}",
+        proxy.log()
+    );
+    println!("resumed after the restart: {:?}", status.last().unwrap());
+    proxy.admin_query("RESHARD CLEANUP").unwrap();
+    check_placement(&cluster, &new_ring, &["s1", "s2", "s3"], rows, &acked);
+    let expected = rows as usize - 3;
+    let count = |p: &Proxy| -> usize {
+        p.cli_query("USE fund; SELECT COUNT(*) FROM rs_accounts")
+            .unwrap()[0][0]
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(count(&proxy), expected);
+    proxy.kill();
+    let proxy = Proxy::start(&cfg);
+    assert!(
+        proxy.log().contains("serving the new ring"),
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(
+        count(&proxy),
+        expected,
+        "the restarted proxy serves the new ring"
+    );
+    let moved = (1..=rows)
+        .find(|&i| new_ring.shard_for(&KeyValue::from(i as i64)) == "s3")
+        .unwrap();
+    let got = proxy
+        .cli_query(&format!(
+            "USE fund; SELECT owner FROM rs_accounts WHERE id = {moved}"
+        ))
+        .unwrap();
+    assert_eq!(got[0][0], format!("o{moved}"));
 }
 
 #[test]

@@ -7,14 +7,14 @@
 //! until the cutover:
 //!
 //! 1. the change log is drained while traffic runs (the pause only covers what is left);
-//! 2. the write gates of the source shards close (the failover's gate,
-//!    [`crate::backend::gate`]): new statements for those shards wait, sessions let go of the
-//!    connections they kept for diagnostics, and open transactions and running statements on
-//!    them finish (bounded by `reshard.cutover_timeout_ms`);
+//! 2. the proxy's resharding gate closes ([`Proxy::reshard_gate`], a
+//!    [`crate::backend::gate::Gate`] like the failover's): new statements wait *before* they
+//!    are planned; statements under way and open transactions finish (bounded by
+//!    `reshard.cutover_timeout_ms`);
 //! 3. the log is drained to empty, the state `done` is persisted (the commit point: a proxy
 //!    restarting after it serves the new ring), the new config is installed
 //!    ([`Proxy::install_config`]), the log is drained once more;
-//! 4. the gates open and the waiting statements are planned again on the new ring.
+//! 4. the gate opens and the waiting statements are planned on the new ring.
 //!
 //! Past the bound the cutover is abandoned: the gates open on the old ring, the catch-up goes
 //! on, and the cutover is tried again (at most [`CUTOVER_TRIES`] times, then the move stops).
@@ -355,21 +355,17 @@ impl Driver {
             s.dedup();
             s
         };
-        let topology = self.proxy.topology();
-        let pools: Vec<_> = sources.iter().filter_map(|s| topology.shard(s)).collect();
+        let proxy = self.proxy.clone();
+        let gate = &proxy.reshard_gate;
         let held_at = Instant::now();
         let deadline = held_at + Duration::from_millis(bound);
-        for p in &pools {
-            p.state
-                .gate
-                .set(GateState::Held("resharding cutover".into()));
-            p.primary.stats.draining.store(true, Ordering::Relaxed);
-        }
-        let addrs: Vec<String> = pools.iter().map(|p| p.primary.addr.clone()).collect();
+        gate.set(GateState::Held("resharding cutover".into()));
+        // Pairs with the sessions' count-then-look (`enter_statement`).
+        std::sync::atomic::fence(Ordering::SeqCst);
         let r: Result<Option<String>, String> = async {
-            if !self.quiet(&addrs, deadline).await {
+            if !self.quiet(deadline).await {
                 return Ok(Some(format!(
-                    "transactions or statements on {} still open after {bound} ms",
+                    "statements or transactions still open after {bound} ms (sources {})",
                     sources.join(", ")
                 )));
             }
@@ -379,16 +375,15 @@ impl Driver {
             // The commit point: from here a restarted proxy serves the new ring.
             self.state.phase = Phase::Done;
             self.state.cutover_pause_ms = Some(held_at.elapsed().as_millis() as u64);
-            self.state.cutover_held =
-                Some(pools.iter().map(|p| p.state.gate.waiting() as u64).sum());
+            self.state.cutover_held = Some(gate.waiting() as u64);
             self.state.note = None;
             if let Err(e) = self.save().await {
                 self.state.phase = Phase::Cutover;
                 return Ok(Some(format!("the state could not be saved: {e}")));
             }
             self.proxy.install_config(self.new.clone());
-            // A statement routed by the old ring just before the gates closed: its change
-            // is in the log by now (it was no longer running above).
+            // Nothing ran on the old ring since the log was empty; drained once more anyway
+            // (cheap, and a change a trigger logged late is not left behind).
             self.mover
                 .drain(&mut self.state, Instant::now() + Duration::from_millis(200))
                 .await?;
@@ -396,11 +391,8 @@ impl Driver {
         }
         .await;
         let pause = held_at.elapsed();
-        let held: usize = pools.iter().map(|p| p.state.gate.waiting()).sum();
-        for p in &pools {
-            p.primary.stats.draining.store(false, Ordering::Relaxed);
-            p.state.gate.set(GateState::Open);
-        }
+        let held = gate.waiting();
+        gate.set(GateState::Open);
         match &r {
             Ok(None) => {
                 self.state.cutover_pause_ms = Some(pause.as_millis() as u64);
@@ -422,27 +414,25 @@ impl Driver {
         r
     }
 
-    /// Waits until no session runs a statement on `addrs` and none holds an open
-    /// transaction, or `deadline` passes.
-    async fn quiet(&self, addrs: &[String], deadline: Instant) -> bool {
-        // A statement that passed the gate just before it closed sets `running_on` within
-        // the same poll of its session: give it that moment.
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    /// Waits until no client statement is past the resharding gate and no session holds an
+    /// open transaction, or `deadline` passes.
+    async fn quiet(&self, deadline: Instant) -> bool {
         loop {
-            let busy = self.proxy.registry.all().iter().any(|h| {
-                let i = h.snapshot();
-                i.pinned == Some("transaction")
-                    || i.running_on
-                        .as_ref()
-                        .is_some_and(|(a, _)| addrs.iter().any(|x| x.as_str() == &**a))
-            });
-            if !busy {
+            let running = self.proxy.statements_running.load(Ordering::SeqCst);
+            let open_transaction = || {
+                self.proxy
+                    .registry
+                    .all()
+                    .iter()
+                    .any(|h| h.snapshot().pinned == Some("transaction"))
+            };
+            if running == 0 && !open_transaction() {
                 return true;
             }
             if Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 }

@@ -450,6 +450,53 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Counts the statement in [`crate::proxy::Proxy::statements_running`] once the
+    /// resharding gate lets it through (at once when it is open or the session has an open
+    /// transaction, which must be able to finish); the caller ends the count with
+    /// [`Session::leave_statement`]. Counting first and looking at the gate second (both
+    /// sequentially consistent) means a cutover that closed the gate either sees the count or
+    /// is seen by the statement.
+    pub(super) async fn enter_statement(&mut self) -> Result<(), ErrInfo> {
+        use std::sync::atomic::{fence, Ordering::SeqCst};
+        let in_transaction = self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.why == HoldWhy::Transaction)
+            || self.dtx.is_some();
+        loop {
+            self.proxy.statements_running.fetch_add(1, SeqCst);
+            fence(SeqCst);
+            if in_transaction || self.proxy.reshard_gate.is_open() {
+                return Ok(());
+            }
+            self.proxy.statements_running.fetch_sub(1, SeqCst);
+            let f = self.proxy.config().failover.clone();
+            self.proxy
+                .reshard_gate
+                .pass(
+                    "*",
+                    std::time::Duration::from_millis(f.buffer_ms),
+                    f.buffer_max,
+                )
+                .await
+                .map_err(|e| {
+                    ErrInfo::new(
+                        err::ER_NET_READ_INTERRUPTED,
+                        format!("held by a resharding cutover and not released: {e}"),
+                    )
+                })?;
+        }
+    }
+
+    /// Ends the count [`Session::enter_statement`] began.
+    pub(super) fn leave_statement(&self) {
+        self.proxy
+            .statements_running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// The client's error for a statement the shard's gate did not let through.
 fn gate_error(e: &GateRefusal) -> ErrInfo {
     let code = match e {
