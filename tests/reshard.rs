@@ -46,6 +46,7 @@ async fn writer(
     port: u16,
     w: u64,
     rows: u64,
+    base: u64,
     stop: Arc<AtomicBool>,
     count: Arc<AtomicU64>,
 ) -> Tally {
@@ -67,7 +68,7 @@ async fn writer(
                 )
             }
             3 => {
-                let id = 1_000_000 * (w + 1) + n;
+                let id = base + 1_000_000 * (w + 1) + n;
                 let b = balance(id, n);
                 mine.push(id);
                 (
@@ -242,7 +243,16 @@ fn run(rows: u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let writers: Vec<_> = (0..WRITERS)
-        .map(|w| rt.spawn(writer(proxy.port(), w, rows, stop.clone(), count.clone())))
+        .map(|w| {
+            rt.spawn(writer(
+                proxy.port(),
+                w,
+                rows,
+                0,
+                stop.clone(),
+                count.clone(),
+            ))
+        })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
 
@@ -400,6 +410,54 @@ fn run(rows: u64) {
         "the 3-shard ring still serves every row"
     );
     println!("reshard 3 -> 2 cancelled during the copy: every shard as before, no trigger left");
+
+    // The shrink again, to its end, under writes: every row back on the 2-shard ring, s3 empty.
+    let two_ring = Ring::from_config(&Config::load(&proxy.config_path()).unwrap());
+    let fast_path = proxy.config_path().with_extension("two-fast.toml");
+    std::fs::write(&fast_path, &running).unwrap();
+    stop.store(false, Ordering::Relaxed);
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            rt.spawn(writer(
+                proxy.port(),
+                w,
+                rows,
+                100_000_000,
+                stop.clone(),
+                count.clone(),
+            ))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    proxy
+        .admin_query(&format!("RESHARD START '{}'", fast_path.display()))
+        .unwrap();
+    let status = wait_phase(&proxy, &["done"], Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let tallies: Vec<Tally> = writers
+        .into_iter()
+        .map(|h| rt.block_on(h).unwrap())
+        .collect();
+    let errors: Vec<&String> = tallies.iter().flat_map(|t| &t.errors).collect();
+    assert!(
+        errors.is_empty(),
+        "client errors during the shrink: {errors:?}"
+    );
+    for t in &tallies {
+        acked.extend(t.acked.clone());
+    }
+    let summary = status.last().unwrap();
+    println!(
+        "reshard 3 -> 2: moved {} rows, {} changes caught up, {} writes acknowledged, 0 errors; {}",
+        summary[5],
+        summary[7],
+        tallies.iter().map(|t| t.writes).sum::<u64>(),
+        summary[10]
+    );
+    proxy.admin_query("RESHARD CLEANUP").unwrap();
+    check_placement(&cluster, &two_ring, &["s1", "s2", "s3"], rows, &acked);
+    assert_eq!(triggers(&cluster, "s3"), "0");
 }
 
 /// The proxy is SIGKILLed during the copy; the restarted proxy (same config file, still the
