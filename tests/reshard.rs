@@ -58,7 +58,7 @@ async fn writer(
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let (sql, id, after): (String, u64, Option<String>) = match n % 5 {
-            0 | 1 | 2 => {
+            0..=2 => {
                 let id = mine[(n as usize * 7919) % mine.len()];
                 let b = balance(id, n);
                 (

@@ -226,7 +226,7 @@ pub fn reshard_status(state: Option<&crate::plan::reshard_state::ReshardState>) 
         .map(|st| {
             st.rows()
                 .iter()
-                .map(|r| r.iter().map(|v| s(v)).collect())
+                .map(|r| r.iter().map(|v| s(v.as_str())).collect())
                 .collect()
         })
         .unwrap_or_default();
