@@ -594,7 +594,18 @@ mod tests {
             Command::ReshardPlan("it's.toml".into())
         );
         assert!(parse("reshard plan /tmp/x.toml").is_err());
-        assert!(parse("reshard start '/tmp/x.toml'").is_err());
+        assert_eq!(
+            ok("reshard start '/tmp/x.toml'"),
+            Command::ReshardStart("/tmp/x.toml".into())
+        );
+        assert!(parse("reshard start /tmp/x.toml").is_err());
+        assert_eq!(ok("RESHARD cancel;"), Command::ReshardCancel);
+        assert_eq!(ok("reshard CLEANUP"), Command::ReshardCleanup);
+        assert!(parse("reshard cancel now").is_err());
+        assert!(parse("reshard")
+            .unwrap_err()
+            .message
+            .contains("RESHARD START '<config file>'"));
         assert_eq!(ok("SWITCHOVER `s1`;"), Command::Switchover("s1".into()));
         assert!(parse("SWITCHOVER").is_err());
         assert_eq!(
