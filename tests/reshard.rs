@@ -34,6 +34,24 @@ struct Tally {
     writes: u64,
     errors: Vec<String>,
     worst_ms: u128,
+    /// (when it was acknowledged, microseconds it took) per write.
+    latencies: Vec<(Instant, u64)>,
+}
+
+/// p50 and p99 in milliseconds of the writes acknowledged in `[from, to)`.
+fn percentiles(tallies: &[Tally], from: Instant, to: Instant) -> (f64, f64, usize) {
+    let mut v: Vec<u64> = tallies
+        .iter()
+        .flat_map(|t| &t.latencies)
+        .filter(|(at, _)| *at >= from && *at < to)
+        .map(|(_, us)| *us)
+        .collect();
+    v.sort_unstable();
+    if v.is_empty() {
+        return (0.0, 0.0, 0);
+    }
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)] as f64 / 1000.0;
+    (at(0.5), at(0.99), v.len())
 }
 
 fn balance(i: u64, n: u64) -> String {
@@ -93,6 +111,8 @@ async fn writer(
         let started = Instant::now();
         match conn.query_drop(&sql).await {
             Ok(()) => {
+                t.latencies
+                    .push((Instant::now(), started.elapsed().as_micros() as u64));
                 t.acked.insert(id, after);
                 t.writes += 1;
                 count.fetch_add(1, Ordering::Relaxed);
@@ -254,7 +274,8 @@ fn run(rows: u64) {
             ))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    let load_started = Instant::now();
+    std::thread::sleep(Duration::from_millis(1000));
 
     let started = Instant::now();
     let out = proxy
@@ -273,8 +294,9 @@ fn run(rows: u64) {
         })
         .unwrap_err();
     assert!(e.contains("under way"), "{e}");
-    let status = wait_phase(&proxy, &["done"], Duration::from_secs(120));
+    let status = wait_phase(&proxy, &["done"], Duration::from_secs(300));
     let took = started.elapsed();
+    let done_at = Instant::now();
     let during = count.load(Ordering::Relaxed);
     // Writes keep going on the new ring for a moment.
     std::thread::sleep(Duration::from_millis(700));
@@ -287,6 +309,12 @@ fn run(rows: u64) {
     let writes: u64 = tallies.iter().map(|t| t.writes).sum();
     let worst = tallies.iter().map(|t| t.worst_ms).max().unwrap_or(0);
     let summary = status.last().unwrap().clone();
+    let (b50, b99, bn) = percentiles(&tallies, load_started, started);
+    let (d50, d99, dn) = percentiles(&tallies, started, done_at);
+    println!(
+        "write latency before the move: p50 {b50:.2} ms, p99 {b99:.2} ms ({bn} writes); during \
+         it: p50 {d50:.2} ms, p99 {d99:.2} ms ({dn} writes)"
+    );
     println!(
         "reshard 2 -> 3: {rows} rows; moved {} rows ({} rows/s copy); {} changes caught up; \
          took {took:?}; {writes} writes acknowledged ({during} before done), {} errors; slowest \
