@@ -18,7 +18,7 @@ export CONFIG DEMO_ACCOUNTS
 .PHONY: up down test bench soak cluster-up cluster-down status memtest reshard-demo
 
 # Rows of the table `make reshard-demo` moves (tests/reshard.rs, the ignored test).
-RESHARD_ROWS ?= 100000
+RESHARD_ROWS ?= 50000
 
 # The recipes of up and down are scripts/stack.sh: binaries from where cargo put them
 # (CARGO_TARGET_DIR honoured), and a failed `up` stops what it started.

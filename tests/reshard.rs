@@ -228,8 +228,8 @@ fn run(rows: u64) {
         .unwrap();
     let mut id = 1;
     while id <= rows {
-        let values: Vec<String> = (id..(id + 500).min(rows + 1))
-            .map(|i| format!("({i}, 'Zoë{i}', {}, x'00ff{i:04x}')", balance(i, 0)))
+        let values: Vec<String> = (id..(id + 2000).min(rows + 1))
+            .map(|i| format!("({i}, 'Zoë{i}', {}, x'00ff{i:08x}')", balance(i, 0)))
             .collect();
         proxy
             .cli_query(&format!(
@@ -237,7 +237,7 @@ fn run(rows: u64) {
                 values.join(", ")
             ))
             .unwrap();
-        id += 500;
+        id += 2000;
     }
     // The 3-shard config: the running one with s3 added.
     let running = std::fs::read_to_string(proxy.config_path()).unwrap();
@@ -356,7 +356,7 @@ fn run(rows: u64) {
     assert_eq!(via_proxy[0][0], format!("Zoë{moved}"), "latin1 text kept");
     assert_eq!(
         via_proxy[0][1],
-        format!("00FF{moved:04X}"),
+        format!("00FF{moved:08X}"),
         "blob bytes kept"
     );
     assert_eq!(
@@ -625,5 +625,5 @@ fn reshard_demo_large() {
     run(std::env::var("RESHARD_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000));
+        .unwrap_or(50_000));
 }

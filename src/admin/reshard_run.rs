@@ -52,7 +52,7 @@ struct Shared {
     /// `RESHARD CANCEL` asked the driver to stop; it does not enter the cutover after this.
     cancelled: bool,
     /// The driver task, while it runs.
-    task: Option<tokio::task::AbortHandle>,
+    task: Option<tokio::task::JoinHandle<()>>,
     /// The config the move started from (what `RESHARD CLEANUP` compares the new ring with).
     from: Option<Arc<Config>>,
 }
@@ -511,8 +511,7 @@ impl Reshards {
         let mut s = lock(&self.inner);
         s.state = Some(state);
         s.cancelled = false;
-        let task = tokio::spawn(driver.run(from));
-        s.task = Some(task.abort_handle());
+        s.task = Some(tokio::spawn(driver.run(from)));
     }
 
     /// `SHOW RESHARD STATUS`: the state's rows (empty: no move known).
@@ -523,7 +522,7 @@ impl Reshards {
     /// `RESHARD CANCEL`: stops the driver before the cutover, drops the triggers and the
     /// copies; the old ring kept serving all along.
     pub async fn cancel(&self, proxy: &Arc<Proxy>) -> Result<String, AdminError> {
-        let mut state =
+        let (mut state, task) =
             {
                 let mut s = lock(&self.inner);
                 let Some(st) = s.state.clone() else {
@@ -543,21 +542,27 @@ impl Reshards {
                     _ => {}
                 }
                 s.cancelled = true;
-                if let Some(t) = s.task.take() {
-                    t.abort();
-                }
-                st
+                (st, s.task.take())
             };
+        // The driver is stopped and gone before anything is rolled back.
+        if let Some(t) = task {
+            t.abort();
+            let _ = t.await;
+        }
         let old = proxy.config();
         let new = Config::load(std::path::Path::new(&state.to_path))
             .map_err(|e| AdminError::other(format!("{}: {e:#}", state.to_path)))?;
         let (mut mover, _) = build(proxy, &old, &new).await.map_err(AdminError::other)?;
         mover.drop_triggers().await.map_err(AdminError::other)?;
         let old_shards: Vec<String> = old.shards.iter().map(|s| s.name.clone()).collect();
-        mover
-            .remove_copies(&old_shards)
-            .await
-            .map_err(AdminError::other)?;
+        // Twice: a batch the stopped driver had sent may have committed after the first pass
+        // read what to delete (its connection closed, the server finished the statement).
+        for _ in 0..2 {
+            mover
+                .remove_copies(&old_shards)
+                .await
+                .map_err(AdminError::other)?;
+        }
         state.phase = Phase::Cancelled;
         state.note = Some("cancelled: the old ring serves, triggers and copies removed".into());
         let db = mover
