@@ -450,14 +450,25 @@ impl Session {
     }
 }
 
+/// One statement counted in [`crate::proxy::Proxy::statements_running`]; the count ends when
+/// this is dropped (also when the session's task ends in the middle of a statement).
+pub(super) struct Running(std::sync::Arc<crate::proxy::Proxy>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0
+            .statements_running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl Session {
     /// Counts the statement in [`crate::proxy::Proxy::statements_running`] once the
     /// resharding gate lets it through (at once when it is open or the session has an open
-    /// transaction, which must be able to finish); the caller ends the count with
-    /// [`Session::leave_statement`]. Counting first and looking at the gate second (both
-    /// sequentially consistent) means a cutover that closed the gate either sees the count or
-    /// is seen by the statement.
-    pub(super) async fn enter_statement(&mut self) -> Result<(), ErrInfo> {
+    /// transaction, which must be able to finish), until the [`Running`] returned is dropped.
+    /// Counting first and looking at the gate second (both sequentially consistent) means a
+    /// cutover that closed the gate either sees the count or is seen by the statement.
+    pub(super) async fn enter_statement(&mut self) -> Result<Running, ErrInfo> {
         use std::sync::atomic::{fence, Ordering::SeqCst};
         let in_transaction = self
             .held
@@ -466,11 +477,12 @@ impl Session {
             || self.dtx.is_some();
         loop {
             self.proxy.statements_running.fetch_add(1, SeqCst);
+            let running = Running(self.proxy.clone());
             fence(SeqCst);
             if in_transaction || self.proxy.reshard_gate.is_open() {
-                return Ok(());
+                return Ok(running);
             }
-            self.proxy.statements_running.fetch_sub(1, SeqCst);
+            drop(running);
             let f = self.proxy.config().failover.clone();
             self.proxy
                 .reshard_gate
@@ -481,19 +493,18 @@ impl Session {
                 )
                 .await
                 .map_err(|e| {
-                    ErrInfo::new(
-                        err::ER_NET_READ_INTERRUPTED,
-                        format!("held by a resharding cutover and not released: {e}"),
-                    )
+                    let text = match e {
+                        GateRefusal::TimedOut { waited_ms, .. } => format!(
+                            "held {waited_ms} ms (failover.buffer_ms) by a resharding cutover that did not end"
+                        ),
+                        GateRefusal::TooMany { max, .. } => format!(
+                            "{max} statements (failover.buffer_max) already wait for a resharding cutover"
+                        ),
+                        GateRefusal::Refused { reason, .. } => reason,
+                    };
+                    ErrInfo::new(err::ER_NET_READ_INTERRUPTED, text)
                 })?;
         }
-    }
-
-    /// Ends the count [`Session::enter_statement`] began.
-    pub(super) fn leave_statement(&self) {
-        self.proxy
-            .statements_running
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -355,16 +355,18 @@ impl Session {
                 .as_ref()
                 .map(|_| (pkt.payload.clone(), Instant::now()));
             // A resharding cutover holds statements here, before they are planned.
-            if let Err(e) = self.enter_statement().await {
-                let _ = self.send_err(1, &e).await;
-                continue;
-            }
+            let running = match self.enter_statement().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = self.send_err(1, &e).await;
+                    continue;
+                }
+            };
             let flow = self.dispatch(pkt.payload).await;
             if let Some((payload, started)) = audited {
                 self.audit_statement(&payload, started);
             }
             if let Flow::Close = flow {
-                self.leave_statement();
                 break;
             }
             let now = Instant::now();
@@ -383,7 +385,7 @@ impl Session {
                 });
             });
             // After the session shows its open transaction (the cutover waits for both).
-            self.leave_statement();
+            drop(running);
         }
     }
 
