@@ -589,8 +589,11 @@ fn a_proxy_killed_during_the_copy_resumes_and_keeps_the_new_ring_after_restarts(
     assert_eq!(count(&proxy), expected);
     proxy.kill();
     let proxy = Proxy::start(&cfg);
+    // The data port is bound first; clients are served once the state is read.
     assert!(
-        proxy.log().contains("serving the new ring"),
+        harness::wait_until(Duration::from_secs(20), || proxy
+            .log()
+            .contains("serving the new ring")),
         "{}",
         proxy.log()
     );

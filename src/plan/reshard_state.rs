@@ -151,6 +151,23 @@ impl ReshardState {
             .find(|p| p.table == table && p.from == from && p.to == to)
     }
 
+    /// Rows copied per second over the whole copy: the pairs copy one after the other, so
+    /// their times add up.
+    pub fn copy_rate(&self) -> f64 {
+        let copied: u64 = self.pairs.iter().map(|p| p.copied).sum();
+        let secs: f64 = self
+            .pairs
+            .iter()
+            .filter(|p| p.rows_per_s > 0.0)
+            .map(|p| p.copied as f64 / p.rows_per_s)
+            .sum();
+        if secs > 0.0 {
+            copied as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
     /// Column names of [`ReshardState::rows`].
     pub const COLUMNS: [&'static str; 11] = [
         "phase",
@@ -210,10 +227,7 @@ impl ReshardState {
             String::new(),
             total(|p| p.scanned),
             total(|p| p.copied),
-            format!(
-                "{:.0}",
-                self.pairs.iter().map(|p| p.rows_per_s).sum::<f64>()
-            ),
+            format!("{:.0}", self.copy_rate()),
             total(|p| p.applied),
             total(|p| p.verified),
             self.pending_changes.to_string(),
@@ -256,5 +270,21 @@ mod tests {
             "{rows:?}"
         );
         assert!(ReshardState::from_json("{").is_err());
+        // Pairs copy one after the other: 100 rows at 100/s then 100 at 50/s is 200 in 3 s.
+        let mut two = back.clone();
+        two.pairs = vec![
+            PairProgress {
+                copied: 100,
+                rows_per_s: 100.0,
+                ..Default::default()
+            },
+            PairProgress {
+                copied: 100,
+                rows_per_s: 50.0,
+                ..Default::default()
+            },
+        ];
+        assert!((two.copy_rate() - 200.0 / 3.0).abs() < 1e-9);
+        assert_eq!(two.rows().last().unwrap()[6], "67");
     }
 }
