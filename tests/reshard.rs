@@ -323,14 +323,14 @@ fn run(rows: u64) {
         summary[6],
         summary[7],
         errors.len(),
-        summary[10]
+        summary[11]
     );
     assert!(
         errors.is_empty(),
         "client errors during the move: {errors:?}"
     );
     assert!(writes > 50, "the writers hardly wrote: {writes}");
-    let pause: u64 = summary[10]
+    let pause: u64 = summary[11]
         .split("cutover write pause ")
         .nth(1)
         .and_then(|r| r.split(' ').next())
@@ -412,6 +412,14 @@ fn run(rows: u64) {
         .map(|s| shard_rows(&cluster, s).len())
         .sum::<usize>())
         > before[0].len() + before[1].len();
+    // The copy's progress shows while it runs.
+    let during = proxy.admin_query("SHOW RESHARD STATUS").unwrap();
+    let sum = during.last().unwrap();
+    assert_eq!(sum[0], "copy", "{during:?}");
+    assert!(
+        sum[5].parse::<u64>().unwrap() > 0,
+        "no progress shown: {during:?}"
+    );
     let out = proxy.admin_query("RESHARD CANCEL").unwrap();
     assert!(out[0][0].contains("cancelled"), "{out:?}");
     assert!(copied_some, "the cancel came before any row was copied");
@@ -481,7 +489,7 @@ fn run(rows: u64) {
         summary[5],
         summary[7],
         tallies.iter().map(|t| t.writes).sum::<u64>(),
-        summary[10]
+        summary[11]
     );
     proxy.admin_query("RESHARD CLEANUP").unwrap();
     check_placement(&cluster, &two_ring, &["s1", "s2", "s3"], rows, &acked);

@@ -50,7 +50,12 @@ pub struct Mover {
     pub batch_rows: usize,
     /// Pause between batches of the copy.
     pub batch_pause: Duration,
+    /// Called with the state after every batch of the copy (`SHOW RESHARD STATUS` shows it).
+    pub progress: Option<Progress>,
 }
+
+/// What receives the state after every batch of the copy.
+pub type Progress = Box<dyn Fn(&ReshardState) + Send + Sync>;
 
 /// Why a step stopped.
 pub type StepResult<T> = Result<T, String>;
@@ -154,6 +159,22 @@ impl Mover {
         let mut total = 0;
         for w in self.work.clone() {
             let started = Instant::now();
+            let estimate = self
+                .db(&w.source)?
+                .value(&format!(
+                    "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND \
+                     TABLE_NAME = {}",
+                    literal(w.info.db.as_bytes()),
+                    literal(w.info.name.as_bytes())
+                ))
+                .await?
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            for t in &w.targets {
+                if let Some(p) = state.pair_mut(&w.config_name, &w.source, t) {
+                    p.source_rows = estimate;
+                }
+            }
             self.db(&w.source)?
                 .exec("START TRANSACTION WITH CONSISTENT SNAPSHOT")
                 .await?;
@@ -187,6 +208,9 @@ impl Mover {
                     }
                 }
                 total += written.values().sum::<u64>();
+                if let Some(f) = &self.progress {
+                    f(state);
+                }
                 if rows.len() < self.batch_rows {
                     break;
                 }

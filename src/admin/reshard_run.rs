@@ -178,6 +178,7 @@ async fn build(proxy: &Proxy, old: &Config, new: &Config) -> Result<(Mover, Vec<
         work,
         batch_rows: new.reshard.batch_rows.max(1),
         batch_pause: Duration::from_millis(new.reshard.batch_pause_ms),
+        progress: None,
     };
     Ok((mover, new_shards))
 }
@@ -499,6 +500,11 @@ impl Reshards {
         new: Config,
         from: Phase,
     ) {
+        let mut mover = mover;
+        let shared = self.inner.clone();
+        mover.progress = Some(Box::new(move |st: &ReshardState| {
+            lock(&shared).state = Some(st.clone());
+        }));
         let driver = Driver {
             proxy: proxy.clone(),
             mover,

@@ -93,6 +93,21 @@ pub struct PairProgress {
     pub applied: u64,
     /// Moving rows compared by the last verify (equal on both sides).
     pub verified: u64,
+    /// Rows of the table on the source when its copy began (InnoDB's estimate): for the ETA.
+    #[serde(default)]
+    pub source_rows: u64,
+}
+
+impl PairProgress {
+    /// Seconds until this pair's copy has read the whole source table, at its rate so far
+    /// (`None` before a rate is known or after the table was read).
+    pub fn eta_s(&self) -> Option<f64> {
+        if self.copied == 0 || self.rows_per_s <= 0.0 || self.scanned >= self.source_rows {
+            return None;
+        }
+        let scan_rate = self.rows_per_s * self.scanned as f64 / self.copied as f64;
+        Some((self.source_rows - self.scanned) as f64 / scan_rate)
+    }
 }
 
 /// The persisted state of one move.
@@ -169,7 +184,7 @@ impl ReshardState {
     }
 
     /// Column names of [`ReshardState::rows`].
-    pub const COLUMNS: [&'static str; 11] = [
+    pub const COLUMNS: [&'static str; 12] = [
         "phase",
         "table",
         "from_shard",
@@ -180,6 +195,7 @@ impl ReshardState {
         "changes_applied",
         "rows_verified",
         "catch_up_lag",
+        "copy_eta_s",
         "note",
     ];
 
@@ -202,6 +218,10 @@ impl ReshardState {
                     p.applied.to_string(),
                     p.verified.to_string(),
                     self.pending_changes.to_string(),
+                    match (self.phase, p.eta_s()) {
+                        (Phase::Copy, Some(eta)) => format!("{eta:.0}"),
+                        _ => String::new(),
+                    },
                     String::new(),
                 ]
             })
@@ -231,6 +251,7 @@ impl ReshardState {
             total(|p| p.applied),
             total(|p| p.verified),
             self.pending_changes.to_string(),
+            String::new(),
             note,
         ]);
         out
@@ -266,9 +287,18 @@ mod tests {
         assert_eq!(rows[0][0], "done");
         assert_eq!(rows[0][5], "7");
         assert!(
-            rows[1][10].contains("cutover write pause 12 ms"),
+            rows[1][11].contains("cutover write pause 12 ms"),
             "{rows:?}"
         );
+        let p = PairProgress {
+            scanned: 100,
+            copied: 50,
+            rows_per_s: 25.0,
+            source_rows: 400,
+            ..Default::default()
+        };
+        // Reading 50 rows/s, 300 rows left: 6 s.
+        assert_eq!(p.eta_s(), Some(6.0));
         assert!(ReshardState::from_json("{").is_err());
         // Pairs copy one after the other: 100 rows at 100/s then 100 at 50/s is 200 in 3 s.
         let mut two = back.clone();
