@@ -17,7 +17,10 @@ SOAK_SECONDS ?= 120
 PROXIES ?= 1
 export CONFIG DEMO_ACCOUNTS PROXIES
 
-.PHONY: up down test bench soak cluster-up cluster-down status memtest
+.PHONY: up down test bench soak cluster-up cluster-down status memtest reshard-demo
+
+# Rows of the table `make reshard-demo` moves (tests/reshard.rs, the ignored test).
+RESHARD_ROWS ?= 50000
 
 # The recipes of up and down are scripts/stack.sh: binaries from where cargo put them
 # (CARGO_TARGET_DIR honoured), and a failed `up` stops what it started.
@@ -44,6 +47,12 @@ test:
 memtest:
 	cargo build --bins
 	cargo test --test merge_memory -- --ignored --nocapture
+
+# Online resharding 2 -> 3 shards under writes, a cancelled shrink and the shrink to its end,
+# on RESHARD_ROWS rows (tests/reshard.rs, the ignored test); prints the figures.
+reshard-demo:
+	cargo build --bins
+	RESHARD_ROWS=$(RESHARD_ROWS) cargo test --test reshard reshard_demo_large -- --ignored --nocapture
 
 bench:
 	if [ -x benches/e2e.sh ]; then benches/e2e.sh; else echo "bench: benches/e2e.sh does not exist yet"; fi

@@ -67,6 +67,9 @@ pub struct Config {
     /// alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coordination: Option<Coordination>,
+    /// Online resharding (`RESHARD START`): the cutover's bound and the copy's batch size.
+    #[serde(default)]
+    pub reshard: Reshard,
 }
 
 /// `[coordination]`: several proxies of one cluster agree through etcd on who decides
@@ -95,6 +98,40 @@ fn default_coordination_cluster() -> String {
 }
 fn default_lease_ttl_s() -> u64 {
     5
+}
+
+/// `[reshard]`: how an online move of rows between shards runs (docs/resharding.md).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Reshard {
+    /// Longest write pause at the cutover; past it the cutover is abandoned, traffic resumes
+    /// on the old ring and the cutover is tried again. Bounded by `failover.buffer_ms` (held
+    /// statements wait at most that long).
+    #[serde(default = "default_reshard_cutover_timeout_ms")]
+    pub cutover_timeout_ms: u64,
+    /// Rows read and written per batch of the copy.
+    #[serde(default = "default_reshard_batch_rows")]
+    pub batch_rows: usize,
+    /// Pause between two batches of the copy, so the live load keeps its latency.
+    #[serde(default)]
+    pub batch_pause_ms: u64,
+}
+
+impl Default for Reshard {
+    fn default() -> Self {
+        Reshard {
+            cutover_timeout_ms: default_reshard_cutover_timeout_ms(),
+            batch_rows: default_reshard_batch_rows(),
+            batch_pause_ms: 0,
+        }
+    }
+}
+
+fn default_reshard_cutover_timeout_ms() -> u64 {
+    2000
+}
+fn default_reshard_batch_rows() -> usize {
+    1000
 }
 
 /// `[failover]`: automatic promotion of a replica when a shard's primary is down.

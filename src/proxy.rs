@@ -102,6 +102,13 @@ pub struct Proxy {
     /// The etcd coordination of several proxies, from `[coordination]` at start (a reload
     /// keeps it); `None`: this proxy decides failovers alone.
     pub coordinator: Option<Arc<crate::backend::coordination::Coordinator>>,
+    /// Closed during a resharding's cutover: statements wait here *before* they are planned,
+    /// so they are planned on the new ring once it opens (sessions with an open transaction
+    /// pass, so that it can finish).
+    pub reshard_gate: crate::backend::gate::Gate,
+    /// Statements of client sessions past the resharding gate and not finished yet (what the
+    /// cutover waits to reach zero).
+    pub statements_running: AtomicUsize,
 }
 
 /// Failover reaches the running proxy through this (it sits in a lower layer).
@@ -177,6 +184,8 @@ impl Proxy {
             tls,
             login_guard: Default::default(),
             coordinator,
+            reshard_gate: Default::default(),
+            statements_running: AtomicUsize::new(0),
         }))
     }
 
@@ -204,6 +213,19 @@ impl Proxy {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .cloned()
+    }
+
+    /// Installs a validated config: users, placement rules and topology follow it (a config
+    /// reload and a resharding's cutover). Sessions keep the leases they hold; new statements
+    /// use the new pools. Pools first, so that rules naming a new shard find its pool.
+    pub fn install_config(&self, new: Config) {
+        let topology = Topology::reloaded(&new, self.pool_idle_lists, &self.topology());
+        *self.topology.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(topology);
+        let rules = crate::plan::Rules::from_config(&new);
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+        let users = users_of(&new);
+        *self.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
     }
 
     /// A new connection id for a client (what it sees in the handshake and uses in KILL).

@@ -33,7 +33,19 @@ pub const STATEMENTS: &[(&str, &str)] = &[
     ("SHOW TABLE RULES", "how each table is placed"),
     (
         "SHOW RESHARD STATUS",
-        "progress of a resharding (not supported yet)",
+        "progress of a resharding: phase, rows copied per table and shard pair, rows/s, catch-up lag, cutover pause",
+    ),
+    (
+        "RESHARD START '<config file>'",
+        "move the rows online to the placement of that config (shards added/removed, weights, vnodes)",
+    ),
+    (
+        "RESHARD CANCEL",
+        "stop a resharding before its cutover: triggers and copies removed, the old placement serves",
+    ),
+    (
+        "RESHARD CLEANUP",
+        "after the cutover: delete the moved rows from their old shards",
     ),
     (
         "RESHARD PLAN '<config file>'",
@@ -92,6 +104,12 @@ pub enum Command {
     Switchover(String),
     /// `RESHARD PLAN '<file>'`: the path of the config to move to.
     ReshardPlan(String),
+    /// `RESHARD START '<file>'`: the path of the config to move to.
+    ReshardStart(String),
+    /// `RESHARD CANCEL`.
+    ReshardCancel,
+    /// `RESHARD CLEANUP`.
+    ReshardCleanup,
     /// `SWITCHOVER <shard> TO <replica>`.
     SwitchoverTo {
         shard: String,
@@ -250,18 +268,26 @@ pub fn parse(sql: &str) -> Result<Command, AdminError> {
             }
             Ok(Command::Switchover(unquote_ident(words[1])))
         }
-        "RESHARD" if kw(1, "PLAN") => {
-            const SYNTAX: &str = "RESHARD PLAN '<config file>'";
+        "RESHARD" if kw(1, "PLAN") || kw(1, "START") => {
+            let (syntax, make): (&str, fn(String) -> Command) = if kw(1, "PLAN") {
+                ("RESHARD PLAN '<config file>'", Command::ReshardPlan)
+            } else {
+                ("RESHARD START '<config file>'", Command::ReshardStart)
+            };
             let rest = after_words(text, 2).trim();
             match rest.chars().next() {
                 Some(q @ ('\'' | '"')) => parse_quoted(rest, q)
                     .filter(|p| !p.is_empty())
-                    .map(Command::ReshardPlan)
-                    .ok_or_else(|| usage(SYNTAX)),
-                _ => Err(usage(SYNTAX)),
+                    .map(make)
+                    .ok_or_else(|| usage(syntax)),
+                _ => Err(usage(syntax)),
             }
         }
-        "RESHARD" => Err(usage("RESHARD PLAN '<config file>'")),
+        "RESHARD" if words.len() == 2 && kw(1, "CANCEL") => Ok(Command::ReshardCancel),
+        "RESHARD" if words.len() == 2 && kw(1, "CLEANUP") => Ok(Command::ReshardCleanup),
+        "RESHARD" => Err(usage(
+            "RESHARD PLAN '<config file>' | RESHARD START '<config file>' | RESHARD CANCEL | RESHARD CLEANUP",
+        )),
         "FAILOVER" => match words.len() {
             2 => Ok(Command::Failover {
                 shard: unquote_ident(words[1]),
@@ -568,7 +594,18 @@ mod tests {
             Command::ReshardPlan("it's.toml".into())
         );
         assert!(parse("reshard plan /tmp/x.toml").is_err());
-        assert!(parse("reshard start '/tmp/x.toml'").is_err());
+        assert_eq!(
+            ok("reshard start '/tmp/x.toml'"),
+            Command::ReshardStart("/tmp/x.toml".into())
+        );
+        assert!(parse("reshard start /tmp/x.toml").is_err());
+        assert_eq!(ok("RESHARD cancel;"), Command::ReshardCancel);
+        assert_eq!(ok("reshard CLEANUP"), Command::ReshardCleanup);
+        assert!(parse("reshard cancel now").is_err());
+        assert!(parse("reshard")
+            .unwrap_err()
+            .message
+            .contains("RESHARD START '<config file>'"));
         assert_eq!(ok("SWITCHOVER `s1`;"), Command::Switchover("s1".into()));
         assert!(parse("SWITCHOVER").is_err());
         assert_eq!(

@@ -2,8 +2,8 @@
 //! that opens the admin port, the HTTP port and the SIGHUP reload from a config.
 //!
 //! `PREVIEW` plans as a session without a current database and with scatter writes off would.
-//! What the core does not offer yet answers "not supported yet": `SWITCHOVER` and
-//! `SHOW RESHARD STATUS`.
+//! The online resharding (`RESHARD START` and after) is [`super::reshard_run`]; a persisted one
+//! is resumed in [`start_operator_ports`], before the data port serves.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -20,14 +20,13 @@ use super::ops::{
 use super::AdminUsers;
 use crate::backend::kill::kill_backend;
 use crate::backend::pool::{self, Pool};
-use crate::backend::topology::Topology;
 use crate::config::Config;
 use crate::plan::preview::preview_result_set;
 use crate::plan::reshard::{placement_changes, MovesData};
 use crate::plan::rules::TableKind as RuleKind;
-use crate::plan::{PlanContext, Rules};
+use crate::plan::PlanContext;
 use crate::protocol::resultset::ResultSet;
-use crate::proxy::{users_of, Proxy};
+use crate::proxy::Proxy;
 use crate::ring::KeyValue;
 
 /// The admin view of a running [`Proxy`].
@@ -38,6 +37,8 @@ pub struct CoreOps {
     /// Replaced on reload.
     pub admin_users: AdminUsers,
     qps: Mutex<QpsMeter>,
+    /// The online resharding (`RESHARD START` and after).
+    pub reshards: super::reshard_run::Reshards,
 }
 
 /// Statements per second over the last interval of at least one second between two reads.
@@ -60,6 +61,7 @@ impl CoreOps {
                 count,
                 rate: 0.0,
             }),
+            reshards: Default::default(),
         })
     }
 
@@ -353,6 +355,24 @@ impl AdminOps for CoreOps {
     fn failovers(&self) -> Result<ResultSet, AdminError> {
         Ok(super::failover_ops::history(&self.proxy))
     }
+
+    fn reshard_status(&self) -> Result<ResultSet, AdminError> {
+        Ok(super::render::reshard_status(
+            self.reshards.status().as_ref(),
+        ))
+    }
+
+    async fn reshard_start(&self, path: &str) -> Result<Vec<String>, AdminError> {
+        self.reshards.start(&self.proxy, path).await
+    }
+
+    async fn reshard_cancel(&self) -> Result<String, AdminError> {
+        self.reshards.cancel(&self.proxy).await
+    }
+
+    async fn reshard_cleanup(&self) -> Result<String, AdminError> {
+        self.reshards.cleanup(&self.proxy).await
+    }
 }
 
 /// Placement rules of a config: sharded tables, reference tables, then the default rule.
@@ -384,18 +404,11 @@ pub fn table_rules(config: &Config) -> Vec<TableRule> {
     rules
 }
 
-/// Installs a validated config: users, placement rules and topology follow it. Sessions keep the leases they
-/// hold; new statements use the new pools. (Pools of unchanged servers are rebuilt too: their
-/// idle connections are dropped and their health restarts as up until the next check.)
+/// Installs a validated config ([`Proxy::install_config`]). (Pools of unchanged servers are
+/// rebuilt too: their idle connections are dropped and their health restarts as up until the
+/// next check.)
 fn apply(proxy: &Proxy, new: Config) {
-    // Pools first, so that rules naming a new shard find its pool.
-    let topology = Topology::reloaded(&new, proxy.pool_idle_lists, &proxy.topology());
-    *proxy.topology.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(topology);
-    let rules = Rules::from_config(&new);
-    *proxy.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
-    let users = users_of(&new);
-    *proxy.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
-    *proxy.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+    proxy.install_config(new);
 }
 
 /// Opens what the config asks for: the admin port (`admin_listen`), the HTTP port
@@ -405,8 +418,13 @@ pub async fn start_operator_ports(
     proxy: Arc<Proxy>,
     config_path: Option<PathBuf>,
 ) -> anyhow::Result<Arc<CoreOps>> {
+    let ops = CoreOps::new(proxy.clone(), config_path);
+    // A resharding persisted before a restart: after its cutover the new ring must serve
+    // before the first client is (the data port accepts only after this returns).
+    if let Err(e) = ops.reshards.resume(&proxy).await {
+        tracing::error!("reshard: the persisted resharding could not be resumed: {e}");
+    }
     let config = proxy.config();
-    let ops = CoreOps::new(proxy, config_path);
     let metrics = crate::metrics::install();
     if let Some(addr) = &config.admin_listen {
         let l = TcpListener::bind(addr)

@@ -14,6 +14,9 @@ pub mod failover_ops;
 pub mod ops;
 pub mod render;
 pub mod reshard;
+pub mod reshard_copy;
+pub mod reshard_run;
+pub mod reshard_sql;
 pub mod server;
 
 use std::sync::Arc;

@@ -309,10 +309,33 @@ pub trait AdminOps: Send + Sync + 'static {
         Err(AdminError::not_supported("SHOW FAILOVERS is not supported"))
     }
 
-    /// Progress of a running resharding as rows. Until resharding lands: not supported.
+    /// Progress of a resharding as rows (`super::render::reshard_status`).
     fn reshard_status(&self) -> Result<ResultSet, AdminError> {
         Err(AdminError::not_supported(
-            "SHOW RESHARD STATUS is not supported yet (lands with resharding)",
+            "SHOW RESHARD STATUS is not available here",
+        ))
+    }
+
+    /// `RESHARD START '<file>'`: starts moving the rows to that config's placement; returns
+    /// what started, one line each.
+    async fn reshard_start(&self, path: &str) -> Result<Vec<String>, AdminError> {
+        let _ = path;
+        Err(AdminError::not_supported(
+            "RESHARD START is not available here",
+        ))
+    }
+
+    /// `RESHARD CANCEL`: stops a resharding before its cutover and rolls it back.
+    async fn reshard_cancel(&self) -> Result<String, AdminError> {
+        Err(AdminError::not_supported(
+            "RESHARD CANCEL is not available here",
+        ))
+    }
+
+    /// `RESHARD CLEANUP`: after the cutover, deletes the moved rows from their old shards.
+    async fn reshard_cleanup(&self) -> Result<String, AdminError> {
+        Err(AdminError::not_supported(
+            "RESHARD CLEANUP is not available here",
         ))
     }
 }

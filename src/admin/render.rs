@@ -217,6 +217,30 @@ pub fn reshard_plan(lines: &[(String, String)]) -> ResultSet {
     )
 }
 
+/// `RESHARD START`, `RESHARD CANCEL`, `RESHARD CLEANUP`: what happened, one row per line.
+pub fn reshard_outcome(lines: &[String]) -> ResultSet {
+    result(
+        &[Col::Text("outcome")],
+        lines.iter().map(|l| vec![s(l)]).collect(),
+    )
+}
+
+/// `SHOW RESHARD STATUS`: the rows of [`crate::plan::reshard_state::ReshardState::rows`]
+/// (no row: no resharding known).
+pub fn reshard_status(state: Option<&crate::plan::reshard_state::ReshardState>) -> ResultSet {
+    use crate::plan::reshard_state::ReshardState;
+    let cols: Vec<Col> = ReshardState::COLUMNS.iter().map(|c| Col::Text(c)).collect();
+    let rows = state
+        .map(|st| {
+            st.rows()
+                .iter()
+                .map(|r| r.iter().map(|v| s(v.as_str())).collect())
+                .collect()
+        })
+        .unwrap_or_default();
+    result(&cols, rows)
+}
+
 /// `SWITCHOVER`.
 pub fn switchover(shard: &str, outcome: &str) -> ResultSet {
     result(

@@ -229,6 +229,15 @@ impl AdminShim {
             Command::ReshardPlan(path) => {
                 Reply::Rows(render::reshard_plan(&ops.reshard_plan(&path).await?))
             }
+            Command::ReshardStart(path) => {
+                Reply::Rows(render::reshard_outcome(&ops.reshard_start(&path).await?))
+            }
+            Command::ReshardCancel => {
+                Reply::Rows(render::reshard_outcome(&[ops.reshard_cancel().await?]))
+            }
+            Command::ReshardCleanup => {
+                Reply::Rows(render::reshard_outcome(&[ops.reshard_cleanup().await?]))
+            }
             Command::SwitchoverTo { shard, target } => {
                 let outcome = ops.switchover_to(&shard, Some(&target)).await?;
                 Reply::Rows(render::switchover(&shard, &outcome))

@@ -39,6 +39,7 @@ pub mod preview;
 pub mod reason;
 pub mod reject;
 pub mod reshard;
+pub mod reshard_state;
 pub mod route;
 pub mod rules;
 pub mod scan;

@@ -183,8 +183,8 @@ impl fmt::Display for MovesData {
             f,
             "the new config moves rows between shards, which a reload cannot do: {}. The running \
              config stays. See what would move with RESHARD PLAN '<new config file>' on the admin \
-             port (or: shardproxy reshard plan --from <running config> --to <new config>); \
-             moving the data online (RESHARD START) is not built yet",
+             port (or: shardproxy reshard plan --from <running config> --to <new config>), and \
+             move the rows online with RESHARD START '<new config file>'",
             list.join("; ")
         )
     }
@@ -330,7 +330,7 @@ impl ReshardPlan {
         }
         out.push((
             "note".into(),
-            "RESHARD START, which runs these steps online, is not built yet".into(),
+            "RESHARD START '<file>' runs these steps online (docs/resharding.md)".into(),
         ));
         out
     }
@@ -355,7 +355,7 @@ impl ReshardPlan {
         steps.extend(
             [
                 "copy the moving rows in batches from a consistent snapshot of each source, throttled",
-                "catch up: apply every change made on the sources since the snapshot (binlog)",
+                "catch up: apply every change made on the sources since the snapshot (trigger change log)",
                 "verify: row counts and checksums of each moved range agree on source and target",
                 "cut over: pause writes to the moving keys (bounded), apply the last changes, switch the ring",
                 "clean up on request: delete the moved rows from their old shards",

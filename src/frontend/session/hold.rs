@@ -502,6 +502,64 @@ impl Session {
     }
 }
 
+/// One statement counted in [`crate::proxy::Proxy::statements_running`]; the count ends when
+/// this is dropped (also when the session's task ends in the middle of a statement).
+pub(super) struct Running(std::sync::Arc<crate::proxy::Proxy>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0
+            .statements_running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Session {
+    /// Counts the statement in [`crate::proxy::Proxy::statements_running`] once the
+    /// resharding gate lets it through (at once when it is open or the session has an open
+    /// transaction, which must be able to finish), until the [`Running`] returned is dropped.
+    /// Counting first and looking at the gate second (both sequentially consistent) means a
+    /// cutover that closed the gate either sees the count or is seen by the statement.
+    pub(super) async fn enter_statement(&mut self) -> Result<Running, ErrInfo> {
+        use std::sync::atomic::{fence, Ordering::SeqCst};
+        let in_transaction = self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.why == HoldWhy::Transaction)
+            || self.dtx.is_some();
+        loop {
+            self.proxy.statements_running.fetch_add(1, SeqCst);
+            let running = Running(self.proxy.clone());
+            fence(SeqCst);
+            if in_transaction || self.proxy.reshard_gate.is_open() {
+                return Ok(running);
+            }
+            drop(running);
+            let f = self.proxy.config().failover.clone();
+            self.proxy
+                .reshard_gate
+                .pass(
+                    "*",
+                    std::time::Duration::from_millis(f.buffer_ms),
+                    f.buffer_max,
+                )
+                .await
+                .map_err(|e| {
+                    let text = match e {
+                        GateRefusal::TimedOut { waited_ms, .. } => format!(
+                            "held {waited_ms} ms (failover.buffer_ms) by a resharding cutover that did not end"
+                        ),
+                        GateRefusal::TooMany { max, .. } => format!(
+                            "{max} statements (failover.buffer_max) already wait for a resharding cutover"
+                        ),
+                        GateRefusal::Refused { reason, .. } => reason,
+                    };
+                    ErrInfo::new(err::ER_NET_READ_INTERRUPTED, text)
+                })?;
+        }
+    }
+}
+
 /// The client's error for a statement the shard's gate did not let through.
 fn gate_error(e: &GateRefusal) -> ErrInfo {
     let code = match e {

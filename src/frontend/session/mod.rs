@@ -367,6 +367,14 @@ impl Session {
                 .audit
                 .as_ref()
                 .map(|_| (pkt.payload.clone(), Instant::now()));
+            // A resharding cutover holds statements here, before they are planned.
+            let running = match self.enter_statement().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = self.send_err(1, &e).await;
+                    continue;
+                }
+            };
             let flow = self.dispatch(pkt.payload).await;
             if let Some((payload, started)) = audited {
                 self.audit_statement(&payload, started);
@@ -389,6 +397,8 @@ impl Session {
                     _ => None,
                 });
             });
+            // After the session shows its open transaction (the cutover waits for both).
+            drop(running);
         }
     }
 

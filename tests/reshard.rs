@@ -1,0 +1,640 @@
+//! Online resharding (issue 12) against real mariadbd servers and the real proxy binary:
+//! `RESHARD START` from 2 to 3 shards while clients keep writing through the proxy, then
+//! `RESHARD CLEANUP`; and a shrink from 3 back to 2 that is cancelled halfway.
+//!
+//! What is checked, each time by reading every shard directly (never through the proxy):
+//! zero client errors during the move and its cutover; every acknowledged write present exactly
+//! once, with its last acknowledged value, and deleted rows absent; every row on exactly the
+//! shard the new ring names (after cleanup, no copy left behind); the reference table copied
+//! whole to the new shard; after a cancel, no trigger, no copy, and the old placement intact.
+//! `RESHARD_ROWS` (default 3000) sets the table's size: `make reshard-demo` runs the ignored
+//! larger version and prints the figures.
+
+mod harness;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harness::{Cluster, Proxy, ProxyConfig, APP_PASSWORD, APP_USER};
+use mysql_async::prelude::Queryable;
+use shardproxy::config::Config;
+use shardproxy::ring::{KeyValue, Ring};
+
+const WRITERS: u64 = 4;
+
+/// What one writer knows it did: per id, the last acknowledged balance (`None`: deleted).
+type Acked = BTreeMap<u64, Option<String>>;
+
+/// Figures of one writer.
+#[derive(Default)]
+struct Tally {
+    acked: Acked,
+    writes: u64,
+    errors: Vec<String>,
+    worst_ms: u128,
+    /// (when it was acknowledged, microseconds it took) per write.
+    latencies: Vec<(Instant, u64)>,
+}
+
+/// p50 and p99 in milliseconds of the writes acknowledged in `[from, to)`.
+fn percentiles(tallies: &[Tally], from: Instant, to: Instant) -> (f64, f64, usize) {
+    let mut v: Vec<u64> = tallies
+        .iter()
+        .flat_map(|t| &t.latencies)
+        .filter(|(at, _)| *at >= from && *at < to)
+        .map(|(_, us)| *us)
+        .collect();
+    v.sort_unstable();
+    if v.is_empty() {
+        return (0.0, 0.0, 0);
+    }
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)] as f64 / 1000.0;
+    (at(0.5), at(0.99), v.len())
+}
+
+fn balance(i: u64, n: u64) -> String {
+    format!("{}.{:02}", i * 7 + n, (i + n) % 100)
+}
+
+/// A writer through the proxy: updates its own share of the loaded rows, inserts new rows and
+/// deletes some of them, one autocommit statement at a time, until `stop`.
+async fn writer(
+    port: u16,
+    w: u64,
+    rows: u64,
+    base: u64,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+) -> Tally {
+    let opts = harness::mysql::tcp_opts(port, APP_USER, APP_PASSWORD).db_name(Some("fund"));
+    let mut conn = mysql_async::Conn::new(opts).await.expect("writer connects");
+    let mut t = Tally::default();
+    let mut n: u64 = 0;
+    let mut mine: Vec<u64> = (1..=rows).filter(|id| id % WRITERS == w).collect();
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let (sql, id, after): (String, u64, Option<String>) = match n % 5 {
+            0..=2 => {
+                let id = mine[(n as usize * 7919) % mine.len()];
+                let b = balance(id, n);
+                (
+                    format!("UPDATE rs_accounts SET balance = {b} WHERE id = {id}"),
+                    id,
+                    Some(b),
+                )
+            }
+            3 => {
+                let id = base + 1_000_000 * (w + 1) + n;
+                let b = balance(id, n);
+                mine.push(id);
+                (
+                    format!(
+                        "INSERT INTO rs_accounts (id, owner, balance) VALUES ({id}, 'w{w}', {b})"
+                    ),
+                    id,
+                    Some(b),
+                )
+            }
+            _ => {
+                // Delete the newest inserted row (never a loaded one, so updates keep hitting).
+                match mine.last().copied().filter(|&id| id > rows) {
+                    Some(id) => {
+                        mine.pop();
+                        (format!("DELETE FROM rs_accounts WHERE id = {id}"), id, None)
+                    }
+                    None => continue,
+                }
+            }
+        };
+        let started = Instant::now();
+        match conn.query_drop(&sql).await {
+            Ok(()) => {
+                t.latencies
+                    .push((Instant::now(), started.elapsed().as_micros() as u64));
+                t.acked.insert(id, after);
+                t.writes += 1;
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => t.errors.push(format!("{sql}: {e}")),
+        }
+        t.worst_ms = t.worst_ms.max(started.elapsed().as_millis());
+    }
+    let _ = conn.disconnect().await;
+    t
+}
+
+/// `fund.rs_accounts` of one server: id → balance.
+fn shard_rows(cluster: &Cluster, shard: &str) -> HashMap<u64, String> {
+    cluster
+        .shard(shard)
+        .primary
+        .query("SELECT id, balance FROM fund.rs_accounts")
+        .into_iter()
+        .map(|r| (r[0].parse().unwrap(), r[1].clone()))
+        .collect()
+}
+
+/// The status rows, waiting until the phase is one of `phases` (panics on `stopped` or after
+/// `timeout`).
+fn wait_phase(proxy: &Proxy, phases: &[&str], timeout: Duration) -> Vec<Vec<String>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        // A restarted proxy opens its admin port once it has read the persisted state.
+        let rows = match proxy.admin_query("SHOW RESHARD STATUS") {
+            Ok(r) => r,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("admin port not ready: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            Err(e) => panic!("SHOW RESHARD STATUS: {e}"),
+        };
+        let phase = rows.first().map(|r| r[0].clone()).unwrap_or_default();
+        if phases.contains(&phase.as_str()) {
+            return rows;
+        }
+        assert!(
+            phase != "stopped",
+            "the resharding stopped: {rows:?}\n{}",
+            proxy.log()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "phase {phase} after {timeout:?}: {rows:?}\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every id on exactly the shard `ring` names, the union equal to what was acknowledged.
+fn check_placement(cluster: &Cluster, ring: &Ring, shards: &[&str], loaded: u64, acked: &Acked) {
+    let mut seen: HashMap<u64, (String, String)> = HashMap::new();
+    for s in shards {
+        for (id, b) in shard_rows(cluster, s) {
+            let want = ring.shard_for(&KeyValue::from(id as i64));
+            assert_eq!(want, *s, "row {id} is on {s}, the ring names {want}");
+            if let Some((other, _)) = seen.insert(id, (s.to_string(), b)) {
+                panic!("row {id} is on both {other} and {s}");
+            }
+        }
+    }
+    for id in 1..=loaded {
+        assert!(
+            acked.contains_key(&id) || seen.contains_key(&id),
+            "loaded row {id} is lost"
+        );
+    }
+    for (id, want) in acked {
+        match (want, seen.get(id)) {
+            (Some(b), Some((_, got))) => assert_eq!(got, b, "row {id}: last acknowledged balance"),
+            (Some(b), None) => panic!("acknowledged row {id} (balance {b}) is lost"),
+            (None, Some((s, _))) => panic!("deleted row {id} is back on {s}"),
+            (None, None) => {}
+        }
+    }
+}
+
+fn triggers(cluster: &Cluster, shard: &str) -> String {
+    cluster
+        .shard(shard)
+        .primary
+        .query_value("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_NAME LIKE 'shardproxy_rs_%'")
+        .unwrap_or_default()
+}
+
+fn run(rows: u64) {
+    let cluster = Cluster::start(3, 0);
+    let s = |n: &str| cluster.shard(n).primary_addr();
+    let cfg = ProxyConfig::default()
+        .shard("s1", &s("s1"), &[])
+        .shard("s2", &s("s2"), &[])
+        .sharded_table("rs_accounts", "id")
+        .reference_table("rs_rates")
+        .extra("[reshard]\ncutover_timeout_ms = 2000\nbatch_rows = 500\n")
+        .render();
+    let proxy = Proxy::start(&cfg);
+    proxy
+        .cli_query(
+            "USE fund; CREATE TABLE rs_accounts (id BIGINT PRIMARY KEY, owner VARCHAR(40) \
+             CHARACTER SET latin1, balance DECIMAL(20,2) NOT NULL, note BLOB); CREATE TABLE \
+             rs_rates (code VARCHAR(8) PRIMARY KEY, rate DECIMAL(10,4))",
+        )
+        .unwrap();
+    proxy
+        .cli_query("USE fund; INSERT INTO rs_rates VALUES ('EUR', 1.0850), ('CNY', 0.1380)")
+        .unwrap();
+    let mut id = 1;
+    while id <= rows {
+        let values: Vec<String> = (id..(id + 2000).min(rows + 1))
+            .map(|i| format!("({i}, 'Zoë{i}', {}, x'00ff{i:08x}')", balance(i, 0)))
+            .collect();
+        proxy
+            .cli_query(&format!(
+                "USE fund; INSERT INTO rs_accounts (id, owner, balance, note) VALUES {}",
+                values.join(", ")
+            ))
+            .unwrap();
+        id += 2000;
+    }
+    // The 3-shard config: the running one with s3 added.
+    let running = std::fs::read_to_string(proxy.config_path()).unwrap();
+    let three = running.replacen(
+        "\n[sharding]",
+        &format!(
+            "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
+            s("s3")
+        ),
+        1,
+    );
+    assert_ne!(three, running);
+    let three_path = proxy.config_path().with_extension("three.toml");
+    std::fs::write(&three_path, &three).unwrap();
+    let new_ring = Ring::from_config(&Config::load(&three_path).unwrap());
+
+    // Writers through the proxy for the whole move.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            rt.spawn(writer(
+                proxy.port(),
+                w,
+                rows,
+                0,
+                stop.clone(),
+                count.clone(),
+            ))
+        })
+        .collect();
+    let load_started = Instant::now();
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let started = Instant::now();
+    let out = proxy
+        .admin_query(&format!("RESHARD START '{}'", three_path.display()))
+        .unwrap();
+    assert!(out[0][0].contains("started"), "{out:?}");
+    // A second start while one runs is refused.
+    let e = proxy
+        .admin_query(&format!("RESHARD START '{}'", three_path.display()))
+        .map(|ok| {
+            panic!(
+                "a second start was accepted: {ok:?}, {:?}\n{}",
+                proxy.admin_query("SHOW RESHARD STATUS"),
+                proxy.log()
+            )
+        })
+        .unwrap_err();
+    assert!(e.contains("under way"), "{e}");
+    let status = wait_phase(&proxy, &["done"], Duration::from_secs(300));
+    let took = started.elapsed();
+    let done_at = Instant::now();
+    let during = count.load(Ordering::Relaxed);
+    // Writes keep going on the new ring for a moment.
+    std::thread::sleep(Duration::from_millis(700));
+    stop.store(true, Ordering::Relaxed);
+    let tallies: Vec<Tally> = writers
+        .into_iter()
+        .map(|h| rt.block_on(h).unwrap())
+        .collect();
+    let errors: Vec<&String> = tallies.iter().flat_map(|t| &t.errors).collect();
+    let writes: u64 = tallies.iter().map(|t| t.writes).sum();
+    let worst = tallies.iter().map(|t| t.worst_ms).max().unwrap_or(0);
+    let summary = status.last().unwrap().clone();
+    let (b50, b99, bn) = percentiles(&tallies, load_started, started);
+    let (d50, d99, dn) = percentiles(&tallies, started, done_at);
+    println!(
+        "write latency before the move: p50 {b50:.2} ms, p99 {b99:.2} ms ({bn} writes); during \
+         it: p50 {d50:.2} ms, p99 {d99:.2} ms ({dn} writes)"
+    );
+    println!(
+        "reshard 2 -> 3: {rows} rows; moved {} rows ({} rows/s copy); {} changes caught up; \
+         took {took:?}; {writes} writes acknowledged ({during} before done), {} errors; slowest \
+         write {worst} ms; {}",
+        summary[5],
+        summary[6],
+        summary[7],
+        errors.len(),
+        summary[11]
+    );
+    assert!(
+        errors.is_empty(),
+        "client errors during the move: {errors:?}"
+    );
+    assert!(writes > 50, "the writers hardly wrote: {writes}");
+    let pause: u64 = summary[11]
+        .split("cutover write pause ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no cutover pause in {summary:?}"));
+    assert!(pause < 2000, "cutover pause {pause} ms");
+    for r in &status[..status.len() - 1] {
+        assert_eq!(r[3], "s3", "growing moves only to s3: {status:?}");
+    }
+    let mut acked = Acked::new();
+    for t in &tallies {
+        acked.extend(t.acked.clone());
+    }
+    // The proxy now routes by the new ring: a moved key is read from s3.
+    let moved = (1..=rows)
+        .find(|&i| new_ring.shard_for(&KeyValue::from(i as i64)) == "s3" && !acked.contains_key(&i))
+        .expect("some loaded row moves to s3 untouched");
+    let via_proxy = proxy
+        .cli_query(&format!(
+            "USE fund; SELECT owner, HEX(note) FROM rs_accounts WHERE id = {moved}"
+        ))
+        .unwrap();
+    assert_eq!(via_proxy[0][0], format!("Zoë{moved}"), "latin1 text kept");
+    assert_eq!(
+        via_proxy[0][1],
+        format!("00FF{moved:08X}"),
+        "blob bytes kept"
+    );
+    assert_eq!(
+        cluster
+            .shard("s3")
+            .primary
+            .query("SELECT code, rate FROM fund.rs_rates ORDER BY code"),
+        vec![
+            vec!["CNY".to_string(), "0.1380".into()],
+            vec!["EUR".into(), "1.0850".into()]
+        ],
+        "the reference table is copied whole to the new shard"
+    );
+    for sh in ["s1", "s2"] {
+        assert_eq!(triggers(&cluster, sh), "0", "triggers left on {sh}");
+    }
+    // Before cleanup the moved rows are still on their old shards too; CANCEL is refused now.
+    let e = proxy.admin_query("RESHARD CANCEL").unwrap_err();
+    assert!(e.contains("cutover happened"), "{e}");
+    let out = proxy.admin_query("RESHARD CLEANUP").unwrap();
+    assert!(out[0][0].contains("deleted"), "{out:?}");
+    check_placement(&cluster, &new_ring, &["s1", "s2", "s3"], rows, &acked);
+    let live = acked.values().filter(|v| v.is_none()).count();
+    let count_via_proxy: usize = proxy
+        .cli_query("USE fund; SELECT COUNT(*) FROM rs_accounts")
+        .unwrap()[0][0]
+        .parse()
+        .unwrap();
+    let expected = (1..=rows).filter(|i| !acked.contains_key(i)).count()
+        + acked.values().filter(|v| v.is_some()).count();
+    assert_eq!(count_via_proxy, expected, "{live} deleted");
+
+    // Shrinking back to 2, slowly, and cancelled during the copy: the 3-shard placement keeps
+    // serving and nothing of the half-done move is left.
+    let two = running.replace(
+        "[reshard]\ncutover_timeout_ms = 2000\nbatch_rows = 500\n",
+        "[reshard]\ncutover_timeout_ms = 2000\nbatch_rows = 20\nbatch_pause_ms = 100\n",
+    );
+    assert_ne!(two, running);
+    let two_path = proxy.config_path().with_extension("two.toml");
+    std::fs::write(&two_path, &two).unwrap();
+    let before: Vec<HashMap<u64, String>> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|s| shard_rows(&cluster, s))
+        .collect();
+    proxy
+        .admin_query(&format!("RESHARD START '{}'", two_path.display()))
+        .unwrap();
+    wait_phase(&proxy, &["copy"], Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    let copied_some = (["s1", "s2"]
+        .iter()
+        .map(|s| shard_rows(&cluster, s).len())
+        .sum::<usize>())
+        > before[0].len() + before[1].len();
+    // The copy's progress shows while it runs.
+    let during = proxy.admin_query("SHOW RESHARD STATUS").unwrap();
+    let sum = during.last().unwrap();
+    assert_eq!(sum[0], "copy", "{during:?}");
+    assert!(
+        sum[5].parse::<u64>().unwrap() > 0,
+        "no progress shown: {during:?}"
+    );
+    let out = proxy.admin_query("RESHARD CANCEL").unwrap();
+    assert!(out[0][0].contains("cancelled"), "{out:?}");
+    assert!(copied_some, "the cancel came before any row was copied");
+    let after: Vec<HashMap<u64, String>> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|s| shard_rows(&cluster, s))
+        .collect();
+    assert_eq!(
+        after, before,
+        "a cancelled move leaves every shard as it was"
+    );
+    for sh in ["s1", "s2", "s3"] {
+        assert_eq!(triggers(&cluster, sh), "0", "triggers left on {sh}");
+    }
+    let status = proxy.admin_query("SHOW RESHARD STATUS").unwrap();
+    assert_eq!(status[0][0], "cancelled", "{status:?}");
+    let count_after: usize = proxy
+        .cli_query("USE fund; SELECT COUNT(*) FROM rs_accounts")
+        .unwrap()[0][0]
+        .parse()
+        .unwrap();
+    assert_eq!(
+        count_after, expected,
+        "the 3-shard ring still serves every row"
+    );
+    println!("reshard 3 -> 2 cancelled during the copy: every shard as before, no trigger left");
+
+    // The shrink again, to its end, under writes: every row back on the 2-shard ring, s3 empty.
+    let two_ring = Ring::from_config(&Config::load(&proxy.config_path()).unwrap());
+    let fast_path = proxy.config_path().with_extension("two-fast.toml");
+    std::fs::write(&fast_path, &running).unwrap();
+    stop.store(false, Ordering::Relaxed);
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            rt.spawn(writer(
+                proxy.port(),
+                w,
+                rows,
+                100_000_000,
+                stop.clone(),
+                count.clone(),
+            ))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    proxy
+        .admin_query(&format!("RESHARD START '{}'", fast_path.display()))
+        .unwrap();
+    let status = wait_phase(&proxy, &["done"], Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let tallies: Vec<Tally> = writers
+        .into_iter()
+        .map(|h| rt.block_on(h).unwrap())
+        .collect();
+    let errors: Vec<&String> = tallies.iter().flat_map(|t| &t.errors).collect();
+    assert!(
+        errors.is_empty(),
+        "client errors during the shrink: {errors:?}"
+    );
+    for t in &tallies {
+        acked.extend(t.acked.clone());
+    }
+    let summary = status.last().unwrap();
+    println!(
+        "reshard 3 -> 2: moved {} rows, {} changes caught up, {} writes acknowledged, 0 errors; {}",
+        summary[5],
+        summary[7],
+        tallies.iter().map(|t| t.writes).sum::<u64>(),
+        summary[11]
+    );
+    proxy.admin_query("RESHARD CLEANUP").unwrap();
+    check_placement(&cluster, &two_ring, &["s1", "s2", "s3"], rows, &acked);
+    assert_eq!(triggers(&cluster, "s3"), "0");
+}
+
+/// The proxy is SIGKILLed during the copy; the restarted proxy (same config file, still the
+/// 2-shard one) resumes the move by itself and completes it; killed again after the cleanup,
+/// it comes back serving the new ring (the old one would no longer find the moved rows).
+#[test]
+fn a_proxy_killed_during_the_copy_resumes_and_keeps_the_new_ring_after_restarts() {
+    let rows = 2000;
+    let cluster = Cluster::start(3, 0);
+    let s = |n: &str| cluster.shard(n).primary_addr();
+    let cfg = ProxyConfig::default()
+        .shard("s1", &s("s1"), &[])
+        .shard("s2", &s("s2"), &[])
+        .sharded_table("rs_accounts", "id")
+        .render();
+    let mut proxy = Proxy::start(&cfg);
+    proxy
+        .cli_query(
+            "USE fund; CREATE TABLE rs_accounts (id BIGINT PRIMARY KEY, owner VARCHAR(40), \
+             balance DECIMAL(20,2) NOT NULL, note BLOB)",
+        )
+        .unwrap();
+    let values: Vec<String> = (1..=rows)
+        .map(|i| format!("({i}, 'o{i}', {})", balance(i, 0)))
+        .collect();
+    proxy
+        .cli_query(&format!(
+            "USE fund; INSERT INTO rs_accounts (id, owner, balance) VALUES {}",
+            values.join(", ")
+        ))
+        .unwrap();
+    // The target config outside the proxy's directory (it outlives the killed proxy), slow
+    // enough to be killed during the copy.
+    let dir = tempfile::tempdir().unwrap();
+    let three = format!(
+        "{}\n[reshard]\nbatch_rows = 20\nbatch_pause_ms = 40\n",
+        cfg.replacen(
+            "\n[sharding]",
+            &format!(
+                "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
+                s("s3")
+            ),
+            1,
+        )
+    );
+    let three_path = dir.path().join("three.toml");
+    std::fs::write(&three_path, &three).unwrap();
+    let new_ring = Ring::from_config(&Config::load(&three_path).unwrap());
+    proxy
+        .admin_query(&format!("RESHARD START '{}'", three_path.display()))
+        .unwrap();
+    wait_phase(&proxy, &["copy"], Duration::from_secs(30));
+    // Acknowledged writes during the copy: on moving and staying keys alike.
+    let mut acked = Acked::new();
+    for id in 1..=40u64 {
+        let b = balance(id, 1);
+        proxy
+            .cli_query(&format!(
+                "USE fund; UPDATE rs_accounts SET balance = {b} WHERE id = {id}"
+            ))
+            .unwrap();
+        acked.insert(id, Some(b));
+    }
+    proxy
+        .cli_query("USE fund; DELETE FROM rs_accounts WHERE id IN (41, 42, 43)")
+        .unwrap();
+    for id in 41..=43 {
+        acked.insert(id, None);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.kill();
+    let on_s3 = shard_rows(&cluster, "s3").len();
+    let moving = (1..=rows)
+        .filter(|&i| new_ring.shard_for(&KeyValue::from(i as i64)) == "s3")
+        .count();
+    assert!(
+        on_s3 < moving,
+        "the copy was over before the kill ({on_s3} of {moving})"
+    );
+    println!("killed during the copy with {on_s3} of {moving} moving rows on s3");
+
+    let mut proxy = Proxy::start(&cfg);
+    let status = wait_phase(&proxy, &["done"], Duration::from_secs(120));
+    assert!(
+        proxy
+            .log()
+            .contains("resuming the move interrupted by the restart"),
+        "{}",
+        proxy.log()
+    );
+    println!("resumed after the restart: {:?}", status.last().unwrap());
+    proxy.admin_query("RESHARD CLEANUP").unwrap();
+    check_placement(&cluster, &new_ring, &["s1", "s2", "s3"], rows, &acked);
+    let expected = rows as usize - 3;
+    let count = |p: &Proxy| -> usize {
+        p.cli_query("USE fund; SELECT COUNT(*) FROM rs_accounts")
+            .unwrap()[0][0]
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(count(&proxy), expected);
+    proxy.kill();
+    let proxy = Proxy::start(&cfg);
+    // The data port is bound first; clients are served once the state is read.
+    assert!(
+        harness::wait_until(Duration::from_secs(20), || proxy
+            .log()
+            .contains("serving the new ring")),
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(
+        count(&proxy),
+        expected,
+        "the restarted proxy serves the new ring"
+    );
+    let moved = (1..=rows)
+        .find(|&i| new_ring.shard_for(&KeyValue::from(i as i64)) == "s3")
+        .unwrap();
+    let got = proxy
+        .cli_query(&format!(
+            "USE fund; SELECT owner FROM rs_accounts WHERE id = {moved}"
+        ))
+        .unwrap();
+    assert_eq!(got[0][0], format!("o{moved}"));
+}
+
+#[test]
+fn grow_two_to_three_under_writes_then_a_cancelled_shrink() {
+    run(std::env::var("RESHARD_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000));
+}
+
+/// The larger run for `make reshard-demo` (figures printed).
+#[test]
+#[ignore]
+fn reshard_demo_large() {
+    run(std::env::var("RESHARD_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000));
+}
