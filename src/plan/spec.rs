@@ -40,12 +40,80 @@ pub struct MergeSpec {
     pub offset: u64,
     /// Rows returned after the offset; `None` = all.
     pub limit: Option<u64>,
+    /// A `SELECT *` (or `t.*`) whose width only the shards' column definitions tell, with
+    /// columns the merge refers to: see [`Wildcard`]. `None`: every index above is final (or
+    /// `visible_columns` is [`ALL_COLUMNS`], every column visible).
+    pub wildcard: Option<Wildcard>,
+}
+
+/// Where the columns of `*` / `t.*` items sit among the shard SQL's columns.
+///
+/// The planner does not know a table's columns (no schema guessing): it counts each wildcard
+/// item as one column and writes every index in that *planned* numbering. The wildcard items
+/// (and any item between two of them) form one region of unknown width; the merge never refers
+/// to a column inside it (the planner fetches such a column again as a hidden one), so once
+/// the shards' answer tells the real column count, every index after the region moves by the
+/// region's real width minus its planned width ([`MergeSpec::resolve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wildcard {
+    /// Planned index of the region's first column (the first wildcard item).
+    pub start: usize,
+    /// Planned columns in the region (from the first to the last wildcard item).
+    pub planned_width: usize,
+    /// Planned columns in all, visible and hidden.
+    pub planned_total: usize,
 }
 
 impl MergeSpec {
     /// The slow-query log's description of a scatter read merged by this spec.
     pub fn summary(&self) -> String {
         format!("scatter, {self}")
+    }
+
+    /// The spec in the numbering of shard rows that have `ncols` columns: `SELECT *`'s "all
+    /// columns" made a count, a [`Wildcard`] region given its real width. Without a wildcard
+    /// the spec is unchanged, so resolving twice is harmless.
+    pub fn resolve(&self, ncols: usize) -> MergeSpec {
+        let mut s = self.clone();
+        if s.visible_columns == ALL_COLUMNS {
+            s.visible_columns = ncols;
+        }
+        let Some(w) = s.wildcard.take() else {
+            return s;
+        };
+        // Columns outside the region are as planned; the region takes the rest.
+        let outside = w.planned_total - w.planned_width;
+        let width = ncols.saturating_sub(outside);
+        let after = w.start + w.planned_width;
+        let map = |c: usize| {
+            if c >= after {
+                c + width - w.planned_width
+            } else {
+                c
+            }
+        };
+        s.visible_columns = map(s.visible_columns);
+        for c in s.group_by.iter_mut().chain(s.pre_group_by.iter_mut()) {
+            *c = map(*c);
+        }
+        for a in &mut s.aggregates {
+            a.column = map(a.column);
+            if let AggregateKind::Avg {
+                sum_column,
+                count_column,
+            } = &mut a.kind
+            {
+                *sum_column = map(*sum_column);
+                *count_column = map(*count_column);
+            }
+        }
+        for k in &mut s.order_by {
+            k.column = map(k.column);
+        }
+        if let Some(f) = &mut s.having {
+            f.map_columns(&map);
+        }
+        s
     }
 }
 
@@ -83,6 +151,13 @@ impl fmt::Display for MergeSpec {
         }
         if let Some(l) = self.limit {
             write!(f, "; limit {l}")?;
+        }
+        if let Some(w) = &self.wildcard {
+            write!(
+                f,
+                "; columns of * from col {} (width from the shards' answer)",
+                w.start
+            )?;
         }
         Ok(())
     }
@@ -143,6 +218,22 @@ pub enum Filter {
         column: usize,
         negated: bool,
     },
+}
+
+impl Filter {
+    /// Renumbers the columns the filter reads (see [`MergeSpec::resolve`]).
+    fn map_columns(&mut self, map: &impl Fn(usize) -> usize) {
+        match self {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                a.map_columns(map);
+                b.map_columns(map);
+            }
+            Filter::Not(a) => a.map_columns(map),
+            Filter::Compare { column, .. } | Filter::IsNull { column, .. } => {
+                *column = map(*column)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

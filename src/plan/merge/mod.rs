@@ -151,17 +151,9 @@ pub fn merge(spec: &MergeSpec, inputs: Vec<ResultSet>) -> Result<ResultSet, Merg
         .ok_or_else(|| MergeError::internal("merge: no shard results"))?;
     let mut columns = first.columns.clone();
     let ncols = columns.len();
-    // `SELECT *` plans cannot know the column count: every column is visible.
-    let all_visible;
-    let spec = if spec.visible_columns == crate::plan::ALL_COLUMNS {
-        all_visible = MergeSpec {
-            visible_columns: ncols,
-            ..spec.clone()
-        };
-        &all_visible
-    } else {
-        spec
-    };
+    // `SELECT *` plans cannot know the column count: the shards' answer tells it.
+    let resolved = spec.resolve(ncols);
+    let spec = &resolved;
     validate(spec, &columns)?;
 
     let total: usize = inputs.iter().map(|rs| rs.rows.len()).sum();

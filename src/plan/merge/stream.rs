@@ -57,13 +57,9 @@ pub fn shape(spec: &MergeSpec) -> Shape {
     }
 }
 
-/// The spec with `SELECT *`'s "all columns" made the shards' column count.
+/// The spec in the numbering of the shards' rows (see [`MergeSpec::resolve`]).
 pub fn resolve(spec: &MergeSpec, ncols: usize) -> MergeSpec {
-    let mut s = spec.clone();
-    if s.visible_columns == crate::plan::ALL_COLUMNS {
-        s.visible_columns = ncols;
-    }
-    s
+    spec.resolve(ncols)
 }
 
 /// Checks the shards' column definitions agree (count and types) and the spec fits them, and

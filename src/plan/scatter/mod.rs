@@ -38,7 +38,7 @@ use self::columns::Builder;
 use super::reject::not_supported;
 use super::route::Relation;
 use super::scan::scan;
-use super::spec::MergeSpec;
+use super::spec::{MergeSpec, Wildcard};
 use super::{Cx, Plan, ShardSql, ALL_COLUMNS};
 
 /// A step's result: the refusal is the error.
@@ -99,18 +99,25 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     let grouped = !group_by.is_empty() || !b.aggregates.is_empty();
     // COUNT(DISTINCT x) of a non-key expression: the shards group by x too.
     let (pre_group_by, extra_group_key) = b.distinct_grouping(&group_by)?;
-    if wildcard
-        && (grouped || distinct || !order_by.is_empty() || having.is_some() || !b.hidden.is_empty())
-    {
-        return Err(not_supported(
-            "SELECT * with ORDER BY, GROUP BY, HAVING, DISTINCT or aggregates across shards: \
-             list the columns",
-        ));
-    }
+    // `SELECT *` beside columns the merge refers to: their indices move by the width of `*`,
+    // which the shards' column definitions tell (no schema guessing).
+    let refers = grouped || !order_by.is_empty() || having.is_some() || !b.hidden.is_empty();
+    let wildcard_spec = match b.wild {
+        Some((first, last)) if refers => Some(Wildcard {
+            start: first,
+            planned_width: last + 1 - first,
+            planned_total: b.cols.len(),
+        }),
+        _ => None,
+    };
     // 5. LIMIT / OFFSET.
     let (offset, limit) = order::offset_and_limit(q.limit_clause.as_ref())?;
     let merge = MergeSpec {
-        visible_columns: if wildcard { ALL_COLUMNS } else { visible },
+        visible_columns: if wildcard && wildcard_spec.is_none() {
+            ALL_COLUMNS
+        } else {
+            visible
+        },
         group_by,
         pre_group_by,
         aggregates: b.aggregates,
@@ -119,6 +126,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
         order_by,
         offset,
         limit,
+        wildcard: wildcard_spec,
     };
     // 6. The shard SQL.
     let mut shard_q = q.clone();
@@ -193,11 +201,9 @@ mod tests {
                 "SELECT a, ROW_NUMBER() OVER (ORDER BY a) FROM accounts",
                 "window",
             ),
-            ("SELECT * FROM accounts ORDER BY a", "list the columns"),
-            (
-                "SELECT * FROM accounts HAVING COUNT(*) > 1",
-                "list the columns",
-            ),
+            ("SELECT * FROM accounts ORDER BY 2", "position 2"),
+            ("SELECT a.*, COUNT(*), t.* FROM accounts a JOIN transactions t ON a.account_id = t.account_id GROUP BY a.account_id", "between two wildcard"),
+            ("SELECT DISTINCT a.* FROM accounts a JOIN transactions t ON a.account_id = t.account_id ORDER BY t.amount", "DISTINCT"),
             (
                 "SELECT fund, COUNT(*) FROM accounts GROUP BY fund HAVING COUNT(*) > MAX(x)",
                 "HAVING",
