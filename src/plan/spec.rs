@@ -40,6 +40,11 @@ pub struct MergeSpec {
     pub offset: u64,
     /// Rows returned after the offset; `None` = all.
     pub limit: Option<u64>,
+    /// Select items the proxy evaluates over the merged groups: expressions over aggregates
+    /// and grouped columns (`SUM(a)/COUNT(*)`, `CONCAT(city, ':', COUNT(*))`). The shard SQL
+    /// keeps each one in its column (for its column definition: the same types on every
+    /// server); its value is replaced by the one computed from the merged helpers.
+    pub computed: Vec<Computed>,
     /// A `SELECT *` (or `t.*`) whose width only the shards' column definitions tell, with
     /// columns the merge refers to: see [`Wildcard`]. `None`: every index above is final (or
     /// `visible_columns` is [`ALL_COLUMNS`], every column visible).
@@ -113,6 +118,10 @@ impl MergeSpec {
         if let Some(f) = &mut s.having {
             f.map_columns(&map);
         }
+        for c in &mut s.computed {
+            c.column = map(c.column);
+            c.expr.map_columns(&map);
+        }
         s
     }
 }
@@ -131,6 +140,9 @@ impl fmt::Display for MergeSpec {
         }
         for a in &self.aggregates {
             write!(f, "; {:?}(col {})", a.kind, a.column)?;
+        }
+        for c in &self.computed {
+            write!(f, "; col {} = {} (in proxy)", c.column, c.expr)?;
         }
         if self.having.is_some() {
             f.write_str("; having (in proxy)")?;
@@ -193,6 +205,116 @@ pub enum AggregateKind {
     /// value (1, or 0 for NULL); the first merge stage keeps one count per value (the maximum),
     /// the second adds them up.
     CountDistinct,
+}
+
+/// A select item the proxy computes after the merge (see [`MergeSpec::computed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Computed {
+    /// The column the value goes to (its definition, from the shards, gives the result type).
+    pub column: usize,
+    pub expr: Calc,
+}
+
+/// An expression over merged columns, evaluated by `merge/eval.rs` with MariaDB's types and
+/// DECIMAL arithmetic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Calc {
+    /// A merged column: an aggregate, or a grouped column (read in its column's type).
+    Column(usize),
+    /// AVG(x) from its hidden SUM(x) and COUNT(x) columns, divided as MariaDB divides.
+    Avg {
+        sum: usize,
+        count: usize,
+    },
+    Literal(Literal),
+    Neg(Box<Calc>),
+    Arith {
+        op: ArithOp,
+        left: Box<Calc>,
+        right: Box<Calc>,
+    },
+    /// ROUND(x, places) (places ≥ 0, a constant).
+    Round {
+        arg: Box<Calc>,
+        places: u32,
+    },
+    /// CONCAT(…): NULL when any argument is.
+    Concat(Vec<Calc>),
+}
+
+/// Arithmetic operators of [`Calc::Arith`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl Calc {
+    /// Renumbers the columns the expression reads (see [`MergeSpec::resolve`]).
+    fn map_columns(&mut self, map: &impl Fn(usize) -> usize) {
+        match self {
+            Calc::Column(c) => *c = map(*c),
+            Calc::Avg { sum, count } => {
+                *sum = map(*sum);
+                *count = map(*count);
+            }
+            Calc::Literal(_) => {}
+            Calc::Neg(a) | Calc::Round { arg: a, .. } => a.map_columns(map),
+            Calc::Arith { left, right, .. } => {
+                left.map_columns(map);
+                right.map_columns(map);
+            }
+            Calc::Concat(args) => args.iter_mut().for_each(|a| a.map_columns(map)),
+        }
+    }
+
+    /// Every column the expression reads.
+    pub fn columns(&self, out: &mut Vec<usize>) {
+        match self {
+            Calc::Column(c) => out.push(*c),
+            Calc::Avg { sum, count } => out.extend([*sum, *count]),
+            Calc::Literal(_) => {}
+            Calc::Neg(a) | Calc::Round { arg: a, .. } => a.columns(out),
+            Calc::Arith { left, right, .. } => {
+                left.columns(out);
+                right.columns(out);
+            }
+            Calc::Concat(args) => args.iter().for_each(|a| a.columns(out)),
+        }
+    }
+}
+
+/// PREVIEW's form: `(col 3 / col 4)`, `round(avg(col 5, col 6), 2)`.
+impl fmt::Display for Calc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Calc::Column(c) => write!(f, "col {c}"),
+            Calc::Avg { sum, count } => write!(f, "avg(col {sum} / col {count})"),
+            Calc::Literal(Literal::Null) => f.write_str("NULL"),
+            Calc::Literal(Literal::Number(n)) => f.write_str(n),
+            Calc::Literal(Literal::String(s)) => write!(f, "'{}'", s.replace('\'', "''")),
+            Calc::Neg(a) => write!(f, "-{a}"),
+            Calc::Arith { op, left, right } => {
+                let op = match op {
+                    ArithOp::Add => "+",
+                    ArithOp::Sub => "-",
+                    ArithOp::Mul => "*",
+                    ArithOp::Div => "/",
+                };
+                write!(f, "({left} {op} {right})")
+            }
+            Calc::Round { arg, places } => write!(f, "round({arg}, {places})"),
+            Calc::Concat(args) => {
+                f.write_str("concat(")?;
+                for (i, a) in args.iter().enumerate() {
+                    write!(f, "{}{a}", if i == 0 { "" } else { ", " })?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
 }
 
 /// Sort key of the final order.

@@ -3,12 +3,13 @@
 //!
 //! One primitive per file, in the style of Vitess's `go/vt/vtgate/engine`:
 //! [`value`] (typed comparison of text values), [`number`] (exact arithmetic and MariaDB's text
-//! forms), [`aggregate`] (group + recombine), [`having`] (filter), [`distinct`], [`sort`],
+//! forms), [`aggregate`] (group + recombine), [`eval`] (expressions over the merged groups),
+//! [`having`] (filter), [`distinct`], [`sort`],
 //! [`limit`]. [`merge`] is the pipeline:
 //!
 //! ```text
 //! concatenate shard rows (shard order) → [COUNT(DISTINCT) pre-grouping] → group/aggregate
-//!   → HAVING → DISTINCT
+//!   → computed select items (expressions over aggregates) → HAVING → DISTINCT
 //!   → ORDER BY (or, with GROUP BY and no ORDER BY, the group keys ascending, as MariaDB
 //!     sorts GROUP BY results) → OFFSET/LIMIT → drop hidden columns
 //! ```
@@ -79,6 +80,7 @@
 
 pub mod aggregate;
 pub mod distinct;
+pub mod eval;
 pub mod having;
 pub mod limit;
 pub mod number;
@@ -188,6 +190,11 @@ pub fn merge(spec: &MergeSpec, inputs: Vec<ResultSet>) -> Result<ResultSet, Merg
     refuse_unmodelled_collation(spec, &columns, &kinds, &rows)?;
     let rows = aggregate::pre_group(spec, &columns, &kinds, rows)?;
     let mut rows = aggregate::aggregate(spec, &columns, &kinds, rows)?;
+    for c in &spec.computed {
+        for row in &mut rows {
+            row[c.column] = eval::evaluate(&c.expr, row, &columns, &columns[c.column])?;
+        }
+    }
     if let Some(filter) = &spec.having {
         rows = having::filter(filter, &columns, &kinds, rows)?;
     }
@@ -252,6 +259,14 @@ pub(crate) fn validate(spec: &MergeSpec, columns: &[ColumnDef]) -> Result<(), Me
     }
     for k in &spec.order_by {
         check(k.column, "ORDER BY")?;
+    }
+    for c in &spec.computed {
+        check(c.column, "a computed column")?;
+        let mut read = Vec::new();
+        c.expr.columns(&mut read);
+        for r in read {
+            check(r, "a computed column's expression")?;
+        }
     }
     if let Some(f) = &spec.having {
         validate_filter(f, &check)?;

@@ -48,6 +48,7 @@ pub fn shape(spec: &MergeSpec) -> Shape {
         || !spec.aggregates.is_empty()
         || spec.having.is_some()
         || spec.distinct
+        || !spec.computed.is_empty()
     {
         Shape::InMemory
     } else if spec.order_by.is_empty() {

@@ -84,7 +84,7 @@ fn single_arg(f: &Function) -> R<(Option<&FunctionArgExpr>, bool, Vec<&FunctionA
     Ok((args.first().copied(), distinct, args))
 }
 
-fn rename(f: &Function, name: &str) -> Function {
+pub(super) fn rename(f: &Function, name: &str) -> Function {
     let mut g = f.clone();
     g.name = ObjectName::from(vec![Ident::new(name)]);
     g

@@ -16,7 +16,7 @@ use super::aggregates::contains_aggregate;
 use super::R;
 use crate::plan::reject::not_supported;
 use crate::plan::route::Relation;
-use crate::plan::spec::{AggregateKind, AggregateSpec};
+use crate::plan::spec::{AggregateKind, AggregateSpec, Computed};
 
 /// One output column of the shard SQL.
 pub(super) struct Col {
@@ -34,6 +34,8 @@ pub(super) struct Builder<'a> {
     /// The hidden select items, in column order after the visible ones.
     pub hidden: Vec<SelectItem>,
     pub aggregates: Vec<AggregateSpec>,
+    /// Select items the proxy evaluates after the merge (`scatter/computed.rs`).
+    pub computed: Vec<Computed>,
     /// The arguments of the [`AggregateKind::CountDistinct`] aggregates registered so far.
     pub distinct_args: Vec<Expr>,
     pub rels: &'a [Relation],
@@ -57,6 +59,7 @@ impl<'a> Builder<'a> {
             cols: Vec::new(),
             hidden: Vec::new(),
             aggregates: Vec::new(),
+            computed: Vec::new(),
             distinct_args: Vec::new(),
             rels,
             wild: None,
@@ -69,6 +72,7 @@ impl<'a> Builder<'a> {
     pub fn select_list(&mut self, projection: &[SelectItem]) -> R<bool> {
         let mut wildcard = false;
         let mut deferred_avgs = Vec::new();
+        let mut deferred_computed = Vec::new();
         for item in projection {
             let (e, alias) = match item {
                 SelectItem::UnnamedExpr(e) => (e, None),
@@ -93,11 +97,10 @@ impl<'a> Builder<'a> {
             };
             let col = self.cols.len();
             let kind = self.aggregate(e)?;
-            if kind.is_none() && contains_aggregate(e) {
-                return Err(not_supported(format!(
-                    "{e}: an aggregate inside an expression cannot be combined across shards; \
-                     select the aggregates themselves"
-                )));
+            let computed = kind.is_none() && contains_aggregate(e);
+            if computed {
+                // Its parts may add hidden columns: after every visible one.
+                deferred_computed.push((e.clone(), col));
             }
             self.cols.push(Col {
                 text: lc_text(e),
@@ -106,7 +109,7 @@ impl<'a> Builder<'a> {
                     Expr::Identifier(i) => Some(i.value.to_lowercase()),
                     _ => None,
                 },
-                agg: kind.is_some(),
+                agg: kind.is_some() || computed,
             });
             if let Some(k) = kind {
                 if matches!(k, AggregateKind::Avg { .. }) {
@@ -119,6 +122,9 @@ impl<'a> Builder<'a> {
         }
         for (e, k, col) in deferred_avgs {
             self.register_aggregate(&e, k, col);
+        }
+        for (e, col) in deferred_computed {
+            self.register_computed(&e, col)?;
         }
         if let Some((first, last)) = self.wild {
             // Items between two wildcards sit at unknown positions: never matched, and no

@@ -27,6 +27,7 @@
 
 mod aggregates;
 mod columns;
+mod computed;
 mod having;
 mod order;
 
@@ -121,6 +122,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
         group_by,
         pre_group_by,
         aggregates: b.aggregates,
+        computed: b.computed,
         having,
         distinct,
         order_by,
@@ -191,10 +193,6 @@ mod tests {
             (
                 "SELECT COUNT(DISTINCT fund), COUNT(DISTINCT account_id) FROM accounts",
                 "together with",
-            ),
-            (
-                "SELECT SUM(a)/COUNT(b) FROM accounts",
-                "inside an expression",
             ),
             ("SELECT GROUP_CONCAT(a) FROM accounts", "GROUP_CONCAT"),
             (
