@@ -27,7 +27,7 @@
 //!   expression over their partial groups, so they sent its type): a DECIMAL rounded half away
 //!   from zero to the column's decimals.
 //!
-//! A DECIMAL beyond about 28 significant digits is an error (1105), never rounded.
+//! A DECIMAL beyond about 28 significant digits is refused (1235), never rounded.
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -62,10 +62,11 @@ fn out_of_range(what: &str) -> MergeError {
     }
 }
 
+/// Refused (1235) rather than rounded: the server would answer, the proxy cannot exactly.
 fn too_precise() -> MergeError {
-    MergeError::out_of_precision(
-        "an expression over merged groups needs more DECIMAL digits than the proxy computes \
-         exactly",
+    MergeError::not_supported(
+        "an expression over merged groups needs more DECIMAL digits (about 28 significant) \
+         than the proxy computes exactly; query one shard",
     )
 }
 

@@ -29,6 +29,7 @@ mod aggregates;
 mod columns;
 mod computed;
 mod having;
+mod names;
 mod order;
 
 use sqlparser::ast::{Distinct, GroupByExpr, Query, Select, SetExpr};
@@ -135,6 +136,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     let SetExpr::Select(shard_sel) = shard_q.body.as_mut() else {
         return Err(not_supported("this query form"));
     };
+    names::keep_names(cx.sql, &mut shard_sel.projection, visible);
     shard_sel.projection.extend(b.hidden.iter().cloned());
     shard_sel.having = None;
     if let Some(arg) = extra_group_key {
