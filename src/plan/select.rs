@@ -1,6 +1,8 @@
 //! Reads: one shard when the WHERE clause pins the shard key, otherwise scatter-gather.
 //!
-//! Refused: CTEs, subqueries and UNION once a sharded table is involved (a subquery's rows may
+//! UNION [ALL] of scattered selects is planned by [`scatter::plan_union`].
+//!
+//! Refused: CTEs and subqueries once a sharded table is involved (a subquery's rows may
 //! live on other shards than the outer query's, and counting `SELECT` keywords in the text
 //! catches a subquery wherever it hides), derived tables, joins of sharded tables that do not
 //! match rows by key, and joins of sharded tables with unlisted tables (which live only on the
@@ -25,6 +27,9 @@ pub(crate) fn plan_select(q: &Query, cx: &Cx) -> (Plan, Option<usize>) {
             not_supported("WITH (common table expressions) over sharded tables is not supported"),
             None,
         );
+    }
+    if matches!(q.body.as_ref(), SetExpr::SetOperation { .. }) {
+        return (scatter::plan_union(q, cx), None);
     }
     if cx.scan.selects > 1 || cx.scan.set_operation {
         return (
@@ -238,7 +243,7 @@ mod tests {
             ("SELECT * FROM accounts a JOIN transactions t ON a.id = t.account_id WHERE a.account_id = 1", "does not match rows"),
             ("SELECT * FROM accounts a JOIN users u ON a.account_id = u.account_id", "does not match rows"),
             ("SELECT * FROM accounts WHERE account_id IN (SELECT account_id FROM transactions)", "subqueries"),
-            ("SELECT * FROM accounts WHERE account_id = 1 UNION SELECT * FROM accounts WHERE account_id = 2", "UNION"),
+            ("SELECT * FROM accounts WHERE account_id = 1 UNION SELECT * FROM fund_yield", "UNION branch"),
             ("SELECT * FROM (SELECT * FROM accounts) x", "subqueries"),
             ("WITH x AS (SELECT 1) SELECT * FROM accounts", "WITH"),
             ("SELECT * FROM accounts a JOIN other o ON o.id = a.account_id", "default shard"),

@@ -31,6 +31,9 @@ mod computed;
 mod having;
 mod names;
 mod order;
+mod union;
+
+pub(crate) use union::plan_union;
 
 use sqlparser::ast::{Distinct, GroupByExpr, Query, Select, SetExpr};
 use sqlparser::dialect::MySqlDialect;
