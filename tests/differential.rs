@@ -403,6 +403,12 @@ fn hand_written() -> Vec<Case> {
         read("SELECT a.status, SUM(l.amount)/COUNT(l.id) FROM accounts a JOIN ledger l ON a.account_id = l.account_id GROUP BY a.status ORDER BY a.status", true, MUST),
         read("SELECT SQRT(SUM(balance)) FROM accounts", true, MAY_REFUSE),
         read("SELECT GROUP_CONCAT(account_id) FROM accounts", true, MAY_REFUSE),
+        // SUM/AVG(DISTINCT x): the shards group by x, the proxy keeps each value once.
+        read("SELECT SUM(DISTINCT amount), AVG(DISTINCT amount), COUNT(DISTINCT amount) FROM ledger", true, MUST),
+        read("SELECT kind, SUM(DISTINCT amount), AVG(DISTINCT amount), COUNT(*), SUM(amount) FROM ledger GROUP BY kind ORDER BY kind", true, MUST),
+        read("SELECT status, SUM(DISTINCT account_id), AVG(DISTINCT account_id) FROM accounts GROUP BY status ORDER BY status", true, MUST),
+        read("SELECT SUM(DISTINCT day) FROM ledger WHERE amount > 0", true, MUST),
+        read("SELECT kind, SUM(DISTINCT amount)/COUNT(DISTINCT amount) AS r FROM ledger GROUP BY kind ORDER BY r", true, MUST),
         // GROUP BY / HAVING.
         read("SELECT status, COUNT(*), SUM(balance) FROM accounts GROUP BY status", false, MUST),
         read("SELECT status, COUNT(*), SUM(balance), AVG(balance), MIN(shares), MAX(shares) FROM accounts GROUP BY status ORDER BY status", true, MUST),

@@ -106,6 +106,10 @@ impl MergeSpec {
             if let AggregateKind::Avg {
                 sum_column,
                 count_column,
+            }
+            | AggregateKind::AvgDistinct {
+                sum_column,
+                count_column,
             } = &mut a.kind
             {
                 *sum_column = map(*sum_column);
@@ -200,6 +204,16 @@ pub enum AggregateKind {
     },
     /// COUNT(DISTINCT x) where x is the shard key: distinct sets are disjoint, counts add up.
     CountDistinctDisjoint,
+    /// SUM(DISTINCT x) of a non-key `x`: grouped on the shards by `x` as for
+    /// [`AggregateKind::CountDistinct`]; each value is kept once in the first stage, then
+    /// they add up.
+    SumDistinct,
+    /// AVG(DISTINCT x) of a non-key `x`: hidden SUM(DISTINCT x) and COUNT(DISTINCT x) kept once
+    /// per value in the first stage, then divided as [`AggregateKind::Avg`].
+    AvgDistinct {
+        sum_column: usize,
+        count_column: usize,
+    },
     /// COUNT(DISTINCT x) of anything else: the same value may be on several shards. The shards
     /// group by x as well (see [`MergeSpec::pre_group_by`]), so each of their rows counts one
     /// value (1, or 0 for NULL); the first merge stage keeps one count per value (the maximum),
@@ -313,6 +327,23 @@ impl fmt::Display for Calc {
                 }
                 f.write_str(")")
             }
+        }
+    }
+}
+
+impl AggregateKind {
+    /// The hidden SUM and COUNT columns of an AVG.
+    pub fn avg_helpers(&self) -> Option<(usize, usize)> {
+        match *self {
+            AggregateKind::Avg {
+                sum_column,
+                count_column,
+            }
+            | AggregateKind::AvgDistinct {
+                sum_column,
+                count_column,
+            } => Some((sum_column, count_column)),
+            _ => None,
         }
     }
 }

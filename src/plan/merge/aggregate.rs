@@ -85,17 +85,54 @@ pub fn pre_group(
         aggregates: spec
             .aggregates
             .iter()
-            .map(|a| AggregateSpec {
-                column: a.column,
-                kind: match a.kind {
-                    AggregateKind::CountDistinct => AggregateKind::Max,
+            .filter_map(|a| {
+                let kind = match a.kind {
+                    // One value per row: kept once however many shards have it.
+                    AggregateKind::CountDistinct | AggregateKind::SumDistinct => {
+                        AggregateKind::Max
+                    }
+                    // Its helpers (that value, and 1 or 0) keep the first row's.
+                    AggregateKind::AvgDistinct { .. } => return None,
                     ref k => k.clone(),
-                },
+                };
+                Some(AggregateSpec {
+                    column: a.column,
+                    kind,
+                })
             })
             .collect(),
         ..MergeSpec::default()
     };
     aggregate(&stage, columns, kinds, rows)
+}
+
+/// The spec of the grouping after [`pre_group`]: the values each row stands for add up as a
+/// SUM and divide as an AVG.
+pub fn main_stage(spec: &MergeSpec) -> std::borrow::Cow<'_, MergeSpec> {
+    let distinct_values = |k: &AggregateKind| {
+        matches!(
+            k,
+            AggregateKind::SumDistinct | AggregateKind::AvgDistinct { .. }
+        )
+    };
+    if !spec.aggregates.iter().any(|a| distinct_values(&a.kind)) {
+        return std::borrow::Cow::Borrowed(spec);
+    }
+    let mut s = spec.clone();
+    for a in &mut s.aggregates {
+        a.kind = match a.kind {
+            AggregateKind::SumDistinct => AggregateKind::Sum,
+            AggregateKind::AvgDistinct {
+                sum_column,
+                count_column,
+            } => AggregateKind::Avg {
+                sum_column,
+                count_column,
+            },
+            ref k => k.clone(),
+        };
+    }
+    std::borrow::Cow::Owned(s)
 }
 
 /// The one row of an aggregate without GROUP BY over no rows at all: COUNT 0, NULL elsewhere.
@@ -107,13 +144,14 @@ fn empty_row(spec: &MergeSpec, ncols: usize) -> TextRow {
             AggregateKind::Count
             | AggregateKind::CountDistinctDisjoint
             | AggregateKind::CountDistinct => row[a.column] = zero(),
-            AggregateKind::Avg { count_column, .. } => row[count_column] = zero(),
+            AggregateKind::Avg { count_column, .. }
+            | AggregateKind::AvgDistinct { count_column, .. } => row[count_column] = zero(),
             _ => {}
         }
     }
     // A COUNT that is also some AVG's helper stays 0; an AVG column stays NULL.
     for a in &spec.aggregates {
-        if matches!(a.kind, AggregateKind::Avg { .. }) {
+        if a.kind.avg_helpers().is_some() {
             row[a.column] = None;
         }
     }
@@ -231,10 +269,10 @@ impl Group {
                     AggregateKind::Count
                     | AggregateKind::CountDistinctDisjoint
                     | AggregateKind::CountDistinct => Acc::Count(0),
-                    AggregateKind::Sum => Acc::Sum(SumAcc::Null),
+                    AggregateKind::Sum | AggregateKind::SumDistinct => Acc::Sum(SumAcc::Null),
                     AggregateKind::Min => Acc::Min(None),
                     AggregateKind::Max => Acc::Max(None),
-                    AggregateKind::Avg { .. } => Acc::Avg {
+                    AggregateKind::Avg { .. } | AggregateKind::AvgDistinct { .. } => Acc::Avg {
                         sum: SumAcc::Null,
                         count: 0,
                     },
@@ -277,11 +315,7 @@ impl Group {
                     }
                 }
                 Acc::Avg { sum, count } => {
-                    let AggregateKind::Avg {
-                        sum_column,
-                        count_column,
-                    } = a.kind
-                    else {
+                    let Some((sum_column, count_column)) = a.kind.avg_helpers() else {
                         unreachable!("Avg accumulator for a non-AVG aggregate")
                     };
                     sum.add(kinds[sum_column], row[sum_column].as_deref())?;
@@ -312,12 +346,12 @@ impl Group {
             .aggregates
             .iter()
             .zip(&self.accs)
-            .filter(|(a, _)| matches!(a.kind, AggregateKind::Avg { .. }))
+            .filter(|(a, _)| a.kind.avg_helpers().is_some())
             .chain(
                 spec.aggregates
                     .iter()
                     .zip(&self.accs)
-                    .filter(|(a, _)| !matches!(a.kind, AggregateKind::Avg { .. })),
+                    .filter(|(a, _)| a.kind.avg_helpers().is_none()),
             );
         for (a, acc) in order {
             finish_one(a, acc, columns, kinds, &mut row)?;
@@ -352,11 +386,7 @@ fn finish_one(
         Acc::Sum(s) => s.format(col)?,
         Acc::Min(v) | Acc::Max(v) => v.clone(),
         Acc::Avg { sum, count } => {
-            let AggregateKind::Avg {
-                sum_column,
-                count_column,
-            } = a.kind
-            else {
+            let Some((sum_column, count_column)) = a.kind.avg_helpers() else {
                 unreachable!("Avg accumulator for a non-AVG aggregate")
             };
             row[sum_column] = sum.format(&columns[sum_column])?;

@@ -189,7 +189,7 @@ pub fn merge(spec: &MergeSpec, inputs: Vec<ResultSet>) -> Result<ResultSet, Merg
     let kinds: Vec<ValueKind> = columns.iter().map(ValueKind::of).collect();
     refuse_unmodelled_collation(spec, &columns, &kinds, &rows)?;
     let rows = aggregate::pre_group(spec, &columns, &kinds, rows)?;
-    let mut rows = aggregate::aggregate(spec, &columns, &kinds, rows)?;
+    let mut rows = aggregate::aggregate(&aggregate::main_stage(spec), &columns, &kinds, rows)?;
     for c in &spec.computed {
         for row in &mut rows {
             row[c.column] = eval::evaluate(&c.expr, row, &columns, &columns[c.column])?;
@@ -248,11 +248,7 @@ pub(crate) fn validate(spec: &MergeSpec, columns: &[ColumnDef]) -> Result<(), Me
     }
     for a in &spec.aggregates {
         check(a.column, "an aggregate")?;
-        if let AggregateKind::Avg {
-            sum_column,
-            count_column,
-        } = a.kind
-        {
+        if let Some((sum_column, count_column)) = a.kind.avg_helpers() {
             check(sum_column, "AVG's sum")?;
             check(count_column, "AVG's count")?;
         }

@@ -12,9 +12,14 @@
 //!   COUNT(DISTINCT) of different expressions, or of several arguments, would need one such
 //!   grouping each and are refused.
 //!
-//! Refused: window functions, FILTER/WITHIN GROUP, `SUM/AVG(DISTINCT …)`, aggregates nested in
-//! aggregates or inside expressions (`SUM(a)/COUNT(b)`), and the aggregate functions that do not
-//! recombine (GROUP_CONCAT, STD, …).
+//! - `SUM(DISTINCT x)` and `AVG(DISTINCT x)` (even of the key) group by `x` on the shards the
+//!   same way: each value is kept once in the merge's first stage, then they add up
+//!   ([`AggregateKind::SumDistinct`], [`AggregateKind::AvgDistinct`] with hidden
+//!   `SUM(DISTINCT x), COUNT(DISTINCT x)`).
+//!
+//! Expressions over aggregates are `computed.rs`'s. Refused: window functions, FILTER/WITHIN
+//! GROUP, aggregates nested in aggregates, and the aggregate functions that do not recombine
+//! (GROUP_CONCAT, STD, …).
 //!
 //! [`MergeSpec::pre_group_by`]: crate::plan::spec::MergeSpec::pre_group_by
 
@@ -127,12 +132,12 @@ impl Builder<'_> {
                 }
             }
             "count" => AggregateKind::Count,
-            "sum" | "avg" if distinct => {
-                return Err(not_supported(format!(
-                    "{}(DISTINCT …) cannot be combined across shards",
-                    name.to_uppercase()
-                )))
-            }
+            // Even of the key: the finer grouping by `x` is exact either way.
+            "sum" if distinct => AggregateKind::SumDistinct,
+            "avg" if distinct => AggregateKind::AvgDistinct {
+                sum_column: 0,
+                count_column: 0,
+            },
             "sum" => AggregateKind::Sum,
             "min" => AggregateKind::Min,
             "max" => AggregateKind::Max,
@@ -172,17 +177,32 @@ impl Builder<'_> {
                     count_column,
                 }
             }
-            AggregateKind::CountDistinct => {
-                if let Expr::Function(f) = e {
-                    if let Ok((Some(FunctionArgExpr::Expr(arg)), _, _)) = single_arg(f) {
-                        self.distinct_args.push(arg.clone());
-                    }
+            AggregateKind::AvgDistinct { .. } => {
+                let Expr::Function(f) = e else { unreachable!() };
+                self.push_distinct_arg(e);
+                let sum_column = self.push_hidden(Expr::Function(rename(f, "SUM")), false);
+                let count_column = self.push_hidden(Expr::Function(rename(f, "COUNT")), false);
+                AggregateKind::AvgDistinct {
+                    sum_column,
+                    count_column,
                 }
-                AggregateKind::CountDistinct
+            }
+            k @ (AggregateKind::CountDistinct | AggregateKind::SumDistinct) => {
+                self.push_distinct_arg(e);
+                k
             }
             k => k,
         };
         self.aggregates.push(AggregateSpec { column, kind });
+    }
+
+    /// Remembers the argument `x` of a `…(DISTINCT x)` the shards must also group by.
+    fn push_distinct_arg(&mut self, e: &Expr) {
+        if let Expr::Function(f) = e {
+            if let Ok((Some(FunctionArgExpr::Expr(arg)), _, _)) = single_arg(f) {
+                self.distinct_args.push(arg.clone());
+            }
+        }
     }
 
     /// COUNT(DISTINCT x) of a non-key expression: the shards group by `x` too. Called once
@@ -344,5 +364,41 @@ mod tests {
         let (_, m) =
             scatter("SELECT COUNT(DISTINCT fund) AS a, COUNT(DISTINCT fund) AS b FROM accounts");
         assert_eq!(m.pre_group_by.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod distinct_value_tests {
+    use crate::plan::spec::*;
+    use crate::plan::testutil::*;
+
+    #[test]
+    fn sum_and_avg_distinct_group_by_the_value_on_the_shards() {
+        let (sql, m) = scatter(
+            "SELECT fund, SUM(DISTINCT balance), AVG(DISTINCT balance) FROM accounts GROUP BY fund",
+        );
+        assert_eq!(
+            sql,
+            "SELECT fund, SUM(DISTINCT balance), AVG(DISTINCT balance), SUM(DISTINCT balance), \
+             COUNT(DISTINCT balance), balance FROM accounts GROUP BY fund, balance"
+        );
+        assert_eq!(m.group_by, vec![0]);
+        assert_eq!(m.pre_group_by, vec![0, 5]);
+        assert_eq!(
+            m.aggregates,
+            vec![
+                AggregateSpec {
+                    column: 1,
+                    kind: AggregateKind::SumDistinct
+                },
+                AggregateSpec {
+                    column: 2,
+                    kind: AggregateKind::AvgDistinct {
+                        sum_column: 3,
+                        count_column: 4
+                    }
+                }
+            ]
+        );
     }
 }

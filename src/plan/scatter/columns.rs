@@ -16,7 +16,7 @@ use super::aggregates::contains_aggregate;
 use super::R;
 use crate::plan::reject::not_supported;
 use crate::plan::route::Relation;
-use crate::plan::spec::{AggregateKind, AggregateSpec, Computed};
+use crate::plan::spec::{AggregateSpec, Computed};
 
 /// One output column of the shard SQL.
 pub(super) struct Col {
@@ -36,7 +36,7 @@ pub(super) struct Builder<'a> {
     pub aggregates: Vec<AggregateSpec>,
     /// Select items the proxy evaluates after the merge (`scatter/computed.rs`).
     pub computed: Vec<Computed>,
-    /// The arguments of the [`AggregateKind::CountDistinct`] aggregates registered so far.
+    /// The arguments of the `…(DISTINCT x)` aggregates of a non-key `x` registered so far.
     pub distinct_args: Vec<Expr>,
     pub rels: &'a [Relation],
     /// The columns from the first to the last `*` / `t.*` item (`first..=last`), whose real
@@ -112,7 +112,7 @@ impl<'a> Builder<'a> {
                 agg: kind.is_some() || computed,
             });
             if let Some(k) = kind {
-                if matches!(k, AggregateKind::Avg { .. }) {
+                if k.avg_helpers().is_some() {
                     // AVG adds hidden columns; they must come after every visible one.
                     deferred_avgs.push((e.clone(), k, col));
                 } else {

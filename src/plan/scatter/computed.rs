@@ -22,7 +22,7 @@ use super::aggregates::{contains_aggregate, rename};
 use super::columns::Builder;
 use super::R;
 use crate::plan::reject::not_supported;
-use crate::plan::spec::{AggregateKind, ArithOp, Calc, Computed, Literal};
+use crate::plan::spec::{ArithOp, Calc, Computed, Literal};
 
 impl Builder<'_> {
     /// Registers select item `e` (at column `column`) as computed by the proxy.
@@ -75,7 +75,7 @@ impl Builder<'_> {
             });
         }
         if let Some(kind) = self.aggregate(e)? {
-            if matches!(kind, AggregateKind::Avg { .. }) {
+            if kind.avg_helpers().is_some() {
                 let Expr::Function(f) = e else {
                     return Err(not_supported("AVG"));
                 };

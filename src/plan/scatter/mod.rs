@@ -221,7 +221,10 @@ mod tests {
                 "SELECT LOWER(name) AS name, COUNT(*) FROM accounts GROUP BY name",
                 "alias",
             ),
-            ("SELECT SUM(DISTINCT a) FROM accounts", "DISTINCT"),
+            (
+                "SELECT SUM(DISTINCT a), COUNT(DISTINCT b) FROM accounts",
+                "different expressions",
+            ),
         ] {
             expect_reject(&plan_with(sql, &r), why);
         }
