@@ -84,7 +84,9 @@ fn limit_placeholders_as_one(sql: &str) -> Option<String> {
     let tail = &sql[limit.offset + "limit".len()..];
     let plain = tail
         .split(|c: char| c.is_whitespace() || c == ',')
-        .all(|t| t.is_empty() || t == "?" || t.eq_ignore_ascii_case("offset") || t.parse::<u64>().is_ok());
+        .all(|t| {
+            t.is_empty() || t == "?" || t.eq_ignore_ascii_case("offset") || t.parse::<u64>().is_ok()
+        });
     if !plain || in_clause.is_empty() {
         return None;
     }
@@ -240,7 +242,10 @@ mod tests {
             limit_placeholders_as_one("SELECT a FROM t LIMIT ? , ?").as_deref(),
             Some("SELECT a FROM t LIMIT 1 , 1")
         );
-        assert_eq!(limit_placeholders_as_one("SELECT a FROM t WHERE b = ?"), None);
+        assert_eq!(
+            limit_placeholders_as_one("SELECT a FROM t WHERE b = ?"),
+            None
+        );
         assert_eq!(
             limit_placeholders_as_one("SELECT a FROM t LIMIT ? INTO @x"),
             None

@@ -31,7 +31,7 @@ pub struct MergeSpec {
     pub aggregates: Vec<AggregateSpec>,
     /// Filter applied to merged groups (HAVING), evaluated by the proxy because shards only see
     /// partial groups.
-    pub having: Option<Filter>,
+    pub having: Option<Box<Filter>>,
     /// Remove duplicate rows (over the visible columns) after grouping.
     pub distinct: bool,
     /// Final order. Empty: shard results are concatenated in shard order.
@@ -62,11 +62,11 @@ pub struct MergeSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wildcard {
     /// Planned index of the region's first column (the first wildcard item).
-    pub start: usize,
+    pub start: u32,
     /// Planned columns in the region (from the first to the last wildcard item).
-    pub planned_width: usize,
+    pub planned_width: u32,
     /// Planned columns in all, visible and hidden.
-    pub planned_total: usize,
+    pub planned_total: u32,
 }
 
 impl MergeSpec {
@@ -87,12 +87,13 @@ impl MergeSpec {
             return s;
         };
         // Columns outside the region are as planned; the region takes the rest.
-        let outside = w.planned_total - w.planned_width;
+        let (start, planned_width) = (w.start as usize, w.planned_width as usize);
+        let outside = w.planned_total as usize - planned_width;
         let width = ncols.saturating_sub(outside);
-        let after = w.start + w.planned_width;
+        let after = start + planned_width;
         let map = |c: usize| {
             if c >= after {
-                c + width - w.planned_width
+                c + width - planned_width
             } else {
                 c
             }

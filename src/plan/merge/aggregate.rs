@@ -88,9 +88,7 @@ pub fn pre_group(
             .filter_map(|a| {
                 let kind = match a.kind {
                     // One value per row: kept once however many shards have it.
-                    AggregateKind::CountDistinct | AggregateKind::SumDistinct => {
-                        AggregateKind::Max
-                    }
+                    AggregateKind::CountDistinct | AggregateKind::SumDistinct => AggregateKind::Max,
                     // Its helpers (that value, and 1 or 0) keep the first row's.
                     AggregateKind::AvgDistinct { .. } => return None,
                     ref k => k.clone(),

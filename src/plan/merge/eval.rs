@@ -46,10 +46,16 @@ enum Val {
     Null,
     /// An integer; `unsigned` when it came from an UNSIGNED column (a negative result of
     /// unsigned arithmetic is out of range, as on the server).
-    Int { v: i128, unsigned: bool },
+    Int {
+        v: i128,
+        unsigned: bool,
+    },
     /// A DECIMAL value (its scale is the value's own, which may hold more digits than the
     /// item prints) and the scale the item prints with.
-    Dec { v: Decimal, item_scale: u32 },
+    Dec {
+        v: Decimal,
+        item_scale: u32,
+    },
     Double(f64),
     Str(Vec<u8>),
 }
@@ -111,10 +117,7 @@ fn literal(l: &Literal) -> Result<Val, MergeError> {
         Literal::String(s) => Val::Str(s.as_bytes().to_vec()),
         Literal::Number(n) => {
             if let Ok(v) = n.parse::<i128>() {
-                Val::Int {
-                    v,
-                    unsigned: false,
-                }
+                Val::Int { v, unsigned: false }
             } else if n.contains(['e', 'E']) {
                 Val::Double(
                     n.parse()
@@ -211,11 +214,8 @@ fn arith(op: ArithOp, l: Val, r: Val) -> Result<Val, MergeError> {
         };
         return Ok(Val::Double(v));
     }
-    if let (
-        Val::Int { v: a, unsigned: ua },
-        Val::Int { v: b, unsigned: ub },
-        false,
-    ) = (&l, &r, op == ArithOp::Div)
+    if let (Val::Int { v: a, unsigned: ua }, Val::Int { v: b, unsigned: ub }, false) =
+        (&l, &r, op == ArithOp::Div)
     {
         let v = match op {
             ArithOp::Add => a + b,
@@ -297,7 +297,8 @@ fn eval(e: &Calc, row: &TextRow, columns: &[ColumnDef]) -> Result<Val, MergeErro
             Val::Null => Val::Null,
             i @ Val::Int { .. } => i,
             Val::Dec { v, .. } => {
-                let mut r = v.round_dp_with_strategy(*places, RoundingStrategy::MidpointAwayFromZero);
+                let mut r =
+                    v.round_dp_with_strategy(*places, RoundingStrategy::MidpointAwayFromZero);
                 r.rescale(r.scale().max(*places).min(28));
                 Val::Dec {
                     v: r,
@@ -409,26 +410,38 @@ mod tests {
     fn decimal_division_truncates_to_whole_words_as_mariadb() {
         use ArithOp::*;
         let third = op(Div, num("1"), num("3"));
-        assert_eq!(run(&op(Mul, third.clone(), num("3")), &dec_col(4)), "1.0000");
+        assert_eq!(
+            run(&op(Mul, third.clone(), num("3")), &dec_col(4)),
+            "1.0000"
+        );
         let two_thirds = op(Div, num("2"), num("3"));
         assert_eq!(
             run(&op(Mul, two_thirds.clone(), num("3000000000")), &dec_col(4)),
             "1999999998.0000"
         );
-        assert_eq!(run(&op(Div, third.clone(), num("3")), &dec_col(8)), "0.11111111");
+        assert_eq!(
+            run(&op(Div, third.clone(), num("3")), &dec_col(8)),
+            "0.11111111"
+        );
         let c = op(
             Mul,
             op(Div, op(Div, num("1"), num("7")), num("7")),
             num("1000000000000"),
         );
         assert_eq!(run(&c, &dec_col(8)), "20408163142.85714200");
-        assert_eq!(run(&op(Div, num("1.10"), num("3")), &dec_col(6)), "0.366667");
+        assert_eq!(
+            run(&op(Div, num("1.10"), num("3")), &dec_col(6)),
+            "0.366667"
+        );
         assert_eq!(
             run(&op(Mul, two_thirds.clone(), two_thirds), &dec_col(8)),
             "0.44444444"
         );
         assert_eq!(
-            run(&op(Add, op(Mul, third.clone(), num("3")), num("0.1")), &dec_col(4)),
+            run(
+                &op(Add, op(Mul, third.clone(), num("3")), num("0.1")),
+                &dec_col(4)
+            ),
             "1.1000"
         );
         assert_eq!(run(&Neg(Box::new(third)), &dec_col(4)), "-0.3333");
@@ -479,10 +492,13 @@ mod tests {
 
     #[test]
     fn columns_are_read_in_their_type() {
-        let cols = vec![dec_col(2), ColumnDef {
-            column_type: column_type::LONGLONG,
-            ..ColumnDef::text("n")
-        }];
+        let cols = vec![
+            dec_col(2),
+            ColumnDef {
+                column_type: column_type::LONGLONG,
+                ..ColumnDef::text("n")
+            },
+        ];
         let row: TextRow = vec![Some("10.35".into()), Some("4".into())];
         let avg = Avg { sum: 0, count: 1 };
         let out = evaluate(&avg, &row, &cols, &dec_col(6)).unwrap().unwrap();

@@ -192,10 +192,10 @@ fn spec_out_of_range_is_an_error() {
         },
         MergeSpec {
             visible_columns: 1,
-            having: Some(Filter::IsNull {
+            having: Some(Box::new(Filter::IsNull {
                 column: 3,
                 negated: false,
-            }),
+            })),
             ..Default::default()
         },
     ] {
@@ -312,11 +312,11 @@ fn having_applies_to_merged_groups() {
         visible_columns: 2,
         group_by: vec![0],
         aggregates: vec![agg(1, AggregateKind::Sum)],
-        having: Some(Filter::Compare {
+        having: Some(Box::new(Filter::Compare {
             column: 1,
             op: CompareOp::Gt,
             value: Literal::Number("1".into()),
-        }),
+        })),
         order_by: vec![key(1, true)],
         ..Default::default()
     };
@@ -799,7 +799,7 @@ proptest! {
             visible_columns: 2,
             group_by: vec![0],
             aggregates: vec![agg(1, AggregateKind::Sum)],
-            having: Some(having),
+            having: Some(Box::new(having)),
             ..Default::default()
         };
         let out = merge(&spec, inputs).unwrap();
@@ -888,7 +888,10 @@ fn sum_and_avg_distinct_count_each_value_once() {
     };
     let cols = [dec_col(2), avg_col(6), dec_col(2), bigint_col(), dec_col(2)];
     let r = |x: Option<&str>, n: &str| row(&[x, x, x, Some(n), x]);
-    let a = rs(&cols, vec![r(Some("1.00"), "1"), r(Some("2.00"), "1"), r(None, "0")]);
+    let a = rs(
+        &cols,
+        vec![r(Some("1.00"), "1"), r(Some("2.00"), "1"), r(None, "0")],
+    );
     let b = rs(&cols, vec![r(Some("2.00"), "1"), r(Some("4.00"), "1")]);
     let out = merge(&spec, vec![a, b]).unwrap();
     assert_eq!(out.rows, vec![row(&[Some("7.00"), Some("2.333333")])]);
@@ -928,7 +931,10 @@ fn computed_columns_use_the_merged_parts() {
             row(&[Some("q"), Some("2.250000"), Some("2.25"), Some("1")]),
         ],
     );
-    let b = rs(&cols, vec![row(&[Some("p"), Some("0.000000"), Some("0.00"), Some("2")])]);
+    let b = rs(
+        &cols,
+        vec![row(&[Some("p"), Some("0.000000"), Some("0.00"), Some("2")])],
+    );
     let out = merge(&spec, vec![a, b]).unwrap();
     assert_eq!(
         out.rows,

@@ -160,7 +160,8 @@ impl<'a> Builder<'a> {
     /// visible columns (`visible`: the select list's length): a position that names it
     /// (`ORDER BY 3`) cannot be resolved without the table's columns.
     pub fn position_unknown(&self, col: usize, visible: usize) -> bool {
-        self.wild.is_some_and(|(first, _)| col >= first && col < visible)
+        self.wild
+            .is_some_and(|(first, _)| col >= first && col < visible)
     }
 
     /// The column whose expression renders as `e` does.

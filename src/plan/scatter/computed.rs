@@ -189,7 +189,8 @@ mod tests {
 
     #[test]
     fn ratio_of_aggregates_reads_hidden_parts() {
-        let (sql, m) = scatter("SELECT fund, SUM(balance)/COUNT(*) AS r FROM accounts GROUP BY fund");
+        let (sql, m) =
+            scatter("SELECT fund, SUM(balance)/COUNT(*) AS r FROM accounts GROUP BY fund");
         assert_eq!(
             sql,
             "SELECT fund, SUM(balance) / COUNT(*) AS r, SUM(balance), COUNT(*) FROM accounts GROUP BY fund"

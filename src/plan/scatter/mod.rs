@@ -95,7 +95,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     let group_by = order::group_keys(&sel.group_by, visible, &mut b)?;
     // 3. HAVING.
     let having = match &sel.having {
-        Some(h) => Some(having::having_filter(h, &mut b)?),
+        Some(h) => Some(Box::new(having::having_filter(h, &mut b)?)),
         None => None,
     };
     // 4. ORDER BY.
@@ -108,11 +108,16 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     // which the shards' column definitions tell (no schema guessing).
     let refers = grouped || !order_by.is_empty() || having.is_some() || !b.hidden.is_empty();
     let wildcard_spec = match b.wild {
-        Some((first, last)) if refers => Some(Wildcard {
-            start: first,
-            planned_width: last + 1 - first,
-            planned_total: b.cols.len(),
-        }),
+        Some((first, last)) if refers => {
+            let n = |x: usize| {
+                u32::try_from(x).map_err(|_| not_supported("a select list this long across shards"))
+            };
+            Some(Wildcard {
+                start: n(first)?,
+                planned_width: n(last + 1 - first)?,
+                planned_total: n(b.cols.len())?,
+            })
+        }
         _ => None,
     };
     // 5. LIMIT / OFFSET.

@@ -30,8 +30,19 @@ const MODIFIERS: &[&str] = &[
 
 /// Words that end the select list at the top level.
 const ENDS: &[&str] = &[
-    "FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "INTO", "FOR", "LOCK", "WINDOW",
-    "UNION", "EXCEPT", "INTERSECT",
+    "FROM",
+    "WHERE",
+    "GROUP",
+    "HAVING",
+    "ORDER",
+    "LIMIT",
+    "INTO",
+    "FOR",
+    "LOCK",
+    "WINDOW",
+    "UNION",
+    "EXCEPT",
+    "INTERSECT",
 ];
 
 /// The original text of each item of the first SELECT's list, in order.
@@ -124,7 +135,8 @@ mod tests {
     #[test]
     fn shard_sql_names_columns_as_typed() {
         use crate::plan::testutil::*;
-        let (sql, _) = scatter("SELECT COUNT(*)*2, SUM(balance)/COUNT(*) r, fund FROM accounts GROUP BY fund");
+        let (sql, _) =
+            scatter("SELECT COUNT(*)*2, SUM(balance)/COUNT(*) r, fund FROM accounts GROUP BY fund");
         assert_eq!(
             sql,
             "SELECT COUNT(*) * 2 AS `COUNT(*)*2`, SUM(balance) / COUNT(*) AS r, fund, COUNT(*), SUM(balance) FROM accounts GROUP BY fund"

@@ -17,8 +17,7 @@
 //! ORDER BY names result columns (the first branch's names or aliases) or positions.
 
 use sqlparser::ast::{
-    Expr, OrderByKind, OrderBySort, Query, Select, SelectItem, SetExpr, SetOperator,
-    SetQuantifier,
+    Expr, OrderByKind, OrderBySort, Query, Select, SelectItem, SetExpr, SetOperator, SetQuantifier,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -78,7 +77,10 @@ fn build(q: &Query, cx: &Cx) -> R<Plan> {
              shards; use doubled quotes ('') instead",
         ));
     }
-    if q.with.is_some() || q.fetch.is_some() || q.for_clause.is_some() || cx.scan.has_keyword("over")
+    if q.with.is_some()
+        || q.fetch.is_some()
+        || q.for_clause.is_some()
+        || cx.scan.has_keyword("over")
     {
         return Err(not_supported("this UNION form across shards"));
     }
@@ -112,10 +114,12 @@ fn build(q: &Query, cx: &Cx) -> R<Plan> {
     // Shard order as configured (the order the merge's ties follow).
     shards.sort_by_key(|s| cx.rules().shards.iter().position(|x| x == s));
     let first = sels[0];
-    let wildcard = first
-        .projection
-        .iter()
-        .any(|i| matches!(i, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
+    let wildcard = first.projection.iter().any(|i| {
+        matches!(
+            i,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    });
     let visible = first.projection.len();
     let order_by = sort_keys(q, first, wildcard)?;
     let (offset, limit) = order::offset_and_limit(q.limit_clause.as_ref())?;
@@ -170,7 +174,11 @@ fn branch_shards(sel: &Select, union_distinct: bool, cx: &Cx) -> R<Vec<String>> 
              rows would come back from every shard); query it separately",
         ));
     }
-    if let Some(u) = from.relations.iter().find(|r| r.kind == TableKind::Unlisted) {
+    if let Some(u) = from
+        .relations
+        .iter()
+        .find(|r| r.kind == TableKind::Unlisted)
+    {
         return Err(not_supported(format!(
             "table {} is not sharded and lives only on the default shard; it cannot be joined \
              with sharded tables (declare it a reference table)",
