@@ -197,8 +197,8 @@ impl<'a> Builder<'a> {
         }
         if contains_aggregate(e) {
             return Err(not_supported(
-                "an aggregate inside an expression cannot be combined across shards; select \
-                 the aggregates and compute the expression in the application",
+                "an aggregate inside an ORDER BY, GROUP BY or HAVING expression across shards: \
+                 select the expression with an alias and use the alias",
             ));
         }
         Ok(self.push_hidden(e.clone(), false))

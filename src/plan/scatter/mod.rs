@@ -17,13 +17,22 @@
 //!   each shard returns its first `offset + limit` rows unless the merge groups, removes
 //!   duplicates or filters.
 //!
+//! - [`computed`]: select items that are expressions over aggregates, evaluated by the proxy
+//!   from merged parts.
+//! - [`names`]: unaliased expression items keep the name MariaDB gives them (their text).
+//! - `SELECT *` / `t.*` beside keys the merge needs: the planner does not know the table's
+//!   columns, so it counts a wildcard as one column, fetches any key again as a hidden column,
+//!   and the merge moves the indices after it once the shards' column definitions tell its
+//!   width ([`Wildcard`]).
+//! - [`union`]: UNION [ALL] of such selects.
+//!
 //! This file walks the statement through those steps in order (the order hidden columns are
 //! appended in), renders the rewritten SELECT from the AST and parses it again as a check.
-//! Refused here: window functions, `SELECT … INTO`, DISTINCT ON, FETCH/FOR clauses, `SELECT *`
-//! with ORDER BY, GROUP BY, HAVING, DISTINCT or aggregates (the planner does not know the
-//! table's columns), placeholders in what the proxy evaluates or adds (HAVING, LIMIT, hidden
-//! columns), and string literals with backslash escapes (the renderer would change their
-//! meaning).
+//! Refused here: window functions, `SELECT … INTO`, DISTINCT ON, FETCH/FOR clauses, positions
+//! (`ORDER BY 2`) that fall in or after a `*`, placeholders in what the proxy evaluates or adds
+//! (HAVING, LIMIT, hidden columns; a prepared `LIMIT ?` is planned with its values in place,
+//! `plan/prepared.rs`), and string literals with backslash escapes (the renderer would change
+//! their meaning).
 
 mod aggregates;
 mod columns;
