@@ -403,6 +403,13 @@ fn hand_written() -> Vec<Case> {
         read("SELECT a.status, SUM(l.amount)/COUNT(l.id) FROM accounts a JOIN ledger l ON a.account_id = l.account_id GROUP BY a.status ORDER BY a.status", true, MUST),
         read("SELECT SQRT(SUM(balance)) FROM accounts", true, MAY_REFUSE),
         read("SELECT GROUP_CONCAT(account_id) FROM accounts", true, MAY_REFUSE),
+        // GROUP_CONCAT with an ORDER BY that fixes the order: the shards group by its value.
+        read("SELECT GROUP_CONCAT(account_id ORDER BY account_id) FROM accounts WHERE account_id < 40", true, MUST),
+        read("SELECT kind, GROUP_CONCAT(amount ORDER BY amount DESC SEPARATOR ' | '), COUNT(*), SUM(amount) FROM ledger WHERE account_id < 30 GROUP BY kind ORDER BY kind", true, MUST),
+        read("SELECT status, GROUP_CONCAT(DISTINCT created ORDER BY created SEPARATOR ';') FROM accounts GROUP BY status ORDER BY status", true, MUST),
+        read("SELECT account_id, GROUP_CONCAT(kind ORDER BY day, kind) FROM ledger WHERE account_id IN (1, 2, 3, 4, 5, 6) GROUP BY account_id ORDER BY account_id", true, MUST),
+        read("SELECT GROUP_CONCAT(DISTINCT kind ORDER BY kind) FROM ledger", true, MUST),
+        read("SELECT GROUP_CONCAT(kind ORDER BY day) FROM ledger", true, MAY_REFUSE),
         // SUM/AVG(DISTINCT x): the shards group by x, the proxy keeps each value once.
         read("SELECT SUM(DISTINCT amount), AVG(DISTINCT amount), COUNT(DISTINCT amount) FROM ledger", true, MUST),
         read("SELECT kind, SUM(DISTINCT amount), AVG(DISTINCT amount), COUNT(*), SUM(amount) FROM ledger GROUP BY kind ORDER BY kind", true, MUST),

@@ -598,7 +598,10 @@ mod streamed {
             got.push(r.len());
             got.push(r[0].as_deref().unwrap()[0] as usize);
         }
-        assert_eq!(got, vec![2, b'4' as usize, 2, b'3' as usize, 2, b'2' as usize]);
+        assert_eq!(
+            got,
+            vec![2, b'4' as usize, 2, b'3' as usize, 2, b'2' as usize]
+        );
         st.finish(&mut fake).await.answer.unwrap();
     }
 

@@ -104,6 +104,13 @@ impl MergeSpec {
         }
         for a in &mut s.aggregates {
             a.column = map(a.column);
+            if let AggregateKind::GroupConcat(g) = &mut a.kind {
+                g.value = map(g.value);
+                g.count = g.count.map(map);
+                for k in &mut g.keys {
+                    k.column = map(k.column);
+                }
+            }
             if let AggregateKind::Avg {
                 sum_column,
                 count_column,
@@ -215,6 +222,8 @@ pub enum AggregateKind {
         sum_column: usize,
         count_column: usize,
     },
+    /// GROUP_CONCAT([DISTINCT] x ORDER BY …, x … [SEPARATOR s]): see [`GroupConcat`].
+    GroupConcat(Box<GroupConcat>),
     /// COUNT(DISTINCT x) of anything else: the same value may be on several shards. The shards
     /// group by x as well (see [`MergeSpec::pre_group_by`]), so each of their rows counts one
     /// value (1, or 0 for NULL); the first merge stage keeps one count per value (the maximum),
@@ -330,6 +339,24 @@ impl fmt::Display for Calc {
             }
         }
     }
+}
+
+/// How a GROUP_CONCAT recombines. A shard's concatenation cannot be split again (a value may
+/// hold the separator), so the shards also group by the value and the ORDER BY keys (hidden
+/// columns) and count each such row; the merge keeps one row per (group, value, keys), adds
+/// their counts, sorts a group's rows by the keys and joins the values, each repeated its
+/// count. The keys must include the value itself, so the order is fixed (ties of other keys
+/// are in no order MariaDB promises).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupConcat {
+    /// The hidden column holding the concatenated value.
+    pub value: usize,
+    /// The ORDER BY keys over hidden columns (the value's among them).
+    pub keys: Vec<SortKey>,
+    /// The separator (`,` by default).
+    pub separator: String,
+    /// The hidden COUNT(*) of each (group, value, keys) row; `None` with DISTINCT (once each).
+    pub count: Option<usize>,
 }
 
 impl AggregateKind {

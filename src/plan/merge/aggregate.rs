@@ -14,9 +14,10 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use super::number::{divide_rounded, format_decimal, format_double_column, parse_decimal};
+use super::sort::compare_rows;
 use super::value::{self, Key, ValueKind};
 use super::MergeError;
-use crate::plan::spec::{AggregateKind, AggregateSpec, MergeSpec};
+use crate::plan::spec::{AggregateKind, AggregateSpec, GroupConcat, MergeSpec};
 use crate::protocol::resultset::{ColumnDef, TextRow};
 
 /// Groups `rows` by `spec.group_by` and recombines `spec.aggregates`.
@@ -91,6 +92,13 @@ pub fn pre_group(
                     AggregateKind::CountDistinct | AggregateKind::SumDistinct => AggregateKind::Max,
                     // Its helpers (that value, and 1 or 0) keep the first row's.
                     AggregateKind::AvgDistinct { .. } => return None,
+                    // Rows of one (value, keys) from several shards: their counts add up.
+                    AggregateKind::GroupConcat(ref g) => {
+                        return g.count.map(|column| AggregateSpec {
+                            column,
+                            kind: AggregateKind::Count,
+                        })
+                    }
                     ref k => k.clone(),
                 };
                 Some(AggregateSpec {
@@ -168,7 +176,12 @@ enum Acc {
     Sum(SumAcc),
     Min(Option<Bytes>),
     Max(Option<Bytes>),
-    Avg { sum: SumAcc, count: i128 },
+    Avg {
+        sum: SumAcc,
+        count: i128,
+    },
+    /// GROUP_CONCAT: the group's (value, keys, count) rows, joined at the end.
+    Concat(Vec<TextRow>),
 }
 
 /// A running exact (or, for FLOAT/DOUBLE, `f64`) sum; `Null` until a non-NULL part arrives.
@@ -270,6 +283,7 @@ impl Group {
                     AggregateKind::Sum | AggregateKind::SumDistinct => Acc::Sum(SumAcc::Null),
                     AggregateKind::Min => Acc::Min(None),
                     AggregateKind::Max => Acc::Max(None),
+                    AggregateKind::GroupConcat(_) => Acc::Concat(Vec::new()),
                     AggregateKind::Avg { .. } | AggregateKind::AvgDistinct { .. } => Acc::Avg {
                         sum: SumAcc::Null,
                         count: 0,
@@ -291,6 +305,7 @@ impl Group {
             let kind = kinds[a.column];
             match acc {
                 Acc::Count(n) => add_count(n, v)?,
+                Acc::Concat(rows) => rows.push(row.clone()),
                 Acc::Sum(s) => s.add(kind, v)?,
                 Acc::Min(best) => {
                     if let Some(v) = v {
@@ -383,6 +398,12 @@ fn finish_one(
         Acc::Count(n) => Some(Bytes::from(n.to_string())),
         Acc::Sum(s) => s.format(col)?,
         Acc::Min(v) | Acc::Max(v) => v.clone(),
+        Acc::Concat(rows) => {
+            let AggregateKind::GroupConcat(g) = &a.kind else {
+                unreachable!("Concat accumulator for a non-GROUP_CONCAT aggregate")
+            };
+            group_concat(g, rows, columns, kinds)?
+        }
         Acc::Avg { sum, count } => {
             let Some((sum_column, count_column)) = a.kind.avg_helpers() else {
                 unreachable!("Avg accumulator for a non-AVG aggregate")
@@ -393,6 +414,58 @@ fn finish_one(
         }
     };
     Ok(())
+}
+
+/// MariaDB's default `group_concat_max_len`: a longer result would be cut (with a warning) by
+/// a server whose session keeps the default; the merge refuses rather than guess the setting.
+const GROUP_CONCAT_MAX_LEN: usize = 1_048_576;
+
+/// A group's GROUP_CONCAT from its (value, keys, count) rows; NULL when every value is NULL.
+fn group_concat(
+    g: &GroupConcat,
+    rows: &[TextRow],
+    columns: &[ColumnDef],
+    kinds: &[ValueKind],
+) -> Result<Option<Bytes>, MergeError> {
+    if let Some(k) = g
+        .keys
+        .iter()
+        .find(|k| value::sorts_by_hidden_order(&columns[k.column]))
+    {
+        return Err(MergeError::not_supported(format!(
+            "GROUP_CONCAT ordered by the ENUM/SET column {} across shards",
+            k.column
+        )));
+    }
+    let mut sorted: Vec<&TextRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| compare_rows(&g.keys, kinds, a, b));
+    let mut out: Vec<u8> = Vec::new();
+    let mut any = false;
+    for r in sorted {
+        let Some(v) = r[g.value].as_deref() else {
+            continue;
+        };
+        let times = match g.count {
+            None => 1,
+            Some(c) => std::str::from_utf8(r[c].as_deref().unwrap_or(b"0"))
+                .ok()
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| MergeError::internal("merge: GROUP_CONCAT's count"))?,
+        };
+        for _ in 0..times {
+            if any {
+                out.extend_from_slice(g.separator.as_bytes());
+            }
+            out.extend_from_slice(v);
+            any = true;
+            if out.len() > GROUP_CONCAT_MAX_LEN {
+                return Err(MergeError::not_supported(
+                    "a GROUP_CONCAT across shards longer than the default group_concat_max_len                      (1 MiB), which a server would cut: query one shard",
+                ));
+            }
+        }
+    }
+    Ok(any.then(|| Bytes::from(out)))
 }
 
 /// AVG = total sum / total count, printed as the AVG column prints; NULL over no values.

@@ -248,6 +248,12 @@ pub(crate) fn validate(spec: &MergeSpec, columns: &[ColumnDef]) -> Result<(), Me
     }
     for a in &spec.aggregates {
         check(a.column, "an aggregate")?;
+        if let AggregateKind::GroupConcat(g) = &a.kind {
+            check(g.value, "GROUP_CONCAT's value")?;
+            for c in g.keys.iter().map(|k| k.column).chain(g.count) {
+                check(c, "GROUP_CONCAT's order or count")?;
+            }
+        }
         if let Some((sum_column, count_column)) = a.kind.avg_helpers() {
             check(sum_column, "AVG's sum")?;
             check(count_column, "AVG's count")?;

@@ -944,3 +944,35 @@ fn computed_columns_use_the_merged_parts() {
         ]
     );
 }
+
+/// `GROUP_CONCAT(x ORDER BY x DESC SEPARATOR '|')`: shard rows per (value) with their counts;
+/// a value on two shards adds its counts, NULLs are skipped.
+#[test]
+fn group_concat_joins_sorted_values_with_their_counts() {
+    use crate::plan::spec::GroupConcat;
+    let spec = MergeSpec {
+        visible_columns: 1,
+        pre_group_by: vec![1],
+        aggregates: vec![util::agg(
+            0,
+            AggregateKind::GroupConcat(Box::new(GroupConcat {
+                value: 1,
+                keys: vec![key(1, true)],
+                separator: "|".into(),
+                count: Some(2),
+            })),
+        )],
+        ..Default::default()
+    };
+    let cols = [text_col(), int_col(), bigint_col()];
+    let r = |x: Option<&str>, n: &str| row(&[x, x, Some(n)]);
+    let a = rs(
+        &cols,
+        vec![r(Some("1"), "2"), r(Some("10"), "1"), r(None, "3")],
+    );
+    let b = rs(&cols, vec![r(Some("1"), "1"), r(Some("9"), "1")]);
+    let out = merge(&spec, vec![a, b]).unwrap();
+    assert_eq!(out.rows, vec![row(&[Some("10|9|1|1|1")])]);
+    let out = merge(&spec, vec![rs(&cols, vec![])]).unwrap();
+    assert_eq!(out.rows, vec![row(&[None])]);
+}

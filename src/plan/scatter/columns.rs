@@ -16,7 +16,7 @@ use super::aggregates::contains_aggregate;
 use super::R;
 use crate::plan::reject::not_supported;
 use crate::plan::route::Relation;
-use crate::plan::spec::{AggregateSpec, Computed};
+use crate::plan::spec::{AggregateKind, AggregateSpec, Computed};
 
 /// One output column of the shard SQL.
 pub(super) struct Col {
@@ -38,6 +38,9 @@ pub(super) struct Builder<'a> {
     pub computed: Vec<Computed>,
     /// The arguments of the `…(DISTINCT x)` aggregates of a non-key `x` registered so far.
     pub distinct_args: Vec<Expr>,
+    /// The GROUP_CONCAT value and order keys the shards must also group by, with their hidden
+    /// columns.
+    pub concat_group: Vec<(Expr, usize)>,
     pub rels: &'a [Relation],
     /// The columns from the first to the last `*` / `t.*` item (`first..=last`), whose real
     /// width only the shards' answer tells; nothing refers into it (see
@@ -61,6 +64,7 @@ impl<'a> Builder<'a> {
             aggregates: Vec::new(),
             computed: Vec::new(),
             distinct_args: Vec::new(),
+            concat_group: Vec::new(),
             rels,
             wild: None,
             all_columns_visible: false,
@@ -112,8 +116,8 @@ impl<'a> Builder<'a> {
                 agg: kind.is_some() || computed,
             });
             if let Some(k) = kind {
-                if k.avg_helpers().is_some() {
-                    // AVG adds hidden columns; they must come after every visible one.
+                if k.avg_helpers().is_some() || matches!(k, AggregateKind::GroupConcat(_)) {
+                    // AVG and GROUP_CONCAT add hidden columns: after every visible one.
                     deferred_avgs.push((e.clone(), k, col));
                 } else {
                     self.register_aggregate(e, k, col);

@@ -112,7 +112,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     // HAVING and ORDER BY may have added aggregates: decide grouping only now.
     let grouped = !group_by.is_empty() || !b.aggregates.is_empty();
     // COUNT(DISTINCT x) of a non-key expression: the shards group by x too.
-    let (pre_group_by, extra_group_key) = b.distinct_grouping(&group_by)?;
+    let (pre_group_by, extra_group_keys) = b.distinct_grouping(&group_by)?;
     // `SELECT *` beside columns the merge refers to: their indices move by the width of `*`,
     // which the shards' column definitions tell (no schema guessing).
     let refers = grouped || !order_by.is_empty() || having.is_some() || !b.hidden.is_empty();
@@ -156,9 +156,9 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     names::keep_names(cx.sql, &mut shard_sel.projection, visible);
     shard_sel.projection.extend(b.hidden.iter().cloned());
     shard_sel.having = None;
-    if let Some(arg) = extra_group_key {
+    if !extra_group_keys.is_empty() {
         match &mut shard_sel.group_by {
-            GroupByExpr::Expressions(exprs, _) => exprs.push(arg),
+            GroupByExpr::Expressions(exprs, _) => exprs.extend(extra_group_keys),
             GroupByExpr::All(_) => return Err(not_supported("GROUP BY ALL")),
         }
     }
@@ -214,6 +214,18 @@ mod tests {
                 "together with",
             ),
             ("SELECT GROUP_CONCAT(a) FROM accounts", "GROUP_CONCAT"),
+            (
+                "SELECT GROUP_CONCAT(a ORDER BY b) FROM accounts",
+                "includes the value",
+            ),
+            (
+                "SELECT GROUP_CONCAT(DISTINCT a ORDER BY b, a) FROM accounts",
+                "includes the value",
+            ),
+            (
+                "SELECT GROUP_CONCAT(a ORDER BY a), COUNT(DISTINCT b) FROM accounts",
+                "beside another",
+            ),
             (
                 "SELECT a, ROW_NUMBER() OVER (ORDER BY a) FROM accounts",
                 "window",
