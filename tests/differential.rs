@@ -402,6 +402,10 @@ fn hand_written() -> Vec<Case> {
         read("SELECT SUM(shares)*SUM(balance) FROM accounts", true, MAY_REFUSE),
         read("SELECT a.status, SUM(l.amount)/COUNT(l.id) FROM accounts a JOIN ledger l ON a.account_id = l.account_id GROUP BY a.status ORDER BY a.status", true, MUST),
         read("SELECT SQRT(SUM(balance)) FROM accounts", true, MAY_REFUSE),
+        read("SELECT kind, SUM(amount)/COUNT(*) AS r FROM ledger GROUP BY kind HAVING r > 0 ORDER BY r DESC LIMIT 2", true, MUST),
+        read("SELECT account_id, MAX(amount) - MIN(amount) AS spread FROM ledger GROUP BY account_id ORDER BY spread DESC, account_id LIMIT 4", true, MUST),
+        read("SELECT DISTINCT COUNT(*) * 0 FROM ledger GROUP BY kind", false, MUST),
+        prepared(read("SELECT kind, COUNT(*) * 2 FROM ledger WHERE amount > ? GROUP BY kind ORDER BY kind LIMIT ?", true, MUST), vec![V::Cents(0), V::Int(3)]),
         read("SELECT GROUP_CONCAT(account_id) FROM accounts", true, MAY_REFUSE),
         // GROUP_CONCAT with an ORDER BY that fixes the order: the shards group by its value.
         read("SELECT GROUP_CONCAT(account_id ORDER BY account_id) FROM accounts WHERE account_id < 40", true, MUST),
