@@ -555,6 +555,11 @@ fn hand_written() -> Vec<Case> {
         read("SELECT * FROM ledger WHERE account_id = 3 UNION ALL SELECT * FROM ledger WHERE account_id = 4", false, MUST),
         read("SELECT COUNT(*) FROM accounts UNION ALL SELECT COUNT(*) FROM ledger", false, MAY_REFUSE),
         read("SELECT status FROM accounts UNION SELECT status FROM accounts UNION ALL SELECT kind FROM ledger", false, MAY_REFUSE),
+        // Derived tables of row-wise selects: the whole statement on every shard, the outer merged.
+        read("SELECT d.kind, COUNT(*), SUM(d.amount) FROM (SELECT kind, amount FROM ledger WHERE amount > 0) d GROUP BY d.kind ORDER BY d.kind", true, MUST),
+        read("SELECT * FROM (SELECT account_id, balance * 2 AS b2 FROM accounts WHERE balance IS NOT NULL) d ORDER BY b2 DESC, account_id LIMIT 5", true, MUST),
+        read("SELECT COUNT(*) FROM (SELECT * FROM ledger) d", true, MUST),
+        read("SELECT * FROM (SELECT COUNT(*) AS n FROM ledger) d", true, MAY_REFUSE),
         read("SELECT account_id, MAX(amount) FROM ledger WHERE account_id IN (1, 2, 3, 4, 5, 6) GROUP BY account_id ORDER BY account_id", true, MUST),
         read("SELECT SUM(amount) FROM ledger WHERE day >= '2026-01-10' AND day < '2026-01-20'", true, MUST),
         read("SELECT kind, COUNT(DISTINCT account_id) FROM ledger GROUP BY kind ORDER BY kind", true, MAY_REFUSE),

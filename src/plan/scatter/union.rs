@@ -162,7 +162,7 @@ fn build(q: &Query, cx: &Cx) -> R<Plan> {
 }
 
 /// Checks one branch splits its rows between the shards; returns the shards that hold them.
-fn branch_shards(sel: &Select, union_distinct: bool, cx: &Cx) -> R<Vec<String>> {
+pub(super) fn branch_shards(sel: &Select, union_distinct: bool, cx: &Cx) -> R<Vec<String>> {
     let from = collect_from(&sel.from, cx.rules(), cx.cur_db())?;
     if !from
         .relations
