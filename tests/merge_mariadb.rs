@@ -366,10 +366,10 @@ fn cases() -> Vec<Case> {
                 visible_columns: 2,
                 group_by: vec![0],
                 aggregates: vec![sum(1), avg(2, 3, 4)],
-                having: Some(or(
+                having: Some(Box::new(or(
                     compare(1, CompareOp::Gt, number("0")),
                     compare(2, CompareOp::Lt, number("-700")),
-                )),
+                ))),
                 order_by: vec![key(1, true)],
                 ..Default::default()
             },
@@ -382,13 +382,13 @@ fn cases() -> Vec<Case> {
                 visible_columns: 2,
                 group_by: vec![0],
                 aggregates: vec![count(1)],
-                having: Some(or(
+                having: Some(Box::new(or(
                     compare(1, CompareOp::GtEq, number("3")),
                     Filter::IsNull {
                         column: 0,
                         negated: false,
                     },
-                )),
+                ))),
                 order_by: vec![key(1, true), key(0, false)],
                 limit: Some(10),
                 ..Default::default()
@@ -495,10 +495,10 @@ fn cases() -> Vec<Case> {
                 visible_columns: 3,
                 group_by: vec![0, 1],
                 aggregates: vec![sum(2)],
-                having: Some(and(
+                having: Some(Box::new(and(
                     compare(0, CompareOp::Eq, text("X")),
                     compare(2, CompareOp::GtEq, number("100")),
-                )),
+                ))),
                 order_by: vec![key(2, false), key(1, false)],
                 ..Default::default()
             },
@@ -510,7 +510,7 @@ fn cases() -> Vec<Case> {
             spec: MergeSpec {
                 visible_columns: 2,
                 group_by: vec![0],
-                having: Some(compare(1, CompareOp::GtEq, text("2015-06-01"))),
+                having: Some(Box::new(compare(1, CompareOp::GtEq, text("2015-06-01")))),
                 order_by: vec![key(1, false)],
                 limit: Some(20),
                 ..Default::default()

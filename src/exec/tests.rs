@@ -559,6 +559,52 @@ mod streamed {
         assert_eq!(fake.log.lock().unwrap().given_back, vec!["s1", "s2"]);
     }
 
+    /// `SELECT * FROM t ORDER BY id` as planned: each shard answers `SELECT *, id FROM t
+    /// ORDER BY id`, the width of `*` (here 2) known only from their column definitions.
+    #[tokio::test]
+    async fn select_star_orders_by_a_hidden_key_and_strips_it() {
+        let shard = |rows: &'static [[&'static str; 3]]| -> Answer {
+            Arc::new(move |_| {
+                let rows = rows
+                    .iter()
+                    .map(|r| r.iter().map(|v| v.to_string()).collect())
+                    .collect();
+                text_rows(&["id", "name", "id"], rows)
+            })
+        };
+        let mut fake = Fake::new(vec![
+            // Each shard sorted its part (ORDER BY id DESC).
+            ("s1", shard(&[["4", "d", "4"], ["1", "a", "1"]])),
+            ("s2", shard(&[["3", "c", "3"], ["2", "b", "2"]])),
+        ]);
+        let spec = MergeSpec {
+            visible_columns: 1,
+            order_by: vec![SortKey {
+                column: 1,
+                descending: true,
+            }],
+            limit: Some(3),
+            wildcard: Some(crate::plan::spec::Wildcard {
+                start: 0,
+                planned_width: 1,
+                planned_total: 2,
+            }),
+            ..MergeSpec::default()
+        };
+        let mut st = open(&mut fake, &t2(), &spec, LIMITS).await.ok().unwrap();
+        assert_eq!(st.columns().len(), 2, "the hidden key is not sent");
+        let mut got = Vec::new();
+        while let Some(r) = st.next().await.unwrap() {
+            got.push(r.len());
+            got.push(r[0].as_deref().unwrap()[0] as usize);
+        }
+        assert_eq!(
+            got,
+            vec![2, b'4' as usize, 2, b'3' as usize, 2, b'2' as usize]
+        );
+        st.finish(&mut fake).await.answer.unwrap();
+    }
+
     #[tokio::test]
     async fn relay_sends_shard_after_shard() {
         let mut fake = two_shards();

@@ -38,7 +38,20 @@ pub enum PreparedPlan {
 
 /// Plans a statement with `?` placeholders (see the module doc).
 pub fn plan_prepared(sql: &str, ctx: &PlanContext) -> PreparedPlan {
-    let (plan, param) = plan_full(sql, ctx);
+    let (mut plan, mut param) = plan_full(sql, ctx);
+    if matches!(plan, Plan::Reject(_)) {
+        // `LIMIT ?` across shards: the merge needs the number, which only an execute brings.
+        // Every execute across shards runs as text with its values in place and is planned
+        // again then (`frontend/session/prepared.rs`), so here it is enough to know the shape
+        // is answerable: plan it with 1 in place of the LIMIT/OFFSET placeholders (the last
+        // ones, so the other placeholders keep their indices).
+        if let Some(text) = limit_placeholders_as_one(sql) {
+            let (p, k) = plan_full(&text, ctx);
+            if !matches!(p, Plan::Reject(_)) {
+                (plan, param) = (p, k);
+            }
+        }
+    }
     match (param, &plan) {
         // A literal already pins one shard: no parameter matters.
         (_, Plan::Single { .. }) | (None, _) => PreparedPlan::Fixed(plan),
@@ -49,6 +62,39 @@ pub fn plan_prepared(sql: &str, ctx: &PlanContext) -> PreparedPlan {
             fallback: Box::new(plan),
         },
     }
+}
+
+/// `sql` with `1` in place of the placeholders of a trailing `LIMIT ?`, `LIMIT ?, ?` or
+/// `LIMIT ? OFFSET ?`; `None` when there are none, or when another placeholder follows them.
+fn limit_placeholders_as_one(sql: &str) -> Option<String> {
+    let s = super::scan::scan(sql);
+    let (&last, _) = s.placeholders.split_last()?;
+    let limit = s
+        .words
+        .iter()
+        .rev()
+        .find(|w| !w.quoted && w.text == "limit" && w.offset < last)?;
+    let in_clause: Vec<usize> = s
+        .placeholders
+        .iter()
+        .copied()
+        .filter(|&p| p > limit.offset)
+        .collect();
+    // Only numbers, commas, OFFSET and the placeholders between LIMIT and the end.
+    let tail = &sql[limit.offset + "limit".len()..];
+    let plain = tail
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .all(|t| {
+            t.is_empty() || t == "?" || t.eq_ignore_ascii_case("offset") || t.parse::<u64>().is_ok()
+        });
+    if !plain || in_clause.is_empty() {
+        return None;
+    }
+    let mut out = sql.to_string();
+    for p in in_clause {
+        out.replace_range(p..p + 1, "1");
+    }
+    Some(out)
 }
 
 impl PreparedPlan {
@@ -158,6 +204,59 @@ mod tests {
             panic!("{p:?}")
         };
         assert_eq!(*param_index, 1);
+    }
+
+    #[test]
+    fn limit_placeholders_across_shards_are_planned_with_their_shape() {
+        let r = rules(3);
+        for sql in [
+            "SELECT account_id, name FROM accounts ORDER BY account_id LIMIT ?",
+            "SELECT * FROM accounts ORDER BY account_id LIMIT ?, ?",
+            "SELECT account_id FROM accounts WHERE balance > ? ORDER BY account_id LIMIT ? OFFSET ?",
+        ] {
+            let p = prep(sql, &r);
+            assert!(
+                matches!(p, PreparedPlan::Fixed(Plan::Scatter { .. })),
+                "{sql}: {p:?}"
+            );
+        }
+        // The key placeholder keeps its index.
+        let p = prep(
+            "SELECT name FROM accounts WHERE account_id = ? ORDER BY name LIMIT ?",
+            &r,
+        );
+        let PreparedPlan::ByParam { param_index, .. } = &p else {
+            panic!("{p:?}")
+        };
+        assert_eq!(*param_index, 0);
+        assert!(matches!(p.bind(&[None, None]), Plan::Scatter { .. }));
+        // What cannot be answered stays refused.
+        expect_reject(
+            &p_plan(prep(
+                "SELECT a, ROW_NUMBER() OVER (ORDER BY a) FROM accounts LIMIT ?",
+                &r,
+            )),
+            "window",
+        );
+        assert_eq!(
+            limit_placeholders_as_one("SELECT a FROM t LIMIT ? , ?").as_deref(),
+            Some("SELECT a FROM t LIMIT 1 , 1")
+        );
+        assert_eq!(
+            limit_placeholders_as_one("SELECT a FROM t WHERE b = ?"),
+            None
+        );
+        assert_eq!(
+            limit_placeholders_as_one("SELECT a FROM t LIMIT ? INTO @x"),
+            None
+        );
+    }
+
+    fn p_plan(p: PreparedPlan) -> Plan {
+        match p {
+            PreparedPlan::Fixed(p) => p,
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -47,4 +47,21 @@ mod tests {
             .iter()
             .all(|r| r.len() == 3 && r.iter().all(Option::is_some)));
     }
+
+    /// The new scatter plans say what the proxy does after the shards answered.
+    #[test]
+    fn describes_wildcards_computed_columns_and_unions() {
+        let r = rules(2);
+        let plan_text = |sql: &str| {
+            let rs = preview_result_set(&plan_with(sql, &r), sql);
+            String::from_utf8(rs.rows[0][2].clone().unwrap().to_vec()).unwrap()
+        };
+        let p = plan_text("SELECT * FROM accounts ORDER BY account_id LIMIT 3");
+        assert!(p.contains("columns of * from col 0"), "{p}");
+        assert!(p.contains("order by 1"), "{p}");
+        let p = plan_text("SELECT fund, SUM(balance)/COUNT(*) FROM accounts GROUP BY fund");
+        assert!(p.contains("col 1 = (col 2 / col 3) (in proxy)"), "{p}");
+        let p = plan_text("SELECT fund FROM accounts UNION SELECT fund FROM transactions");
+        assert!(p.contains("distinct"), "{p}");
+    }
 }

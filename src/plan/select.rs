@@ -1,8 +1,11 @@
 //! Reads: one shard when the WHERE clause pins the shard key, otherwise scatter-gather.
 //!
-//! Refused: CTEs, subqueries and UNION once a sharded table is involved (a subquery's rows may
+//! UNION [ALL] of scattered selects is planned by [`scatter::plan_union`], a derived table of a
+//! row-wise select by [`scatter::plan_derived`].
+//!
+//! Refused: CTEs and subqueries once a sharded table is involved (a subquery's rows may
 //! live on other shards than the outer query's, and counting `SELECT` keywords in the text
-//! catches a subquery wherever it hides), derived tables, joins of sharded tables that do not
+//! catches a subquery wherever it hides), other derived tables, joins of sharded tables that do not
 //! match rows by key, and joins of sharded tables with unlisted tables (which live only on the
 //! default shard).
 
@@ -25,6 +28,14 @@ pub(crate) fn plan_select(q: &Query, cx: &Cx) -> (Plan, Option<usize>) {
             not_supported("WITH (common table expressions) over sharded tables is not supported"),
             None,
         );
+    }
+    if matches!(q.body.as_ref(), SetExpr::SetOperation { .. }) {
+        return (scatter::plan_union(q, cx), None);
+    }
+    if let SetExpr::Select(sel) = q.body.as_ref() {
+        if let Some(p) = scatter::plan_derived(q, sel, cx) {
+            return (p, None);
+        }
     }
     if cx.scan.selects > 1 || cx.scan.set_operation {
         return (
@@ -238,8 +249,9 @@ mod tests {
             ("SELECT * FROM accounts a JOIN transactions t ON a.id = t.account_id WHERE a.account_id = 1", "does not match rows"),
             ("SELECT * FROM accounts a JOIN users u ON a.account_id = u.account_id", "does not match rows"),
             ("SELECT * FROM accounts WHERE account_id IN (SELECT account_id FROM transactions)", "subqueries"),
-            ("SELECT * FROM accounts WHERE account_id = 1 UNION SELECT * FROM accounts WHERE account_id = 2", "UNION"),
-            ("SELECT * FROM (SELECT * FROM accounts) x", "subqueries"),
+            ("SELECT * FROM accounts WHERE account_id = 1 UNION SELECT * FROM fund_yield", "UNION branch"),
+            ("SELECT * FROM (SELECT * FROM accounts ORDER BY a LIMIT 1) x", "derived table"),
+            ("SELECT * FROM (SELECT COUNT(*) FROM accounts) x", "aggregates"),
             ("WITH x AS (SELECT 1) SELECT * FROM accounts", "WITH"),
             ("SELECT * FROM accounts a JOIN other o ON o.id = a.account_id", "default shard"),
             ("SELECT * FROM fund_yield f LEFT JOIN accounts a ON a.fund = f.fund", "outer join"),
@@ -247,6 +259,20 @@ mod tests {
             ("SELECT * FROM accounts NATURAL JOIN transactions", "NATURAL"),
         ] {
             expect_reject(&plan_with(sql, &r), why);
+        }
+    }
+
+    #[test]
+    fn derived_table_of_a_row_wise_select_scatters_the_whole_statement() {
+        let r = rules(3);
+        let sql = "SELECT d.fund, COUNT(*) FROM (SELECT fund, balance FROM accounts WHERE balance > 0) d GROUP BY d.fund";
+        match plan_with(sql, &r) {
+            Plan::Scatter { targets, merge } => {
+                assert_eq!(targets.len(), 3);
+                assert_eq!(targets[0].sql, sql);
+                assert_eq!(merge.group_by, vec![0]);
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -31,7 +31,7 @@ pub struct MergeSpec {
     pub aggregates: Vec<AggregateSpec>,
     /// Filter applied to merged groups (HAVING), evaluated by the proxy because shards only see
     /// partial groups.
-    pub having: Option<Filter>,
+    pub having: Option<Box<Filter>>,
     /// Remove duplicate rows (over the visible columns) after grouping.
     pub distinct: bool,
     /// Final order. Empty: shard results are concatenated in shard order.
@@ -40,12 +40,101 @@ pub struct MergeSpec {
     pub offset: u64,
     /// Rows returned after the offset; `None` = all.
     pub limit: Option<u64>,
+    /// Select items the proxy evaluates over the merged groups: expressions over aggregates
+    /// and grouped columns (`SUM(a)/COUNT(*)`, `CONCAT(city, ':', COUNT(*))`). The shard SQL
+    /// keeps each one in its column (for its column definition: the same types on every
+    /// server); its value is replaced by the one computed from the merged helpers.
+    pub computed: Vec<Computed>,
+    /// A `SELECT *` (or `t.*`) whose width only the shards' column definitions tell, with
+    /// columns the merge refers to: see [`Wildcard`]. `None`: every index above is final (or
+    /// `visible_columns` is [`ALL_COLUMNS`], every column visible).
+    pub wildcard: Option<Wildcard>,
+}
+
+/// Where the columns of `*` / `t.*` items sit among the shard SQL's columns.
+///
+/// The planner does not know a table's columns (no schema guessing): it counts each wildcard
+/// item as one column and writes every index in that *planned* numbering. The wildcard items
+/// (and any item between two of them) form one region of unknown width; the merge never refers
+/// to a column inside it (the planner fetches such a column again as a hidden one), so once
+/// the shards' answer tells the real column count, every index after the region moves by the
+/// region's real width minus its planned width ([`MergeSpec::resolve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wildcard {
+    /// Planned index of the region's first column (the first wildcard item).
+    pub start: u32,
+    /// Planned columns in the region (from the first to the last wildcard item).
+    pub planned_width: u32,
+    /// Planned columns in all, visible and hidden.
+    pub planned_total: u32,
 }
 
 impl MergeSpec {
     /// The slow-query log's description of a scatter read merged by this spec.
     pub fn summary(&self) -> String {
         format!("scatter, {self}")
+    }
+
+    /// The spec in the numbering of shard rows that have `ncols` columns: `SELECT *`'s "all
+    /// columns" made a count, a [`Wildcard`] region given its real width. Without a wildcard
+    /// the spec is unchanged, so resolving twice is harmless.
+    pub fn resolve(&self, ncols: usize) -> MergeSpec {
+        let mut s = self.clone();
+        if s.visible_columns == ALL_COLUMNS {
+            s.visible_columns = ncols;
+        }
+        let Some(w) = s.wildcard.take() else {
+            return s;
+        };
+        // Columns outside the region are as planned; the region takes the rest.
+        let (start, planned_width) = (w.start as usize, w.planned_width as usize);
+        let outside = w.planned_total as usize - planned_width;
+        let width = ncols.saturating_sub(outside);
+        let after = start + planned_width;
+        let map = |c: usize| {
+            if c >= after {
+                c + width - planned_width
+            } else {
+                c
+            }
+        };
+        s.visible_columns = map(s.visible_columns);
+        for c in s.group_by.iter_mut().chain(s.pre_group_by.iter_mut()) {
+            *c = map(*c);
+        }
+        for a in &mut s.aggregates {
+            a.column = map(a.column);
+            if let AggregateKind::GroupConcat(g) = &mut a.kind {
+                g.value = map(g.value);
+                g.count = g.count.map(map);
+                for k in &mut g.keys {
+                    k.column = map(k.column);
+                }
+            }
+            if let AggregateKind::Avg {
+                sum_column,
+                count_column,
+            }
+            | AggregateKind::AvgDistinct {
+                sum_column,
+                count_column,
+            } = &mut a.kind
+            {
+                *sum_column = map(*sum_column);
+                *count_column = map(*count_column);
+            }
+        }
+        for k in &mut s.order_by {
+            k.column = map(k.column);
+        }
+        if let Some(f) = &mut s.having {
+            f.map_columns(&map);
+        }
+        for c in &mut s.computed {
+            c.column = map(c.column);
+            c.expr.map_columns(&map);
+        }
+        s
     }
 }
 
@@ -63,6 +152,9 @@ impl fmt::Display for MergeSpec {
         }
         for a in &self.aggregates {
             write!(f, "; {:?}(col {})", a.kind, a.column)?;
+        }
+        for c in &self.computed {
+            write!(f, "; col {} = {} (in proxy)", c.column, c.expr)?;
         }
         if self.having.is_some() {
             f.write_str("; having (in proxy)")?;
@@ -83,6 +175,13 @@ impl fmt::Display for MergeSpec {
         }
         if let Some(l) = self.limit {
             write!(f, "; limit {l}")?;
+        }
+        if let Some(w) = &self.wildcard {
+            write!(
+                f,
+                "; columns of * from col {} (width from the shards' answer)",
+                w.start
+            )?;
         }
         Ok(())
     }
@@ -113,11 +212,168 @@ pub enum AggregateKind {
     },
     /// COUNT(DISTINCT x) where x is the shard key: distinct sets are disjoint, counts add up.
     CountDistinctDisjoint,
+    /// SUM(DISTINCT x) of a non-key `x`: grouped on the shards by `x` as for
+    /// [`AggregateKind::CountDistinct`]; each value is kept once in the first stage, then
+    /// they add up.
+    SumDistinct,
+    /// AVG(DISTINCT x) of a non-key `x`: hidden SUM(DISTINCT x) and COUNT(DISTINCT x) kept once
+    /// per value in the first stage, then divided as [`AggregateKind::Avg`].
+    AvgDistinct {
+        sum_column: usize,
+        count_column: usize,
+    },
+    /// GROUP_CONCAT([DISTINCT] x ORDER BY …, x … [SEPARATOR s]): see [`GroupConcat`].
+    GroupConcat(Box<GroupConcat>),
     /// COUNT(DISTINCT x) of anything else: the same value may be on several shards. The shards
     /// group by x as well (see [`MergeSpec::pre_group_by`]), so each of their rows counts one
     /// value (1, or 0 for NULL); the first merge stage keeps one count per value (the maximum),
     /// the second adds them up.
     CountDistinct,
+}
+
+/// A select item the proxy computes after the merge (see [`MergeSpec::computed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Computed {
+    /// The column the value goes to (its definition, from the shards, gives the result type).
+    pub column: usize,
+    pub expr: Calc,
+}
+
+/// An expression over merged columns, evaluated by `merge/eval.rs` with MariaDB's types and
+/// DECIMAL arithmetic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Calc {
+    /// A merged column: an aggregate, or a grouped column (read in its column's type).
+    Column(usize),
+    /// AVG(x) from its hidden SUM(x) and COUNT(x) columns, divided as MariaDB divides.
+    Avg {
+        sum: usize,
+        count: usize,
+    },
+    Literal(Literal),
+    Neg(Box<Calc>),
+    Arith {
+        op: ArithOp,
+        left: Box<Calc>,
+        right: Box<Calc>,
+    },
+    /// ROUND(x, places) (places ≥ 0, a constant).
+    Round {
+        arg: Box<Calc>,
+        places: u32,
+    },
+    /// CONCAT(…): NULL when any argument is.
+    Concat(Vec<Calc>),
+}
+
+/// Arithmetic operators of [`Calc::Arith`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl Calc {
+    /// Renumbers the columns the expression reads (see [`MergeSpec::resolve`]).
+    fn map_columns(&mut self, map: &impl Fn(usize) -> usize) {
+        match self {
+            Calc::Column(c) => *c = map(*c),
+            Calc::Avg { sum, count } => {
+                *sum = map(*sum);
+                *count = map(*count);
+            }
+            Calc::Literal(_) => {}
+            Calc::Neg(a) | Calc::Round { arg: a, .. } => a.map_columns(map),
+            Calc::Arith { left, right, .. } => {
+                left.map_columns(map);
+                right.map_columns(map);
+            }
+            Calc::Concat(args) => args.iter_mut().for_each(|a| a.map_columns(map)),
+        }
+    }
+
+    /// Every column the expression reads.
+    pub fn columns(&self, out: &mut Vec<usize>) {
+        match self {
+            Calc::Column(c) => out.push(*c),
+            Calc::Avg { sum, count } => out.extend([*sum, *count]),
+            Calc::Literal(_) => {}
+            Calc::Neg(a) | Calc::Round { arg: a, .. } => a.columns(out),
+            Calc::Arith { left, right, .. } => {
+                left.columns(out);
+                right.columns(out);
+            }
+            Calc::Concat(args) => args.iter().for_each(|a| a.columns(out)),
+        }
+    }
+}
+
+/// PREVIEW's form: `(col 3 / col 4)`, `round(avg(col 5, col 6), 2)`.
+impl fmt::Display for Calc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Calc::Column(c) => write!(f, "col {c}"),
+            Calc::Avg { sum, count } => write!(f, "avg(col {sum} / col {count})"),
+            Calc::Literal(Literal::Null) => f.write_str("NULL"),
+            Calc::Literal(Literal::Number(n)) => f.write_str(n),
+            Calc::Literal(Literal::String(s)) => write!(f, "'{}'", s.replace('\'', "''")),
+            Calc::Neg(a) => write!(f, "-{a}"),
+            Calc::Arith { op, left, right } => {
+                let op = match op {
+                    ArithOp::Add => "+",
+                    ArithOp::Sub => "-",
+                    ArithOp::Mul => "*",
+                    ArithOp::Div => "/",
+                };
+                write!(f, "({left} {op} {right})")
+            }
+            Calc::Round { arg, places } => write!(f, "round({arg}, {places})"),
+            Calc::Concat(args) => {
+                f.write_str("concat(")?;
+                for (i, a) in args.iter().enumerate() {
+                    write!(f, "{}{a}", if i == 0 { "" } else { ", " })?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+/// How a GROUP_CONCAT recombines. A shard's concatenation cannot be split again (a value may
+/// hold the separator), so the shards also group by the value and the ORDER BY keys (hidden
+/// columns) and count each such row; the merge keeps one row per (group, value, keys), adds
+/// their counts, sorts a group's rows by the keys and joins the values, each repeated its
+/// count. The keys must include the value itself, so the order is fixed (ties of other keys
+/// are in no order MariaDB promises).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupConcat {
+    /// The hidden column holding the concatenated value.
+    pub value: usize,
+    /// The ORDER BY keys over hidden columns (the value's among them).
+    pub keys: Vec<SortKey>,
+    /// The separator (`,` by default).
+    pub separator: String,
+    /// The hidden COUNT(*) of each (group, value, keys) row; `None` with DISTINCT (once each).
+    pub count: Option<usize>,
+}
+
+impl AggregateKind {
+    /// The hidden SUM and COUNT columns of an AVG.
+    pub fn avg_helpers(&self) -> Option<(usize, usize)> {
+        match *self {
+            AggregateKind::Avg {
+                sum_column,
+                count_column,
+            }
+            | AggregateKind::AvgDistinct {
+                sum_column,
+                count_column,
+            } => Some((sum_column, count_column)),
+            _ => None,
+        }
+    }
 }
 
 /// Sort key of the final order.
@@ -143,6 +399,22 @@ pub enum Filter {
         column: usize,
         negated: bool,
     },
+}
+
+impl Filter {
+    /// Renumbers the columns the filter reads (see [`MergeSpec::resolve`]).
+    fn map_columns(&mut self, map: &impl Fn(usize) -> usize) {
+        match self {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                a.map_columns(map);
+                b.map_columns(map);
+            }
+            Filter::Not(a) => a.map_columns(map),
+            Filter::Compare { column, .. } | Filter::IsNull { column, .. } => {
+                *column = map(*column)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,9 +14,10 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use super::number::{divide_rounded, format_decimal, format_double_column, parse_decimal};
+use super::sort::compare_rows;
 use super::value::{self, Key, ValueKind};
 use super::MergeError;
-use crate::plan::spec::{AggregateKind, AggregateSpec, MergeSpec};
+use crate::plan::spec::{AggregateKind, AggregateSpec, GroupConcat, MergeSpec};
 use crate::protocol::resultset::{ColumnDef, TextRow};
 
 /// Groups `rows` by `spec.group_by` and recombines `spec.aggregates`.
@@ -85,17 +86,59 @@ pub fn pre_group(
         aggregates: spec
             .aggregates
             .iter()
-            .map(|a| AggregateSpec {
-                column: a.column,
-                kind: match a.kind {
-                    AggregateKind::CountDistinct => AggregateKind::Max,
+            .filter_map(|a| {
+                let kind = match a.kind {
+                    // One value per row: kept once however many shards have it.
+                    AggregateKind::CountDistinct | AggregateKind::SumDistinct => AggregateKind::Max,
+                    // Its helpers (that value, and 1 or 0) keep the first row's.
+                    AggregateKind::AvgDistinct { .. } => return None,
+                    // Rows of one (value, keys) from several shards: their counts add up.
+                    AggregateKind::GroupConcat(ref g) => {
+                        return g.count.map(|column| AggregateSpec {
+                            column,
+                            kind: AggregateKind::Count,
+                        })
+                    }
                     ref k => k.clone(),
-                },
+                };
+                Some(AggregateSpec {
+                    column: a.column,
+                    kind,
+                })
             })
             .collect(),
         ..MergeSpec::default()
     };
     aggregate(&stage, columns, kinds, rows)
+}
+
+/// The spec of the grouping after [`pre_group`]: the values each row stands for add up as a
+/// SUM and divide as an AVG.
+pub fn main_stage(spec: &MergeSpec) -> std::borrow::Cow<'_, MergeSpec> {
+    let distinct_values = |k: &AggregateKind| {
+        matches!(
+            k,
+            AggregateKind::SumDistinct | AggregateKind::AvgDistinct { .. }
+        )
+    };
+    if !spec.aggregates.iter().any(|a| distinct_values(&a.kind)) {
+        return std::borrow::Cow::Borrowed(spec);
+    }
+    let mut s = spec.clone();
+    for a in &mut s.aggregates {
+        a.kind = match a.kind {
+            AggregateKind::SumDistinct => AggregateKind::Sum,
+            AggregateKind::AvgDistinct {
+                sum_column,
+                count_column,
+            } => AggregateKind::Avg {
+                sum_column,
+                count_column,
+            },
+            ref k => k.clone(),
+        };
+    }
+    std::borrow::Cow::Owned(s)
 }
 
 /// The one row of an aggregate without GROUP BY over no rows at all: COUNT 0, NULL elsewhere.
@@ -107,13 +150,14 @@ fn empty_row(spec: &MergeSpec, ncols: usize) -> TextRow {
             AggregateKind::Count
             | AggregateKind::CountDistinctDisjoint
             | AggregateKind::CountDistinct => row[a.column] = zero(),
-            AggregateKind::Avg { count_column, .. } => row[count_column] = zero(),
+            AggregateKind::Avg { count_column, .. }
+            | AggregateKind::AvgDistinct { count_column, .. } => row[count_column] = zero(),
             _ => {}
         }
     }
     // A COUNT that is also some AVG's helper stays 0; an AVG column stays NULL.
     for a in &spec.aggregates {
-        if matches!(a.kind, AggregateKind::Avg { .. }) {
+        if a.kind.avg_helpers().is_some() {
             row[a.column] = None;
         }
     }
@@ -132,7 +176,12 @@ enum Acc {
     Sum(SumAcc),
     Min(Option<Bytes>),
     Max(Option<Bytes>),
-    Avg { sum: SumAcc, count: i128 },
+    Avg {
+        sum: SumAcc,
+        count: i128,
+    },
+    /// GROUP_CONCAT: the group's (value, keys, count) rows, joined at the end.
+    Concat(Vec<TextRow>),
 }
 
 /// A running exact (or, for FLOAT/DOUBLE, `f64`) sum; `Null` until a non-NULL part arrives.
@@ -231,10 +280,11 @@ impl Group {
                     AggregateKind::Count
                     | AggregateKind::CountDistinctDisjoint
                     | AggregateKind::CountDistinct => Acc::Count(0),
-                    AggregateKind::Sum => Acc::Sum(SumAcc::Null),
+                    AggregateKind::Sum | AggregateKind::SumDistinct => Acc::Sum(SumAcc::Null),
                     AggregateKind::Min => Acc::Min(None),
                     AggregateKind::Max => Acc::Max(None),
-                    AggregateKind::Avg { .. } => Acc::Avg {
+                    AggregateKind::GroupConcat(_) => Acc::Concat(Vec::new()),
+                    AggregateKind::Avg { .. } | AggregateKind::AvgDistinct { .. } => Acc::Avg {
                         sum: SumAcc::Null,
                         count: 0,
                     },
@@ -255,6 +305,7 @@ impl Group {
             let kind = kinds[a.column];
             match acc {
                 Acc::Count(n) => add_count(n, v)?,
+                Acc::Concat(rows) => rows.push(row.clone()),
                 Acc::Sum(s) => s.add(kind, v)?,
                 Acc::Min(best) => {
                     if let Some(v) = v {
@@ -277,11 +328,7 @@ impl Group {
                     }
                 }
                 Acc::Avg { sum, count } => {
-                    let AggregateKind::Avg {
-                        sum_column,
-                        count_column,
-                    } = a.kind
-                    else {
+                    let Some((sum_column, count_column)) = a.kind.avg_helpers() else {
                         unreachable!("Avg accumulator for a non-AVG aggregate")
                     };
                     sum.add(kinds[sum_column], row[sum_column].as_deref())?;
@@ -312,12 +359,12 @@ impl Group {
             .aggregates
             .iter()
             .zip(&self.accs)
-            .filter(|(a, _)| matches!(a.kind, AggregateKind::Avg { .. }))
+            .filter(|(a, _)| a.kind.avg_helpers().is_some())
             .chain(
                 spec.aggregates
                     .iter()
                     .zip(&self.accs)
-                    .filter(|(a, _)| !matches!(a.kind, AggregateKind::Avg { .. })),
+                    .filter(|(a, _)| a.kind.avg_helpers().is_none()),
             );
         for (a, acc) in order {
             finish_one(a, acc, columns, kinds, &mut row)?;
@@ -351,12 +398,14 @@ fn finish_one(
         Acc::Count(n) => Some(Bytes::from(n.to_string())),
         Acc::Sum(s) => s.format(col)?,
         Acc::Min(v) | Acc::Max(v) => v.clone(),
+        Acc::Concat(rows) => {
+            let AggregateKind::GroupConcat(g) = &a.kind else {
+                unreachable!("Concat accumulator for a non-GROUP_CONCAT aggregate")
+            };
+            group_concat(g, rows, columns, kinds)?
+        }
         Acc::Avg { sum, count } => {
-            let AggregateKind::Avg {
-                sum_column,
-                count_column,
-            } = a.kind
-            else {
+            let Some((sum_column, count_column)) = a.kind.avg_helpers() else {
                 unreachable!("Avg accumulator for a non-AVG aggregate")
             };
             row[sum_column] = sum.format(&columns[sum_column])?;
@@ -365,6 +414,58 @@ fn finish_one(
         }
     };
     Ok(())
+}
+
+/// MariaDB's default `group_concat_max_len`: a longer result would be cut (with a warning) by
+/// a server whose session keeps the default; the merge refuses rather than guess the setting.
+const GROUP_CONCAT_MAX_LEN: usize = 1_048_576;
+
+/// A group's GROUP_CONCAT from its (value, keys, count) rows; NULL when every value is NULL.
+fn group_concat(
+    g: &GroupConcat,
+    rows: &[TextRow],
+    columns: &[ColumnDef],
+    kinds: &[ValueKind],
+) -> Result<Option<Bytes>, MergeError> {
+    if let Some(k) = g
+        .keys
+        .iter()
+        .find(|k| value::sorts_by_hidden_order(&columns[k.column]))
+    {
+        return Err(MergeError::not_supported(format!(
+            "GROUP_CONCAT ordered by the ENUM/SET column {} across shards",
+            k.column
+        )));
+    }
+    let mut sorted: Vec<&TextRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| compare_rows(&g.keys, kinds, a, b));
+    let mut out: Vec<u8> = Vec::new();
+    let mut any = false;
+    for r in sorted {
+        let Some(v) = r[g.value].as_deref() else {
+            continue;
+        };
+        let times = match g.count {
+            None => 1,
+            Some(c) => std::str::from_utf8(r[c].as_deref().unwrap_or(b"0"))
+                .ok()
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| MergeError::internal("merge: GROUP_CONCAT's count"))?,
+        };
+        for _ in 0..times {
+            if any {
+                out.extend_from_slice(g.separator.as_bytes());
+            }
+            out.extend_from_slice(v);
+            any = true;
+            if out.len() > GROUP_CONCAT_MAX_LEN {
+                return Err(MergeError::not_supported(
+                    "a GROUP_CONCAT across shards longer than the default group_concat_max_len                      (1 MiB), which a server would cut: query one shard",
+                ));
+            }
+        }
+    }
+    Ok(any.then(|| Bytes::from(out)))
 }
 
 /// AVG = total sum / total count, printed as the AVG column prints; NULL over no values.

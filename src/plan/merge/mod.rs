@@ -3,12 +3,13 @@
 //!
 //! One primitive per file, in the style of Vitess's `go/vt/vtgate/engine`:
 //! [`value`] (typed comparison of text values), [`number`] (exact arithmetic and MariaDB's text
-//! forms), [`aggregate`] (group + recombine), [`having`] (filter), [`distinct`], [`sort`],
+//! forms), [`aggregate`] (group + recombine), [`eval`] (expressions over the merged groups),
+//! [`having`] (filter), [`distinct`], [`sort`],
 //! [`limit`]. [`merge`] is the pipeline:
 //!
 //! ```text
 //! concatenate shard rows (shard order) → [COUNT(DISTINCT) pre-grouping] → group/aggregate
-//!   → HAVING → DISTINCT
+//!   → computed select items (expressions over aggregates) → HAVING → DISTINCT
 //!   → ORDER BY (or, with GROUP BY and no ORDER BY, the group keys ascending, as MariaDB
 //!     sorts GROUP BY results) → OFFSET/LIMIT → drop hidden columns
 //! ```
@@ -79,6 +80,7 @@
 
 pub mod aggregate;
 pub mod distinct;
+pub mod eval;
 pub mod having;
 pub mod limit;
 pub mod number;
@@ -151,17 +153,9 @@ pub fn merge(spec: &MergeSpec, inputs: Vec<ResultSet>) -> Result<ResultSet, Merg
         .ok_or_else(|| MergeError::internal("merge: no shard results"))?;
     let mut columns = first.columns.clone();
     let ncols = columns.len();
-    // `SELECT *` plans cannot know the column count: every column is visible.
-    let all_visible;
-    let spec = if spec.visible_columns == crate::plan::ALL_COLUMNS {
-        all_visible = MergeSpec {
-            visible_columns: ncols,
-            ..spec.clone()
-        };
-        &all_visible
-    } else {
-        spec
-    };
+    // `SELECT *` plans cannot know the column count: the shards' answer tells it.
+    let resolved = spec.resolve(ncols);
+    let spec = &resolved;
     validate(spec, &columns)?;
 
     let total: usize = inputs.iter().map(|rs| rs.rows.len()).sum();
@@ -195,7 +189,12 @@ pub fn merge(spec: &MergeSpec, inputs: Vec<ResultSet>) -> Result<ResultSet, Merg
     let kinds: Vec<ValueKind> = columns.iter().map(ValueKind::of).collect();
     refuse_unmodelled_collation(spec, &columns, &kinds, &rows)?;
     let rows = aggregate::pre_group(spec, &columns, &kinds, rows)?;
-    let mut rows = aggregate::aggregate(spec, &columns, &kinds, rows)?;
+    let mut rows = aggregate::aggregate(&aggregate::main_stage(spec), &columns, &kinds, rows)?;
+    for c in &spec.computed {
+        for row in &mut rows {
+            row[c.column] = eval::evaluate(&c.expr, row, &columns, &columns[c.column])?;
+        }
+    }
     if let Some(filter) = &spec.having {
         rows = having::filter(filter, &columns, &kinds, rows)?;
     }
@@ -249,17 +248,27 @@ pub(crate) fn validate(spec: &MergeSpec, columns: &[ColumnDef]) -> Result<(), Me
     }
     for a in &spec.aggregates {
         check(a.column, "an aggregate")?;
-        if let AggregateKind::Avg {
-            sum_column,
-            count_column,
-        } = a.kind
-        {
+        if let AggregateKind::GroupConcat(g) = &a.kind {
+            check(g.value, "GROUP_CONCAT's value")?;
+            for c in g.keys.iter().map(|k| k.column).chain(g.count) {
+                check(c, "GROUP_CONCAT's order or count")?;
+            }
+        }
+        if let Some((sum_column, count_column)) = a.kind.avg_helpers() {
             check(sum_column, "AVG's sum")?;
             check(count_column, "AVG's count")?;
         }
     }
     for k in &spec.order_by {
         check(k.column, "ORDER BY")?;
+    }
+    for c in &spec.computed {
+        check(c.column, "a computed column")?;
+        let mut read = Vec::new();
+        c.expr.columns(&mut read);
+        for r in read {
+            check(r, "a computed column's expression")?;
+        }
     }
     if let Some(f) = &spec.having {
         validate_filter(f, &check)?;

@@ -48,6 +48,7 @@ pub fn shape(spec: &MergeSpec) -> Shape {
         || !spec.aggregates.is_empty()
         || spec.having.is_some()
         || spec.distinct
+        || !spec.computed.is_empty()
     {
         Shape::InMemory
     } else if spec.order_by.is_empty() {
@@ -57,13 +58,9 @@ pub fn shape(spec: &MergeSpec) -> Shape {
     }
 }
 
-/// The spec with `SELECT *`'s "all columns" made the shards' column count.
+/// The spec in the numbering of the shards' rows (see [`MergeSpec::resolve`]).
 pub fn resolve(spec: &MergeSpec, ncols: usize) -> MergeSpec {
-    let mut s = spec.clone();
-    if s.visible_columns == crate::plan::ALL_COLUMNS {
-        s.visible_columns = ncols;
-    }
-    s
+    spec.resolve(ncols)
 }
 
 /// Checks the shards' column definitions agree (count and types) and the spec fits them, and

@@ -12,15 +12,25 @@
 //!   COUNT(DISTINCT) of different expressions, or of several arguments, would need one such
 //!   grouping each and are refused.
 //!
-//! Refused: window functions, FILTER/WITHIN GROUP, `SUM/AVG(DISTINCT …)`, aggregates nested in
-//! aggregates or inside expressions (`SUM(a)/COUNT(b)`), and the aggregate functions that do not
-//! recombine (GROUP_CONCAT, STD, …).
+//! - `SUM(DISTINCT x)` and `AVG(DISTINCT x)` (even of the key) group by `x` on the shards the
+//!   same way: each value is kept once in the merge's first stage, then they add up
+//!   ([`AggregateKind::SumDistinct`], [`AggregateKind::AvgDistinct`] with hidden
+//!   `SUM(DISTINCT x), COUNT(DISTINCT x)`).
+//!
+//! - `GROUP_CONCAT(x ORDER BY …, x …)`: the shards group by the value and the order keys too
+//!   and count each such row ([`AggregateKind::GroupConcat`]); the merge sorts and joins. Only
+//!   with an ORDER BY that includes the value (any other order is one no server promises), one
+//!   per query, not beside a `…(DISTINCT)` aggregate.
+//!
+//! Expressions over aggregates are `computed.rs`'s. Refused: window functions, FILTER/WITHIN
+//! GROUP, aggregates nested in aggregates, and the aggregate functions that do not recombine
+//! (STD, VARIANCE, BIT_*, JSON_*AGG).
 //!
 //! [`MergeSpec::pre_group_by`]: crate::plan::spec::MergeSpec::pre_group_by
 
 use sqlparser::ast::{
-    DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    ObjectName,
+    DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, OrderBySort, Value,
 };
 
 use super::columns::{lc_text, Builder};
@@ -28,7 +38,7 @@ use super::R;
 use crate::plan::reject::not_supported;
 use crate::plan::route::key_ref;
 use crate::plan::scan::scan;
-use crate::plan::spec::{AggregateKind, AggregateSpec};
+use crate::plan::spec::{AggregateKind, AggregateSpec, GroupConcat, SortKey};
 
 /// Aggregate functions MariaDB knows; only the first five can be recombined.
 const AGGREGATES: &[&str] = &[
@@ -84,7 +94,59 @@ fn single_arg(f: &Function) -> R<(Option<&FunctionArgExpr>, bool, Vec<&FunctionA
     Ok((args.first().copied(), distinct, args))
 }
 
-fn rename(f: &Function, name: &str) -> Function {
+/// A GROUP_CONCAT's value, ORDER BY keys (expression, descending), separator and DISTINCT,
+/// refused unless the order is fixed (see [`GroupConcat`]).
+type ConcatParts = (Expr, Vec<(Expr, bool)>, String, bool);
+
+fn group_concat_parts(f: &Function) -> R<ConcatParts> {
+    let FunctionArguments::List(list) = &f.args else {
+        return Err(not_supported("GROUP_CONCAT without arguments"));
+    };
+    let distinct = matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct));
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(value))] = list.args.as_slice() else {
+        return Err(not_supported(
+            "GROUP_CONCAT of several expressions across shards (concatenate them with CONCAT)",
+        ));
+    };
+    let mut keys = Vec::new();
+    let mut separator = ",".to_string();
+    for c in &list.clauses {
+        match c {
+            FunctionArgumentClause::OrderBy(list) => {
+                for o in list {
+                    if o.options.nulls_first.is_some() {
+                        return Err(not_supported("GROUP_CONCAT … NULLS FIRST/LAST"));
+                    }
+                    let desc = matches!(o.options.sort, Some(OrderBySort::Desc));
+                    if matches!(&o.expr, Expr::Value(_)) {
+                        return Err(not_supported("GROUP_CONCAT … ORDER BY a position"));
+                    }
+                    keys.push((o.expr.clone(), desc));
+                }
+            }
+            FunctionArgumentClause::Separator(v) => match &v.value {
+                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
+                    separator = s.clone()
+                }
+                _ => return Err(not_supported("this GROUP_CONCAT SEPARATOR")),
+            },
+            _ => return Err(not_supported("this GROUP_CONCAT clause across shards")),
+        }
+    }
+    let text = lc_text(value);
+    let orders_by_value = keys.iter().any(|(k, _)| lc_text(k) == text);
+    let only_value = keys.iter().all(|(k, _)| lc_text(k) == text);
+    if !orders_by_value || (distinct && !only_value) || contains_aggregate(value) {
+        return Err(not_supported(
+            "GROUP_CONCAT across shards needs an ORDER BY that includes the value itself \
+             (GROUP_CONCAT(x ORDER BY x)), only the value with DISTINCT: otherwise the order \
+             of the values is one no server promises",
+        ));
+    }
+    Ok((value.clone(), keys, separator, distinct))
+}
+
+pub(super) fn rename(f: &Function, name: &str) -> Function {
     let mut g = f.clone();
     g.name = ObjectName::from(vec![Ident::new(name)]);
     g
@@ -108,6 +170,15 @@ impl Builder<'_> {
         if f.filter.is_some() || !f.within_group.is_empty() {
             return Err(not_supported("aggregate FILTER/WITHIN GROUP across shards"));
         }
+        if name == "group_concat" {
+            group_concat_parts(f)?;
+            return Ok(Some(AggregateKind::GroupConcat(Box::new(GroupConcat {
+                value: 0,
+                keys: Vec::new(),
+                separator: String::new(),
+                count: None,
+            }))));
+        }
         let (_, distinct, args) = single_arg(f)?;
         let kind = match name.as_str() {
             "count" if distinct => {
@@ -127,12 +198,12 @@ impl Builder<'_> {
                 }
             }
             "count" => AggregateKind::Count,
-            "sum" | "avg" if distinct => {
-                return Err(not_supported(format!(
-                    "{}(DISTINCT …) cannot be combined across shards",
-                    name.to_uppercase()
-                )))
-            }
+            // Even of the key: the finer grouping by `x` is exact either way.
+            "sum" if distinct => AggregateKind::SumDistinct,
+            "avg" if distinct => AggregateKind::AvgDistinct {
+                sum_column: 0,
+                count_column: 0,
+            },
             "sum" => AggregateKind::Sum,
             "min" => AggregateKind::Min,
             "max" => AggregateKind::Max,
@@ -172,26 +243,107 @@ impl Builder<'_> {
                     count_column,
                 }
             }
-            AggregateKind::CountDistinct => {
-                if let Expr::Function(f) = e {
-                    if let Ok((Some(FunctionArgExpr::Expr(arg)), _, _)) = single_arg(f) {
-                        self.distinct_args.push(arg.clone());
-                    }
+            AggregateKind::AvgDistinct { .. } => {
+                let Expr::Function(f) = e else { unreachable!() };
+                self.push_distinct_arg(e);
+                let sum_column = self.push_hidden(Expr::Function(rename(f, "SUM")), false);
+                let count_column = self.push_hidden(Expr::Function(rename(f, "COUNT")), false);
+                AggregateKind::AvgDistinct {
+                    sum_column,
+                    count_column,
                 }
-                AggregateKind::CountDistinct
+            }
+            AggregateKind::GroupConcat(_) => {
+                let Expr::Function(f) = e else { unreachable!() };
+                let Ok((value, keys, separator, distinct)) = group_concat_parts(f) else {
+                    unreachable!("classified by aggregate()")
+                };
+                let value_col = self.push_hidden(value.clone(), false);
+                self.concat_group.push((value.clone(), value_col));
+                let text = lc_text(&value);
+                let keys = keys
+                    .into_iter()
+                    .map(|(k, descending)| {
+                        let column = if lc_text(&k) == text {
+                            value_col
+                        } else {
+                            let c = self.push_hidden(k.clone(), false);
+                            self.concat_group.push((k, c));
+                            c
+                        };
+                        SortKey { column, descending }
+                    })
+                    .collect();
+                let count = (!distinct).then(|| {
+                    let star = Expr::Function(rename(f, "COUNT"));
+                    let Expr::Function(mut star) = star else {
+                        unreachable!()
+                    };
+                    star.args = FunctionArguments::List(FunctionArgumentList {
+                        duplicate_treatment: None,
+                        args: vec![FunctionArg::Unnamed(FunctionArgExpr::Wildcard)],
+                        clauses: vec![],
+                    });
+                    self.push_hidden(Expr::Function(star), false)
+                });
+                AggregateKind::GroupConcat(Box::new(GroupConcat {
+                    value: value_col,
+                    keys,
+                    separator,
+                    count,
+                }))
+            }
+            k @ (AggregateKind::CountDistinct | AggregateKind::SumDistinct) => {
+                self.push_distinct_arg(e);
+                k
             }
             k => k,
         };
         self.aggregates.push(AggregateSpec { column, kind });
     }
 
+    /// Remembers the argument `x` of a `…(DISTINCT x)` the shards must also group by.
+    fn push_distinct_arg(&mut self, e: &Expr) {
+        if let Expr::Function(f) = e {
+            if let Ok((Some(FunctionArgExpr::Expr(arg)), _, _)) = single_arg(f) {
+                self.distinct_args.push(arg.clone());
+            }
+        }
+    }
+
     /// COUNT(DISTINCT x) of a non-key expression: the shards group by `x` too. Called once
     /// every aggregate is registered; returns the finer grouping for the merge's first stage
     /// (`group_by` plus `x`'s hidden column) and `x`, to add to the shard SQL's GROUP BY. Both
     /// empty when there is no such aggregate.
-    pub fn distinct_grouping(&mut self, group_by: &[usize]) -> R<(Vec<usize>, Option<Expr>)> {
+    pub fn distinct_grouping(&mut self, group_by: &[usize]) -> R<(Vec<usize>, Vec<Expr>)> {
+        let concats = self
+            .aggregates
+            .iter()
+            .filter(|a| matches!(a.kind, AggregateKind::GroupConcat(_)))
+            .count();
+        if concats > 0 {
+            if concats > 1 || !self.distinct_args.is_empty() {
+                return Err(not_supported(
+                    "GROUP_CONCAT beside another GROUP_CONCAT or …(DISTINCT) aggregate across \
+                     shards (each would need its own grouping)",
+                ));
+            }
+            if self
+                .aggregates
+                .iter()
+                .any(|a| a.kind == AggregateKind::CountDistinctDisjoint)
+            {
+                return Err(not_supported(
+                    "GROUP_CONCAT together with COUNT(DISTINCT key) across shards",
+                ));
+            }
+            let mut pre_group_by = group_by.to_vec();
+            pre_group_by.extend(self.concat_group.iter().map(|(_, c)| *c));
+            let exprs = self.concat_group.iter().map(|(e, _)| e.clone()).collect();
+            return Ok((pre_group_by, exprs));
+        }
         let Some(arg) = self.distinct_args.first().cloned() else {
-            return Ok((Vec::new(), None));
+            return Ok((Vec::new(), Vec::new()));
         };
         let text = lc_text(&arg);
         if self.distinct_args.iter().any(|a| lc_text(a) != text) {
@@ -214,7 +366,7 @@ impl Builder<'_> {
         let col = self.push_hidden(arg.clone(), false);
         let mut pre_group_by = group_by.to_vec();
         pre_group_by.push(col);
-        Ok((pre_group_by, Some(arg)))
+        Ok((pre_group_by, vec![arg]))
     }
 }
 
@@ -344,5 +496,85 @@ mod tests {
         let (_, m) =
             scatter("SELECT COUNT(DISTINCT fund) AS a, COUNT(DISTINCT fund) AS b FROM accounts");
         assert_eq!(m.pre_group_by.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod distinct_value_tests {
+    use crate::plan::spec::*;
+    use crate::plan::testutil::*;
+
+    #[test]
+    fn sum_and_avg_distinct_group_by_the_value_on_the_shards() {
+        let (sql, m) = scatter(
+            "SELECT fund, SUM(DISTINCT balance), AVG(DISTINCT balance) FROM accounts GROUP BY fund",
+        );
+        assert_eq!(
+            sql,
+            "SELECT fund, SUM(DISTINCT balance), AVG(DISTINCT balance), SUM(DISTINCT balance), \
+             COUNT(DISTINCT balance), balance FROM accounts GROUP BY fund, balance"
+        );
+        assert_eq!(m.group_by, vec![0]);
+        assert_eq!(m.pre_group_by, vec![0, 5]);
+        assert_eq!(
+            m.aggregates,
+            vec![
+                AggregateSpec {
+                    column: 1,
+                    kind: AggregateKind::SumDistinct
+                },
+                AggregateSpec {
+                    column: 2,
+                    kind: AggregateKind::AvgDistinct {
+                        sum_column: 3,
+                        count_column: 4
+                    }
+                }
+            ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod group_concat_tests {
+    use crate::plan::spec::*;
+    use crate::plan::testutil::*;
+
+    #[test]
+    fn group_concat_groups_by_its_value_and_keys_on_the_shards() {
+        let (sql, m) = scatter(
+            "SELECT fund, GROUP_CONCAT(name ORDER BY region DESC, name SEPARATOR '; ') FROM accounts GROUP BY fund",
+        );
+        assert_eq!(
+            sql,
+            "SELECT fund, GROUP_CONCAT(name ORDER BY region DESC, name SEPARATOR '; '), name, \
+             region, COUNT(*) FROM accounts GROUP BY fund, name, region"
+        );
+        assert_eq!(m.group_by, vec![0]);
+        assert_eq!(m.pre_group_by, vec![0, 2, 3]);
+        let AggregateKind::GroupConcat(g) = &m.aggregates[0].kind else {
+            panic!("{m:?}")
+        };
+        assert_eq!(g.value, 2);
+        assert_eq!(
+            g.keys,
+            vec![
+                SortKey {
+                    column: 3,
+                    descending: true
+                },
+                SortKey {
+                    column: 2,
+                    descending: false
+                }
+            ]
+        );
+        assert_eq!((g.separator.as_str(), g.count), ("; ", Some(4)));
+        // DISTINCT: no count, each value once.
+        let (_, m) = scatter("SELECT GROUP_CONCAT(DISTINCT fund ORDER BY fund DESC) FROM accounts");
+        let AggregateKind::GroupConcat(g) = &m.aggregates[0].kind else {
+            panic!("{m:?}")
+        };
+        assert_eq!((g.separator.as_str(), g.count), (",", None));
     }
 }

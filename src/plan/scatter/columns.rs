@@ -16,7 +16,7 @@ use super::aggregates::contains_aggregate;
 use super::R;
 use crate::plan::reject::not_supported;
 use crate::plan::route::Relation;
-use crate::plan::spec::{AggregateKind, AggregateSpec};
+use crate::plan::spec::{AggregateKind, AggregateSpec, Computed};
 
 /// One output column of the shard SQL.
 pub(super) struct Col {
@@ -34,9 +34,21 @@ pub(super) struct Builder<'a> {
     /// The hidden select items, in column order after the visible ones.
     pub hidden: Vec<SelectItem>,
     pub aggregates: Vec<AggregateSpec>,
-    /// The arguments of the [`AggregateKind::CountDistinct`] aggregates registered so far.
+    /// Select items the proxy evaluates after the merge (`scatter/computed.rs`).
+    pub computed: Vec<Computed>,
+    /// The arguments of the `…(DISTINCT x)` aggregates of a non-key `x` registered so far.
     pub distinct_args: Vec<Expr>,
+    /// The GROUP_CONCAT value and order keys the shards must also group by, with their hidden
+    /// columns.
+    pub concat_group: Vec<(Expr, usize)>,
     pub rels: &'a [Relation],
+    /// The columns from the first to the last `*` / `t.*` item (`first..=last`), whose real
+    /// width only the shards' answer tells; nothing refers into it (see
+    /// [`Wildcard`](crate::plan::spec::Wildcard)).
+    pub wild: Option<(usize, usize)>,
+    /// Whether every column of every table is selected (an unqualified `*`, or `t.*` of the
+    /// only table): then any column reference is a function of the visible columns.
+    pub all_columns_visible: bool,
 }
 
 /// The text expressions are matched by.
@@ -50,8 +62,12 @@ impl<'a> Builder<'a> {
             cols: Vec::new(),
             hidden: Vec::new(),
             aggregates: Vec::new(),
+            computed: Vec::new(),
             distinct_args: Vec::new(),
+            concat_group: Vec::new(),
             rels,
+            wild: None,
+            all_columns_visible: false,
         }
     }
 
@@ -60,6 +76,7 @@ impl<'a> Builder<'a> {
     pub fn select_list(&mut self, projection: &[SelectItem]) -> R<bool> {
         let mut wildcard = false;
         let mut deferred_avgs = Vec::new();
+        let mut deferred_computed = Vec::new();
         for item in projection {
             let (e, alias) = match item {
                 SelectItem::UnnamedExpr(e) => (e, None),
@@ -68,6 +85,10 @@ impl<'a> Builder<'a> {
                 }
                 SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
                     wildcard = true;
+                    let at = self.cols.len();
+                    self.wild = Some(self.wild.map_or((at, at), |(first, _)| (first, at)));
+                    self.all_columns_visible |=
+                        matches!(item, SelectItem::Wildcard(_)) || self.rels.len() == 1;
                     self.cols.push(Col {
                         text: "*".into(),
                         alias: None,
@@ -80,11 +101,10 @@ impl<'a> Builder<'a> {
             };
             let col = self.cols.len();
             let kind = self.aggregate(e)?;
-            if kind.is_none() && contains_aggregate(e) {
-                return Err(not_supported(format!(
-                    "{e}: an aggregate inside an expression cannot be combined across shards; \
-                     select the aggregates themselves"
-                )));
+            let computed = kind.is_none() && contains_aggregate(e);
+            if computed {
+                // Its parts may add hidden columns: after every visible one.
+                deferred_computed.push((e.clone(), col));
             }
             self.cols.push(Col {
                 text: lc_text(e),
@@ -93,11 +113,11 @@ impl<'a> Builder<'a> {
                     Expr::Identifier(i) => Some(i.value.to_lowercase()),
                     _ => None,
                 },
-                agg: kind.is_some(),
+                agg: kind.is_some() || computed,
             });
             if let Some(k) = kind {
-                if matches!(k, AggregateKind::Avg { .. }) {
-                    // AVG adds hidden columns; they must come after every visible one.
+                if k.avg_helpers().is_some() || matches!(k, AggregateKind::GroupConcat(_)) {
+                    // AVG and GROUP_CONCAT add hidden columns: after every visible one.
                     deferred_avgs.push((e.clone(), k, col));
                 } else {
                     self.register_aggregate(e, k, col);
@@ -106,6 +126,24 @@ impl<'a> Builder<'a> {
         }
         for (e, k, col) in deferred_avgs {
             self.register_aggregate(&e, k, col);
+        }
+        for (e, col) in deferred_computed {
+            self.register_computed(&e, col)?;
+        }
+        if let Some((first, last)) = self.wild {
+            // Items between two wildcards sit at unknown positions: never matched, and no
+            // aggregate may live there.
+            if self.cols[first..=last].iter().any(|c| c.agg) {
+                return Err(not_supported(
+                    "an aggregate between two wildcard items (t.*) across shards: select it \
+                     before or after them",
+                ));
+            }
+            for c in &mut self.cols[first..=last] {
+                c.text.clear();
+                c.alias = None;
+                c.is_plain_ident = None;
+            }
         }
         Ok(wildcard)
     }
@@ -122,9 +160,20 @@ impl<'a> Builder<'a> {
         self.cols.len() - 1
     }
 
+    /// Whether planned column `col` is at or after the first wildcard item among the
+    /// visible columns (`visible`: the select list's length): a position that names it
+    /// (`ORDER BY 3`) cannot be resolved without the table's columns.
+    pub fn position_unknown(&self, col: usize, visible: usize) -> bool {
+        self.wild
+            .is_some_and(|(first, _)| col >= first && col < visible)
+    }
+
     /// The column whose expression renders as `e` does.
     pub fn by_text(&self, e: &Expr) -> Option<usize> {
         let t = lc_text(e);
+        if t.is_empty() {
+            return None;
+        }
         self.cols.iter().position(|c| c.text == t)
     }
 
@@ -152,8 +201,8 @@ impl<'a> Builder<'a> {
         }
         if contains_aggregate(e) {
             return Err(not_supported(
-                "an aggregate inside an expression cannot be combined across shards; select \
-                 the aggregates and compute the expression in the application",
+                "an aggregate inside an ORDER BY, GROUP BY or HAVING expression across shards: \
+                 select the expression with an alias and use the alias",
             ));
         }
         Ok(self.push_hidden(e.clone(), false))
@@ -221,5 +270,77 @@ mod tests {
         assert_eq!(sql, "SELECT COUNT(*), fund FROM accounts GROUP BY fund");
         assert_eq!(m.group_by, vec![1]);
         assert_eq!(m.visible_columns, 1);
+    }
+}
+
+#[cfg(test)]
+mod wildcard_tests {
+    use crate::plan::spec::{SortKey, Wildcard};
+    use crate::plan::testutil::*;
+
+    #[test]
+    fn star_with_order_by_fetches_the_key_as_a_hidden_column() {
+        let (sql, m) = scatter("SELECT * FROM accounts ORDER BY account_id LIMIT 3");
+        assert_eq!(
+            sql,
+            "SELECT *, account_id FROM accounts ORDER BY account_id LIMIT 3"
+        );
+        assert_eq!(m.visible_columns, 1);
+        assert_eq!(
+            m.wildcard,
+            Some(Wildcard {
+                start: 0,
+                planned_width: 1,
+                planned_total: 2
+            })
+        );
+        // A 6-column table: shard rows have 7 columns, the hidden key last.
+        let r = m.resolve(7);
+        assert_eq!(r.visible_columns, 6);
+        assert_eq!(
+            r.order_by,
+            vec![SortKey {
+                column: 6,
+                descending: false
+            }]
+        );
+        assert_eq!(r.wildcard, None);
+        assert_eq!(r.resolve(7), r, "resolving twice changes nothing");
+    }
+
+    #[test]
+    fn items_after_the_star_move_by_its_width() {
+        let (sql, m) = scatter(
+            "SELECT a.*, balance * 2 AS b2 FROM accounts a GROUP BY a.account_id ORDER BY b2 DESC",
+        );
+        assert_eq!(
+            sql,
+            "SELECT a.*, balance * 2 AS b2, a.account_id FROM accounts a GROUP BY a.account_id ORDER BY b2 DESC"
+        );
+        let r = m.resolve(4 + 2);
+        // `a.*` is 4 columns: b2 is column 4, the group key column 5.
+        assert_eq!(r.visible_columns, 5);
+        assert_eq!(r.group_by, vec![5]);
+        assert_eq!(r.order_by[0].column, 4);
+    }
+
+    #[test]
+    fn distinct_star_may_order_by_a_column() {
+        let (sql, m) = scatter("SELECT DISTINCT * FROM accounts ORDER BY fund DESC");
+        assert_eq!(
+            sql,
+            "SELECT DISTINCT *, fund FROM accounts ORDER BY fund DESC"
+        );
+        assert!(m.distinct);
+        assert_eq!(m.resolve(3).visible_columns, 2);
+    }
+
+    #[test]
+    fn star_with_an_aggregate_after_it() {
+        let (_, m) = scatter("SELECT *, COUNT(*) AS n FROM accounts GROUP BY account_id");
+        let r = m.resolve(3 + 2);
+        assert_eq!(r.aggregates[0].column, 3);
+        assert_eq!(r.group_by, vec![4]);
+        assert_eq!(r.visible_columns, 4);
     }
 }

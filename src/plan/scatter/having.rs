@@ -160,8 +160,8 @@ mod tests {
             "SELECT fund, COUNT(*) AS n, SUM(balance) FROM accounts GROUP BY fund"
         );
         assert_eq!(
-            m.having,
-            Some(Filter::And(
+            m.having.as_deref(),
+            Some(&Filter::And(
                 Box::new(Filter::Compare {
                     column: 1,
                     op: CompareOp::Gt,
@@ -179,8 +179,8 @@ mod tests {
             "SELECT fund, COUNT(*) FROM accounts GROUP BY fund HAVING 3 < COUNT(*) OR fund IS NULL",
         );
         assert_eq!(
-            m.having,
-            Some(Filter::Or(
+            m.having.as_deref(),
+            Some(&Filter::Or(
                 Box::new(Filter::Compare {
                     column: 1,
                     op: CompareOp::Gt,

@@ -17,20 +17,72 @@
 //!   each shard returns its first `offset + limit` rows unless the merge groups, removes
 //!   duplicates or filters.
 //!
+//! - [`computed`]: select items that are expressions over aggregates, evaluated by the proxy
+//!   from merged parts.
+//! - [`names`]: unaliased expression items keep the name MariaDB gives them (their text).
+//! - `SELECT *` / `t.*` beside keys the merge needs: the planner does not know the table's
+//!   columns, so it counts a wildcard as one column, fetches any key again as a hidden column,
+//!   and the merge moves the indices after it once the shards' column definitions tell its
+//!   width ([`Wildcard`]).
+//! - [`union`]: UNION [ALL] of such selects.
+//!
 //! This file walks the statement through those steps in order (the order hidden columns are
 //! appended in), renders the rewritten SELECT from the AST and parses it again as a check.
-//! Refused here: window functions, `SELECT … INTO`, DISTINCT ON, FETCH/FOR clauses, `SELECT *`
-//! with ORDER BY, GROUP BY, HAVING, DISTINCT or aggregates (the planner does not know the
-//! table's columns), placeholders in what the proxy evaluates or adds (HAVING, LIMIT, hidden
-//! columns), and string literals with backslash escapes (the renderer would change their
-//! meaning).
+//! Refused here: window functions, `SELECT … INTO`, DISTINCT ON, FETCH/FOR clauses, positions
+//! (`ORDER BY 2`) that fall in or after a `*`, placeholders in what the proxy evaluates or adds
+//! (HAVING, LIMIT, hidden columns; a prepared `LIMIT ?` is planned with its values in place,
+//! `plan/prepared.rs`), and string literals with backslash escapes (the renderer would change
+//! their meaning).
 
 mod aggregates;
 mod columns;
+mod computed;
 mod having;
+mod names;
 mod order;
+mod union;
+
+pub(crate) use union::plan_union;
+
+/// `SELECT … FROM (SELECT … FROM sharded …) d …`: a derived table whose query returns rows one
+/// by one (no aggregate, GROUP BY, DISTINCT, ORDER BY or LIMIT of its own, the checks of a UNION
+/// branch) splits its rows between the shards as a sharded table does, so the outer query is
+/// planned as a scatter read over it: the whole statement runs on every shard that holds rows
+/// and the outer query's ORDER BY, GROUP BY, aggregates and LIMIT merge as usual. `None` when
+/// the statement is not of that form.
+pub(crate) fn plan_derived(q: &Query, sel: &Select, cx: &Cx) -> Option<Plan> {
+    use sqlparser::ast::TableFactor;
+    let [t] = sel.from.as_slice() else {
+        return None;
+    };
+    let TableFactor::Derived {
+        lateral: false,
+        subquery,
+        ..
+    } = &t.relation
+    else {
+        return None;
+    };
+    if !t.joins.is_empty() || cx.scan.selects != 2 || q.with.is_some() {
+        return None;
+    }
+    let SetExpr::Select(inner) = subquery.body.as_ref() else {
+        return None;
+    };
+    if subquery.order_by.is_some() || subquery.limit_clause.is_some() || subquery.with.is_some() {
+        return Some(not_supported(
+            "a derived table with its own ORDER BY or LIMIT over sharded tables (it would \
+             apply to each shard's part)",
+        ));
+    }
+    Some(match union::branch_shards(inner, false, cx) {
+        Ok(shards) => plan_scatter(q, sel, &[], &shards, cx),
+        Err(p) => p,
+    })
+}
 
 use sqlparser::ast::{Distinct, GroupByExpr, Query, Select, SetExpr};
+
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
@@ -38,7 +90,7 @@ use self::columns::Builder;
 use super::reject::not_supported;
 use super::route::Relation;
 use super::scan::scan;
-use super::spec::MergeSpec;
+use super::spec::{MergeSpec, Wildcard};
 use super::{Cx, Plan, ShardSql, ALL_COLUMNS};
 
 /// A step's result: the refusal is the error.
@@ -90,7 +142,7 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     let group_by = order::group_keys(&sel.group_by, visible, &mut b)?;
     // 3. HAVING.
     let having = match &sel.having {
-        Some(h) => Some(having::having_filter(h, &mut b)?),
+        Some(h) => Some(Box::new(having::having_filter(h, &mut b)?)),
         None => None,
     };
     // 4. ORDER BY.
@@ -98,38 +150,53 @@ fn build(q: &Query, sel: &Select, rels: &[Relation], shards: &[String], cx: &Cx)
     // HAVING and ORDER BY may have added aggregates: decide grouping only now.
     let grouped = !group_by.is_empty() || !b.aggregates.is_empty();
     // COUNT(DISTINCT x) of a non-key expression: the shards group by x too.
-    let (pre_group_by, extra_group_key) = b.distinct_grouping(&group_by)?;
-    if wildcard
-        && (grouped || distinct || !order_by.is_empty() || having.is_some() || !b.hidden.is_empty())
-    {
-        return Err(not_supported(
-            "SELECT * with ORDER BY, GROUP BY, HAVING, DISTINCT or aggregates across shards: \
-             list the columns",
-        ));
-    }
+    let (pre_group_by, extra_group_keys) = b.distinct_grouping(&group_by)?;
+    // `SELECT *` beside columns the merge refers to: their indices move by the width of `*`,
+    // which the shards' column definitions tell (no schema guessing).
+    let refers = grouped || !order_by.is_empty() || having.is_some() || !b.hidden.is_empty();
+    let wildcard_spec = match b.wild {
+        Some((first, last)) if refers => {
+            let n = |x: usize| {
+                u32::try_from(x).map_err(|_| not_supported("a select list this long across shards"))
+            };
+            Some(Wildcard {
+                start: n(first)?,
+                planned_width: n(last + 1 - first)?,
+                planned_total: n(b.cols.len())?,
+            })
+        }
+        _ => None,
+    };
     // 5. LIMIT / OFFSET.
     let (offset, limit) = order::offset_and_limit(q.limit_clause.as_ref())?;
     let merge = MergeSpec {
-        visible_columns: if wildcard { ALL_COLUMNS } else { visible },
+        visible_columns: if wildcard && wildcard_spec.is_none() {
+            ALL_COLUMNS
+        } else {
+            visible
+        },
         group_by,
         pre_group_by,
         aggregates: b.aggregates,
+        computed: b.computed,
         having,
         distinct,
         order_by,
         offset,
         limit,
+        wildcard: wildcard_spec,
     };
     // 6. The shard SQL.
     let mut shard_q = q.clone();
     let SetExpr::Select(shard_sel) = shard_q.body.as_mut() else {
         return Err(not_supported("this query form"));
     };
+    names::keep_names(cx.sql, &mut shard_sel.projection, visible);
     shard_sel.projection.extend(b.hidden.iter().cloned());
     shard_sel.having = None;
-    if let Some(arg) = extra_group_key {
+    if !extra_group_keys.is_empty() {
         match &mut shard_sel.group_by {
-            GroupByExpr::Expressions(exprs, _) => exprs.push(arg),
+            GroupByExpr::Expressions(exprs, _) => exprs.extend(extra_group_keys),
             GroupByExpr::All(_) => return Err(not_supported("GROUP BY ALL")),
         }
     }
@@ -184,20 +251,26 @@ mod tests {
                 "SELECT COUNT(DISTINCT fund), COUNT(DISTINCT account_id) FROM accounts",
                 "together with",
             ),
-            (
-                "SELECT SUM(a)/COUNT(b) FROM accounts",
-                "inside an expression",
-            ),
             ("SELECT GROUP_CONCAT(a) FROM accounts", "GROUP_CONCAT"),
+            (
+                "SELECT GROUP_CONCAT(a ORDER BY b) FROM accounts",
+                "includes the value",
+            ),
+            (
+                "SELECT GROUP_CONCAT(DISTINCT a ORDER BY b, a) FROM accounts",
+                "includes the value",
+            ),
+            (
+                "SELECT GROUP_CONCAT(a ORDER BY a), COUNT(DISTINCT b) FROM accounts",
+                "beside another",
+            ),
             (
                 "SELECT a, ROW_NUMBER() OVER (ORDER BY a) FROM accounts",
                 "window",
             ),
-            ("SELECT * FROM accounts ORDER BY a", "list the columns"),
-            (
-                "SELECT * FROM accounts HAVING COUNT(*) > 1",
-                "list the columns",
-            ),
+            ("SELECT * FROM accounts ORDER BY 2", "position 2"),
+            ("SELECT a.*, COUNT(*), t.* FROM accounts a JOIN transactions t ON a.account_id = t.account_id GROUP BY a.account_id", "between two wildcard"),
+            ("SELECT DISTINCT a.* FROM accounts a JOIN transactions t ON a.account_id = t.account_id ORDER BY t.amount", "DISTINCT"),
             (
                 "SELECT fund, COUNT(*) FROM accounts GROUP BY fund HAVING COUNT(*) > MAX(x)",
                 "HAVING",
@@ -212,7 +285,10 @@ mod tests {
                 "SELECT LOWER(name) AS name, COUNT(*) FROM accounts GROUP BY name",
                 "alias",
             ),
-            ("SELECT SUM(DISTINCT a) FROM accounts", "DISTINCT"),
+            (
+                "SELECT SUM(DISTINCT a), COUNT(DISTINCT b) FROM accounts",
+                "different expressions",
+            ),
         ] {
             expect_reject(&plan_with(sql, &r), why);
         }

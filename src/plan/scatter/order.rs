@@ -51,7 +51,11 @@ pub(super) fn group_keys(group_by: &GroupByExpr, visible: usize, b: &mut Builder
             }
             for g in exprs {
                 let col = if let Some(p) = position(g) {
-                    if p == 0 || p as usize > visible || b.cols[p as usize - 1].agg {
+                    if p == 0
+                        || p as usize > visible
+                        || b.cols[p as usize - 1].agg
+                        || b.position_unknown(p as usize - 1, visible)
+                    {
                         return Err(not_supported(format!("GROUP BY position {p}")));
                     }
                     p as usize - 1
@@ -123,14 +127,18 @@ pub(super) fn sort_keys(
             Some(_) => return Err(not_supported("ORDER BY … USING")),
         };
         let column = if let Some(p) = position(&o.expr) {
-            if p == 0 || p as usize > visible {
+            if p == 0 || p as usize > visible || b.position_unknown(p as usize - 1, visible) {
                 return Err(not_supported(format!("ORDER BY position {p}")));
             }
             p as usize - 1
         } else {
             let before = b.cols.len();
             let c = b.column_for(&o.expr)?;
-            if c >= before && distinct {
+            // A hidden column would take part in the shards' DISTINCT; harmless only when it
+            // is a column every visible row already determines (`SELECT DISTINCT *`).
+            let determined = b.all_columns_visible
+                && matches!(o.expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+            if c >= before && distinct && !determined {
                 return Err(not_supported(
                     "SELECT DISTINCT … ORDER BY an expression that is not selected, across \
                      shards",
