@@ -47,7 +47,8 @@ for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6037) 2>/dev/null && break; s
 
 sql() { mariadb --no-defaults --protocol=tcp -h127.0.0.1 -P"$1" -uapp -papp -N -B -e "$2"; }
 # The table on every shard (DDL through the proxy runs on all), ROWS rows spread by the ring.
-sql 6037 "CREATE DATABASE IF NOT EXISTS bench"
+# The database on every primary (CREATE DATABASE through the proxy reaches the default shard).
+for p in "${PRIMARIES[@]}"; do sql "${p##*:}" "CREATE DATABASE IF NOT EXISTS bench"; done
 sql 6037 "DROP TABLE IF EXISTS bench.cl; CREATE TABLE bench.cl (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)"
 values=$(seq 1 "$ROWS" | sed 's/.*/(&, 0)/' | paste -sd,)
 sql 6037 "INSERT INTO bench.cl (id, v) VALUES $values"
