@@ -160,4 +160,4 @@ if [ "$TLS" = 1 ]; then
 fi
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); $(mariadbd --version | awk '{print $3}'); sysbench $(sysbench --version | awk '{print $2}'); $(haproxy -v | head -1 | awk '{print $1, $3}')"
-echo "command: DURATION=$DURATION THREADS=\"$THREADS\" ROUNDS=$ROUNDS PROXY_ARGS=\"$PROXY_ARGS\" TLS=$TLS benches/e2e.sh (tables=$TABLES, table_size=$TABLE_SIZE); medians of $ROUNDS interleaved rounds"
+echo "command: DURATION=$DURATION THREADS=\"$THREADS\" ROUNDS=$ROUNDS PROXY_ARGS=\"$PROXY_ARGS\" TLS=$TLS SB_ARGS=\"$SB_ARGS\" benches/e2e.sh (tables=$TABLES, table_size=$TABLE_SIZE); medians of $ROUNDS interleaved rounds"
