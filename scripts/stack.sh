@@ -99,7 +99,9 @@ wait_port() {
     local port="$1" name="$2" pidf="$3" log="$4"
     for _ in $(seq 300); do
         if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then return 0; fi
-        if ! running "$name" "$pidf"; then
+        # Liveness by pid, not by `running`: just after start_bg the child may not have
+        # exec'd its program yet, and its command line is still the shell's.
+        if ! kill -0 "$(cat "$pidf")" 2>/dev/null; then
             echo "$name exited before accepting on 127.0.0.1:$port; last log lines:" >&2
             tail -n 30 "$log" >&2 || true
             return 1
