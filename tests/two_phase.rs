@@ -44,18 +44,21 @@ fn placement(cluster: &Cluster, table: &str) -> BTreeMap<i64, String> {
     at
 }
 
-/// Prepared XA transactions left on any primary.
-fn prepared_anywhere(cluster: &Cluster) -> Vec<String> {
-    cluster
-        .shards
+/// Prepared XA transactions left on `primaries`.
+fn prepared_on(primaries: &[&Mariadb]) -> Vec<String> {
+    primaries
         .iter()
-        .flat_map(|s| {
-            s.primary
-                .query("XA RECOVER")
+        .flat_map(|m| {
+            m.query("XA RECOVER")
                 .into_iter()
-                .map(move |r| format!("{}: {}", s.name, r.join(" ")))
+                .map(move |r| format!("{}: {}", m.addr(), r.join(" ")))
         })
         .collect()
+}
+
+/// The shared cluster's primaries.
+fn primaries(cluster: &Cluster) -> Vec<&Mariadb> {
+    cluster.shards.iter().map(|s| &s.primary).collect()
 }
 
 async fn setup(p: &mut Conn, accounts: i64, balance: i64, table: &str, ledger: &str) {
@@ -83,14 +86,19 @@ fn pair(at: &BTreeMap<i64, String>) -> (i64, i64) {
     (a, b)
 }
 
+/// Account `id`'s balance in `fund.tp_accounts`, read from the primaries.
 fn balance(cluster: &Cluster, id: i64) -> String {
+    balance_in(cluster, "tp_accounts", id)
+}
+
+/// Account `id`'s balance in `fund.<table>`, read from the primaries.
+fn balance_in(cluster: &Cluster, table: &str, id: i64) -> String {
     cluster
         .shards
         .iter()
         .find_map(|s| {
-            s.primary.query_value(&format!(
-                "SELECT balance FROM fund.tp_accounts WHERE id = {id}"
-            ))
+            s.primary
+                .query_value(&format!("SELECT balance FROM fund.{table} WHERE id = {id}"))
         })
         .unwrap()
 }
@@ -213,17 +221,7 @@ async fn a_pinned_session_cannot_write_outside_its_transaction() {
             .0
     };
     let (a, b) = (on(true), on(false));
-    let value = |id: i64| {
-        cluster
-            .shards
-            .iter()
-            .find_map(|s| {
-                s.primary.query_value(&format!(
-                    "SELECT balance FROM fund.tp_pinned WHERE id = {id}"
-                ))
-            })
-            .unwrap()
-    };
+    let value = |id: i64| balance_in(cluster, "tp_pinned", id);
     for mode in ["twopc", "single"] {
         p.query_drop(format!("SET shardproxy_transaction_mode = '{mode}'"))
             .await
@@ -291,6 +289,22 @@ struct Bank {
 }
 
 impl Bank {
+    /// Creates the bank's tables through the proxy at `url` (`BANK_ACCOUNTS` accounts of
+    /// `BANK_START`) and starts `workers` clients on it.
+    async fn open(url: &str, cluster: &Cluster, workers: u64) -> Bank {
+        let mut p = connect(url).await.unwrap();
+        setup(
+            &mut p,
+            BANK_ACCOUNTS,
+            BANK_START,
+            "tp_bank",
+            "tp_bank_ledger",
+        )
+        .await;
+        drop(p);
+        Bank::start(url, &placement(cluster, "tp_bank"), workers)
+    }
+
     fn start(url: &str, at: &BTreeMap<i64, String>, workers: u64) -> Bank {
         let stop = Arc::new(AtomicBool::new(false));
         let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
@@ -385,16 +399,7 @@ impl Books {
     /// Waits (up to 30 s) for recovery to finish every prepared leg on `primaries`, then reads
     /// the books from them.
     async fn read(primaries: &[&Mariadb], acked: &[u64]) -> (Books, Duration) {
-        let prepared = || -> Vec<String> {
-            primaries
-                .iter()
-                .flat_map(|m| {
-                    m.query("XA RECOVER")
-                        .into_iter()
-                        .map(move |r| format!("{}: {}", m.addr(), r.join(" ")))
-                })
-                .collect()
-        };
+        let prepared = || prepared_on(primaries);
         let started = Instant::now();
         while !prepared().is_empty() && started.elapsed() < Duration::from_secs(30) {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -494,18 +499,7 @@ async fn bank_transfers_stay_atomic_when_the_proxy_is_killed() {
     let cfg = config(cluster).render();
     let mut proxy = Proxy::start(&cfg);
     let url = proxy.url();
-    let mut p = connect(&url).await.unwrap();
-    setup(
-        &mut p,
-        BANK_ACCOUNTS,
-        BANK_START,
-        "tp_bank",
-        "tp_bank_ledger",
-    )
-    .await;
-    drop(p);
-    let at = placement(cluster, "tp_bank");
-    let bank = Bank::start(&url, &at, 4);
+    let bank = Bank::open(&url, cluster, 4).await;
     let mut kill_times = Vec::new();
     for k in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(600 + 337 * (k as u64 % 3))).await;
@@ -517,8 +511,7 @@ async fn bank_transfers_stay_atomic_when_the_proxy_is_killed() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let (acked, attempted, client_errors) = bank.finish().await;
     // Recovery (of the running proxy) finishes every leg a killed proxy left prepared.
-    let primaries: Vec<&Mariadb> = cluster.shards.iter().map(|s| &s.primary).collect();
-    let (books, recovered_after) = Books::read(&primaries, &acked).await;
+    let (books, recovered_after) = Books::read(&primaries(cluster), &acked).await;
     let recoveries = proxy
         .log()
         .matches("recovery resolved a prepared XA leg")
@@ -557,18 +550,7 @@ async fn bank_transfers_stay_atomic_when_a_shard_primary_is_killed() {
         .render();
     let proxy = Proxy::start(&cfg);
     let url = proxy.url();
-    let mut p = connect(&url).await.unwrap();
-    setup(
-        &mut p,
-        BANK_ACCOUNTS,
-        BANK_START,
-        "tp_bank",
-        "tp_bank_ledger",
-    )
-    .await;
-    drop(p);
-    let at = placement(&cluster, "tp_bank");
-    let bank = Bank::start(&url, &at, 4);
+    let bank = Bank::open(&url, &cluster, 4).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let victim = cluster.shards.iter().position(|s| s.name == "s2").unwrap();
     let old = cluster.shards[victim].primary.addr();
@@ -649,5 +631,5 @@ fn sysbench_oltp_read_write_with_its_transactions() {
     );
     assert!(report.transactions > 20, "{}", report.text);
     assert_eq!(report.ignored_errors, 0, "{}", report.text);
-    assert!(prepared_anywhere(cluster).is_empty());
+    assert!(prepared_on(&primaries(cluster)).is_empty());
 }
