@@ -209,36 +209,41 @@ impl Topology {
                 addr: new_primary.to_string(),
             });
         };
+        np.set_role(Role::Primary);
+        // Lag is measured against the new primary's positions from now on.
+        cur.state.primary_marks.clear();
+        cur.primary.set_role(Role::Fenced);
+        cur.primary.clear_idle();
+        let mut fenced = cur.fenced.clone();
+        fenced.push(cur.primary.clone());
+        Ok(self.with_shard(ShardPools {
+            name: cur.name.clone(),
+            weight: cur.weight,
+            primary: np.clone(),
+            replicas: cur
+                .replicas
+                .iter()
+                .filter(|r| r.addr != new_primary)
+                .cloned()
+                .collect(),
+            fenced,
+            state: cur.state.clone(),
+        }))
+    }
+
+    /// This topology with `next` in place of the shard of the same name; the other shards
+    /// keep their pools (shallow copies).
+    fn with_shard(&self, next: ShardPools) -> Topology {
+        let mut next = Some(next);
         let shards = self
             .shards
             .iter()
-            .map(|s| {
-                if s.name != shard {
-                    return s.clone_shallow();
-                }
-                np.set_role(Role::Primary);
-                // Lag is measured against the new primary's positions from now on.
-                s.state.primary_marks.clear();
-                s.primary.set_role(Role::Fenced);
-                s.primary.clear_idle();
-                let mut fenced = s.fenced.clone();
-                fenced.push(s.primary.clone());
-                ShardPools {
-                    name: s.name.clone(),
-                    weight: s.weight,
-                    primary: np.clone(),
-                    replicas: s
-                        .replicas
-                        .iter()
-                        .filter(|r| r.addr != new_primary)
-                        .cloned()
-                        .collect(),
-                    fenced,
-                    state: s.state.clone(),
-                }
+            .map(|s| match next.take_if(|n| n.name == s.name) {
+                Some(n) => n,
+                None => s.clone_shallow(),
             })
             .collect();
-        Ok(Topology::of(shards))
+        Topology::of(shards)
     }
 
     /// The next topology after the fenced server `addr` of `shard` rejoined as a replica of
@@ -256,31 +261,21 @@ impl Topology {
         // Its `draining` flag stays set: a connection a session kept there while it was the
         // primary must never serve that session again (replica connections are never kept).
         back.set_role(Role::Replica);
-        let shards = self
-            .shards
-            .iter()
-            .map(|s| {
-                if s.name != shard {
-                    return s.clone_shallow();
-                }
-                let mut replicas = s.replicas.clone();
-                replicas.push(back.clone());
-                ShardPools {
-                    name: s.name.clone(),
-                    weight: s.weight,
-                    primary: s.primary.clone(),
-                    replicas,
-                    fenced: s
-                        .fenced
-                        .iter()
-                        .filter(|f| f.addr != addr)
-                        .cloned()
-                        .collect(),
-                    state: s.state.clone(),
-                }
-            })
-            .collect();
-        Ok(Topology::of(shards))
+        let mut replicas = cur.replicas.clone();
+        replicas.push(back.clone());
+        Ok(self.with_shard(ShardPools {
+            name: cur.name.clone(),
+            weight: cur.weight,
+            primary: cur.primary.clone(),
+            replicas,
+            fenced: cur
+                .fenced
+                .iter()
+                .filter(|f| f.addr != addr)
+                .cloned()
+                .collect(),
+            state: cur.state.clone(),
+        }))
     }
 
     /// Looked up on every statement: a short scan beats hashing the name for the few shards
