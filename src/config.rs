@@ -719,6 +719,14 @@ pub struct Sharding {
     /// Sharded tables.
     #[serde(default)]
     pub tables: Vec<ShardedTable>,
+    /// Most rows a join executed by the proxy may hold (the rows read from both tables, and
+    /// the joined rows, each); past it the statement fails with error 1235. 0: no bound.
+    #[serde(default = "default_max_join_rows")]
+    pub max_join_rows: usize,
+}
+
+fn default_max_join_rows() -> usize {
+    100_000
 }
 
 /// A table whose rows are spread over the ring by one key column.

@@ -488,6 +488,36 @@ fn hand_written() -> Vec<Case> {
         read("SELECT l.account_id, l.id, y.per_10k FROM ledger l LEFT JOIN fund_yield y ON l.day = y.day ORDER BY l.account_id, l.id LIMIT 20", true, MAY_REFUSE),
         read("SELECT a.account_id, y.per_10k FROM accounts a JOIN ledger l ON a.account_id = l.account_id JOIN fund_yield y ON y.day = l.day WHERE a.account_id = 7 ORDER BY l.id", true, MAY_REFUSE),
         read("SELECT a.account_id, b.account_id FROM accounts a JOIN accounts b ON a.name = b.name WHERE a.account_id = 1", false, MAY_REFUSE),
+        // Joins of sharded tables not matched by their keys, executed by the proxy (plan/join/):
+        // the key of one side matched to a non-key column of the other …
+        read("SELECT l.account_id, l.id, a.account_id, a.name FROM ledger l JOIN accounts a ON a.account_id = l.id ORDER BY l.account_id, l.id", true, MUST),
+        read("SELECT a.account_id, a.balance, l.account_id, l.amount FROM accounts a, ledger l WHERE l.id = a.account_id AND l.amount > 0 ORDER BY l.account_id, l.id", true, MUST),
+        read("SELECT l.account_id, l.id, a.status FROM ledger l INNER JOIN accounts a ON l.id = a.account_id WHERE a.status = 'active' AND l.kind IN ('buy', 'sell')", false, MUST),
+        read("SELECT * FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE l.account_id IN (3, 4, 5, 77) ORDER BY l.account_id, l.id", true, MUST),
+        read("SELECT l.kind, a.* FROM ledger l JOIN accounts a ON a.account_id = l.id ORDER BY l.account_id DESC, l.id DESC LIMIT 7 OFFSET 2", true, MUST),
+        read("SELECT l.amount * 2, CONCAT(a.status, '!'), a.balance + 1 AS b1, 7 AS seven FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE l.account_id < 10 ORDER BY l.account_id, l.id", true, MUST),
+        read("SELECT l.account_id AS acc, l.id AS lid, a.created FROM ledger l JOIN accounts a ON l.id = a.account_id ORDER BY acc DESC, lid LIMIT 10", true, MUST),
+        read("SELECT l.account_id, l.id, a.created FROM ledger l JOIN accounts a ON l.id = a.account_id WHERE l.account_id > 200 ORDER BY 1, 2", true, MUST),
+        read("SELECT l.account_id, a.name FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE l.account_id = 99999", true, MUST),
+        read("SELECT e.id, a.name FROM events e JOIN accounts a ON a.account_id = e.account_id ORDER BY e.id", true, MUST),
+        read("SELECT l.account_id, l.id, a.account_id FROM ledger l JOIN accounts a ON a.account_id = l.id AND a.created = l.day ORDER BY l.account_id, l.id", true, MUST),
+        // … columns that are neither key (numbers by value, DECIMAL with BIGINT, ASCII strings) …
+        read("SELECT a.account_id, b.account_id, a.balance FROM accounts a JOIN accounts b ON a.balance = b.shares ORDER BY a.account_id, b.account_id", true, MUST),
+        read("SELECT l.account_id, l.id, a.account_id FROM ledger l JOIN accounts a ON a.balance = l.id ORDER BY l.account_id, l.id, a.account_id", true, MUST),
+        read("SELECT a.account_id, b.account_id FROM accounts a JOIN accounts b ON a.status = b.status WHERE a.account_id < 6 AND b.account_id BETWEEN 10 AND 30 ORDER BY a.account_id, b.account_id", true, MUST),
+        read("SELECT l.account_id, l.id, m.account_id, m.id FROM ledger l JOIN ledger m ON l.day = m.day AND l.kind = m.kind WHERE l.account_id < 8 AND m.account_id > 230 ORDER BY l.account_id, l.id, m.account_id, m.id", true, MUST),
+        read("SELECT a.account_id, b.account_id FROM accounts a JOIN accounts b ON a.name = b.name WHERE a.account_id <= 40 ORDER BY 1, 2", true, MAY_REFUSE),
+        // … outer joins keep unmatched rows with NULLs …
+        read("SELECT l.account_id, l.id, a.name, a.balance FROM ledger l LEFT JOIN accounts a ON a.account_id = l.id AND a.balance > 0 WHERE l.account_id < 40 ORDER BY l.account_id, l.id", true, MUST),
+        read("SELECT a.status, l.account_id, l.id FROM accounts a RIGHT JOIN ledger l ON a.account_id = l.id AND a.status = 'active' WHERE l.account_id BETWEEN 1 AND 30 ORDER BY l.account_id, l.id", true, MUST),
+        read("SELECT a.account_id, b.account_id FROM accounts a LEFT OUTER JOIN accounts b ON b.shares = a.balance WHERE a.account_id < 50 ORDER BY a.account_id, b.account_id", true, MUST),
+        prepared(read("SELECT l.id, a.name, a.balance FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE l.account_id = ? ORDER BY l.id", true, MUST), vec![V::Int(12)]),
+        // … and what stays refused (docs/routing.md).
+        read("SELECT l.id, a.name FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE a.balance > l.amount", false, MAY_REFUSE),
+        read("SELECT COUNT(*) FROM ledger l JOIN accounts a ON a.account_id = l.id", true, MAY_REFUSE),
+        read("SELECT l.id, name FROM ledger l JOIN accounts a ON a.account_id = l.id", false, MAY_REFUSE),
+        read("SELECT l.id, a.name FROM ledger l JOIN accounts a ON a.name = l.id", false, MAY_REFUSE),
+        read("SELECT l.id, a.name FROM ledger l JOIN accounts a ON a.status = l.kind OR a.account_id = l.id", false, MAY_REFUSE),
         read("SELECT account_id FROM accounts WHERE account_id IN (SELECT account_id FROM ledger WHERE kind = 'fee') ORDER BY account_id", true, MAY_REFUSE),
         // Reference and unsharded tables.
         read("SELECT day, per_10k FROM fund_yield ORDER BY day", true, MUST),
@@ -661,6 +691,12 @@ fn hand_written() -> Vec<Case> {
         write("UPDATE accounts SET balance = 9.99 WHERE account_id = 61", MUST),
         write("UPDATE accounts SET balance = 9.99 WHERE account_id IN (62, 63, 64)", MUST),
         write("ROLLBACK", MUST),
+        // A proxy-executed join inside a transaction reads the transaction's own changes.
+        write("BEGIN", MUST),
+        write("UPDATE accounts SET balance = 7.77 WHERE account_id = 3", MUST),
+        read("SELECT l.account_id, l.id, a.balance FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE l.id = 3 ORDER BY l.account_id", true, MUST),
+        write("ROLLBACK", MUST),
+        read("SELECT l.account_id, l.id, a.balance FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE l.id = 3 ORDER BY l.account_id", true, MUST),
         read("SELECT account_id, balance FROM accounts WHERE account_id IN (60, 61, 62, 63, 64) ORDER BY account_id", true, MUST),
         // Reads after the writes.
         read("SELECT account_id, name, balance, shares FROM accounts WHERE account_id >= 1000 AND account_id < 2000 ORDER BY account_id", true, MUST),

@@ -28,6 +28,7 @@
 //! over an in-memory fake (`tests.rs`), so every rule here is tested without a server.
 
 pub mod diagnostics;
+pub mod join;
 pub mod recovery;
 pub mod scatter;
 pub mod stream;

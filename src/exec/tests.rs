@@ -1004,3 +1004,5 @@ async fn a_prepared_leg_without_a_decision_is_fenced_and_rolled_back_after_the_t
     );
     assert!(ran_on(&fake, "s2").contains(&"XA ROLLBACK".to_string()));
 }
+
+mod join;

@@ -33,6 +33,7 @@
 mod consistency;
 pub mod ddl;
 pub mod insert_split;
+pub mod join;
 pub mod merge;
 pub mod prepared;
 pub mod preview;
@@ -92,6 +93,9 @@ pub enum Plan {
     /// An INSERT whose keys come from a global sequence: the executor allocates the ids, then
     /// renders one INSERT per shard ([`SequenceInsert::render`]) and runs them like `Multi`.
     Sequence(SequenceInsert),
+    /// A join of sharded tables not matched by their keys, executed by the proxy
+    /// ([`join::JoinPlan`]: one table read first, the other looked up by its values).
+    Join(Box<join::JoinPlan>),
     /// Refused: the rejection renders the MySQL error code, SQLSTATE, and a message that says
     /// what and why.
     Reject(Rejection),
@@ -165,6 +169,7 @@ impl Plan {
                 .map(|t| (t.shard.clone(), t.sql.clone(), kind.to_string()))
                 .collect(),
             Plan::Sequence(s) => vec![("(by generated id)".to_string(), s.template(), s.note())],
+            Plan::Join(j) => j.describe(),
             Plan::Reject(r) => vec![(
                 String::new(),
                 original_sql.to_string(),
@@ -183,6 +188,11 @@ impl Plan {
             }
             // Not known before the ids are allocated at execution.
             Plan::Sequence(_) => vec![],
+            Plan::Join(j) => j
+                .sides
+                .iter()
+                .flat_map(|s| s.shards.iter().map(String::as_str))
+                .collect(),
             Plan::Reject(_) => vec![],
         }
     }

@@ -82,6 +82,10 @@ pub(crate) fn plan_select(q: &Query, cx: &Cx) -> (Plan, Option<usize>) {
     }
     let route = match analyze(&from, sel.selection.as_ref(), cx.sql, cx.scan) {
         Ok(r) => r,
+        // Sharded tables not matched by their keys: a join the proxy executes (plan/join/).
+        Err(_) if from.relations.len() == 2 => {
+            return (super::join::plan_join(q, sel, &from, cx), None)
+        }
         Err(p) => return (p, None),
     };
     let param = param_key(&route);
@@ -204,20 +208,21 @@ mod tests {
         ] {
             assert_eq!(expect_single(&plan_with(sql, &r)), s, "{sql}");
         }
-        expect_reject(
-            &plan_with(
+        // Not matched by the keys: a join the proxy executes (plan/join/).
+        assert!(matches!(
+            plan_with(
                 "SELECT * FROM accounts a JOIN accounts b ON a.parent = b.account_id WHERE a.account_id = 5",
                 &r,
             ),
-            "does not match rows",
-        );
-        // The key equality inside an OR does not colocate.
+            Plan::Join(_)
+        ));
+        // The key equality inside an OR does not colocate (nor can the proxy join by it).
         expect_reject(
             &plan_with(
                 "SELECT * FROM accounts a JOIN transactions t ON a.account_id = t.account_id OR a.x = t.y",
                 &r,
             ),
-            "does not match rows",
+            "reads both tables",
         );
     }
 
@@ -246,8 +251,8 @@ mod tests {
     fn refusals() {
         let r = rules(3);
         for (sql, why) in [
-            ("SELECT * FROM accounts a JOIN transactions t ON a.id = t.account_id WHERE a.account_id = 1", "does not match rows"),
-            ("SELECT * FROM accounts a JOIN users u ON a.account_id = u.account_id", "does not match rows"),
+            // Two tables not matched by their keys are joined by the proxy (plan/join/); three are not.
+            ("SELECT * FROM accounts a JOIN transactions t ON a.id = t.account_id JOIN users u ON u.name = a.name", "does not match rows"),
             ("SELECT * FROM accounts WHERE account_id IN (SELECT account_id FROM transactions)", "subqueries"),
             ("SELECT * FROM accounts WHERE account_id = 1 UNION SELECT * FROM fund_yield", "UNION branch"),
             ("SELECT * FROM (SELECT * FROM accounts ORDER BY a LIMIT 1) x", "derived table"),

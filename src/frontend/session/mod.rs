@@ -52,6 +52,7 @@ mod audit_log;
 mod handshake;
 mod hold;
 mod idle;
+mod join;
 mod kill;
 mod multi_shard;
 mod own_answers;

@@ -269,7 +269,7 @@ impl Session {
             match bound {
                 Plan::Single { shard: s, .. } => shard = s,
                 Plan::Reject(r) => return self.send_refusal(r).await,
-                Plan::Scatter { .. } | Plan::Multi { .. } | Plan::Sequence(_) => {
+                Plan::Scatter { .. } | Plan::Multi { .. } | Plan::Sequence(_) | Plan::Join(_) => {
                     // Several shards: run it as text with the values in place, then answer
                     // in the binary protocol.
                     return self.execute_as_text(&text, &values).await;
@@ -441,6 +441,7 @@ impl Session {
                 self.run_scatter(targets, merge, RowFormat::Binary).await
             }
             Plan::Multi { targets, kind } => self.run_multi(targets, kind, None).await,
+            Plan::Join(j) => self.run_join(&j, RowFormat::Binary).await,
             // An OK packet is the same in the binary protocol.
             Plan::Sequence(s) => self.run_sequence(s).await,
             Plan::Single { shard, .. } => {

@@ -226,6 +226,13 @@ impl Session {
                 self.reads_on_replicas = false;
                 r
             }
+            Plan::Join(j) => {
+                self.mark_running(&sql);
+                self.reads_on_replicas = self.replica_policy(&c, true).is_ok();
+                let r = self.run_join(&j, RowFormat::Text).await;
+                self.reads_on_replicas = false;
+                r
+            }
             Plan::Multi { targets, kind } => {
                 self.mark_running(&sql);
                 self.run_multi(targets, kind, None).await

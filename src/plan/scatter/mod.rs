@@ -42,6 +42,8 @@ mod names;
 mod order;
 mod union;
 
+pub(crate) use names::keep_names;
+pub(crate) use order::offset_and_limit;
 pub(crate) use union::plan_union;
 
 /// `SELECT … FROM (SELECT … FROM sharded …) d …`: a derived table whose query returns rows one

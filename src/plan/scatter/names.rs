@@ -89,7 +89,7 @@ fn item_texts(sql: &str) -> Vec<&str> {
 }
 
 /// Gives each unaliased expression item among the first `visible` its original text as alias.
-pub(super) fn keep_names(sql: &str, projection: &mut [SelectItem], visible: usize) {
+pub(crate) fn keep_names(sql: &str, projection: &mut [SelectItem], visible: usize) {
     let texts = item_texts(sql);
     if texts.len() != visible {
         return;

@@ -152,7 +152,7 @@ pub(super) fn sort_keys(
 }
 
 /// Step 5: the statement's `(offset, limit)`.
-pub(super) fn offset_and_limit(clause: Option<&LimitClause>) -> R<(u64, Option<u64>)> {
+pub(crate) fn offset_and_limit(clause: Option<&LimitClause>) -> R<(u64, Option<u64>)> {
     Ok(match clause {
         None => (0, None),
         Some(LimitClause::LimitOffset {
