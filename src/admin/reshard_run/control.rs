@@ -1,0 +1,103 @@
+//! `RESHARD CANCEL` (before the cutover: triggers and copies removed) and `RESHARD CLEANUP`
+//! (after it: the moved rows deleted from their old shards).
+
+use std::sync::Arc;
+
+use super::{build, lock, Reshards};
+use crate::admin::ops::AdminError;
+use crate::admin::reshard_sql as sql;
+use crate::config::Config;
+use crate::plan::reshard_state::Phase;
+use crate::proxy::Proxy;
+
+impl Reshards {
+    /// `RESHARD CANCEL`: stops the driver before the cutover, drops the triggers and the
+    /// copies; the old ring kept serving all along.
+    pub async fn cancel(&self, proxy: &Arc<Proxy>) -> Result<String, AdminError> {
+        let (mut state, task) =
+            {
+                let mut s = lock(&self.inner);
+                let Some(st) = s.state.clone() else {
+                    return Err(AdminError::other("no resharding to cancel"));
+                };
+                match st.phase {
+                    Phase::Cutover => return Err(AdminError::other(
+                        "the cutover is under way (at most reshard.cutover_timeout_ms): try again",
+                    )),
+                    p if p.after_cutover() => return Err(AdminError::other(
+                        "the cutover happened: the new ring serves. RESHARD CLEANUP deletes the \
+                         moved rows from their old shards",
+                    )),
+                    Phase::Cancelled => {
+                        return Err(AdminError::other("the resharding is cancelled already"))
+                    }
+                    _ => {}
+                }
+                s.cancelled = true;
+                (st, s.task.take())
+            };
+        // The driver is stopped and gone before anything is rolled back.
+        if let Some(t) = task {
+            t.abort();
+            let _ = t.await;
+        }
+        let old = proxy.config();
+        let new = Config::load(std::path::Path::new(&state.to_path))
+            .map_err(|e| AdminError::other(format!("{}: {e:#}", state.to_path)))?;
+        let (mut mover, _) = build(proxy, &old, &new).await.map_err(AdminError::other)?;
+        mover.drop_triggers().await.map_err(AdminError::other)?;
+        let old_shards: Vec<String> = old.shards.iter().map(|s| s.name.clone()).collect();
+        // Twice: a batch the stopped driver had sent may have committed after the first pass
+        // read what to delete (its connection closed, the server finished the statement).
+        for _ in 0..2 {
+            mover
+                .remove_copies(&old_shards)
+                .await
+                .map_err(AdminError::other)?;
+        }
+        state.phase = Phase::Cancelled;
+        state.note = Some("cancelled: the old ring serves, triggers and copies removed".into());
+        let db = mover
+            .dbs
+            .get_mut(&old.sharding.default_shard)
+            .ok_or_else(|| AdminError::other("no connection to the default shard"))?;
+        sql::save_state(db, &state.to_json())
+            .await
+            .map_err(AdminError::other)?;
+        lock(&self.inner).state = Some(state);
+        tracing::info!("reshard: cancelled, the old ring serves");
+        Ok(
+            "resharding cancelled: the old placement serves, the copies and triggers are gone"
+                .into(),
+        )
+    }
+
+    /// `RESHARD CLEANUP`: after the cutover, deletes the moved rows from their old shards.
+    pub async fn cleanup(&self, proxy: &Arc<Proxy>) -> Result<String, AdminError> {
+        let from = lock(&self.inner).from.clone();
+        let (Some(mut state), Some(from)) = (self.status(), from) else {
+            return Err(AdminError::other("no resharding to clean up after"));
+        };
+        if state.phase != Phase::Done {
+            return Err(AdminError::other(format!(
+                "RESHARD CLEANUP runs only after the cutover (the resharding is {})",
+                state.phase
+            )));
+        }
+        let new = proxy.config();
+        let (mut mover, _) = build(proxy, &from, &new).await.map_err(AdminError::other)?;
+        let n = mover.cleanup().await.map_err(AdminError::other)?;
+        state.phase = Phase::CleanedUp;
+        state.note = Some(format!("{n} moved rows deleted from their old shards"));
+        let db = mover
+            .dbs
+            .get_mut(&from.sharding.default_shard)
+            .ok_or_else(|| AdminError::other("no connection to the default shard"))?;
+        sql::save_state(db, &state.to_json())
+            .await
+            .map_err(AdminError::other)?;
+        lock(&self.inner).state = Some(state);
+        tracing::info!(rows = n, "reshard: cleanup done");
+        Ok(format!("{n} moved rows deleted from their old shards"))
+    }
+}
