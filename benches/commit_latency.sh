@@ -4,6 +4,8 @@
 #
 #   benches/commit_latency.sh                  # 10 s per cell, 1 thread, 3 rounds
 #   DURATION=5 ROUNDS=5 THREADS=4 benches/commit_latency.sh
+#   BASELINE_BIN=path/to/old/shardproxy benches/commit_latency.sh
+#                                              # also an older build, in the same rounds
 #
 # Each transaction is BEGIN, one UPDATE of one row on each of N shards, COMMIT
 # (benches/commit_latency.lua). A one-shard transaction is plain (no XA, no decision row); on
@@ -39,11 +41,25 @@ PRIMARIES=(127.0.0.1:3311 127.0.0.1:3321 127.0.0.1:3331)
   printf '[transactions]\ntransaction_mode = "twopc"\n'
 } > "$RUN/proxy.toml"
 
+# The builds compared: this tree's, and BASELINE_BIN's (run first in every round) if set.
+BINS=("$(release_bin shardproxy)")
+LABELS=("proxy")
+if [ -n "${BASELINE_BIN:-}" ]; then
+  BINS=("$BASELINE_BIN" "${BINS[0]}")
+  LABELS=("baseline" "proxy")
+fi
 cleanup() { [ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/dev/null || true; }
 trap cleanup EXIT
-"$(release_bin shardproxy)" --config "$RUN/proxy.toml" --log warn > "$RUN/proxy.log" 2>&1 &
-PROXY_PID=$!
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6037) 2>/dev/null && break; sleep 0.1; done
+# start_proxy BIN: shardproxy BIN on 6037 (the one running stopped first).
+start_proxy() {
+  if [ -n "${PROXY_PID:-}" ]; then kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; fi
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6037) 2>/dev/null || break; sleep 0.1; done
+  "$1" --config "$RUN/proxy.toml" --log warn >> "$RUN/proxy.log" 2>&1 &
+  PROXY_PID=$!
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6037) 2>/dev/null && break; sleep 0.1; done
+}
+: > "$RUN/proxy.log"
+start_proxy "${BINS[0]}"
 
 sql() { mariadb --no-defaults --protocol=tcp -h127.0.0.1 -P"$1" -uapp -papp -N -B -e "$2"; }
 # The table on every shard (DDL through the proxy runs on all), ROWS rows spread by the ring.
@@ -77,29 +93,45 @@ cell() {
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 declare -A AVG P95 TPS
-names=("direct, 1 shard" "proxy, 1 shard" "proxy, 2 shards" "proxy, 3 shards")
+# Cells: "direct" and, for each build b, "b:1" "b:2" "b:3" (shards per transaction).
+CELLS=(direct)
+for b in "${!BINS[@]}"; do CELLS+=("$b:1" "$b:2" "$b:3"); done
+name() {
+  case $1 in
+    direct) echo "direct, 1 shard" ;;
+    *) echo "${LABELS[${1%%:*}]}, ${1##*:} shard$([ "${1##*:}" = 1 ] || echo s)" ;;
+  esac
+}
 for r in $(seq 1 "$ROUNDS"); do
-  for n in 0 1 2 3; do
+  running=""
+  for n in "${CELLS[@]}"; do
     case $n in
-      0) res=$(cell "${PRIMARIES[0]##*:}" 1 "$s1_keys") ;;
-      *) res=$(cell 6037 "$n" "$keys") ;;
+      direct) res=$(cell "${PRIMARIES[0]##*:}" 1 "$s1_keys") ;;
+      *)
+        b=${n%%:*}
+        if [ "$running" != "$b" ]; then start_proxy "${BINS[$b]}"; running=$b; fi
+        res=$(cell 6037 "${n##*:}" "$keys") ;;
     esac
     read -r a p t <<<"$res"
     AVG[$n]+="$a "; P95[$n]+="$p "; TPS[$n]+="$t "
-    echo "round $r, ${names[$n]}: avg $a ms, p95 $p ms, $t tps" >&2
+    echo "round $r, $(name "$n"): avg $a ms, p95 $p ms, $t tps" >&2
   done
 done
 
-one=$(echo "${AVG[1]}" | tr ' ' '\n' | grep . | median)
+med() { echo "$1" | tr ' ' '\n' | grep . | median; }
 echo
-echo "Commit latency, $THREADS thread(s), ${DURATION} s per cell, median of $ROUNDS rounds ($(nproc) cores, $(date -u +%F))"
+echo "Commit latency, $THREADS thread(s), ${DURATION} s per cell, median of $ROUNDS rounds ($(nproc) cores, $(date -u +%F), load average $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
-echo "| transaction | avg ms | p95 ms | TPS | avg / proxy 1 shard |"
+echo "| transaction | avg ms | p95 ms | TPS | avg / same build's 1 shard |"
 echo "|---|---:|---:|---:|---:|"
-for n in 0 1 2 3; do
-  a=$(echo "${AVG[$n]}" | tr ' ' '\n' | grep . | median)
-  p=$(echo "${P95[$n]}" | tr ' ' '\n' | grep . | median)
-  t=$(echo "${TPS[$n]}" | tr ' ' '\n' | grep . | median)
+for n in "${CELLS[@]}"; do
+  a=$(med "${AVG[$n]}")
+  p=$(med "${P95[$n]}")
+  t=$(med "${TPS[$n]}")
+  case $n in
+    direct) one=$(med "${AVG[$((${#BINS[@]} - 1)):1]}") ;;
+    *) one=$(med "${AVG[${n%%:*}:1]}") ;;
+  esac
   ratio=$(awk -v a="$a" -v b="$one" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-  echo "| ${names[$n]} | $a | $p | $t | $ratio |"
+  echo "| $(name "$n") | $a | $p | $t | $ratio |"
 done

@@ -134,6 +134,9 @@ async fn a_transaction_on_two_shards_commits_or_rolls_back_on_both() {
     assert_eq!(listed[0][1], "active", "{listed:?}");
     assert_eq!(balance(cluster, b), "100.00", "not visible before COMMIT");
     p.query_drop("COMMIT").await.unwrap();
+    // The other leg's XA COMMIT finishes after the OK; the session's next statement on that
+    // shard waits for it, and then other sessions see it too.
+    settle(&mut p, b).await;
     assert_eq!(
         (balance(cluster, a), balance(cluster, b)),
         ("90.00".into(), "110.00".into())
@@ -177,6 +180,8 @@ async fn a_transaction_on_two_shards_commits_or_rolls_back_on_both() {
     let e = p.query_drop("CREATE TABLE tp_x (i INT)").await.unwrap_err();
     assert!(e.to_string().contains("1235"), "{e}");
     p.query_drop("COMMIT").await.unwrap();
+    settle(&mut p, b).await;
+    settle(&mut p, a).await;
     assert_eq!(
         (balance(cluster, a), balance(cluster, b)),
         ("91.00".into(), "111.00".into())
@@ -200,6 +205,127 @@ async fn a_transaction_on_two_shards_commits_or_rolls_back_on_both() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("1231"), "{e}");
+}
+
+/// A statement of `p`'s session on account `id`'s shard: it runs only after the session's
+/// last commit finished there (a leg's `XA COMMIT` runs after the client's OK), so other
+/// sessions see that commit afterwards.
+async fn settle(p: &mut Conn, id: i64) {
+    p.query_drop(format!("SELECT balance FROM tp_accounts WHERE id = {id}"))
+        .await
+        .unwrap();
+}
+
+/// The XA COMMIT of a leg runs after the client's OK: the session must still read its own
+/// writes at once, on the leg's shard (a point read, and a read on both shards), however
+/// soon it asks; and nothing may stay prepared afterwards, also when clients disconnect
+/// right after their COMMIT (the XA COMMITs finish without them). No leg is left to
+/// recovery: the proxy's log shows none resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_reads_its_own_writes_right_after_a_commit_on_two_shards() {
+    const ROUNDS: i64 = 150;
+    let cluster = Cluster::shared();
+    let proxy = Proxy::start(&config(cluster).sharded_table("tp_own", "id").render());
+    let mut p = connect(&proxy.url()).await.unwrap();
+    setup(&mut p, 8, 100, "tp_own", "tp_own_ledger").await;
+    let at = placement(cluster, "tp_own");
+    let (a, b) = pair(&at);
+    // This proxy's xids (their first part names the proxy) among the shards' prepared ones.
+    p.query_drop("BEGIN").await.unwrap();
+    p.query_drop(format!(
+        "UPDATE tp_own SET balance = balance WHERE id = {a}"
+    ))
+    .await
+    .unwrap();
+    p.query_drop(format!(
+        "UPDATE tp_own SET balance = balance WHERE id = {b}"
+    ))
+    .await
+    .unwrap();
+    let open = proxy.admin_query("SHOW TRANSACTIONS").unwrap();
+    let ours = open[0][0].split('-').next().unwrap().to_string();
+    p.query_drop("COMMIT").await.unwrap();
+    let mut stale = Vec::new();
+    for i in 1..=ROUNDS {
+        p.query_drop("BEGIN").await.unwrap();
+        p.query_drop(format!(
+            "UPDATE tp_own SET balance = balance - 1 WHERE id = {a}"
+        ))
+        .await
+        .unwrap();
+        p.query_drop(format!(
+            "UPDATE tp_own SET balance = balance + 1 WHERE id = {b}"
+        ))
+        .await
+        .unwrap();
+        p.query_drop("COMMIT").await.unwrap();
+        let seen: Option<String> = if i % 2 == 0 {
+            p.query_first(format!("SELECT balance FROM tp_own WHERE id = {b}"))
+                .await
+                .unwrap()
+        } else {
+            // A read on both shards (scattered): b's row must be the committed one.
+            p.query_first(format!(
+                "SELECT SUM(balance) FROM tp_own WHERE id IN ({a}, {b}) AND balance > 100"
+            ))
+            .await
+            .unwrap()
+        };
+        let want = format!("{}.00", 100 + i);
+        if seen.as_deref() != Some(want.as_str()) {
+            stale.push((i, seen));
+        }
+    }
+    assert!(stale.is_empty(), "stale reads after COMMIT: {stale:?}");
+    // Clients that leave right after their COMMIT.
+    for _ in 0..30 {
+        let mut q = connect(&proxy.url()).await.unwrap();
+        q.query_drop("BEGIN").await.unwrap();
+        q.query_drop(format!(
+            "UPDATE tp_own SET balance = balance + 1 WHERE id = {a}"
+        ))
+        .await
+        .unwrap();
+        q.query_drop(format!(
+            "UPDATE tp_own SET balance = balance - 1 WHERE id = {b}"
+        ))
+        .await
+        .unwrap();
+        q.query_drop("COMMIT").await.unwrap();
+        drop(q);
+    }
+    let ours_prepared = || -> Vec<String> {
+        prepared_on(&primaries(cluster))
+            .into_iter()
+            .filter(|x| x.contains(&ours))
+            .collect()
+    };
+    let started = Instant::now();
+    while !ours_prepared().is_empty() && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = ours_prepared();
+    println!(
+        "{ROUNDS} commits on two shards read back at once, 30 clients gone after COMMIT:          prepared legs of this proxy after {:?}: {left:?}",
+        started.elapsed()
+    );
+    assert!(left.is_empty(), "prepared XA legs left: {left:?}");
+    assert_eq!(
+        proxy
+            .log()
+            .matches("recovery resolved a prepared XA leg")
+            .count(),
+        0,
+        "a leg was left to recovery:\n{}",
+        proxy.log()
+    );
+    let both: Option<String> = p
+        .query_first(format!(
+            "SELECT SUM(balance) FROM tp_own WHERE id IN ({a}, {b})"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(both.as_deref(), Some("200.00"));
 }
 
 /// A session pinned to its connection (here by a user variable) that opens a transaction: a

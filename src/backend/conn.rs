@@ -347,6 +347,42 @@ impl BackendConn {
         self.collect(ResponseKind::Query).await
     }
 
+    /// Runs two statements in one round trip: both are sent before either answer is read
+    /// (the server runs commands one after the other on a connection, so the second waits
+    /// for the first), then both answers are collected in order. Only for a pair whose
+    /// second statement is harmless when the first fails (`XA END` then `XA PREPARE`: a
+    /// prepare after a failed end fails too); never to guard a write with a statement
+    /// before it.
+    pub async fn query_pipelined(
+        &mut self,
+        first: &str,
+        then: &str,
+    ) -> (
+        Result<QueryResult, BackendError>,
+        Result<QueryResult, BackendError>,
+    ) {
+        let sent: std::io::Result<()> = async {
+            self.writer
+                .write(0, &build_command(com::QUERY, first.as_bytes()))
+                .await?;
+            self.writer
+                .write(0, &build_command(com::QUERY, then.as_bytes()))
+                .await?;
+            self.writer.flush().await
+        }
+        .await;
+        if let Err(e) = sent {
+            return (Err(lost(&self.addr, &e)), Err(lost(&self.addr, e)));
+        }
+        let a = self.collect(ResponseKind::Query).await;
+        if let Err(BackendError::Lost { reason, .. }) = &a {
+            let b = Err(lost(&self.addr, reason));
+            return (a, b);
+        }
+        let b = self.collect(ResponseKind::Query).await;
+        (a, b)
+    }
+
     /// Collects one answer of the given kind (text rows).
     pub async fn collect(&mut self, kind: ResponseKind) -> Result<QueryResult, BackendError> {
         let mut tracker = ResponseTracker::new(kind, self.deprecate_eof());

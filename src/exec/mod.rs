@@ -87,6 +87,20 @@ pub trait ShardConn {
     /// AUTO_INCREMENT column and leaves `LAST_INSERT_ID()` alone: what the connection holds
     /// now is unknown, so the next statement that reads it must restore it.
     fn forget_insert_id(&mut self);
+
+    /// Runs two statements in one round trip where the connection allows it (both sent
+    /// before either answer is read; `BackendConn::query_pipelined`), one after the other
+    /// otherwise. Only for a pair whose second statement is harmless when the first fails.
+    fn query_pipelined(
+        &mut self,
+        first: &str,
+        then: &str,
+    ) -> impl Future<
+        Output = (
+            Result<QueryResult, BackendError>,
+            Result<QueryResult, BackendError>,
+        ),
+    > + Send;
 }
 
 /// A leg's connection that can also stream a result set row by row (streamed scatter reads,

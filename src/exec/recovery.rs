@@ -311,6 +311,17 @@ impl ShardConn for BackendConn {
         BackendConn::query(self, sql).await
     }
 
+    async fn query_pipelined(
+        &mut self,
+        first: &str,
+        then: &str,
+    ) -> (
+        Result<QueryResult, BackendError>,
+        Result<QueryResult, BackendError>,
+    ) {
+        BackendConn::query_pipelined(self, first, then).await
+    }
+
     fn forget_insert_id(&mut self) {}
 }
 

@@ -76,6 +76,19 @@ impl ShardConn for FakeConn {
         (self.answer)(sql)
     }
 
+    async fn query_pipelined(
+        &mut self,
+        first: &str,
+        then: &str,
+    ) -> (
+        Result<QueryResult, BackendError>,
+        Result<QueryResult, BackendError>,
+    ) {
+        let a = self.query(first).await;
+        let b = self.query(then).await;
+        (a, b)
+    }
+
     fn forget_insert_id(&mut self) {
         self.log
             .lock()
@@ -910,6 +923,44 @@ async fn two_phase_write_prepares_then_commits_home_with_its_decision_then_the_l
     );
     assert!(s2.lock().unwrap().prepared.is_empty());
     assert_eq!(fake.log.lock().unwrap().given_back, ["s1", "s2"]);
+}
+
+/// The session's commit: `decide` makes the decision durable and leaves the XA legs
+/// prepared (their `XA COMMIT` runs after the client's OK), `finish` commits them.
+#[tokio::test]
+async fn decide_commits_the_home_leg_and_leaves_the_others_prepared_for_finish() {
+    use super::twopc::{decide, finish, Xid};
+    let (mut fake, s1, s2) = xa_fake();
+    let xid = Xid::new("s1");
+    let home = fake.lease("s1", Access::Write).await.ok().unwrap();
+    let mut leg = fake.lease("s2", Access::Write).await.ok().unwrap();
+    leg.query(&format!("XA START {}", xid.sql("s2")))
+        .await
+        .unwrap();
+    let mut home = Some(home);
+    let mut legs = vec![super::Leg {
+        shard: "s2".to_string(),
+        conn: Some(leg),
+    }];
+    assert_eq!(decide(&xid, &mut home, &mut legs).await, Ok(()));
+    assert_eq!(ran_on(&fake, "s1"), ["INSERT INTO", "COMMIT"]);
+    assert_eq!(ran_on(&fake, "s2"), ["XA START", "XA END", "XA PREPARE"]);
+    assert_eq!(
+        s1.lock().unwrap().decisions.len(),
+        1,
+        "the decision is durable"
+    );
+    assert_eq!(
+        s2.lock().unwrap().prepared.len(),
+        1,
+        "prepared, not committed yet"
+    );
+    assert!(finish(&xid, &mut legs).await.is_empty());
+    assert!(s2.lock().unwrap().prepared.is_empty());
+    assert!(
+        legs[0].conn.is_some(),
+        "the leg's connection is still usable"
+    );
 }
 
 #[tokio::test]

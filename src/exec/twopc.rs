@@ -3,17 +3,22 @@
 //! # The protocol
 //! A transaction starts as an ordinary one on its first shard, the **home** shard (plain
 //! `BEGIN`: a transaction that never leaves that shard pays nothing). When it first writes to
-//! another shard, that shard's **leg** starts with `XA START xid`; the home leg stays a plain
-//! transaction. At COMMIT ([`commit`]):
-//! 1. every XA leg runs `XA END` and `XA PREPARE` (its changes are now durable and can only be
-//!    committed or rolled back), while the home leg, in the same round trip, inserts the
-//!    **decision row** `(xid, 'commit')` into [`DECISIONS_TABLE`] inside its own transaction;
+//! another shard, that shard's **leg** starts with `XA START xid` (the session sends it in
+//! one packet with that first statement when it can); the home leg stays a plain
+//! transaction. At COMMIT ([`commit`], or [`decide`] then [`finish`]):
+//! 1. every XA leg runs `XA END` and `XA PREPARE` (pipelined: one round trip; its changes
+//!    are now durable and can only be committed or rolled back), while the home leg, at the
+//!    same time, inserts the **decision row** `(xid, 'commit')` into [`DECISIONS_TABLE`]
+//!    inside its own transaction;
 //! 2. `COMMIT` on the home leg. This is the commit point: the home shard's changes and the
 //!    decision become durable together, atomically, on one server. Any failure before it
 //!    rolls every leg back and the client gets an error;
-//! 3. `XA COMMIT` on every XA leg. A failure here changes nothing about the outcome: the leg
-//!    stays prepared and recovery ([`super::recovery`]) commits it, because the decision row
-//!    says so.
+//! 3. `XA COMMIT` on every XA leg ([`finish`]). A failure here changes nothing about the
+//!    outcome: the leg stays prepared and recovery ([`super::recovery`]) commits it, because
+//!    the decision row says so. Since nothing here can change the outcome, the session runs
+//!    this phase after the client's OK (`frontend/session/finishing.rs`: the session's next
+//!    use of that shard waits for it); a multi-shard write outside a transaction
+//!    (`super::write`) runs it before answering.
 //!
 //! The decision is stored on a participant (as Vitess does), not on one proxy's disk, so any
 //! proxy can finish the transaction after any crash. Storing it *inside* the home leg's own
@@ -159,19 +164,65 @@ pub enum Ended {
     Unknown(ErrInfo),
 }
 
-/// Commits a distributed transaction (see the module doc). `home`: the home leg's
-/// connection (its plain transaction), `None` when it broke; `legs`: the XA legs. A
-/// connection that broke, or that had to be closed to hand its prepared leg to recovery, is
-/// set to `None`; the others are ready for reuse.
+/// How [`decide`] ended when it did not commit: the client's error.
+#[derive(Debug, PartialEq)]
+pub enum NotCommitted {
+    /// Rolled back on every shard (or left for recovery to roll back).
+    RolledBack(ErrInfo),
+    /// The home shard's COMMIT got no answer: recovery follows the decision log.
+    Unknown(ErrInfo),
+}
+
+impl NotCommitted {
+    /// The client's error.
+    pub fn into_error(self) -> ErrInfo {
+        match self {
+            NotCommitted::RolledBack(e) | NotCommitted::Unknown(e) => e,
+        }
+    }
+}
+
+impl From<NotCommitted> for Ended {
+    fn from(n: NotCommitted) -> Ended {
+        match n {
+            NotCommitted::RolledBack(e) => Ended::RolledBack(e),
+            NotCommitted::Unknown(e) => Ended::Unknown(e),
+        }
+    }
+}
+
+/// Commits a distributed transaction (see the module doc): [`decide`], then [`finish`] the
+/// XA legs before returning. `home`: the home leg's connection (its plain transaction),
+/// `None` when it broke; `legs`: the XA legs. A connection that broke, or that had to be
+/// closed to hand its prepared leg to recovery, is set to `None`; the others are ready for
+/// reuse.
 pub async fn commit<C: ShardConn + Send>(
     xid: &Xid,
     home: &mut Option<C>,
     legs: &mut [XaLeg<C>],
 ) -> Ended {
+    match decide(xid, home, legs).await {
+        Ok(()) => Ended::Committed {
+            unfinished: finish(xid, legs).await,
+        },
+        Err(failed) => failed.into(),
+    }
+}
+
+/// Phases 1 and 2 of [`commit`]: prepares every XA leg, writes the decision and commits the
+/// home leg. `Ok`: the transaction is committed (the decision is durable) and every leg
+/// with a connection is prepared, to be finished by [`finish`] on that connection (or, if
+/// its connection closes, by recovery); `Err`: how it ended otherwise (rolled back, or left
+/// to recovery when the home COMMIT got no answer).
+pub async fn decide<C: ShardConn + Send>(
+    xid: &Xid,
+    home: &mut Option<C>,
+    legs: &mut [XaLeg<C>],
+) -> Result<(), NotCommitted> {
     let started = Instant::now();
     let Some(h) = home.as_mut() else {
         rollback_legs(xid, legs).await;
-        return Ended::RolledBack(lost_home(xid));
+        return Err(NotCommitted::RolledBack(lost_home(xid)));
     };
     // Phase 1: prepare every XA leg while the home leg writes the decision.
     let decide = format!(
@@ -183,12 +234,14 @@ pub async fn commit<C: ShardConn + Send>(
         let Some(c) = leg.conn.as_mut() else {
             return Err(format!("the connection to shard {} was lost", leg.shard));
         };
-        let r = async {
-            c.query(&format!("XA END {xid_sql}")).await?;
-            c.query(&format!("XA PREPARE {xid_sql}")).await
-        }
-        .await;
-        r.map(|_| ()).map_err(|e| {
+        // One round trip: a PREPARE after a failed END fails too (the leg is not idle).
+        let (ended, prepared) = c
+            .query_pipelined(
+                &format!("XA END {xid_sql}"),
+                &format!("XA PREPARE {xid_sql}"),
+            )
+            .await;
+        ended.and(prepared).map(|_| ()).map_err(|e| {
             let text = format!("XA PREPARE failed on shard {}: {}", leg.shard, e);
             if matches!(e, BackendError::Lost { .. }) {
                 leg.conn = None;
@@ -215,7 +268,7 @@ pub async fn commit<C: ShardConn + Send>(
     }
     if let Some(why) = failure {
         abort(xid, home, legs).await;
-        return Ended::RolledBack(rolled_back(&why));
+        return Err(NotCommitted::RolledBack(rolled_back(&why)));
     }
     // Phase 2: the commit point.
     let h = home.as_mut().expect("checked above");
@@ -224,11 +277,11 @@ pub async fn commit<C: ShardConn + Send>(
         Err(BackendError::Server(e)) => {
             // The server refused the COMMIT: the home leg (and its decision row) rolled back.
             rollback_legs(xid, legs).await;
-            return Ended::RolledBack(rolled_back(&format!(
+            return Err(NotCommitted::RolledBack(rolled_back(&format!(
                 "COMMIT failed on home shard {}: {}",
                 xid.home(),
                 e.message
-            )));
+            ))));
         }
         Err(e) => {
             *home = None;
@@ -236,23 +289,29 @@ pub async fn commit<C: ShardConn + Send>(
             for leg in legs.iter_mut() {
                 leg.conn = None;
             }
-            return Ended::Unknown(ErrInfo::new(
+            return Err(NotCommitted::Unknown(ErrInfo::new(
                 (1180, "HY000"),
                 format!(
                     "COMMIT of a transaction on several shards: no answer from home shard {} ({e}); it is committed on every shard or on none, as recovery will find",
                     xid.home()
                 ),
-            ));
+            )));
         }
     }
-    // Phase 3: the decision is durable; finish every leg (recovery does what fails here).
-    let unfinished = futures::future::join_all(legs.iter_mut().map(|leg| async move {
+    Ok(())
+}
+
+/// Phase 3 of [`commit`], once [`decide`] made the decision durable: `XA COMMIT` on every
+/// XA leg, in parallel. Returns the shards whose leg did not finish: their connection is
+/// closed (set to `None`), which hands the prepared leg over to recovery, which commits it
+/// because the decision row says so.
+pub async fn finish<C: ShardConn + Send>(xid: &Xid, legs: &mut [XaLeg<C>]) -> Vec<String> {
+    futures::future::join_all(legs.iter_mut().map(|leg| async move {
         let sql = format!("XA COMMIT {}", xid.sql(&leg.shard));
         let c = leg.conn.as_mut()?;
         match c.query(&sql).await {
             Ok(_) => None,
             Err(_) => {
-                // Closing the connection hands the prepared leg over to recovery.
                 leg.conn = None;
                 Some(leg.shard.clone())
             }
@@ -261,8 +320,7 @@ pub async fn commit<C: ShardConn + Send>(
     .await
     .into_iter()
     .flatten()
-    .collect();
-    Ended::Committed { unfinished }
+    .collect()
 }
 
 /// Rolls a distributed transaction back: ROLLBACK on the home leg, `XA END` + `XA ROLLBACK`

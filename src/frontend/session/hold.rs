@@ -46,8 +46,14 @@ pub(super) struct Held {
 
 impl Session {
     /// Takes the connection for a statement on `shard`: the held one, or one from the pool
-    /// brought to the session's state.
-    pub(super) async fn acquire(&mut self, shard: &str, c: &Classified) -> Result<Lease, ErrInfo> {
+    /// brought to the session's state. `carry`: the caller relays a text statement and can
+    /// send a new XA leg's `XA START` with it (see [`Session::open_xa_leg`]).
+    pub(super) async fn acquire(
+        &mut self,
+        shard: &str,
+        c: &Classified,
+        carry: bool,
+    ) -> Result<Lease, ErrInfo> {
         self.reused_held = false;
         if let Some(h) = self.exec_stash.take() {
             if h.shard == shard {
@@ -96,7 +102,7 @@ impl Session {
                     let needs_pin = why == HoldWhy::Pinned && c.pin.is_some();
                     if joins && !needs_pin && self.two_phase() {
                         // `twopc`: the write joins the transaction as an XA leg.
-                        let mut lease = self.open_xa_leg(shard, &first).await?;
+                        let mut lease = self.open_xa_leg(shard, &first, carry).await?;
                         self.restore_last_insert_id(&mut lease, c).await?;
                         return Ok(lease);
                     }
@@ -142,6 +148,8 @@ impl Session {
     /// A pooled connection to `shard`'s primary with the session's state applied. While the
     /// shard fails over, waits at its gate (bounded) and then takes the new primary.
     pub(super) async fn fresh_lease(&mut self, shard: &str) -> Result<Lease, ErrInfo> {
+        // A committed transaction's leg still finishing there: read its writes.
+        self.wait_finished(shard).await;
         let mut first_failure: Option<std::time::Instant> = None;
         let (pool, lease) = loop {
             let topo = self.proxy.topology();
@@ -365,6 +373,17 @@ impl ShardConn for LegLease {
         self.lease.conn.query(sql).await
     }
 
+    async fn query_pipelined(
+        &mut self,
+        first: &str,
+        then: &str,
+    ) -> (
+        Result<QueryResult, BackendError>,
+        Result<QueryResult, BackendError>,
+    ) {
+        self.lease.conn.query_pipelined(first, then).await
+    }
+
     fn forget_insert_id(&mut self) {
         self.lease.conn.last_insert_id = u64::MAX;
     }
@@ -408,7 +427,7 @@ impl Shards for Session {
         }
         if let Some(home) = self.distributed_home().map(str::to_string) {
             if access == Access::Write && home != shard {
-                let lease = self.open_xa_leg(shard, &home).await?;
+                let lease = self.open_xa_leg(shard, &home, false).await?;
                 return Ok(LegLease {
                     lease,
                     held: false,
@@ -495,7 +514,7 @@ impl Shards for Session {
 impl Session {
     /// Records a commit acknowledged to the client as the shard's highest acknowledged GTID
     /// (failover promotes only a replica that holds it).
-    fn record_ack(&self, shard: &str, g: TrackedGtid) {
+    pub(super) fn record_ack(&self, shard: &str, g: TrackedGtid) {
         if let Some(s) = self.proxy.topology().shard(shard) {
             s.state.record_ack(g);
         }
@@ -515,6 +534,17 @@ impl Drop for Running {
 }
 
 impl Session {
+    /// Counts work the running statement leaves behind it (a deferred `XA COMMIT`,
+    /// `finishing.rs`) in [`crate::proxy::Proxy::statements_running`] until the [`Running`]
+    /// returned is dropped. Taken while the statement itself is still counted, so the count
+    /// never falls to zero in between (a resharding cutover waits for both).
+    pub(super) fn keep_running(&self) -> Running {
+        self.proxy
+            .statements_running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(self.proxy.clone())
+    }
+
     /// Counts the statement in [`crate::proxy::Proxy::statements_running`] once the
     /// resharding gate lets it through (at once when it is open or the session has an open
     /// transaction, which must be able to finish), until the [`Running`] returned is dropped.

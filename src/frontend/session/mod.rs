@@ -49,6 +49,7 @@ use crate::proxy::Proxy;
 use crate::session_state::SessionVars;
 
 mod audit_log;
+mod finishing;
 mod handshake;
 mod hold;
 mod idle;
@@ -164,6 +165,12 @@ pub struct Session {
     /// The running text read may go to replicas (set by `query` for one statement, read
     /// when its connections are leased).
     reads_on_replicas: bool,
+    /// The `XA START` of the leg just opened for the statement being relayed, to be sent in
+    /// the same packet as the statement (see `Session::open_xa_leg`).
+    xa_start_due: Option<String>,
+    /// Committed transactions' XA legs whose `XA COMMIT` still runs behind the client's OK
+    /// (see [`finishing`]).
+    finishing: Vec<finishing::Finishing>,
 }
 
 /// Serves one client connection until it quits, is killed, or the proxy shuts down.
@@ -220,6 +227,8 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         read_from: crate::config::ReadFrom::Primary,
         written: Vec::new(),
         reads_on_replicas: false,
+        xa_start_due: None,
+        finishing: Vec::new(),
     };
     s.transaction_mode = s.proxy.config().transactions.transaction_mode;
     s.proxy

@@ -115,7 +115,7 @@ impl Session {
         // Preparing changes nothing on the server: it may use any shard, even inside a
         // transaction bound elsewhere (the execute is what must stay on that shard).
         let prepare_only = Classified::of_kind(Kind::Read);
-        let mut lease = match self.acquire(&shard, &prepare_only).await {
+        let mut lease = match self.acquire(&shard, &prepare_only, false).await {
             Ok(l) => l,
             Err(e) => {
                 self.send_err(1, &e).await?;
@@ -306,7 +306,7 @@ impl Session {
             }
         }
         let c = Classified::of_kind(Kind::Other);
-        let mut lease = match self.acquire(&shard, &c).await {
+        let mut lease = match self.acquire(&shard, &c, false).await {
             Ok(l) => l,
             Err(e) => {
                 self.send_err(1, &e).await?;

@@ -115,6 +115,8 @@ impl Session {
     /// a connection: logged, never the client's error). A connection the session kept only
     /// for its diagnostics goes back to its pool first, as on any other shard change.
     pub(super) async fn replica_lease(&mut self, shard: &str) -> Option<Lease> {
+        // A committed transaction's leg still finishing there: its GTID first.
+        self.wait_finished(shard).await;
         let (pool, wait_for) = match self.choose_replica(shard) {
             Ok((pool, _)) => (pool, None),
             Err(OnPrimary::NotCaughtUp) if self.read_from == ReadFrom::Replica => {

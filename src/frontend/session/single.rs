@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::relay::{relay, RelayError};
+use super::relay::{relay, relay_prefixed, Prefixed, RelayError};
 use super::{Flow, Session};
 use crate::backend::kill::kill_backend;
 use crate::exec::Diagnostics;
 use crate::frontend::classify::names_no_table;
 use crate::frontend::classify::{Classified, Kind};
-use crate::protocol::constants::err;
+use crate::protocol::constants::{com, err};
 use crate::protocol::response::ResponseKind;
 
 impl Session {
@@ -32,16 +32,20 @@ impl Session {
         } else {
             None
         };
+        // A text statement can carry a new XA leg's `XA START` in its packet.
+        let carry = kind == ResponseKind::Query && payload.first() == Some(&com::QUERY);
         let mut lease = match replica {
             Some(l) => l,
-            None => match self.acquire(shard, c).await {
+            None => match self.acquire(shard, c, carry).await {
                 Ok(l) => l,
                 Err(e) => {
+                    self.xa_start_due = None;
                     self.send_err(1, &e).await?;
                     return Ok(Flow::Continue);
                 }
             },
         };
+        let xa_start = self.xa_start_due.take();
         if let Err(e) = self.start_pending_transaction(&mut lease).await {
             self.send_err(1, &e).await?;
             return Ok(Flow::Continue);
@@ -56,14 +60,42 @@ impl Session {
             });
         }
         let started = Instant::now();
-        let result = relay(
-            &mut self.reader,
-            &mut self.writer,
-            &mut lease.conn,
-            &payload,
-            kind,
-        )
-        .await;
+        let result = match xa_start {
+            None => {
+                relay(
+                    &mut self.reader,
+                    &mut self.writer,
+                    &mut lease.conn,
+                    &payload,
+                    kind,
+                )
+                .await
+            }
+            Some(start) => {
+                let r = relay_prefixed(
+                    &mut self.reader,
+                    &mut self.writer,
+                    &mut lease.conn,
+                    &start,
+                    &payload,
+                )
+                .await;
+                match r {
+                    Ok(Prefixed::Relayed(outcome)) => Ok(outcome),
+                    Ok(Prefixed::PrefixFailed(e)) => {
+                        // Neither ran: no leg on this shard, the connection is a plain one.
+                        if let Some(h) = &self.handle {
+                            h.update(|i| i.running_on = None);
+                        }
+                        self.discard_xa_leg(shard);
+                        lease.pool.clone().put(lease);
+                        self.send_err(1, &e).await?;
+                        return Ok(Flow::Continue);
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
         // The connection may go back to the pool below: KILL must no longer find it here,
         // or it would hit whichever session uses the connection next.
         if let Some(h) = &self.handle {

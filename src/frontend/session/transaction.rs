@@ -26,10 +26,10 @@ use super::{Flow, Session};
 use crate::backend::conn::{BackendError, QueryResult};
 use crate::backend::pool::Lease;
 use crate::config::TransactionMode;
-use crate::exec::twopc::{self, Ended, OpenTransaction, XaLeg, Xid};
+use crate::exec::twopc::{self, OpenTransaction, XaLeg, Xid};
 use crate::exec::{Diagnostics, Leg, ShardConn};
 use crate::frontend::classify::{Classified, Kind};
-use crate::protocol::constants::{err, status};
+use crate::protocol::constants::{cap, err, status};
 use crate::protocol::packets::ErrInfo;
 use crate::protocol::response::ResponseKind;
 
@@ -206,16 +206,30 @@ impl Session {
 
     /// Opens the XA leg on `shard` (`XA START`) for a write of the open transaction, whose
     /// home shard is `home`; the caller gives the connection back with
-    /// [`Self::return_xa_leg`].
-    pub(super) async fn open_xa_leg(&mut self, shard: &str, home: &str) -> Result<Lease, ErrInfo> {
+    /// [`Self::return_xa_leg`]. `carry`: the caller relays a text statement next and can
+    /// send the `XA START` in the same packet ([`super::relay::relay_prefixed`]); when the
+    /// connection has multi-statements on, the `XA START` is then left in
+    /// `self.xa_start_due` instead of being sent here (one round trip fewer), and the
+    /// caller must send it before anything else, or [`Self::discard_xa_leg`] when it fails.
+    pub(super) async fn open_xa_leg(
+        &mut self,
+        shard: &str,
+        home: &str,
+        carry: bool,
+    ) -> Result<Lease, ErrInfo> {
         self.begin_distributed(home);
         let mut lease = self.fresh_lease(shard).await?;
         let xid = self.dtx.as_ref().expect("just begun").xid.clone();
-        lease
-            .conn
-            .query(&format!("XA START {}", xid.sql(shard)))
-            .await
-            .map_err(|e| e.to_err_info())?;
+        let start = format!("XA START {}", xid.sql(shard));
+        if carry && multi_statements_on(&lease) {
+            self.xa_start_due = Some(start);
+        } else {
+            lease
+                .conn
+                .query(&start)
+                .await
+                .map_err(|e| e.to_err_info())?;
+        }
         if let Ok(mut open) = twopc::open_transactions().lock() {
             if let Some(t) = open.get_mut(&xid.gtrid) {
                 t.shards.push(shard.to_string());
@@ -229,6 +243,23 @@ impl Session {
             });
         }
         Ok(lease)
+    }
+
+    /// Forgets the leg on `shard` opened by [`Self::open_xa_leg`] whose `XA START`, carried
+    /// with the first statement, failed: the server ran neither, so the connection (on loan
+    /// to the caller, in no transaction) is an ordinary one again.
+    pub(super) fn discard_xa_leg(&mut self, shard: &str) {
+        if let Some(d) = self.dtx.as_mut() {
+            d.legs.retain(|l| !(l.shard == shard && l.on_loan));
+            if let Ok(mut open) = twopc::open_transactions().lock() {
+                if let Some(t) = open.get_mut(&d.xid.gtrid) {
+                    if let Some(i) = t.shards.iter().rposition(|s| s == shard) {
+                        t.shards.remove(i);
+                    }
+                }
+            }
+        }
+        self.drop_empty_distributed();
     }
 
     /// Gives an XA leg's connection back to the distributed transaction after a statement;
@@ -283,21 +314,23 @@ impl Session {
             })
             .collect();
         let result = if commit {
-            match twopc::commit(&d.xid, &mut home, &mut legs).await {
-                Ended::Committed { unfinished } => {
-                    if !unfinished.is_empty() {
-                        tracing::warn!(session = self.id, xid = %d.xid.gtrid, ?unfinished, "committed; recovery finishes the XA COMMIT of these legs");
-                    }
+            match twopc::decide(&d.xid, &mut home, &mut legs).await {
+                Ok(()) => {
                     crate::metrics::record_transaction(true, "committed");
+                    if let Some(LeaseConn(h)) = home.as_mut() {
+                        if let Some(g) = h.conn.last_gtid.take() {
+                            self.record_ack(&home_shard, g);
+                            self.note_write(&home_shard, g);
+                        }
+                    }
+                    // The decision is durable: the client gets its OK now, and the legs'
+                    // XA COMMIT finishes behind it (`finishing.rs`).
+                    self.finish_later(&d.xid, std::mem::take(&mut legs));
                     Ok(())
                 }
-                Ended::RolledBack(e) => {
+                Err(failed) => {
                     crate::metrics::record_transaction(true, "failed");
-                    Err(e)
-                }
-                Ended::Unknown(e) => {
-                    crate::metrics::record_transaction(true, "failed");
-                    Err(e)
+                    Err(failed.into_error())
                 }
             }
         } else {
@@ -391,13 +424,34 @@ pub(super) fn breaks_distributed(sql: &str) -> Option<ErrInfo> {
     ))
 }
 
+/// Whether multi-statements are on for `lease`'s connection: as its handshake asked,
+/// unless COM_SET_OPTION switched them.
+fn multi_statements_on(lease: &Lease) -> bool {
+    lease
+        .conn
+        .vars
+        .multi_statements
+        .unwrap_or(lease.conn.capabilities & cap::MULTI_STATEMENTS != 0)
+}
+
 /// A connection of the session's distributed transaction, as the executor's two-phase
 /// commit uses it.
-struct LeaseConn(Lease);
+pub(super) struct LeaseConn(pub(super) Lease);
 
 impl ShardConn for LeaseConn {
     async fn query(&mut self, sql: &str) -> Result<QueryResult, BackendError> {
         self.0.conn.query(sql).await
+    }
+
+    async fn query_pipelined(
+        &mut self,
+        first: &str,
+        then: &str,
+    ) -> (
+        Result<QueryResult, BackendError>,
+        Result<QueryResult, BackendError>,
+    ) {
+        self.0.conn.query_pipelined(first, then).await
     }
 
     fn forget_insert_id(&mut self) {
