@@ -519,6 +519,116 @@ async fn prepared_reads_go_to_replicas_under_the_rules_of_text_reads() {
     );
 }
 
+/// The column names and first row of a text query's answer.
+async fn named_row(c: &mut mysql_async::Conn, sql: &str) -> (Vec<String>, Vec<String>) {
+    let mut r = c.query_iter(sql).await.unwrap();
+    let names = r
+        .columns_ref()
+        .iter()
+        .map(|c| c.name_str().into_owned())
+        .collect();
+    let rows: Vec<mysql_async::Row> = r.collect().await.unwrap();
+    let row = rows
+        .first()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.get::<Option<String>, _>(i).unwrap().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    (names, row)
+}
+
+/// The proxy's settings read back as MariaDB reads a system variable: `SELECT @@x` (any
+/// scope, named as written) and `SHOW VARIABLES LIKE 'shardproxy%'`, with the session's
+/// values after its SETs; `@@global.` is what a new session of the user starts with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxys_settings_read_back_as_system_variables() {
+    let cluster = Cluster::shared();
+    let proxy = Proxy::start(&config(cluster));
+    let mut reader = conn(&proxy, READER, "reader").await;
+    assert_eq!(
+        named_row(&mut reader, "SELECT @@shardproxy_read_from").await,
+        (
+            vec!["@@shardproxy_read_from".into()],
+            vec!["replica".into()]
+        )
+    );
+    reader
+        .query_drop("SET shardproxy_read_from = 'replica_preferred'")
+        .await
+        .unwrap();
+    reader
+        .query_drop("SET shardproxy_transaction_mode = 'single'")
+        .await
+        .unwrap();
+    assert_eq!(
+        named_row(
+            &mut reader,
+            "SELECT @@session.shardproxy_read_from, @@GLOBAL.shardproxy_read_from, \
+             @@shardproxy_transaction_mode, @@shardproxy_allow_scatter_writes"
+        )
+        .await,
+        (
+            vec![
+                "@@session.shardproxy_read_from".into(),
+                "@@GLOBAL.shardproxy_read_from".into(),
+                "@@shardproxy_transaction_mode".into(),
+                "@@shardproxy_allow_scatter_writes".into()
+            ],
+            vec![
+                "replica_preferred".into(),
+                "replica".into(),
+                "single".into(),
+                "0".into()
+            ]
+        )
+    );
+    let shown: Vec<(String, String)> = reader
+        .query("SHOW VARIABLES LIKE 'shardproxy%'")
+        .await
+        .unwrap();
+    assert_eq!(
+        shown,
+        vec![
+            ("shardproxy_allow_scatter_writes".into(), "OFF".into()),
+            ("shardproxy_read_from".into(), "replica_preferred".into()),
+            ("shardproxy_transaction_mode".into(), "single".into()),
+        ]
+    );
+    let (names, _) = named_row(&mut reader, "SHOW GLOBAL VARIABLES LIKE 'shardproxy_read%'").await;
+    assert_eq!(names, vec!["Variable_name".to_string(), "Value".into()]);
+    let global: Vec<(String, String)> = reader
+        .query("SHOW GLOBAL VARIABLES LIKE 'shardproxy_read%'")
+        .await
+        .unwrap();
+    assert_eq!(
+        global,
+        vec![("shardproxy_read_from".into(), "replica".into())]
+    );
+    // In a WHERE clause too; an unknown name is MariaDB's 1193; a prepared statement that
+    // reads a setting is refused (its text would freeze the value).
+    let n: Option<u32> = reader
+        .query_first("SELECT 1 FROM DUAL WHERE @@shardproxy_read_from = 'replica_preferred'")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1));
+    let e = reader
+        .query_drop("SELECT @@shardproxy_nothing")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("1193"), "{e}");
+    let e = reader
+        .exec_drop("SELECT @@shardproxy_read_from", ())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("1235"), "{e}");
+    // A new session starts from the user's configured value.
+    let mut app = conn(&proxy, "app", "app").await;
+    let (_, row) = named_row(&mut app, "SELECT @@shardproxy_read_from").await;
+    assert_eq!(row, vec!["primary".to_string()]);
+}
+
 /// One read as the reader, on a fresh connection (for a wait loop outside async code).
 fn futures_read(proxy: &Proxy, id: u64) -> (i64, u32) {
     let rows = harness::clients::cli_query(

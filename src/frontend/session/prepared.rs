@@ -53,14 +53,23 @@ impl Session {
         let sql = String::from_utf8_lossy(&sql_bytes).into_owned();
         // CONNECTION_ID() and @@socket are the proxy's to answer (see frontend::rewrite): the
         // statement is prepared on backends with the proxy's values in place.
-        let (sql, sql_bytes, payload) = match crate::frontend::rewrite::proxy_values(&sql, self.id)
-        {
-            Some(rewritten) => {
-                let p = build_command(com::STMT_PREPARE, rewritten.as_bytes());
-                (rewritten, p.slice(1..), p)
-            }
-            None => (sql, sql_bytes, payload),
-        };
+        if crate::frontend::rewrite::reads_proxy_setting(&sql) {
+            let e = ErrInfo::new(
+                err::ER_NOT_SUPPORTED_YET,
+                "shardproxy: a prepared statement reading the proxy's own settings \
+                 (@@shardproxy_...); send it as a text query",
+            );
+            self.send_err(1, &e).await?;
+            return Ok(Flow::Continue);
+        }
+        let (sql, sql_bytes, payload) =
+            match crate::frontend::rewrite::proxy_values(&sql, self.id, || self.proxy_settings()) {
+                Some(rewritten) => {
+                    let p = build_command(com::STMT_PREPARE, rewritten.as_bytes());
+                    (rewritten, p.slice(1..), p)
+                }
+                None => (sql, sql_bytes, payload),
+            };
         if self.rights.is_some() {
             if let Some(flow) = self.refuse_outside_rights(&sql).await? {
                 return Ok(flow);
