@@ -73,7 +73,13 @@ pub fn lexer_classifier(data: &[u8]) {
     let _ = shardproxy::lex::tokenize(&sql);
     let _ = classify(&sql);
     let _ = names_no_table(&sql);
-    let _ = shardproxy::frontend::rewrite::proxy_values(&sql, 7);
+    let _ = shardproxy::frontend::rewrite::proxy_values(
+        &sql,
+        7,
+        shardproxy::frontend::proxy_vars::ProxySettings::default,
+    );
+    let _ = shardproxy::frontend::proxy_vars::show_variables(&sql);
+    let _ = shardproxy::frontend::rewrite::reads_proxy_setting(&sql);
     let _ = shardproxy::frontend::processlist::request(&sql);
     let _ = shardproxy::frontend::processlist::rewrite_information_schema(&sql);
     let _ = shardproxy::frontend::audit::digest(&sql);

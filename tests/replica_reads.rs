@@ -353,6 +353,282 @@ async fn reads_go_to_replicas_that_are_fit_and_never_miss_the_sessions_writes() 
     assert_eq!(read(&mut reader, k0).await, (-2, r0.server_id()));
 }
 
+/// `v` of row `id` and the server that answered, by a prepared statement (the binary
+/// protocol: COM_STMT_PREPARE once, COM_STMT_EXECUTE each time; mysql_async caches it).
+async fn exec_read(c: &mut mysql_async::Conn, id: u64) -> Result<(i64, u32), mysql_async::Error> {
+    let row: Option<(i64, u32)> = c
+        .exec_first("SELECT v, @@server_id FROM rr WHERE id = ?", (id,))
+        .await?;
+    Ok(row.expect("the row exists"))
+}
+
+/// Prepared reads (COM_STMT_EXECUTE) follow the rules of text reads: a replica answers them
+/// for `read_from = "replica"`, the statement prepared on the replica's connection; not in a
+/// transaction; never before the replica has applied the session's own prepared write; and a
+/// replica that stops or lags leaves them on the primary without a client error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_reads_go_to_replicas_under_the_rules_of_text_reads() {
+    let cluster = Cluster::start(2, 1);
+    let proxy = Proxy::start(&config(&cluster));
+    proxy
+        .cli_query("USE fund; CREATE TABLE rr (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)")
+        .unwrap();
+    let keys = key_per_shard(&proxy);
+    let mut app = conn(&proxy, "app", "app").await;
+    for (_, k) in &keys {
+        app.exec_drop("INSERT INTO rr VALUES (?, 0)", (k,))
+            .await
+            .unwrap();
+    }
+    for s in &cluster.shards {
+        s.sync_replicas(Duration::from_secs(10));
+    }
+    let primary_id = |shard: &str| cluster.shard(shard).primary.server_id();
+    let replica = |shard: &str| &cluster.shard(shard).replicas[0];
+    for (s, _) in &keys {
+        let addr = replica(s).addr();
+        wait_for(
+            &format!("{addr} in the read set"),
+            Duration::from_secs(10),
+            || backend(&proxy, &addr, "in_read_set") == "yes",
+        );
+    }
+    let (s0, k0) = (&keys[0].0, keys[0].1);
+    let mut reader = conn(&proxy, READER, "reader").await;
+
+    // 1. Executes by key, and a statement without parameters, answered by the replicas and
+    // counted as their reads.
+    let before: u64 = backend(&proxy, &replica(s0).addr(), "reads")
+        .parse()
+        .unwrap();
+    for _ in 0..20 {
+        for (s, k) in &keys {
+            let (_, id) = exec_read(&mut reader, *k).await.unwrap();
+            assert_eq!(id, replica(s).server_id(), "prepared read of {k} on {s}");
+        }
+    }
+    let fixed: Option<u32> = reader
+        .exec_first(format!("SELECT @@server_id FROM rr WHERE id = {k0}"), ())
+        .await
+        .unwrap();
+    assert_eq!(
+        fixed,
+        Some(replica(s0).server_id()),
+        "fixed-route prepared read"
+    );
+    let after: u64 = backend(&proxy, &replica(s0).addr(), "reads")
+        .parse()
+        .unwrap();
+    assert!(after >= before + 21, "replica reads {before} -> {after}");
+
+    // 2. In a transaction, and with read_from = primary: the primary.
+    reader.query_drop("BEGIN").await.unwrap();
+    assert_eq!(exec_read(&mut reader, k0).await.unwrap().1, primary_id(s0));
+    reader.query_drop("COMMIT").await.unwrap();
+    reader
+        .query_drop("SET shardproxy_read_from = 'primary'")
+        .await
+        .unwrap();
+    assert_eq!(exec_read(&mut reader, k0).await.unwrap().1, primary_id(s0));
+    reader
+        .query_drop("SET shardproxy_read_from = 'replica'")
+        .await
+        .unwrap();
+    assert_eq!(
+        exec_read(&mut reader, k0).await.unwrap().1,
+        replica(s0).server_id()
+    );
+
+    // 3. Read-your-writes through prepared statements only: a prepared UPDATE and at once a
+    // prepared read of the row, many times: never stale.
+    let n = 200;
+    let mut on_replica = 0;
+    for i in 1..=n {
+        reader
+            .exec_drop("UPDATE rr SET v = ? WHERE id = ?", (i, k0))
+            .await
+            .unwrap();
+        let (v, id) = exec_read(&mut reader, k0).await.unwrap();
+        assert_eq!(v, i, "stale prepared read {i} from server {id}");
+        if id == replica(s0).server_id() {
+            on_replica += 1;
+        }
+    }
+    println!(
+        "prepared read-your-writes: {n} prepared writes each read back at once: {on_replica} \
+         answered by the replica, {} by the primary",
+        n - on_replica
+    );
+    assert!(
+        on_replica > 0,
+        "no prepared read after a write on the replica"
+    );
+
+    // 4. A replica whose SQL thread stops, then one that lags past max_replica_lag_ms: the
+    // prepared reads are answered by the primary, with no client error, and return after.
+    let r0 = replica(s0);
+    r0.exec("STOP SLAVE SQL_THREAD");
+    wait_for(
+        "stopped replica out of the read set",
+        Duration::from_secs(5),
+        || backend(&proxy, &r0.addr(), "in_read_set") == "no",
+    );
+    app.exec_drop("UPDATE rr SET v = ? WHERE id = ?", (-1, k0))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let r = exec_read(&mut reader, k0).await;
+        assert_eq!(
+            r.unwrap(),
+            (-1, primary_id(s0)),
+            "with the SQL thread stopped"
+        );
+    }
+    r0.exec("START SLAVE SQL_THREAD");
+    wait_for(
+        "replica back in the read set",
+        Duration::from_secs(10),
+        || backend(&proxy, &r0.addr(), "in_read_set") == "yes",
+    );
+    assert_eq!(
+        exec_read(&mut reader, k0).await.unwrap(),
+        (-1, r0.server_id())
+    );
+    r0.exec("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 3; START SLAVE");
+    app.exec_drop("UPDATE rr SET v = ? WHERE id = ?", (-2, k0))
+        .await
+        .unwrap();
+    wait_for(
+        "delayed replica out of the read set",
+        Duration::from_secs(5),
+        || backend(&proxy, &r0.addr(), "in_read_set") == "no",
+    );
+    for _ in 0..20 {
+        let r = exec_read(&mut reader, k0).await;
+        assert_eq!(r.unwrap(), (-2, primary_id(s0)), "while delayed");
+    }
+    r0.exec("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE");
+    wait_for(
+        "caught-up replica back in the read set",
+        Duration::from_secs(10),
+        || backend(&proxy, &r0.addr(), "in_read_set") == "yes",
+    );
+    assert_eq!(
+        exec_read(&mut reader, k0).await.unwrap(),
+        (-2, r0.server_id())
+    );
+}
+
+/// The column names and first row of a text query's answer.
+async fn named_row(c: &mut mysql_async::Conn, sql: &str) -> (Vec<String>, Vec<String>) {
+    let mut r = c.query_iter(sql).await.unwrap();
+    let names = r
+        .columns_ref()
+        .iter()
+        .map(|c| c.name_str().into_owned())
+        .collect();
+    let rows: Vec<mysql_async::Row> = r.collect().await.unwrap();
+    let row = rows
+        .first()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.get::<Option<String>, _>(i).unwrap().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    (names, row)
+}
+
+/// The proxy's settings read back as MariaDB reads a system variable: `SELECT @@x` (any
+/// scope, named as written) and `SHOW VARIABLES LIKE 'shardproxy%'`, with the session's
+/// values after its SETs; `@@global.` is what a new session of the user starts with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxys_settings_read_back_as_system_variables() {
+    let cluster = Cluster::shared();
+    let proxy = Proxy::start(&config(cluster));
+    let mut reader = conn(&proxy, READER, "reader").await;
+    assert_eq!(
+        named_row(&mut reader, "SELECT @@shardproxy_read_from").await,
+        (
+            vec!["@@shardproxy_read_from".into()],
+            vec!["replica".into()]
+        )
+    );
+    reader
+        .query_drop("SET shardproxy_read_from = 'replica_preferred'")
+        .await
+        .unwrap();
+    reader
+        .query_drop("SET shardproxy_transaction_mode = 'single'")
+        .await
+        .unwrap();
+    assert_eq!(
+        named_row(
+            &mut reader,
+            "SELECT @@session.shardproxy_read_from, @@GLOBAL.shardproxy_read_from, \
+             @@shardproxy_transaction_mode, @@shardproxy_allow_scatter_writes"
+        )
+        .await,
+        (
+            vec![
+                "@@session.shardproxy_read_from".into(),
+                "@@GLOBAL.shardproxy_read_from".into(),
+                "@@shardproxy_transaction_mode".into(),
+                "@@shardproxy_allow_scatter_writes".into()
+            ],
+            vec![
+                "replica_preferred".into(),
+                "replica".into(),
+                "single".into(),
+                "0".into()
+            ]
+        )
+    );
+    let shown: Vec<(String, String)> = reader
+        .query("SHOW VARIABLES LIKE 'shardproxy%'")
+        .await
+        .unwrap();
+    assert_eq!(
+        shown,
+        vec![
+            ("shardproxy_allow_scatter_writes".into(), "OFF".into()),
+            ("shardproxy_read_from".into(), "replica_preferred".into()),
+            ("shardproxy_transaction_mode".into(), "single".into()),
+        ]
+    );
+    let (names, _) = named_row(&mut reader, "SHOW GLOBAL VARIABLES LIKE 'shardproxy_read%'").await;
+    assert_eq!(names, vec!["Variable_name".to_string(), "Value".into()]);
+    let global: Vec<(String, String)> = reader
+        .query("SHOW GLOBAL VARIABLES LIKE 'shardproxy_read%'")
+        .await
+        .unwrap();
+    assert_eq!(
+        global,
+        vec![("shardproxy_read_from".into(), "replica".into())]
+    );
+    // In a WHERE clause too; an unknown name is MariaDB's 1193; a prepared statement that
+    // reads a setting is refused (its text would freeze the value).
+    let n: Option<u32> = reader
+        .query_first("SELECT 1 FROM DUAL WHERE @@shardproxy_read_from = 'replica_preferred'")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1));
+    let e = reader
+        .query_drop("SELECT @@shardproxy_nothing")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("1193"), "{e}");
+    let e = reader
+        .exec_drop("SELECT @@shardproxy_read_from", ())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("1235"), "{e}");
+    // A new session starts from the user's configured value.
+    let mut app = conn(&proxy, "app", "app").await;
+    let (_, row) = named_row(&mut app, "SELECT @@shardproxy_read_from").await;
+    assert_eq!(row, vec!["primary".to_string()]);
+}
+
 /// One read as the reader, on a fresh connection (for a wait loop outside async code).
 fn futures_read(proxy: &Proxy, id: u64) -> (i64, u32) {
     let rows = harness::clients::cli_query(

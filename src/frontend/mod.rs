@@ -9,6 +9,7 @@ pub mod diagnostics;
 pub mod login_guard;
 pub mod privileges;
 pub mod processlist;
+pub mod proxy_vars;
 pub mod registry;
 pub mod rewrite;
 pub mod rsa_key;

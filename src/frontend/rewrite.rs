@@ -9,15 +9,26 @@
 //! - `@@socket` would name the backend's Unix socket; clients that prefer sockets on localhost
 //!   (mysql_async) would reconnect there and bypass the proxy. It reads as NULL here.
 //!
+//! - the proxy's own settings (`@@shardproxy_read_from` …: [`super::proxy_vars`]) are unknown
+//!   to every backend; their session's (or, for `@@global.`, a new session's) value is put in.
+//!
 //! The rewrite splices the original text by token spans (the lexer skips strings and comments,
 //! so `'CONNECTION_ID()'` stays a string). Where the value is a select item, it keeps the
 //! column name the client would get from MariaDB (`CONNECTION_ID()` as written, `@@socket`).
 
+use super::proxy_vars::{is_proxy_setting, ProxySettings};
 use crate::lex::{tokenize, Token, TokenKind};
 
 /// Rewrites what the proxy answers itself; `None` when the statement mentions none of it
-/// (the common case, decided without tokenizing).
-pub fn proxy_values(sql: &str, connection_id: u32) -> Option<String> {
+/// (the common case, decided without tokenizing). `settings`: the session's own settings,
+/// gathered only for a statement that reads one.
+pub fn proxy_values(
+    sql: &str,
+    connection_id: u32,
+    settings: impl FnOnce() -> ProxySettings,
+) -> Option<String> {
+    let mut settings = Some(settings);
+    let mut gathered: Option<ProxySettings> = None;
     let maybe_socket = sql.contains("@@");
     let maybe_conn_id = contains_ignore_case(sql.as_bytes(), b"connection_id");
     if !maybe_socket && !maybe_conn_id {
@@ -30,6 +41,16 @@ pub fn proxy_values(sql: &str, connection_id: u32) -> Option<String> {
         match &t.kind {
             TokenKind::SysVar(v) | TokenKind::GlobalVar(v) if v == "socket" => {
                 hits.push((i, i, "NULL".to_string()))
+            }
+            TokenKind::SysVar(v) | TokenKind::GlobalVar(v) => {
+                let global = matches!(t.kind, TokenKind::GlobalVar(_));
+                if !is_proxy_setting(v) {
+                    continue;
+                }
+                let all = gathered.get_or_insert_with(|| (settings.take().expect("once"))());
+                if let Some(value) = all.value(v, global) {
+                    hits.push((i, i, value.sql_literal()))
+                }
             }
             TokenKind::Word(w)
                 if w == "CONNECTION_ID"
@@ -61,6 +82,16 @@ pub fn proxy_values(sql: &str, connection_id: u32) -> Option<String> {
     Some(out)
 }
 
+/// Whether the statement reads one of the proxy's settings (`@@shardproxy_read_from` …): a
+/// prepared statement must not, since its text is fixed at prepare and the session's value
+/// may change before it runs.
+pub fn reads_proxy_setting(sql: &str) -> bool {
+    sql.contains("@@")
+        && tokenize(sql).iter().any(|t| {
+            matches!(&t.kind, TokenKind::SysVar(v) | TokenKind::GlobalVar(v) if is_proxy_setting(v))
+        })
+}
+
 /// Whether tokens `first..=end` are a whole select item without an alias (`SELECT x, …`,
 /// `…, x FROM`), where MariaDB names the column after the expression's text.
 fn is_select_item(tokens: &[Token], first: usize, end: usize) -> bool {
@@ -86,7 +117,55 @@ fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::proxy_values;
+    use crate::frontend::proxy_vars::{ProxySettings, SettingValue};
+
+    fn settings() -> ProxySettings {
+        ProxySettings {
+            session: [
+                SettingValue::Switch(false),
+                SettingValue::Text("replica"),
+                SettingValue::Text("twopc"),
+            ],
+            global: [
+                SettingValue::Switch(false),
+                SettingValue::Text("primary"),
+                SettingValue::Text("twopc"),
+            ],
+        }
+    }
+
+    fn proxy_values(sql: &str, id: u32) -> Option<String> {
+        super::proxy_values(sql, id, settings)
+    }
+
+    #[test]
+    fn proxy_settings_read_as_the_sessions_values() {
+        assert_eq!(
+            proxy_values("SELECT @@shardproxy_read_from", 7).as_deref(),
+            Some("SELECT 'replica' AS `@@shardproxy_read_from`")
+        );
+        assert_eq!(
+            proxy_values(
+                "select @@SESSION.shardproxy_read_from, @@global.shardproxy_read_from x",
+                7
+            )
+            .as_deref(),
+            Some("select 'replica' AS `@@SESSION.shardproxy_read_from`, 'primary' x")
+        );
+        assert_eq!(
+            proxy_values("SELECT @@shardproxy_allow_scatter_writes + 0", 7).as_deref(),
+            Some("SELECT 0 + 0")
+        );
+        // Not the proxy's: left to the backend (and its 1193 for an unknown name).
+        assert_eq!(proxy_values("SELECT @@shardproxy_nothing", 7), None);
+        assert_eq!(proxy_values("SELECT @@sql_mode", 7), None);
+        assert!(super::reads_proxy_setting(
+            "SELECT @@local.shardproxy_transaction_mode"
+        ));
+        assert!(!super::reads_proxy_setting(
+            "SELECT '@@shardproxy_read_from'"
+        ));
+    }
 
     #[test]
     fn socket_reads_become_null() {

@@ -59,6 +59,7 @@ mod multi_shard;
 mod own_answers;
 mod prepared;
 mod processlist;
+mod proxy_settings;
 mod query;
 mod relay;
 mod replica_reads;

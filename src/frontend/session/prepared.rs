@@ -14,7 +14,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::hold::{Held, HoldWhy};
 use super::relay::{relay_prepare, RelayError};
 use super::{no_text, Flow, Session};
-use crate::backend::conn::BackendError;
+use crate::backend::conn::{BackendError, BackendStmt};
+use crate::backend::pool::Lease;
 use crate::exec::Diagnostics;
 use crate::frontend::classify::{classify, Classified, Kind};
 use crate::plan::spec::MergeSpec;
@@ -52,14 +53,23 @@ impl Session {
         let sql = String::from_utf8_lossy(&sql_bytes).into_owned();
         // CONNECTION_ID() and @@socket are the proxy's to answer (see frontend::rewrite): the
         // statement is prepared on backends with the proxy's values in place.
-        let (sql, sql_bytes, payload) = match crate::frontend::rewrite::proxy_values(&sql, self.id)
-        {
-            Some(rewritten) => {
-                let p = build_command(com::STMT_PREPARE, rewritten.as_bytes());
-                (rewritten, p.slice(1..), p)
-            }
-            None => (sql, sql_bytes, payload),
-        };
+        if crate::frontend::rewrite::reads_proxy_setting(&sql) {
+            let e = ErrInfo::new(
+                err::ER_NOT_SUPPORTED_YET,
+                "shardproxy: a prepared statement reading the proxy's own settings \
+                 (@@shardproxy_...); send it as a text query",
+            );
+            self.send_err(1, &e).await?;
+            return Ok(Flow::Continue);
+        }
+        let (sql, sql_bytes, payload) =
+            match crate::frontend::rewrite::proxy_values(&sql, self.id, || self.proxy_settings()) {
+                Some(rewritten) => {
+                    let p = build_command(com::STMT_PREPARE, rewritten.as_bytes());
+                    (rewritten, p.slice(1..), p)
+                }
+                None => (sql, sql_bytes, payload),
+            };
         if self.rights.is_some() {
             if let Some(flow) = self.refuse_outside_rights(&sql).await? {
                 return Ok(flow);
@@ -252,6 +262,12 @@ impl Session {
         self.metrics.record_plan_cache_hit();
         // Route this execution: fixed single-shard plans need no parameter decoding.
         let needs_params = !matches!(&stmt.plan, PreparedPlan::Fixed(Plan::Single { .. }));
+        // Why the execute goes to its shard: whether it reads a table decides whether a
+        // replica may answer it (`replica_reads`).
+        let mut reason = match &stmt.plan {
+            PreparedPlan::Fixed(Plan::Single { reason, .. }) => Some(reason.clone()),
+            _ => None,
+        };
         if needs_params {
             let long_ids: Vec<u16> = stmt.long_data.iter().map(|(p, _)| *p).collect();
             let types = stmt.param_types.clone().unwrap_or_default();
@@ -267,7 +283,13 @@ impl Session {
             let bound = stmt.plan.bind(&keys);
             let bound = self.prefer_held(bound, &text);
             match bound {
-                Plan::Single { shard: s, .. } => shard = s,
+                Plan::Single {
+                    shard: s,
+                    reason: r,
+                } => {
+                    shard = s;
+                    reason = Some(r);
+                }
                 Plan::Reject(r) => return self.send_refusal(r).await,
                 Plan::Scatter { .. } | Plan::Multi { .. } | Plan::Sequence(_) | Plan::Join(_) => {
                     // Several shards: run it as text with the values in place, then answer
@@ -305,25 +327,24 @@ impl Session {
                 _ => return self.malformed().await,
             }
         }
-        let c = Classified::of_kind(Kind::Other);
-        let mut lease = match self.acquire(&shard, &c, false).await {
-            Ok(l) => l,
-            Err(e) => {
-                self.send_err(1, &e).await?;
-                return Ok(Flow::Continue);
+        // A read may be answered by a replica, under the rules of a text read; not one that
+        // opens a cursor (its fetches need the connection after the execute).
+        let cursor = payload[5] != 0;
+        let replica = match &reason {
+            Some(r) if !cursor && self.reads_on_replica_allowed(&class, r, &text) => {
+                self.replica_prepared(&shard, &sql).await
             }
+            _ => None,
         };
-        let prepared = match lease.conn.ensure_prepared(&sql).await {
-            Ok(p) => p,
-            Err(BackendError::Server(e)) => {
-                lease.pool.clone().put(lease);
-                self.send_err(1, &e).await?;
-                return Ok(Flow::Continue);
-            }
-            Err(e) => {
-                self.send_err(1, &e.to_err_info()).await?;
-                return Ok(Flow::Continue);
-            }
+        let (mut lease, prepared) = match replica {
+            Some(on_replica) => on_replica,
+            None => match self.primary_prepared(&shard, &sql).await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.send_err(1, &e).await?;
+                    return Ok(Flow::Continue);
+                }
+            },
         };
         for (param, data) in long_data {
             let mut p = BytesMut::with_capacity(data.len() + 7);
@@ -342,6 +363,19 @@ impl Session {
         if !self.reused_held {
             // A fresh connection lists nothing of this session's.
             self.held_diagnostics = false;
+        }
+        if lease.pool.role() == crate::backend::pool::Role::Replica {
+            // A replica's connection serves this execute only: run_single takes it from the
+            // stash, and after_statement gives it back to its pool.
+            self.reused_held = false;
+            self.exec_stash = Some(Held {
+                shard: shard.clone(),
+                lease,
+                why: HoldWhy::Sticky,
+            });
+            return self
+                .run_single(&shard, body.freeze(), &text, &c, ResponseKind::Execute)
+                .await;
         }
         let Some(lease) = self.return_xa_leg(&shard, lease) else {
             // An XA leg: run_single takes it back from the distributed transaction.
@@ -363,6 +397,43 @@ impl Session {
         // run_single takes the connection back: the statement runs where it was prepared.
         self.run_single(&shard, body.freeze(), &text, &c, ResponseKind::Execute)
             .await
+    }
+
+    /// The connection for an execute on the shard's primary side (the held one or a pooled
+    /// one, as `acquire` decides), with the statement prepared on it.
+    async fn primary_prepared(
+        &mut self,
+        shard: &str,
+        sql: &Bytes,
+    ) -> Result<(Lease, BackendStmt), ErrInfo> {
+        let c = Classified::of_kind(Kind::Other);
+        let mut lease = self.acquire(shard, &c, false).await?;
+        match lease.conn.ensure_prepared(sql).await {
+            Ok(p) => Ok((lease, p)),
+            Err(BackendError::Server(e)) => {
+                lease.pool.clone().put(lease);
+                Err(e)
+            }
+            // A failed connection is dropped, not pooled.
+            Err(e) => Err(e.to_err_info()),
+        }
+    }
+
+    /// A replica's connection for a read execute on `shard`, with the statement prepared on
+    /// it; `None`: the primary answers (no fit replica, or preparing there failed: logged,
+    /// never the client's error).
+    async fn replica_prepared(&mut self, shard: &str, sql: &Bytes) -> Option<(Lease, BackendStmt)> {
+        let mut lease = self.replica_lease(shard).await?;
+        match lease.conn.ensure_prepared(sql).await {
+            Ok(p) => Some((lease, p)),
+            Err(e) => {
+                tracing::info!(session = self.id, shard, replica = %lease.pool.addr, "prepared read on the primary instead: {e}");
+                if matches!(e, BackendError::Server(_)) {
+                    lease.pool.clone().put(lease);
+                }
+                None
+            }
+        }
     }
 
     pub(super) async fn stmt_fetch(&mut self, payload: Bytes) -> std::io::Result<Flow> {

@@ -111,6 +111,9 @@ impl Session {
                 return self.answer_from_diagnostics(&sql, d).await;
             }
         }
+        if let Some(q) = crate::frontend::proxy_vars::show_variables(&sql) {
+            return self.show_proxy_variables(&q).await;
+        }
         match &c.kind {
             Kind::Kill { query_only, id } => return self.kill(*id, *query_only).await,
             Kind::Preview(stmt) => {
@@ -182,13 +185,14 @@ impl Session {
             }
         }
         // CONNECTION_ID() and @@socket are the proxy's to answer (see frontend::rewrite).
-        let (sql, payload) = match crate::frontend::rewrite::proxy_values(&sql, self.id) {
-            Some(rewritten) => {
-                let p = build_command(com::QUERY, rewritten.as_bytes());
-                (rewritten, p)
-            }
-            None => (sql, payload),
-        };
+        let (sql, payload) =
+            match crate::frontend::rewrite::proxy_values(&sql, self.id, || self.proxy_settings()) {
+                Some(rewritten) => {
+                    let p = build_command(com::QUERY, rewritten.as_bytes());
+                    (rewritten, p)
+                }
+                None => (sql, payload),
+            };
         match self.plan_text_cached(&sql) {
             Plan::Single { shard, reason } => {
                 // Decided before a floating read takes the held-back BEGIN below: a read of a

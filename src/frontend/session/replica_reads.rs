@@ -1,6 +1,7 @@
 //! Reads on replicas: the session's side of the read set ([`crate::backend::read_set`]).
 //!
-//! A text read may leave the primary when all of these hold, checked in this order (the first
+//! A read (a text statement, or the execute of a prepared one: `session::prepared`, which
+//! prepares it on the replica's connection as needed) may leave the primary when all of these hold, checked in this order (the first
 //! that fails is the reason PREVIEW shows, an [`OnPrimary`]):
 //! 1. the session's `read_from` is `replica` or `replica_preferred` (the user's `[[users]]`
 //!    entry, or `SET shardproxy_read_from = ...`);
@@ -31,7 +32,7 @@ use crate::backend::gtid::{Gtid, GtidPos};
 use crate::backend::pool::{Lease, Pool};
 use crate::backend::read_set::{self, OnPrimary, ReadTarget};
 use crate::config::ReadFrom;
-use crate::frontend::classify::{names_no_table, Classified};
+use crate::frontend::classify::{names_no_table, Classified, Kind};
 use crate::plan::SingleReason;
 use crate::protocol::constants::status;
 use crate::protocol::packets::ErrInfo;
@@ -87,6 +88,17 @@ impl Session {
             return Err(OnPrimary::NoTable);
         }
         Ok(())
+    }
+
+    /// Whether a prepared statement's execute, planned on one shard for `reason`, may be
+    /// answered by a replica (checks 1–5, as for the same statement sent as text).
+    pub(super) fn reads_on_replica_allowed(
+        &self,
+        c: &Classified,
+        reason: &SingleReason,
+        sql: &str,
+    ) -> bool {
+        c.kind == Kind::Read && self.replica_policy(c, reads_table(reason, sql)).is_ok()
     }
 
     /// The replica that answers a read on `shard` now (check 6), or why the primary does.
