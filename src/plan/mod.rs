@@ -47,6 +47,8 @@ pub mod scatter;
 pub mod select;
 pub mod sequence;
 pub mod spec;
+pub mod staged;
+mod subquery;
 pub mod text_cache;
 pub mod write;
 
@@ -92,6 +94,10 @@ pub enum Plan {
     /// An INSERT whose keys come from a global sequence: the executor allocates the ids, then
     /// renders one INSERT per shard ([`SequenceInsert::render`]) and runs them like `Multi`.
     Sequence(SequenceInsert),
+    /// Uncorrelated subqueries run first, each by its own plan; their answers are put in
+    /// place as literals and the statement that results is planned and run
+    /// ([`staged`], [`subquery`]).
+    Staged(Box<staged::Staged>),
     /// Refused: the rejection renders the MySQL error code, SQLSTATE, and a message that says
     /// what and why.
     Reject(Rejection),
@@ -165,6 +171,20 @@ impl Plan {
                 .map(|t| (t.shard.clone(), t.sql.clone(), kind.to_string()))
                 .collect(),
             Plan::Sequence(s) => vec![("(by generated id)".to_string(), s.template(), s.note())],
+            Plan::Staged(s) => {
+                let mut rows = Vec::new();
+                for (i, part) in s.parts.iter().enumerate() {
+                    for (shard, sql, note) in part.inner.describe(&part.inner_sql) {
+                        rows.push((shard, sql, format!("subquery {}, run first: {note}", i + 1)));
+                    }
+                }
+                rows.push((
+                    "(by the subqueries' values)".to_string(),
+                    original_sql.to_string(),
+                    "planned with the subqueries' values in place".to_string(),
+                ));
+                rows
+            }
             Plan::Reject(r) => vec![(
                 String::new(),
                 original_sql.to_string(),
@@ -183,6 +203,8 @@ impl Plan {
             }
             // Not known before the ids are allocated at execution.
             Plan::Sequence(_) => vec![],
+            // The outer statement's: not known before the subqueries ran.
+            Plan::Staged(_) => vec![],
             Plan::Reject(_) => vec![],
         }
     }

@@ -42,6 +42,7 @@ mod names;
 mod order;
 mod union;
 
+pub(crate) use names::item_ranges;
 pub(crate) use union::plan_union;
 
 /// `SELECT … FROM (SELECT … FROM sharded …) d …`: a derived table whose query returns rows one
