@@ -214,14 +214,24 @@ pub struct Merge {
     /// the statement fails with error 1038. 0: no bound.
     #[serde(default = "default_merge_max_groups")]
     pub max_groups: usize,
+    /// Most values (rows times columns) an uncorrelated subquery over sharded tables may
+    /// return: the proxy runs it first and writes its values into the outer statement; past
+    /// it the statement fails with error 1235 naming this key. 0: no bound.
+    #[serde(default = "default_merge_max_subquery_values")]
+    pub max_subquery_values: usize,
 }
 
 impl Default for Merge {
     fn default() -> Self {
         Merge {
             max_groups: default_merge_max_groups(),
+            max_subquery_values: default_merge_max_subquery_values(),
         }
     }
+}
+
+fn default_merge_max_subquery_values() -> usize {
+    10_000
 }
 
 /// The audit log: one JSON line per session start and end and per statement.

@@ -48,6 +48,8 @@ pub mod scatter;
 pub mod select;
 pub mod sequence;
 pub mod spec;
+pub mod staged;
+mod subquery;
 pub mod text_cache;
 pub mod write;
 
@@ -96,6 +98,10 @@ pub enum Plan {
     /// A join of sharded tables not matched by their keys, executed by the proxy
     /// ([`join::JoinPlan`]: one table read first, the other looked up by its values).
     Join(Box<join::JoinPlan>),
+    /// Uncorrelated subqueries run first, each by its own plan; their answers are put in
+    /// place as literals and the statement that results is planned and run
+    /// ([`staged`], [`subquery`]).
+    Staged(Box<staged::Staged>),
     /// Refused: the rejection renders the MySQL error code, SQLSTATE, and a message that says
     /// what and why.
     Reject(Rejection),
@@ -170,6 +176,20 @@ impl Plan {
                 .collect(),
             Plan::Sequence(s) => vec![("(by generated id)".to_string(), s.template(), s.note())],
             Plan::Join(j) => j.describe(),
+            Plan::Staged(s) => {
+                let mut rows = Vec::new();
+                for (i, part) in s.parts.iter().enumerate() {
+                    for (shard, sql, note) in part.inner.describe(&part.inner_sql) {
+                        rows.push((shard, sql, format!("subquery {}, run first: {note}", i + 1)));
+                    }
+                }
+                rows.push((
+                    "(by the subqueries' values)".to_string(),
+                    original_sql.to_string(),
+                    "planned with the subqueries' values in place".to_string(),
+                ));
+                rows
+            }
             Plan::Reject(r) => vec![(
                 String::new(),
                 original_sql.to_string(),
@@ -193,6 +213,8 @@ impl Plan {
                 .iter()
                 .flat_map(|s| s.shards.iter().map(String::as_str))
                 .collect(),
+            // The outer statement's: not known before the subqueries ran.
+            Plan::Staged(_) => vec![],
             Plan::Reject(_) => vec![],
         }
     }

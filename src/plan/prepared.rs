@@ -52,6 +52,13 @@ pub fn plan_prepared(sql: &str, ctx: &PlanContext) -> PreparedPlan {
             }
         }
     }
+    if let Plan::Staged(_) = plan {
+        // The subqueries' values are put in the statement's text; a prepared statement's
+        // placeholders would have to be too, and its answer be binary rows.
+        plan = super::reject::not_supported(
+            "subqueries over sharded tables in prepared statements; send the statement as text",
+        );
+    }
     match (param, &plan) {
         // A literal already pins one shard: no parameter matters.
         (_, Plan::Single { .. }) | (None, _) => PreparedPlan::Fixed(plan),

@@ -3,7 +3,10 @@
 //! UNION [ALL] of scattered selects is planned by [`scatter::plan_union`], a derived table of a
 //! row-wise select by [`scatter::plan_derived`].
 //!
-//! Refused: CTEs and subqueries once a sharded table is involved (a subquery's rows may
+//! Subqueries in the select list, WHERE and HAVING are [`subquery`]'s: run first (a staged
+//! plan) or, correlated on the shard key, left to the shards.
+//!
+//! Refused: CTEs and other subqueries once a sharded table is involved (a subquery's rows may
 //! live on other shards than the outer query's, and counting `SELECT` keywords in the text
 //! catches a subquery wherever it hides), other derived tables, joins of sharded tables that do not
 //! match rows by key, and joins of sharded tables with unlisted tables (which live only on the
@@ -14,7 +17,7 @@ use sqlparser::ast::{Query, SetExpr};
 use super::reject::not_supported;
 use super::route::{analyze, collect_from, param_key, target_shards};
 use super::rules::TableKind;
-use super::{scatter, Cx, Plan, SingleReason};
+use super::{scatter, subquery, Cx, Plan, SingleReason};
 
 pub(crate) fn plan_select(q: &Query, cx: &Cx) -> (Plan, Option<usize>) {
     if !cx.mentions_sharded {
@@ -37,7 +40,16 @@ pub(crate) fn plan_select(q: &Query, cx: &Cx) -> (Plan, Option<usize>) {
             return (p, None);
         }
     }
-    if cx.scan.selects > 1 || cx.scan.set_operation {
+    // Uncorrelated subqueries run first; those correlated on the shard key stay in place.
+    let mut pushed_down = false;
+    if let SetExpr::Select(sel) = q.body.as_ref() {
+        match subquery::plan_subqueries(q, sel, cx) {
+            subquery::Found::Plan(p) => return (*p, None),
+            subquery::Found::PushDown => pushed_down = true,
+            subquery::Found::None => {}
+        }
+    }
+    if !pushed_down && (cx.scan.selects > 1 || cx.scan.set_operation) {
         return (
             not_supported(
                 "subqueries and UNION over sharded tables are not supported (their rows may \
@@ -253,7 +265,7 @@ mod tests {
         for (sql, why) in [
             // Two tables not matched by their keys are joined by the proxy (plan/join/); three are not.
             ("SELECT * FROM accounts a JOIN transactions t ON a.id = t.account_id JOIN users u ON u.name = a.name", "does not match rows"),
-            ("SELECT * FROM accounts WHERE account_id IN (SELECT account_id FROM transactions)", "subqueries"),
+            ("SELECT * FROM accounts WHERE account_id IN (SELECT account_id FROM transactions) ORDER BY (SELECT 1)", "subqueries"),
             ("SELECT * FROM accounts WHERE account_id = 1 UNION SELECT * FROM fund_yield", "UNION branch"),
             ("SELECT * FROM (SELECT * FROM accounts ORDER BY a LIMIT 1) x", "derived table"),
             ("SELECT * FROM (SELECT COUNT(*) FROM accounts) x", "aggregates"),

@@ -65,6 +65,7 @@ mod relay;
 mod replica_reads;
 mod rights;
 mod single;
+mod staged;
 mod transaction;
 
 use hold::{Held, HoldWhy};

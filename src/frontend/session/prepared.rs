@@ -291,7 +291,11 @@ impl Session {
                     reason = Some(r);
                 }
                 Plan::Reject(r) => return self.send_refusal(r).await,
-                Plan::Scatter { .. } | Plan::Multi { .. } | Plan::Sequence(_) | Plan::Join(_) => {
+                Plan::Scatter { .. }
+                | Plan::Multi { .. }
+                | Plan::Sequence(_)
+                | Plan::Join(_)
+                | Plan::Staged(_) => {
                     // Several shards: run it as text with the values in place, then answer
                     // in the binary protocol.
                     return self.execute_as_text(&text, &values).await;
@@ -529,6 +533,14 @@ impl Session {
                 } else {
                     self.run_multi(target, MultiKind::Write, None).await
                 }
+            }
+            Plan::Staged(_) => {
+                let r = crate::plan::Rejection::NotSupported(
+                    "subqueries over sharded tables in prepared statements; send the statement \
+                     as text"
+                        .into(),
+                );
+                self.send_refusal(r).await
             }
             Plan::Reject(r) => self.send_refusal(r).await,
         }

@@ -254,6 +254,10 @@ impl Session {
                 self.mark_running(&sql);
                 self.run_sequence(s).await
             }
+            Plan::Staged(s) => {
+                self.mark_running(&sql);
+                self.run_staged(*s).await
+            }
             Plan::Reject(r) => {
                 if matches!(r, Rejection::InsertWithoutColumnList { .. }) {
                     if let Some(spelt_out) = self.fill_column_list(&sql).await {

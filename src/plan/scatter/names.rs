@@ -47,6 +47,15 @@ const ENDS: &[&str] = &[
 
 /// The original text of each item of the first SELECT's list, in order.
 fn item_texts(sql: &str) -> Vec<&str> {
+    item_ranges(sql)
+        .into_iter()
+        .map(|(s, e)| &sql[s..e])
+        .collect()
+}
+
+/// The byte range of each item of the first SELECT's list, in order (also where a staged
+/// plan puts the alias that keeps a select item's name: `plan/subquery.rs`).
+pub(crate) fn item_ranges(sql: &str) -> Vec<(usize, usize)> {
     let tokens = tokenize(sql);
     let Some(start) = tokens.iter().position(|t| t.is_word("SELECT")) else {
         return Vec::new();
@@ -69,7 +78,7 @@ fn item_texts(sql: &str) -> Vec<&str> {
             TokenKind::Punct(')') => depth = depth.saturating_sub(1),
             TokenKind::Punct(',') | TokenKind::Punct(';') if depth == 0 => {
                 if let Some(f) = first.take() {
-                    items.push(&sql[f..last]);
+                    items.push((f, last));
                 }
                 if t.is_punct(';') {
                     return items;
@@ -83,7 +92,7 @@ fn item_texts(sql: &str) -> Vec<&str> {
         last = t.end;
     }
     if let Some(f) = first {
-        items.push(&sql[f..last]);
+        items.push((f, last));
     }
     items
 }

@@ -1,0 +1,146 @@
+//! Staged plans ([`crate::plan::staged`]): the statement's uncorrelated subqueries run first,
+//! each by its own plan, through the executor's streamed scatter read (one shard or several,
+//! merged); their answers are put in the statement's text as literals, and the statement
+//! that results is handled as if the client had sent it: planned again (an `IN` list of keys
+//! now routes to the shards it names) and run.
+//!
+//! Each subquery reads through the executor's `Shards`, so inside a transaction it reads the
+//! transaction's connection on its shard, as any scatter read does; its reads go to the
+//! primaries (never to replicas). A subquery's answer is bounded by
+//! `[merge] max_subquery_values`: past it the shards' answers are read to their end (so the
+//! connections stay usable) without being kept, and the statement fails with 1235 before the
+//! outer statement runs. A nested subquery (a subquery of a subquery) is staged in its turn.
+
+use super::{Flow, Session};
+use crate::plan::spec::MergeSpec;
+use crate::plan::staged::{Answer, Part, StageError, Staged};
+use crate::plan::{Plan, ShardSql, ALL_COLUMNS};
+use crate::protocol::constants::com;
+use crate::protocol::packets::{build_command, ErrInfo};
+
+/// How deep subqueries may nest inside one another.
+const MAX_DEPTH: usize = 8;
+
+/// A staging error as the client gets it.
+fn stage_err(e: StageError) -> ErrInfo {
+    ErrInfo::new((e.code(), e.sqlstate()), e.to_string())
+}
+
+impl Session {
+    /// Runs a staged plan: the subqueries first, then the statement with their values.
+    pub(super) async fn run_staged(&mut self, staged: Staged) -> std::io::Result<Flow> {
+        match self.stage_text(&staged, 0).await {
+            Ok(sql) => {
+                let payload = build_command(com::QUERY, sql.as_bytes());
+                Box::pin(self.com_query(payload, None, None)).await
+            }
+            Err(e) => {
+                self.send_err(1, &e).await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// The text of `staged`'s statement with every subquery's answer in place.
+    async fn stage_text(&mut self, staged: &Staged, depth: usize) -> Result<String, ErrInfo> {
+        let mut answers = Vec::with_capacity(staged.parts.len());
+        for part in &staged.parts {
+            answers.push(self.subquery_answer(part, depth).await?);
+        }
+        staged.render(&answers).map_err(stage_err)
+    }
+
+    /// What a read plan sends where: its targets and their merge. A nested staged plan is
+    /// staged first and its text planned again.
+    async fn read_targets(
+        &mut self,
+        plan: Plan,
+        sql: &str,
+        depth: usize,
+    ) -> Result<(Vec<ShardSql>, MergeSpec), ErrInfo> {
+        match self.prefer_held(plan, sql) {
+            Plan::Single { shard, .. } => {
+                let spec = MergeSpec {
+                    visible_columns: ALL_COLUMNS,
+                    ..MergeSpec::default()
+                };
+                let sql = sql.to_string();
+                Ok((vec![ShardSql { shard, sql }], spec))
+            }
+            Plan::Scatter { targets, merge } => Ok((targets, merge)),
+            Plan::Staged(inner) if depth < MAX_DEPTH => {
+                let text = Box::pin(self.stage_text(&inner, depth + 1)).await?;
+                let plan = self.plan_text(&text);
+                if let Plan::Staged(_) = plan {
+                    return Err(ErrInfo::new(
+                        crate::protocol::constants::err::ER_NOT_SUPPORTED_YET,
+                        "shardproxy: a subquery whose values leave another subquery in place",
+                    ));
+                }
+                Box::pin(self.read_targets(plan, &text, depth + 1)).await
+            }
+            Plan::Reject(r) => Err(ErrInfo::new((r.code(), r.sqlstate()), r.message())),
+            Plan::Join(_) => Err(ErrInfo::new(
+                crate::protocol::constants::err::ER_NOT_SUPPORTED_YET,
+                "shardproxy: a subquery that is a join the proxy executes is not supported yet",
+            )),
+            Plan::Staged(_) | Plan::Multi { .. } | Plan::Sequence(_) => Err(ErrInfo::new(
+                crate::protocol::constants::err::ER_NOT_SUPPORTED_YET,
+                "shardproxy: this subquery is not a read the proxy can run first",
+            )),
+        }
+    }
+
+    /// Runs one subquery and collects its answer, within `[merge] max_subquery_values`.
+    async fn subquery_answer(&mut self, part: &Part, depth: usize) -> Result<Answer, ErrInfo> {
+        let (targets, spec) = self
+            .read_targets(part.inner.clone(), &part.inner_sql, depth)
+            .await?;
+        let config = self.proxy.config();
+        let bound = config.merge.max_subquery_values;
+        let limits = crate::exec::stream::Limits {
+            max_groups: config.merge.max_groups,
+        };
+        drop(config);
+        self.audit_shards(targets.iter().map(|t| t.shard.as_str()));
+        let mut stream = match crate::exec::stream::open(self, &targets, &spec, limits).await {
+            Ok(s) => s,
+            Err(done) => {
+                return Err(done.answer.err().unwrap_or_else(|| {
+                    ErrInfo::new((1105, "HY000"), "shardproxy: a subquery gave no result set")
+                }))
+            }
+        };
+        let mut answer = Answer {
+            columns: stream.columns().to_vec(),
+            rows: Vec::new(),
+        };
+        let width = answer.columns.len().max(1);
+        let mut failed = part.check(answer.columns.len(), 0).err().map(stage_err);
+        while failed.is_none() {
+            match stream.next().await {
+                Ok(Some(row)) => answer.rows.push(row),
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if let Err(e) = part.check(answer.columns.len(), answer.rows.len()) {
+                failed = Some(stage_err(e));
+            } else if bound > 0 && answer.rows.len().saturating_mul(width) > bound {
+                failed = Some(stage_err(StageError::TooManyValues { bound }));
+            }
+        }
+        if let Some(e) = &failed {
+            // Read the rest to its end (not kept), so every connection stays usable.
+            stream.fail(e.clone());
+            answer.rows.clear();
+        }
+        let done = stream.finish(self).await;
+        match (failed, done.answer) {
+            (Some(e), _) | (None, Err(e)) => Err(e),
+            (None, Ok(_warnings)) => Ok(answer),
+        }
+    }
+}
