@@ -9,32 +9,12 @@
 use sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments, InTarget};
 
 use crate::plan::route::Relation;
+// Aggregates are computed over groups of joined rows, not evaluated per side.
+use crate::plan::scatter::AGGREGATES;
 
 /// The sides an expression reads, as a bit set: bit 0 the first table of the FROM list, bit 1
 /// the second.
 pub(super) type Sides = u8;
-
-/// Aggregate functions: they are computed over groups of joined rows, not evaluated per side.
-const AGGREGATES: &[&str] = &[
-    "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "group_concat",
-    "std",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "variance",
-    "var_pop",
-    "var_samp",
-    "bit_and",
-    "bit_or",
-    "bit_xor",
-    "json_arrayagg",
-    "json_objectagg",
-];
 
 /// Why a walk stopped: the message of the refusal.
 pub(super) type Refusal = String;

@@ -41,7 +41,7 @@ use crate::plan::scan::scan;
 use crate::plan::spec::{AggregateKind, AggregateSpec, GroupConcat, SortKey};
 
 /// Aggregate functions MariaDB knows; only the first five can be recombined.
-const AGGREGATES: &[&str] = &[
+pub(crate) const AGGREGATES: &[&str] = &[
     "count",
     "sum",
     "min",

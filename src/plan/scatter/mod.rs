@@ -42,6 +42,7 @@ mod names;
 mod order;
 mod union;
 
+pub(crate) use aggregates::AGGREGATES;
 pub(crate) use names::item_ranges;
 pub(crate) use names::keep_names;
 pub(crate) use order::offset_and_limit;
