@@ -638,3 +638,133 @@ fn reshard_demo_large() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000));
 }
+
+/// A client holds a transaction open, with a write to a moving key, while the catch-up runs
+/// (a few seconds, then it commits). The catch-up's deletes from the change log must not wait
+/// on the row that transaction's trigger wrote (the sources' `innodb_lock_wait_timeout` is
+/// cut to 2 s, so a delete that waits stops the move with 1205 instead of after 50 s): the move
+/// finishes, and the transaction's write is on its new shard.
+#[test]
+fn an_open_transaction_on_a_moving_key_during_the_catch_up_does_not_stop_the_move() {
+    let rows = 2000;
+    let cluster = Cluster::start(3, 0);
+    let s = |n: &str| cluster.shard(n).primary_addr();
+    for sh in ["s1", "s2"] {
+        cluster
+            .shard(sh)
+            .primary
+            .exec("SET GLOBAL innodb_lock_wait_timeout = 2");
+    }
+    let cfg = ProxyConfig::default()
+        .shard("s1", &s("s1"), &[])
+        .shard("s2", &s("s2"), &[])
+        .sharded_table("rs_accounts", "id")
+        .extra("[reshard]\ncutover_timeout_ms = 1000\nbatch_rows = 100\nbatch_pause_ms = 10\n")
+        .render();
+    let proxy = Proxy::start(&cfg);
+    proxy
+        .cli_query(
+            "USE fund; CREATE TABLE rs_accounts (id BIGINT PRIMARY KEY, owner VARCHAR(40), \
+             balance DECIMAL(20,2) NOT NULL, note BLOB)",
+        )
+        .unwrap();
+    let values: Vec<String> = (1..=rows)
+        .map(|i| format!("({i}, 'o{i}', {})", balance(i, 0)))
+        .collect();
+    proxy
+        .cli_query(&format!(
+            "USE fund; INSERT INTO rs_accounts (id, owner, balance) VALUES {}",
+            values.join(", ")
+        ))
+        .unwrap();
+    let running = std::fs::read_to_string(proxy.config_path()).unwrap();
+    let three = running.replacen(
+        "\n[sharding]",
+        &format!(
+            "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
+            s("s3")
+        ),
+        1,
+    );
+    let three_path = proxy.config_path().with_extension("three.toml");
+    std::fs::write(&three_path, &three).unwrap();
+    let new_ring = Ring::from_config(&Config::load(&three_path).unwrap());
+    // The transaction's key: writer 0's share (no writer runs for it), moving to s3.
+    let key = (1..=rows)
+        .find(|&i| i % WRITERS == 0 && new_ring.shard_for(&KeyValue::from(i as i64)) == "s3")
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    // The other writers keep committing changes, so the log always holds committed entries
+    // numbered after the open transaction's one (what the catch-up reads and deletes).
+    let writers: Vec<_> = (1..WRITERS)
+        .map(|w| {
+            rt.spawn(writer(
+                proxy.port(),
+                w,
+                rows,
+                0,
+                stop.clone(),
+                count.clone(),
+            ))
+        })
+        .collect();
+    proxy
+        .admin_query(&format!("RESHARD START '{}'", three_path.display()))
+        .unwrap();
+    wait_phase(&proxy, &["copy", "catch-up"], Duration::from_secs(30));
+    let opts = harness::mysql::tcp_opts(proxy.port(), APP_USER, APP_PASSWORD).db_name(Some("fund"));
+    let mut tx = rt
+        .block_on(mysql_async::Conn::new(opts))
+        .expect("connects");
+    let first = balance(key, 901);
+    rt.block_on(tx.query_drop("BEGIN")).unwrap();
+    rt.block_on(tx.query_drop(format!(
+        "UPDATE rs_accounts SET balance = {first} WHERE id = {key}"
+    )))
+    .unwrap();
+    // Held open through the catch-up (and the cutovers it makes the driver abandon).
+    wait_phase(
+        &proxy,
+        &["catch-up", "verify", "cutover"],
+        Duration::from_secs(60),
+    );
+    let held = Instant::now();
+    while held.elapsed() < Duration::from_secs(5) {
+        let phase = proxy.admin_query("SHOW RESHARD STATUS").unwrap();
+        assert_ne!(phase[0][0], "stopped", "{phase:?}\n{}", proxy.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let last = balance(key, 902);
+    rt.block_on(tx.query_drop(format!(
+        "UPDATE rs_accounts SET balance = {last} WHERE id = {key}"
+    )))
+    .unwrap();
+    rt.block_on(tx.query_drop("COMMIT")).unwrap();
+    let status = wait_phase(&proxy, &["done"], Duration::from_secs(120));
+    stop.store(true, Ordering::Relaxed);
+    let tallies: Vec<Tally> = writers
+        .into_iter()
+        .map(|h| rt.block_on(h).unwrap())
+        .collect();
+    let errors: Vec<&String> = tallies.iter().flat_map(|t| &t.errors).collect();
+    assert!(errors.is_empty(), "client errors during the move: {errors:?}");
+    println!("move done with a transaction held 5 s in the catch-up: {:?}", status.last());
+    let mut acked = Acked::new();
+    for t in &tallies {
+        acked.extend(t.acked.clone());
+    }
+    acked.insert(key, Some(last.clone()));
+    assert_eq!(
+        shard_rows(&cluster, "s3").get(&key),
+        Some(&last),
+        "the transaction's write is on its new shard"
+    );
+    proxy.admin_query("RESHARD CLEANUP").unwrap();
+    check_placement(&cluster, &new_ring, &["s1", "s2", "s3"], rows, &acked);
+}
