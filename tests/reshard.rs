@@ -768,3 +768,116 @@ fn an_open_transaction_on_a_moving_key_during_the_catch_up_does_not_stop_the_mov
     proxy.admin_query("RESHARD CLEANUP").unwrap();
     check_placement(&cluster, &new_ring, &["s1", "s2", "s3"], rows, &acked);
 }
+
+/// Ids of a global sequence drawn through the proxy before, during and after a move (blocks
+/// of 20, so new blocks are reserved during the copy, the catch-up and after the cutover) are
+/// all distinct, and each row ends on the shard the new ring names for its id.
+#[test]
+fn a_global_sequence_hands_out_unique_ids_across_the_move() {
+    let cluster = Cluster::start(3, 0);
+    let s = |n: &str| cluster.shard(n).primary_addr();
+    let cfg = ProxyConfig::default()
+        .shard("s1", &s("s1"), &[])
+        .shard("s2", &s("s2"), &[])
+        .sequence_table("rs_orders", "id", None, Some(20))
+        .extra("[reshard]\ncutover_timeout_ms = 2000\nbatch_rows = 50\nbatch_pause_ms = 20\n")
+        .render();
+    let proxy = Proxy::start(&cfg);
+    proxy
+        .cli_query("USE fund; CREATE TABLE rs_orders (id BIGINT PRIMARY KEY, note VARCHAR(20))")
+        .unwrap();
+    let running = std::fs::read_to_string(proxy.config_path()).unwrap();
+    let three = running.replacen(
+        "\n[sharding]",
+        &format!(
+            "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
+            s("s3")
+        ),
+        1,
+    );
+    let three_path = proxy.config_path().with_extension("three.toml");
+    std::fs::write(&three_path, &three).unwrap();
+    let new_ring = Ring::from_config(&Config::load(&three_path).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let opts = harness::mysql::tcp_opts(proxy.port(), APP_USER, APP_PASSWORD).db_name(Some("fund"));
+    // (phase tag, id) per insert, from two sessions at once.
+    let draw = |tag: &'static str, n: usize, stop: Option<Arc<AtomicBool>>| {
+        let opts = opts.clone();
+        rt.spawn(async move {
+            let mut conn = mysql_async::Conn::new(opts).await.expect("connects");
+            let mut ids = Vec::new();
+            let mut errors = Vec::new();
+            for i in 0.. {
+                match &stop {
+                    Some(s) if s.load(Ordering::Relaxed) => break,
+                    None if i >= n => break,
+                    _ => {}
+                }
+                match conn
+                    .query_drop(format!("INSERT INTO rs_orders (note) VALUES ('{tag}{i}')"))
+                    .await
+                {
+                    Ok(()) => ids.push((tag, conn.last_insert_id().expect("an insert id"))),
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            let _ = conn.disconnect().await;
+            (ids, errors)
+        })
+    };
+    let mut all: Vec<(&str, u64)> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    for h in [draw("before", 300, None), draw("before", 300, None)] {
+        let (i, e) = rt.block_on(h).unwrap();
+        all.extend(i);
+        errors.extend(e);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let during = [
+        draw("during", 0, Some(stop.clone())),
+        draw("during", 0, Some(stop.clone())),
+    ];
+    proxy
+        .admin_query(&format!("RESHARD START '{}'", three_path.display()))
+        .unwrap();
+    wait_phase(&proxy, &["done"], Duration::from_secs(120));
+    stop.store(true, Ordering::Relaxed);
+    for h in during {
+        let (i, e) = rt.block_on(h).unwrap();
+        all.extend(i);
+        errors.extend(e);
+    }
+    for h in [draw("after", 200, None), draw("after", 200, None)] {
+        let (i, e) = rt.block_on(h).unwrap();
+        all.extend(i);
+        errors.extend(e);
+    }
+    assert!(errors.is_empty(), "client errors: {errors:?}");
+    let n_during = all.iter().filter(|(t, _)| *t == "during").count();
+    assert!(n_during > 40, "only {n_during} ids drawn during the move");
+    let mut ids: Vec<u64> = all.iter().map(|(_, id)| *id).collect();
+    ids.sort_unstable();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "an id was handed out twice");
+    proxy.admin_query("RESHARD CLEANUP").unwrap();
+    let mut on_shards: Vec<u64> = Vec::new();
+    for sh in ["s1", "s2", "s3"] {
+        for r in cluster.shard(sh).primary.query("SELECT id FROM fund.rs_orders") {
+            let id: u64 = r[0].parse().unwrap();
+            assert_eq!(
+                new_ring.shard_for(&KeyValue::from(id as i64)),
+                sh,
+                "id {id} on {sh}"
+            );
+            on_shards.push(id);
+        }
+    }
+    on_shards.sort_unstable();
+    assert_eq!(on_shards, ids, "every drawn id is one row, on one shard");
+    println!("{n} distinct ids ({n_during} during the move)");
+}
