@@ -4,7 +4,7 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::fixed_ops::{start_http, FixedOps, DOWN_BACKEND};
+use harness::fixed_ops::{start_http, FixedOps, DOWN_BACKEND, RESHARD_ROWS};
 
 /// A plain HTTP/1.1 GET; returns (status code, headers in lower case, body).
 async fn get(port: u16, path: &str) -> (u16, String, String) {
@@ -84,6 +84,15 @@ async fn status_json_and_page() {
         .as_array()
         .unwrap()
         .contains(&serde_json::json!(["qps", "1234.5"])));
+    // A running move: SHOW RESHARD STATUS's rows, phase, rows copied and catch-up lag.
+    let rs = &v["reshard"];
+    assert_eq!(rs["columns"][0], "phase");
+    assert_eq!(rs["columns"][5], "rows_copied");
+    assert_eq!(rs["columns"][9], "catch_up_lag");
+    assert_eq!(rs["rows"].as_array().unwrap().len(), RESHARD_ROWS.len());
+    assert_eq!(rs["rows"][0][0], "catch-up");
+    assert_eq!(rs["rows"][0][5], "512");
+    assert_eq!(rs["rows"][0][9], "42");
 
     let (code, head, body) = get(port, "/").await;
     assert_eq!(code, 200);
@@ -147,6 +156,19 @@ async fn status_page_in_headless_chromium() {
     assert!(row_with(&dom, "data-shard=\"s2\"").contains("1 / 2"));
     assert!(dom.contains("<b id=\"qps\">1234.5</b>"), "QPS shown");
     assert!(dom.contains("50.00 %"), "ring share of s2 shown");
+    // The running move's row: phase, rows copied, catch-up lag.
+    let mv = row_with(&dom, "data-reshard-table=\"accounts\"");
+    assert!(
+        mv.contains("data-phase=\"catch-up\"")
+            && mv.contains("<td>s1</td><td>s3</td>")
+            && mv.contains("<td>512</td>")
+            && mv.contains("<td>42</td>"),
+        "{mv}"
+    );
+    assert!(
+        !dom.contains("<section id=\"reshard\" hidden"),
+        "the section shows"
+    );
 
     // Stop a backend: the next load marks it down.
     ops.set_down("127.0.0.1:3331", true);

@@ -719,9 +719,7 @@ fn an_open_transaction_on_a_moving_key_during_the_catch_up_does_not_stop_the_mov
         .unwrap();
     wait_phase(&proxy, &["copy", "catch-up"], Duration::from_secs(30));
     let opts = harness::mysql::tcp_opts(proxy.port(), APP_USER, APP_PASSWORD).db_name(Some("fund"));
-    let mut tx = rt
-        .block_on(mysql_async::Conn::new(opts))
-        .expect("connects");
+    let mut tx = rt.block_on(mysql_async::Conn::new(opts)).expect("connects");
     let first = balance(key, 901);
     rt.block_on(tx.query_drop("BEGIN")).unwrap();
     rt.block_on(tx.query_drop(format!(
@@ -753,8 +751,14 @@ fn an_open_transaction_on_a_moving_key_during_the_catch_up_does_not_stop_the_mov
         .map(|h| rt.block_on(h).unwrap())
         .collect();
     let errors: Vec<&String> = tallies.iter().flat_map(|t| &t.errors).collect();
-    assert!(errors.is_empty(), "client errors during the move: {errors:?}");
-    println!("move done with a transaction held 5 s in the catch-up: {:?}", status.last());
+    assert!(
+        errors.is_empty(),
+        "client errors during the move: {errors:?}"
+    );
+    println!(
+        "move done with a transaction held 5 s in the catch-up: {:?}",
+        status.last()
+    );
     let mut acked = Acked::new();
     for t in &tallies {
         acked.extend(t.acked.clone());
@@ -867,7 +871,11 @@ fn a_global_sequence_hands_out_unique_ids_across_the_move() {
     proxy.admin_query("RESHARD CLEANUP").unwrap();
     let mut on_shards: Vec<u64> = Vec::new();
     for sh in ["s1", "s2", "s3"] {
-        for r in cluster.shard(sh).primary.query("SELECT id FROM fund.rs_orders") {
+        for r in cluster
+            .shard(sh)
+            .primary
+            .query("SELECT id FROM fund.rs_orders")
+        {
             let id: u64 = r[0].parse().unwrap();
             assert_eq!(
                 new_ring.shard_for(&KeyValue::from(id as i64)),

@@ -5,7 +5,9 @@
 //! - `GET /`: the status page, one HTML file with inline CSS and JS, no external assets; it
 //!   polls `GET /api/status` every 2 s.
 //! - `GET /api/status`: JSON snapshot: `shards`, `backends`, `ring`, `status` (the
-//!   `SHOW PROXY STATUS` pairs as `[name, value]`), `time_ms`.
+//!   `SHOW PROXY STATUS` pairs as `[name, value]`), `reshard` (the `SHOW RESHARD STATUS` rows
+//!   as `{columns, rows}`: phase, rows copied, catch-up lag per table and shard pair; `null`
+//!   when no move was started), `time_ms`.
 //!
 //! Nothing here changes state: reloads, kills and switchovers are admin-port statements.
 
@@ -101,8 +103,28 @@ pub fn status_json(ops: &dyn AdminOps) -> serde_json::Value {
         "backends": ops.backends(),
         "ring": ops.ring(),
         "status": ops.proxy_status(),
+        "reshard": reshard_json(ops),
         "time_ms": time_ms,
     })
+}
+
+/// `SHOW RESHARD STATUS` as `{columns, rows}` (each value text or `null`), `null` when no move
+/// was started here (no rows) or the proxy has no resharding (an error).
+fn reshard_json(ops: &dyn AdminOps) -> serde_json::Value {
+    let Ok(rs) = ops.reshard_status() else {
+        return serde_json::Value::Null;
+    };
+    if rs.rows.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let columns: Vec<String> = rs.columns.iter().map(|c| text(&c.name)).collect();
+    let rows: Vec<Vec<Option<String>>> = rs
+        .rows
+        .iter()
+        .map(|r| r.iter().map(|v| v.as_deref().map(text)).collect())
+        .collect();
+    serde_json::json!({ "columns": columns, "rows": rows })
 }
 
 async fn status(State(state): State<AppState>) -> impl IntoResponse {

@@ -134,8 +134,36 @@ fn text_rs(cols: &[&str], rows: Vec<Vec<&str>>) -> ResultSet {
     }
 }
 
+/// The `SHOW RESHARD STATUS` rows of a move in its catch-up (what the status page shows).
+pub const RESHARD_ROWS: [[&str; 12]; 2] = [
+    [
+        "catch-up", "accounts", "s1", "s3", "1536", "512", "880.5", "300", "0", "42", "", "",
+    ],
+    [
+        "catch-up",
+        "*",
+        "",
+        "",
+        "1536",
+        "512",
+        "880.5",
+        "300",
+        "0",
+        "42",
+        "",
+        "to three.toml",
+    ],
+];
+
 #[async_trait]
 impl AdminOps for FixedOps {
+    fn reshard_status(&self) -> Result<ResultSet, AdminError> {
+        Ok(text_rs(
+            &shardproxy::plan::reshard_state::ReshardState::COLUMNS,
+            RESHARD_ROWS.iter().map(|r| r.to_vec()).collect(),
+        ))
+    }
+
     fn shards(&self) -> Vec<ShardStatus> {
         let st = self.state.lock().unwrap();
         st.config
