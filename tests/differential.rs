@@ -512,6 +512,24 @@ fn hand_written() -> Vec<Case> {
         read("SELECT a.status, l.account_id, l.id FROM accounts a RIGHT JOIN ledger l ON a.account_id = l.id AND a.status = 'active' WHERE l.account_id BETWEEN 1 AND 30 ORDER BY l.account_id, l.id", true, MUST),
         read("SELECT a.account_id, b.account_id FROM accounts a LEFT OUTER JOIN accounts b ON b.shares = a.balance WHERE a.account_id < 50 ORDER BY a.account_id, b.account_id", true, MUST),
         prepared(read("SELECT l.id, a.name, a.balance FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE l.account_id = ? ORDER BY l.id", true, MUST), vec![V::Int(12)]),
+        // ---- Proxy-executed joins: cross-table comparisons other than `=` (issue 15 part B,
+        // item 2; branch `join`). AND-ed `x.col <op> y.col` in an inner join, checked by the
+        // proxy on each matched pair: numbers by value, dates by their text, `<>` as the
+        // negation of the join equality; what it cannot order exactly is refused.
+        read("SELECT l.account_id, l.id, a.balance, l.amount FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE a.balance > l.amount ORDER BY l.account_id, l.id", true, MUST),
+        read("SELECT l.account_id, l.id, a.shares FROM ledger l JOIN accounts a ON a.account_id = l.id AND l.amount <= a.shares WHERE l.account_id < 60 ORDER BY l.account_id, l.id", true, MUST),
+        read("SELECT l.account_id, l.id FROM ledger l, accounts a WHERE l.id = a.account_id AND a.account_id >= l.account_id AND l.amount <> a.balance ORDER BY l.account_id DESC, l.id LIMIT 12", true, MUST),
+        read("SELECT a.account_id, b.account_id FROM accounts a JOIN accounts b ON a.status = b.status AND a.account_id < b.account_id WHERE a.account_id < 8 AND b.account_id < 30 ORDER BY 1, 2", true, MUST),
+        // (names include non-ASCII ones: `<>` of case-insensitive strings is then refused.)
+        read("SELECT a.account_id, b.account_id, b.name FROM accounts a JOIN accounts b ON a.status = b.status AND a.name <> b.name WHERE a.account_id < 5 AND b.account_id < 25 ORDER BY 1, 2", true, MAY_REFUSE),
+        read("SELECT a.account_id, b.account_id, a.status, b.status FROM accounts a JOIN accounts b ON a.created = b.created AND a.status <> b.status WHERE a.account_id < 60 ORDER BY 1, 2", true, MUST),
+        read("SELECT a.account_id, b.account_id FROM accounts a JOIN accounts b ON a.status = b.status AND a.created <> b.created WHERE a.account_id < 6 AND b.account_id < 40 ORDER BY 1, 2", true, MUST),
+        read("SELECT l.account_id, l.id, l.day, a.created FROM ledger l JOIN accounts a ON a.account_id = l.id AND l.day >= a.created WHERE l.account_id < 80 ORDER BY l.account_id, l.id", true, MUST),
+        read("SELECT l.account_id, l.id FROM ledger l JOIN accounts a ON a.account_id = l.id AND a.created < l.day AND l.amount > a.balance ORDER BY l.account_id, l.id", true, MUST),
+        read("SELECT l.account_id, l.id FROM ledger l JOIN accounts a ON a.account_id = l.id AND a.status < l.kind", false, MAY_REFUSE),
+        read("SELECT l.account_id, l.id FROM ledger l LEFT JOIN accounts a ON a.account_id = l.id AND a.balance > l.amount", false, MAY_REFUSE),
+        read("SELECT l.account_id, l.id FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE a.balance > l.amount OR l.day < a.created", false, MAY_REFUSE),
+        // ---- end of the cross-table comparison block.
         // … and what stays refused (docs/routing.md).
         read("SELECT l.id, a.name FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE a.balance > l.amount", false, MAY_REFUSE),
         read("SELECT COUNT(*) FROM ledger l JOIN accounts a ON a.account_id = l.id", true, MAY_REFUSE),

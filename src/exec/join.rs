@@ -19,6 +19,14 @@
 //! matches. The values are deduplicated by the same comparison before they are sent, so an
 //! inner row is fetched once even when `'Bob'` and `'bob'` both occur outside.
 //!
+//! # Cross-table comparisons
+//! The plan's [`Residual`]s (`o.amount < a.balance`, inner joins only) are checked on each
+//! matched pair before it is kept, as exactly: integers and DECIMALs by exact value (beyond 28
+//! significant digits refused), DATE/DATETIME/TIMESTAMP against the same type with the same
+//! fractional digits by their text (fixed-width, so it sorts as the values do), and `<>` of any
+//! two columns an equality may pair as the negation of that equality. Orderings of strings
+//! (a collation's order) and of other types are refused with 1235. NULL is never true.
+//!
 //! # The bound
 //! The rows the proxy holds (the outer rows plus the inner rows fetched) and the joined rows
 //! are each bounded by `[sharding] max_join_rows`; each shard is asked for at most one row more
@@ -28,10 +36,11 @@ use std::collections::{HashMap, HashSet};
 
 use super::scatter::scatter;
 use super::{Condition, Diagnostics, Done, FoundRows, Shards};
-use crate::plan::join::{JoinPlan, SideCol};
+use crate::plan::join::{JoinPlan, Residual, SideCol};
+use crate::plan::merge::number::parse_decimal;
 use crate::plan::merge::sort::compare_rows;
 use crate::plan::merge::value::{key, Key, ValueKind};
-use crate::plan::spec::{MergeSpec, SortKey};
+use crate::plan::spec::{CompareOp, MergeSpec, SortKey};
 use crate::plan::{ShardSql, ALL_COLUMNS};
 use crate::protocol::constants::err;
 use crate::protocol::packets::ErrInfo;
@@ -134,6 +143,80 @@ fn pairing(o: &ColumnDef, i: &ColumnDef) -> Result<Pairing, ErrInfo> {
             describe_type(o),
             describe_type(i)
         ))
+    })
+}
+
+/// How a cross-table comparison ([`Residual`]) compares its two columns.
+#[derive(Debug, Clone, Copy)]
+enum Ordered {
+    /// Integers and DECIMALs: by exact numeric value.
+    Number,
+    /// DATE, DATETIME or TIMESTAMP with the same fractional digits: their text sorts as they do.
+    Temporal,
+    /// `<>` of any two columns a join equality may pair: the negation of that equality.
+    Unequal(Pairing, ValueKind, ValueKind),
+}
+
+/// How the first side's column `a` and the second's `b` are compared by `op`, or why not.
+fn ordered(a: &ColumnDef, b: &ColumnDef, op: CompareOp) -> Result<Ordered, ErrInfo> {
+    use ValueKind::*;
+    let (ka, kb) = (ValueKind::of(a), ValueKind::of(b));
+    if matches!((ka, kb), (Integer | Decimal, Integer | Decimal)) {
+        return Ok(Ordered::Number);
+    }
+    if op == CompareOp::NotEq {
+        return Ok(Ordered::Unequal(pairing(a, b)?, ka, kb));
+    }
+    let temporal = matches!(
+        a.column_type,
+        column_type::DATE | column_type::DATETIME | column_type::TIMESTAMP
+    );
+    if (ka, kb) == (Bytes, Bytes)
+        && temporal
+        && a.column_type == b.column_type
+        && a.decimals == b.decimals
+    {
+        return Ok(Ordered::Temporal);
+    }
+    Err(refused(format!(
+        "a join executed by the proxy orders {} against {} only by equality or `<>` (it does \
+         not reproduce the server's ordering of these types)",
+        describe_type(a),
+        describe_type(b)
+    )))
+}
+
+/// Whether `a <op> b` is true (a NULL on either side: not true).
+fn holds(how: Ordered, op: CompareOp, a: Option<&[u8]>, b: Option<&[u8]>) -> Result<bool, ErrInfo> {
+    use std::cmp::Ordering;
+    let (Some(a), Some(b)) = (a, b) else {
+        return Ok(false);
+    };
+    let ord = match how {
+        Ordered::Number => match (parse_decimal(a), parse_decimal(b)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => {
+                return Err(refused(
+                    "a join executed by the proxy compares numbers of at most 28 significant \
+                     digits exactly; a value is beyond that",
+                ))
+            }
+        },
+        Ordered::Temporal => a.cmp(b),
+        Ordered::Unequal(p, ka, kb) => {
+            if p == Pairing::AsciiFolded && !(plain_ascii(a) && plain_ascii(b)) {
+                return Err(non_ascii());
+            }
+            return Ok(key(ka, Some(a)) != key(kb, Some(b)));
+        }
+    };
+    Ok(match op {
+        CompareOp::Eq => ord == Ordering::Equal,
+        CompareOp::NotEq => ord != Ordering::Equal,
+        CompareOp::Lt => ord == Ordering::Less,
+        CompareOp::LtEq => ord != Ordering::Greater,
+        CompareOp::Gt => ord == Ordering::Greater,
+        CompareOp::GtEq => ord != Ordering::Less,
     })
 }
 
@@ -409,6 +492,31 @@ async fn run<S: Shards>(
             table.entry(k).or_default().push(n);
         }
     }
+    // The cross-table comparisons, over the first table's and the second's columns.
+    let (cols0, cols1) = if o == 0 {
+        (&outer.columns, &inner.columns)
+    } else {
+        (&inner.columns, &outer.columns)
+    };
+    let mut checks: Vec<(Residual, Ordered)> = Vec::with_capacity(plan.residual.len());
+    for &res in &plan.residual {
+        checks.push((
+            res,
+            ordered(&cols0[res.cols[0]], &cols1[res.cols[1]], res.op)?,
+        ));
+    }
+    let kept = |first: &TextRow, second: &TextRow| -> Result<bool, ErrInfo> {
+        for &(res, how) in &checks {
+            let (a, b) = (
+                first[res.cols[0]].as_deref(),
+                second[res.cols[1]].as_deref(),
+            );
+            if !holds(how, res.op, a, b)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
     let (ow, iw) = (outer.columns.len(), inner.columns.len());
     let mut joined: Vec<TextRow> = Vec::new();
     for r in &outer.rows {
@@ -432,7 +540,11 @@ async fn run<S: Shards>(
             emit(None);
         }
         for &m in matches {
-            emit(Some(&inner.rows[m]));
+            let m = &inner.rows[m];
+            let (first, second) = if o == 0 { (r, m) } else { (m, r) };
+            if kept(first, second)? {
+                emit(Some(m));
+            }
         }
         if over(joined.len()) {
             return Err(too_many(limits, "joined rows"));

@@ -366,3 +366,48 @@ async fn ascii_strings_pair_case_insensitively_and_non_ascii_is_refused() {
         .unwrap_err();
     assert!(e.message.contains("non-ASCII"), "{}", e.message);
 }
+
+/// Cross-table comparisons other than `=` are checked on each matched pair: numbers by value,
+/// `<>` of strings as the negation of their equality; an ordering of strings (a collation's
+/// order, not reproduced) is refused with 1235.
+#[tokio::test]
+async fn cross_table_comparisons_filter_the_matched_pairs() {
+    let r = rules(3);
+    let ring = &r.ring;
+    let run = |sql: &'static str| {
+        let plan = planned(sql);
+        async move {
+            let mut fake = fake();
+            join(&mut fake, &plan, ring, NO_BOUND).await.answer
+        }
+    };
+    let none = run(
+        "SELECT o.note, a.name FROM orders o JOIN accounts a ON a.account_id = o.payer_id \
+         AND a.account_id >= o.amount",
+    )
+    .await
+    .unwrap();
+    assert!(none.rows.is_empty());
+    let all = run(
+        "SELECT o.note, a.name FROM orders o JOIN accounts a ON a.account_id = o.payer_id \
+         AND o.amount > a.account_id WHERE a.name <> o.note ORDER BY o.note",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        texts(&all),
+        vec![
+            vec![s("n1"), s("alice")],
+            vec![s("n2"), s("bob")],
+            vec![s("n3"), s("alice")]
+        ]
+    );
+    let e = run(
+        "SELECT o.note FROM orders o JOIN accounts a ON a.account_id = o.payer_id \
+         AND a.name < o.note",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, 1235);
+    assert!(e.message.contains("only by equality"), "{}", e.message);
+}

@@ -9,9 +9,10 @@ use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
 use super::refs::{plain_column, sides};
-use super::{JoinPlan, JoinSide, JoinSort, Probe, SideCol};
+use super::{JoinPlan, JoinSide, JoinSort, Probe, Residual, SideCol};
 use crate::plan::reject::not_supported;
 use crate::plan::route::{analyze, conjuncts, target_shards, From, Relation};
+use crate::plan::spec::CompareOp;
 use crate::plan::{scatter, Cx, Plan};
 
 type R<T> = Result<T, Plan>;
@@ -129,6 +130,7 @@ fn build(q: &Query, sel: &Select, from: &From<'_>, cx: &Cx) -> R<Plan> {
     let mut drafts = [Draft::default(), Draft::default()];
     let mut pairs: Vec<[usize; 2]> = Vec::new();
     let mut pair_cols: Vec<[String; 2]> = Vec::new();
+    let mut residual: Vec<Residual> = Vec::new();
     let mut on_text = Vec::new();
     // The side that gets conditions on no column (a constant): any one side filters them
     // for an inner join; the preserved side for an outer join.
@@ -165,12 +167,19 @@ fn build(q: &Query, sel: &Select, from: &From<'_>, cx: &Cx) -> R<Plan> {
                 }
             }
         }
+        if let (Kind::Inner, Some((op, [e0, e1]))) = (kind, cross_comparison(c, &rels)) {
+            let cols = [drafts[0].hide(e0), drafts[1].hide(e1)];
+            residual.push(Residual { cols, op });
+            on_text.push(c.to_string());
+            continue;
+        }
         let s = sides(c, &rels).map_err(refuse)?;
         match (kind, s) {
             (_, 3) => {
                 return Err(refuse(format!(
-                    "the condition `{c}` reads both tables (only `x.col = y.col` equalities are \
-                     evaluated by the proxy)"
+                    "the condition `{c}` reads both tables (the proxy evaluates only `x.col = \
+                     y.col` and, in an inner join, AND-ed `x.col <op> y.col` comparisons of two \
+                     columns)"
                 )))
             }
             (Kind::Inner, 0) => push(&mut drafts, anchor, c),
@@ -376,8 +385,41 @@ fn build(q: &Query, sel: &Select, from: &From<'_>, cx: &Cx) -> R<Plan> {
         order_by,
         offset,
         limit,
+        residual,
         on_text: on_text.join(" AND "),
     })))
+}
+
+/// `x.col <op> y.col` with a column of each table and `op` one of `<>`, `<`, `<=`, `>`, `>=`:
+/// the comparison with the first table's column on the left, and the two columns.
+fn cross_comparison<'e>(c: &'e Expr, rels: &[Relation; 2]) -> Option<(CompareOp, [&'e Expr; 2])> {
+    let Expr::BinaryOp { left, op, right } = c else {
+        return None;
+    };
+    let op = match op {
+        BinaryOperator::NotEq => CompareOp::NotEq,
+        BinaryOperator::Lt => CompareOp::Lt,
+        BinaryOperator::LtEq => CompareOp::LtEq,
+        BinaryOperator::Gt => CompareOp::Gt,
+        BinaryOperator::GtEq => CompareOp::GtEq,
+        _ => return None,
+    };
+    let ((ls, _), (rs, _)) = (plain_column(left, rels)?, plain_column(right, rels)?);
+    match (ls, rs) {
+        (0, 1) => Some((op, [left, right])),
+        // `second.col < first.col` is `first.col > second.col`.
+        (1, 0) => Some((
+            match op {
+                CompareOp::Lt => CompareOp::Gt,
+                CompareOp::LtEq => CompareOp::GtEq,
+                CompareOp::Gt => CompareOp::Lt,
+                CompareOp::GtEq => CompareOp::LtEq,
+                o => o,
+            },
+            [right, left],
+        )),
+        _ => None,
+    }
 }
 
 /// The shards that may hold a side's rows: those its own conditions pin by its key, else all.

@@ -25,7 +25,9 @@
 //! # Refused (with the reason)
 //! More than two tables, USING/NATURAL/CROSS joins without an equality between the two tables'
 //! columns, unqualified columns (the proxy does not know which table has them), select items,
-//! sort keys or conditions that read both tables other than `x.col = y.col`, aggregates, GROUP
+//! sort keys or conditions that read both tables other than `x.col = y.col` and, in an inner
+//! join, the comparisons `x.col <> y.col`, `<`, `<=`, `>`, `>=` (AND-ed; the proxy checks them
+//! on each matched pair, see [`Residual`]), aggregates, GROUP
 //! BY, HAVING, DISTINCT, and in an outer join a condition on the inner table in WHERE or on the
 //! preserved table in ON.
 
@@ -35,6 +37,8 @@ mod refs;
 mod tests;
 
 use std::fmt;
+
+use crate::plan::spec::CompareOp;
 
 pub(crate) use build::plan_join;
 
@@ -119,8 +123,20 @@ pub struct JoinPlan {
     pub offset: u64,
     /// LIMIT of the whole answer.
     pub limit: Option<u64>,
+    /// Comparisons of a column of each table other than `=` (`o.amount < a.balance`, inner
+    /// joins only), evaluated by the proxy on each matched pair (see `exec/join.rs`).
+    pub residual: Vec<Residual>,
     /// The equalities as written (`a.account_id = o.payer_id`), for PREVIEW.
     pub on_text: String,
+}
+
+/// `first.col <op> second.col`: a cross-table comparison the proxy evaluates after pairing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Residual {
+    /// The hidden column of the first side and of the second side.
+    pub cols: [usize; 2],
+    /// The comparison, with the first side's column on its left.
+    pub op: CompareOp,
 }
 
 impl JoinPlan {

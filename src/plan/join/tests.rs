@@ -131,10 +131,44 @@ fn preview_shows_both_steps() {
 }
 
 #[test]
+fn cross_table_comparisons_become_residual_checks() {
+    use super::Residual;
+    use crate::plan::spec::CompareOp;
+    let j = join(
+        "SELECT o.note FROM orders o JOIN accounts a ON a.account_id = o.payer_id \
+         AND a.balance > o.amount WHERE o.note <> a.name",
+    );
+    // Both columns of each comparison are fetched as hidden columns after the join column;
+    // the first table's column is put on the left (`a.balance > o.amount`: `o.amount <`).
+    assert_eq!(
+        j.sides[0].sql_with(None),
+        "SELECT o.payer_id, o.amount, o.note, o.note FROM orders o"
+    );
+    assert_eq!(
+        j.residual,
+        vec![
+            Residual {
+                cols: [1, 1],
+                op: CompareOp::Lt
+            },
+            Residual {
+                cols: [2, 2],
+                op: CompareOp::NotEq
+            },
+        ]
+    );
+    assert!(j
+        .to_string()
+        .contains("a.balance > o.amount AND o.note <> a.name"));
+}
+
+#[test]
 fn what_stays_refused() {
     let r = rules(3);
     for (sql, needle) in [
-        ("SELECT o.note FROM orders o JOIN accounts a ON a.balance > o.amount", "reads both tables"),
+        ("SELECT o.note FROM orders o JOIN accounts a ON a.balance > o.amount", "no equality"),
+        ("SELECT o.note FROM orders o LEFT JOIN accounts a ON a.account_id = o.payer_id AND a.balance > o.amount", "reads both tables"),
+        ("SELECT o.note FROM orders o JOIN accounts a ON a.account_id = o.payer_id WHERE a.balance + 1 > o.amount", "reads both tables"),
         ("SELECT o.amount + a.balance FROM orders o JOIN accounts a ON a.account_id = o.payer_id", "reads both tables"),
         ("SELECT note FROM orders o JOIN accounts a ON a.account_id = o.payer_id", "must be qualified"),
         ("SELECT COUNT(*) FROM orders o JOIN accounts a ON a.account_id = o.payer_id", "aggregates"),
