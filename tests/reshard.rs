@@ -889,3 +889,151 @@ fn a_global_sequence_hands_out_unique_ids_across_the_move() {
     assert_eq!(on_shards, ids, "every drawn id is one row, on one shard");
     println!("{n} distinct ids ({n_during} during the move)");
 }
+
+/// The proxy is SIGKILLed during the catch-up (the change log holds tens of thousands of
+/// entries, written by whole-table UPDATEs during the copy, so the catch-up takes several
+/// rounds); the restarted proxy resumes at the catch-up from the persisted state and completes
+/// the move, with every update on every row present once and on its ring shard. A catch-up
+/// round that was applied to the target but whose entries were not yet deleted from the log is
+/// applied again after the restart: replaying a change is idempotent (the target row is
+/// rewritten from the source's current row), so this must not double any update.
+#[test]
+fn a_proxy_killed_during_the_catch_up_resumes_there_and_completes_the_move() {
+    let rows: u64 = 3000;
+    let updates: u64 = 15;
+    let cluster = Cluster::start(3, 0);
+    let s = |n: &str| cluster.shard(n).primary_addr();
+    let cfg = ProxyConfig::default()
+        .shard("s1", &s("s1"), &[])
+        .shard("s2", &s("s2"), &[])
+        .sharded_table("rs_accounts", "id")
+        .render();
+    let mut proxy = Proxy::start(&cfg);
+    proxy
+        .cli_query(
+            "USE fund; CREATE TABLE rs_accounts (id BIGINT PRIMARY KEY, owner VARCHAR(40), \
+             balance DECIMAL(20,2) NOT NULL, note BLOB)",
+        )
+        .unwrap();
+    let values: Vec<String> = (1..=rows)
+        .map(|i| format!("({i}, 'o{i}', {})", balance(i, 0)))
+        .collect();
+    proxy
+        .cli_query(&format!(
+            "USE fund; INSERT INTO rs_accounts (id, owner, balance) VALUES {}",
+            values.join(", ")
+        ))
+        .unwrap();
+    // A slow copy, so the UPDATEs below all land while it runs and are left to the catch-up.
+    let dir = tempfile::tempdir().unwrap();
+    let three = format!(
+        "{}\n[reshard]\nbatch_rows = 25\nbatch_pause_ms = 100\n",
+        cfg.replacen(
+            "\n[sharding]",
+            &format!(
+                "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
+                s("s3")
+            ),
+            1,
+        )
+    );
+    let three_path = dir.path().join("three.toml");
+    std::fs::write(&three_path, &three).unwrap();
+    let new_ring = Ring::from_config(&Config::load(&three_path).unwrap());
+    // Entries in the change logs of the two sources.
+    let log_len = || -> u64 {
+        ["s1", "s2"]
+            .iter()
+            .map(|sh| {
+                cluster
+                    .shard(sh)
+                    .primary
+                    .query_value("SELECT COUNT(*) FROM shardproxy.reshard_changes")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    proxy
+        .admin_query(&format!("RESHARD START '{}'", three_path.display()))
+        .unwrap();
+    wait_phase(&proxy, &["copy"], Duration::from_secs(30));
+    // Whole-table updates: every row is logged on its source once per statement.
+    let update = "UPDATE rs_accounts SET balance = balance + 1; ".repeat(updates as usize);
+    proxy
+        .cli_query(&format!(
+            "USE fund; SET shardproxy_allow_scatter_writes = 1; {update}"
+        ))
+        .unwrap();
+    let status = proxy.admin_query("SHOW RESHARD STATUS").unwrap();
+    assert_eq!(
+        status[0][0], "copy",
+        "the copy ended before the updates did: {status:?}"
+    );
+    let logged = log_len();
+    wait_phase(&proxy, &["catch-up"], Duration::from_secs(120));
+    // Killed once the catch-up has applied and forgotten some entries, not all.
+    assert!(
+        harness::wait_until(Duration::from_secs(60), || log_len() < logged),
+        "the catch-up forgot no entry in 60 s"
+    );
+    let at_kill = proxy.admin_query("SHOW RESHARD STATUS").unwrap();
+    proxy.kill();
+    assert_eq!(
+        at_kill[0][0], "catch-up",
+        "killed after the catch-up: {at_kill:?}"
+    );
+    println!("killed during the catch-up with {logged} change-log entries written: {at_kill:?}");
+    let left = log_len();
+    println!("{left} entries still in the change log at the kill");
+    assert!(
+        left > 0,
+        "the catch-up had drained the log before the kill: nothing was left to resume"
+    );
+
+    let proxy = Proxy::start(&cfg);
+    let status = wait_phase(&proxy, &["done"], Duration::from_secs(180));
+    assert!(
+        harness::wait_until(Duration::from_secs(5), || proxy
+            .log()
+            .contains("resuming the move interrupted by the restart")),
+        "{}",
+        proxy.log()
+    );
+    assert!(
+        without_colours(&proxy.log()).contains("resume_at=catch-up"),
+        "the restart resumed elsewhere than at the catch-up:\n{}",
+        without_colours(&proxy.log())
+    );
+    println!("resumed at the catch-up: {:?}", status.last().unwrap());
+    proxy.admin_query("RESHARD CLEANUP").unwrap();
+    // Every row got every update exactly once: balance(i, 0) + updates.
+    let acked: Acked = (1..=rows)
+        .map(|i| {
+            let cents = (i * 7) * 100 + i % 100 + updates * 100;
+            (i, Some(format!("{}.{:02}", cents / 100, cents % 100)))
+        })
+        .collect();
+    check_placement(&cluster, &new_ring, &["s1", "s2", "s3"], rows, &acked);
+    for sh in ["s1", "s2", "s3"] {
+        assert_eq!(triggers(&cluster, sh), "0", "triggers left on {sh}");
+    }
+}
+
+/// The log without its ANSI colour sequences (`ESC [ … m`), so field values can be matched.
+fn without_colours(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
