@@ -115,6 +115,10 @@ pub struct Reshard {
     /// Pause between two batches of the copy, so the live load keeps its latency.
     #[serde(default)]
     pub batch_pause_ms: u64,
+    /// Seconds after the cutover at which the proxy runs `RESHARD CLEANUP` by itself (the
+    /// moved rows deleted from their old shards); 0: only when an operator asks.
+    #[serde(default)]
+    pub cleanup_after_s: u64,
 }
 
 impl Default for Reshard {
@@ -123,6 +127,7 @@ impl Default for Reshard {
             cutover_timeout_ms: default_reshard_cutover_timeout_ms(),
             batch_rows: default_reshard_batch_rows(),
             batch_pause_ms: 0,
+            cleanup_after_s: 0,
         }
     }
 }

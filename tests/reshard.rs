@@ -1020,6 +1020,76 @@ fn a_proxy_killed_during_the_catch_up_resumes_there_and_completes_the_move() {
     }
 }
 
+/// `[reshard] cleanup_after_s` in the target config: the proxy runs `RESHARD CLEANUP` by
+/// itself after the cutover. Right after `done` the moved rows are still on their old shards
+/// too; a little later, with nobody asking, the phase is `cleaned-up` and every row is on
+/// exactly its ring shard. A proxy restarted between the two would count the delay again
+/// (docs/configuration.md); this test checks the running proxy's timer.
+#[test]
+fn cleanup_after_s_deletes_the_moved_rows_by_itself_after_the_cutover() {
+    let rows: u64 = 500;
+    let cluster = Cluster::start(3, 0);
+    let s = |n: &str| cluster.shard(n).primary_addr();
+    let cfg = ProxyConfig::default()
+        .shard("s1", &s("s1"), &[])
+        .shard("s2", &s("s2"), &[])
+        .sharded_table("rs_accounts", "id")
+        .render();
+    let proxy = Proxy::start(&cfg);
+    proxy
+        .cli_query(
+            "USE fund; CREATE TABLE rs_accounts (id BIGINT PRIMARY KEY, owner VARCHAR(40), \
+             balance DECIMAL(20,2) NOT NULL, note BLOB)",
+        )
+        .unwrap();
+    let values: Vec<String> = (1..=rows)
+        .map(|i| format!("({i}, 'o{i}', {})", balance(i, 0)))
+        .collect();
+    proxy
+        .cli_query(&format!(
+            "USE fund; INSERT INTO rs_accounts (id, owner, balance) VALUES {}",
+            values.join(", ")
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let three = format!(
+        "{}\n[reshard]\ncleanup_after_s = 3\n",
+        cfg.replacen(
+            "\n[sharding]",
+            &format!(
+                "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
+                s("s3")
+            ),
+            1,
+        )
+    );
+    let three_path = dir.path().join("three.toml");
+    std::fs::write(&three_path, &three).unwrap();
+    let new_ring = Ring::from_config(&Config::load(&three_path).unwrap());
+    proxy
+        .admin_query(&format!("RESHARD START '{}'", three_path.display()))
+        .unwrap();
+    wait_phase(&proxy, &["done"], Duration::from_secs(60));
+    let on_old: usize = ["s1", "s2"]
+        .iter()
+        .map(|sh| shard_rows(&cluster, sh).len())
+        .sum();
+    assert_eq!(
+        on_old, rows as usize,
+        "right after the cutover the moved rows are still on their old shards"
+    );
+    let t0 = Instant::now();
+    let status = wait_phase(&proxy, &["cleaned-up"], Duration::from_secs(30));
+    println!(
+        "cleaned up by itself {:.1} s after done was seen: {:?}",
+        t0.elapsed().as_secs_f64(),
+        status.last().unwrap()
+    );
+    let acked: Acked = Acked::new();
+    check_placement(&cluster, &new_ring, &["s1", "s2", "s3"], rows, &acked);
+    assert!(!shard_rows(&cluster, "s3").is_empty(), "no row moved to s3");
+}
+
 /// The log without its ANSI colour sequences (`ESC [ … m`), so field values can be matched.
 fn without_colours(log: &str) -> String {
     let mut out = String::with_capacity(log.len());

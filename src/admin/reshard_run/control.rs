@@ -72,6 +72,36 @@ impl Reshards {
         )
     }
 
+    /// With `[reshard] cleanup_after_s` set, runs `RESHARD CLEANUP` that many seconds from now
+    /// (called at the cutover, and at a start that finds the move done). An operator's
+    /// CLEANUP before it makes this one a no-op: the phase is no longer `done`.
+    pub(super) fn cleanup_later(&self, proxy: &Arc<Proxy>) {
+        let after = proxy.config().reshard.cleanup_after_s;
+        if after == 0 {
+            return;
+        }
+        tracing::info!(
+            after_s = after,
+            "reshard: RESHARD CLEANUP will run by itself ([reshard] cleanup_after_s)"
+        );
+        let this = Reshards {
+            inner: self.inner.clone(),
+        };
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(after)).await;
+            if this.status().map(|s| s.phase) != Some(Phase::Done) {
+                return;
+            }
+            match this.cleanup(&proxy).await {
+                Ok(what) => tracing::info!("reshard: scheduled cleanup: {what}"),
+                Err(e) => tracing::error!(
+                    "reshard: the scheduled cleanup failed ({e}); RESHARD CLEANUP runs it again"
+                ),
+            }
+        });
+    }
+
     /// `RESHARD CLEANUP`: after the cutover, deletes the moved rows from their old shards.
     pub async fn cleanup(&self, proxy: &Arc<Proxy>) -> Result<String, AdminError> {
         let from = lock(&self.inner).from.clone();

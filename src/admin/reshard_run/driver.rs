@@ -29,6 +29,12 @@ impl Driver {
     /// Runs the move from `from` to the end (or until it stops).
     pub(super) async fn run(mut self, from: Phase) {
         let r = self.phases(from).await;
+        if r.is_ok() && self.state.phase == Phase::Done {
+            super::Reshards {
+                inner: self.shared.clone(),
+            }
+            .cleanup_later(&self.proxy);
+        }
         if let Err(e) = r {
             tracing::error!("reshard stopped, the old ring keeps serving: {e}");
             self.state.phase = Phase::Stopped;

@@ -41,6 +41,9 @@ impl Reshards {
                 tracing::info!(to = %state.to_path, "reshard: the cutover happened before the restart: serving the new ring");
                 proxy.install_config(new);
             }
+            if state.phase == Phase::Done {
+                self.cleanup_later(proxy);
+            }
             return Ok(());
         }
         if !state.phase.running() {
