@@ -1051,10 +1051,11 @@ fn cleanup_after_s_deletes_the_moved_rows_by_itself_after_the_cutover() {
             values.join(", ")
         ))
         .unwrap();
+    let before = std::fs::read_to_string(proxy.config_path()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let three = format!(
         "{}\n[reshard]\ncleanup_after_s = 3\n",
-        cfg.replacen(
+        before.replacen(
             "\n[sharding]",
             &format!(
                 "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
@@ -1088,6 +1089,19 @@ fn cleanup_after_s_deletes_the_moved_rows_by_itself_after_the_cutover() {
     let acked: Acked = Acked::new();
     check_placement(&cluster, &new_ring, &["s1", "s2", "s3"], rows, &acked);
     assert!(!shard_rows(&cluster, "s3").is_empty(), "no row moved to s3");
+    // The proxy's own config file now holds the target's config (the old one kept beside it),
+    // so a reload or a restart reads the ring that serves.
+    let path = proxy.config_path();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), three);
+    let kept = format!("{}.before-reshard", path.display());
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), before);
+    proxy.admin_query("RELOAD CONFIG").unwrap();
+    let n: usize = proxy
+        .cli_query("USE fund; SELECT COUNT(*) FROM rs_accounts")
+        .unwrap()[0][0]
+        .parse()
+        .unwrap();
+    assert_eq!(n, rows as usize);
 }
 
 /// The log without its ANSI colour sequences (`ESC [ … m`), so field values can be matched.

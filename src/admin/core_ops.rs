@@ -52,6 +52,7 @@ impl CoreOps {
     pub fn new(proxy: Arc<Proxy>, config_path: Option<PathBuf>) -> Arc<CoreOps> {
         let admin_users = AdminUsers::new(proxy.config().admin_users.clone());
         let count = proxy.counters.queries.load(Ordering::Relaxed);
+        let reshards = super::reshard_run::Reshards::new(config_path.clone());
         Arc::new(CoreOps {
             proxy,
             config_path,
@@ -61,7 +62,7 @@ impl CoreOps {
                 count,
                 rate: 0.0,
             }),
-            reshards: Default::default(),
+            reshards,
         })
     }
 

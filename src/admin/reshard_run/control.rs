@@ -126,8 +126,78 @@ impl Reshards {
         sql::save_state(db, &state.to_json())
             .await
             .map_err(AdminError::other)?;
-        lock(&self.inner).state = Some(state);
+        let to = state.to_path.clone();
+        let config_path = {
+            let mut s = lock(&self.inner);
+            s.state = Some(state);
+            s.config_path.clone()
+        };
         tracing::info!(rows = n, "reshard: cleanup done");
-        Ok(format!("{n} moved rows deleted from their old shards"))
+        let mut what = format!("{n} moved rows deleted from their old shards");
+        if let Some(path) = config_path {
+            match install_target_file(&path, std::path::Path::new(&to)) {
+                Ok(Some(kept)) => {
+                    tracing::info!(config = %path.display(), kept = %kept.display(), "reshard: the config file now holds the target's config");
+                    what.push_str(&format!(
+                        "; {} now holds {to} (the old file kept as {})",
+                        path.display(),
+                        kept.display()
+                    ));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("reshard: the config file was not replaced: {e}");
+                    what.push_str(&format!(
+                        "; {} was NOT replaced ({e}): copy {to} over it before a restart",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        Ok(what)
+    }
+}
+
+/// Gives the proxy's config file the target's contents once the move is over, keeping the old
+/// one as `<file>.before-reshard`, so the file on disk names the ring that serves. Written to a
+/// temporary file beside it and renamed, so a crash leaves one whole file or the other.
+/// `None`: the file already is the target.
+fn install_target_file(
+    path: &std::path::Path,
+    target: &std::path::Path,
+) -> std::io::Result<Option<std::path::PathBuf>> {
+    let new = std::fs::read(target)?;
+    let old = std::fs::read(path)?;
+    if old == new {
+        return Ok(None);
+    }
+    let mut kept = path.as_os_str().to_owned();
+    kept.push(".before-reshard");
+    let kept = std::path::PathBuf::from(kept);
+    std::fs::write(&kept, &old)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".reshard-tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, &new)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(Some(kept))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::install_target_file;
+
+    #[test]
+    fn the_target_file_replaces_the_config_and_the_old_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("proxy.toml");
+        let target = dir.path().join("three.toml");
+        std::fs::write(&cfg, "old").unwrap();
+        std::fs::write(&target, "new").unwrap();
+        let kept = install_target_file(&cfg, &target).unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(&cfg).unwrap(), "new");
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), "old");
+        assert!(kept.ends_with("proxy.toml.before-reshard"));
+        assert_eq!(install_target_file(&cfg, &target).unwrap(), None);
     }
 }

@@ -61,6 +61,9 @@ struct Shared {
     task: Option<tokio::task::JoinHandle<()>>,
     /// The config the move started from (what `RESHARD CLEANUP` compares the new ring with).
     from: Option<Arc<Config>>,
+    /// The file the proxy was started from: after the cleanup it is given the target's
+    /// contents (the old kept beside it), so a restart or a reload reads the ring that serves.
+    config_path: Option<std::path::PathBuf>,
 }
 
 fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -123,6 +126,13 @@ struct Driver {
 }
 
 impl Reshards {
+    /// A move's driver for a proxy started from `config_path` (`None`: no file to rewrite).
+    pub fn new(config_path: Option<std::path::PathBuf>) -> Reshards {
+        let r = Reshards::default();
+        lock(&r.inner).config_path = config_path;
+        r
+    }
+
     /// `RESHARD START '<file>'`: checks the file, builds the move and starts it.
     pub async fn start(&self, proxy: &Arc<Proxy>, path: &str) -> Result<Vec<String>, AdminError> {
         {
