@@ -448,9 +448,11 @@ fn run(rows: u64) {
     println!("reshard 3 -> 2 cancelled during the copy: every shard as before, no trigger left");
 
     // The shrink again, to its end, under writes: every row back on the 2-shard ring, s3 empty.
-    let two_ring = Ring::from_config(&Config::load(&proxy.config_path()).unwrap());
+    // The original 2-shard config (the proxy's own file now holds the 3-shard one: the
+    // cleanup of the grow gave it the target's contents).
     let fast_path = proxy.config_path().with_extension("two-fast.toml");
     std::fs::write(&fast_path, &running).unwrap();
+    let two_ring = Ring::from_config(&Config::load(&fast_path).unwrap());
     stop.store(false, Ordering::Relaxed);
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
