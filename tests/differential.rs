@@ -538,9 +538,31 @@ fn hand_written() -> Vec<Case> {
         read("SELECT l.account_id, l.id FROM ledger l LEFT JOIN accounts a ON a.account_id = l.id AND a.balance > l.amount", false, MAY_REFUSE),
         read("SELECT l.account_id, l.id FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE a.balance > l.amount OR l.day < a.created", false, MAY_REFUSE),
         // ---- end of the cross-table comparison block.
+        // Grouped joins (plan/join/grouped.rs): GROUP BY, aggregates, HAVING and DISTINCT over
+        // the joined rows, merged by the proxy from one-row partial groups.
+        read("SELECT a.status, COUNT(*), SUM(l.amount), MIN(l.day), MAX(a.created) FROM ledger l JOIN accounts a ON a.account_id = l.id GROUP BY a.status ORDER BY a.status", true, MUST),
+        read("SELECT l.kind, COUNT(a.balance), AVG(a.balance), SUM(a.shares), MAX(l.amount) FROM ledger l LEFT JOIN accounts a ON a.account_id = l.id GROUP BY l.kind HAVING COUNT(*) > 2 ORDER BY l.kind", true, MUST),
+        read("SELECT COUNT(*), SUM(l.amount), AVG(l.amount), MIN(a.balance) FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE a.status = 'active'", true, MUST),
+        read("SELECT COUNT(*), SUM(l.amount), AVG(a.balance), MAX(l.day) FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE a.account_id < 0", true, MUST),
+        read("SELECT DISTINCT a.status, l.kind FROM ledger l JOIN accounts a ON a.account_id = l.id ORDER BY 1, 2", true, MUST),
+        read("SELECT DISTINCT a.status FROM ledger l JOIN accounts a ON a.account_id = l.id", false, MUST),
+        read("SELECT a.status, SUM(l.amount) / COUNT(*) AS per_row, MAX(l.amount) - MIN(l.amount), ROUND(AVG(l.amount), 1) FROM ledger l JOIN accounts a ON a.account_id = l.id GROUP BY a.status ORDER BY a.status", true, MUST),
+        read("SELECT l.kind, COUNT(*) AS n FROM ledger l JOIN accounts a ON a.account_id = l.id GROUP BY l.kind ORDER BY n DESC, l.kind LIMIT 2", true, MUST),
+        read("SELECT a.status, COUNT(*), SUM(b.balance) FROM accounts a JOIN accounts b ON a.status = b.status WHERE a.account_id < 40 GROUP BY a.status ORDER BY a.status", true, MUST),
+        read("SELECT a.status, COUNT(*), COUNT(a.account_id), SUM(l.amount) FROM accounts a RIGHT JOIN ledger l ON a.account_id = l.id AND a.status = 'active' GROUP BY a.status ORDER BY a.status", true, MUST),
+        read("SELECT a.created, l.kind, COUNT(*) FROM ledger l JOIN accounts a ON a.account_id = l.id GROUP BY a.created, l.kind HAVING SUM(l.amount) > 0 ORDER BY a.created DESC, l.kind LIMIT 15", true, MUST),
+        read("SELECT l.kind, COUNT(*) FROM ledger l JOIN accounts a ON a.account_id = l.id GROUP BY l.kind", true, MUST),
+        read("SELECT DISTINCT l.kind, a.* FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE l.account_id < 30", false, MUST),
+        prepared(read("SELECT a.status, COUNT(*), SUM(l.amount) FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE l.amount > ? GROUP BY a.status ORDER BY a.status", true, MUST), vec![V::Int(0)]),
+        // … and what a grouped join refuses: DISTINCT aggregates, GROUP_CONCAT, an aggregate
+        // over both tables.
+        read("SELECT COUNT(DISTINCT a.status) FROM ledger l JOIN accounts a ON a.account_id = l.id", true, MAY_REFUSE),
+        read("SELECT GROUP_CONCAT(l.kind ORDER BY l.kind) FROM ledger l JOIN accounts a ON a.account_id = l.id", true, MAY_REFUSE),
+        read("SELECT SUM(l.amount * a.balance) FROM ledger l JOIN accounts a ON a.account_id = l.id", true, MAY_REFUSE),
+        read("SELECT l.kind, SUM(a.created), AVG(a.name) FROM ledger l JOIN accounts a ON a.account_id = l.id GROUP BY l.kind", true, MAY_REFUSE),
         // … and what stays refused (docs/routing.md).
         read("SELECT l.id, a.name FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE a.balance > l.amount", false, MAY_REFUSE),
-        read("SELECT COUNT(*) FROM ledger l JOIN accounts a ON a.account_id = l.id", true, MAY_REFUSE),
+        read("SELECT COUNT(*) FROM ledger l JOIN accounts a ON a.account_id = l.id", true, MUST),
         read("SELECT l.id, name FROM ledger l JOIN accounts a ON a.account_id = l.id", false, MAY_REFUSE),
         read("SELECT l.id, a.name FROM ledger l JOIN accounts a ON a.name = l.id", false, MAY_REFUSE),
         read("SELECT l.id, a.name FROM ledger l JOIN accounts a ON a.status = l.kind OR a.account_id = l.id", false, MAY_REFUSE),

@@ -72,13 +72,16 @@ fn too_many(limits: JoinLimits, what: &str) -> ErrInfo {
 
 /// The conditions and warnings of every read the join made.
 #[derive(Default)]
-struct Seen {
+pub(super) struct Seen {
+    /// Every read's notes, errors and warnings, in order.
     conditions: Vec<Condition>,
+    /// The warnings the reads counted.
     warning_count: u64,
 }
 
 impl Seen {
-    fn take<T>(&mut self, done: Done<T>) -> Result<T, ErrInfo> {
+    /// The answer of one read, its diagnostics kept.
+    pub(super) fn take<T>(&mut self, done: Done<T>) -> Result<T, ErrInfo> {
         if let Some(d) = done.diagnostics {
             self.warning_count += d.warning_count;
             self.conditions.extend(d.conditions);
@@ -354,7 +357,12 @@ pub async fn join<S: Shards>(
     limits: JoinLimits,
 ) -> Done<ResultSet> {
     let mut seen = Seen::default();
-    match run(shards, plan, ring, limits, &mut seen).await {
+    let mut answer = run(shards, plan, ring, limits, &mut seen).await;
+    if let (Ok(rows), Some(g)) = (&mut answer, &plan.grouped) {
+        let joined = std::mem::take(rows);
+        answer = super::join_group::group(shards, g, joined, &mut seen).await;
+    }
+    match answer {
         Ok(rs) => Done {
             diagnostics: Some(Diagnostics {
                 row_count: -1,

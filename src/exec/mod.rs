@@ -29,6 +29,7 @@
 
 pub mod diagnostics;
 pub mod join;
+mod join_group;
 pub mod recovery;
 pub mod scatter;
 pub mod stream;

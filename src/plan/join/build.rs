@@ -2,8 +2,8 @@
 //! join equalities, the select list and ORDER BY mapped onto the sides' columns.
 
 use sqlparser::ast::{
-    BinaryOperator, Distinct, Expr, GroupByExpr, JoinConstraint, JoinOperator, OrderByKind,
-    OrderBySort, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, TableFactor,
+    BinaryOperator, Distinct, Expr, JoinConstraint, JoinOperator, OrderByKind, OrderBySort, Query,
+    Select, SelectItem, SelectItemQualifiedWildcardKind, TableFactor,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -81,13 +81,11 @@ fn build(q: &Query, sel: &Select, from: &From<'_>, cx: &Cx) -> R<Plan> {
     {
         return Err(refuse("this query clause"));
     }
-    if !matches!(sel.distinct, None | Some(Distinct::All)) {
-        return Err(refuse("DISTINCT"));
+    if super::grouped::wanted(sel, cx) {
+        return Err(super::grouped::plan_grouped(q, sel, from, cx));
     }
-    if sel.having.is_some()
-        || !matches!(&sel.group_by, GroupByExpr::Expressions(g, _) if g.is_empty())
-    {
-        return Err(refuse("GROUP BY and HAVING are not supported yet"));
+    if !matches!(sel.distinct, None | Some(Distinct::All)) {
+        return Err(refuse("DISTINCT ON"));
     }
     // The two factors and the join between them.
     let (factors, kind, on): ([&TableFactor; 2], Kind, Option<&Expr>) = match sel.from.as_slice() {
@@ -387,6 +385,7 @@ fn build(q: &Query, sel: &Select, from: &From<'_>, cx: &Cx) -> R<Plan> {
         limit,
         residual,
         on_text: on_text.join(" AND "),
+        grouped: None,
     })))
 }
 

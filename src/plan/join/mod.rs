@@ -27,11 +27,16 @@
 //! columns, unqualified columns (the proxy does not know which table has them), select items,
 //! sort keys or conditions that read both tables other than `x.col = y.col` and, in an inner
 //! join, the comparisons `x.col <> y.col`, `<`, `<=`, `>`, `>=` (AND-ed; the proxy checks them
-//! on each matched pair, see [`Residual`]), aggregates, GROUP
-//! BY, HAVING, DISTINCT, and in an outer join a condition on the inner table in WHERE or on the
-//! preserved table in ON.
+//! on each matched pair, see [`Residual`]), and in an outer join a condition on the inner table
+//! in WHERE or on the preserved table in ON.
+//!
+//! # Grouped joins
+//! GROUP BY, HAVING, DISTINCT and the aggregates COUNT, SUM, AVG, MIN and MAX over the joined
+//! rows: the joined rows are fed to the merge engine as one-row partial groups ([`grouped`]).
+//! DISTINCT aggregates, GROUP_CONCAT and the other aggregates are refused there.
 
 mod build;
+mod grouped;
 mod refs;
 #[cfg(test)]
 mod tests;
@@ -41,6 +46,7 @@ use std::fmt;
 use crate::plan::spec::CompareOp;
 
 pub(crate) use build::plan_join;
+pub use grouped::Grouped;
 
 /// One column of a side's answer: its hidden columns come first (join columns, then sort keys),
 /// then one entry per select item (a `*` expands to the table's width, known at execution).
@@ -128,6 +134,9 @@ pub struct JoinPlan {
     pub residual: Vec<Residual>,
     /// The equalities as written (`a.account_id = o.payer_id`), for PREVIEW.
     pub on_text: String,
+    /// GROUP BY, aggregates, HAVING or DISTINCT: the joined rows (one row's partial aggregates,
+    /// see [`grouped`]) go through the merge engine. `None`: the joined rows are the answer.
+    pub grouped: Option<Box<Grouped>>,
 }
 
 /// `first.col <op> second.col`: a cross-table comparison the proxy evaluates after pairing.
@@ -171,6 +180,16 @@ impl JoinPlan {
             inner.sql_with(Some(&format!("{} IN (…)", self.probe.inner_column))),
             format!("join step 2: {self}"),
         ));
+        if let Some(g) = &self.grouped {
+            rows.push((
+                g.types_shard.clone(),
+                g.types_sql.clone(),
+                format!(
+                    "join step 3: column types; the joined rows merged: {}",
+                    g.merge
+                ),
+            ));
+        }
         rows
     }
 }
@@ -190,6 +209,9 @@ impl fmt::Display for JoinPlan {
                 " (on every shard)"
             }
         )?;
+        if self.grouped.is_some() {
+            f.write_str(", grouped")?;
+        }
         if !self.order_by.is_empty() {
             f.write_str(", sorted")?;
         }

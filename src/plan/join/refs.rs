@@ -118,11 +118,10 @@ pub(super) fn sides(e: &Expr, rels: &[Relation; 2]) -> Result<Sides, Refusal> {
         Expr::Function(f) => {
             let name = f.name.to_string().to_lowercase();
             if AGGREGATES.contains(&name.as_str()) {
-                return Err(
-                    "aggregates and GROUP BY over a join the proxy executes are not supported \
-                     yet"
-                    .into(),
-                );
+                return Err(format!(
+                    "{name}() in this place of a join the proxy executes (aggregates are \
+                     computed over the groups of joined rows, in the select list and HAVING)"
+                ));
             }
             if f.filter.is_some() || f.over.is_some() || !f.within_group.is_empty() {
                 return Err("this function form in a join the proxy executes".into());

@@ -171,9 +171,6 @@ fn what_stays_refused() {
         ("SELECT o.note FROM orders o JOIN accounts a ON a.account_id = o.payer_id WHERE a.balance + 1 > o.amount", "reads both tables"),
         ("SELECT o.amount + a.balance FROM orders o JOIN accounts a ON a.account_id = o.payer_id", "reads both tables"),
         ("SELECT note FROM orders o JOIN accounts a ON a.account_id = o.payer_id", "must be qualified"),
-        ("SELECT COUNT(*) FROM orders o JOIN accounts a ON a.account_id = o.payer_id", "aggregates"),
-        ("SELECT o.note FROM orders o JOIN accounts a ON a.account_id = o.payer_id GROUP BY o.note", "GROUP BY"),
-        ("SELECT DISTINCT o.note FROM orders o JOIN accounts a ON a.account_id = o.payer_id", "DISTINCT"),
         ("SELECT o.note FROM orders o JOIN accounts a USING (note)", "USING"),
         ("SELECT o.note FROM orders o, accounts a", "no equality"),
         ("SELECT o.note FROM orders o JOIN accounts a ON a.account_id = o.payer_id OR a.x = o.y", "reads both tables"),
@@ -184,5 +181,77 @@ fn what_stays_refused() {
         ("SELECT o.note, RAND() FROM orders o JOIN accounts a ON a.account_id = o.payer_id", "rand()"),
     ] {
         expect_reject(&plan_with(sql, &r), needle);
+    }
+}
+
+#[test]
+fn a_grouped_join_reads_one_row_partial_aggregates_and_merges_them() {
+    let j = join(
+        "SELECT a.status, COUNT(*), SUM(o.amount), AVG(o.amount), MAX(a.name) FROM orders o \
+         JOIN accounts a ON a.account_id = o.payer_id GROUP BY a.status HAVING COUNT(*) > 1 \
+         ORDER BY 2 DESC",
+    );
+    // Each joined row is a group of one: COUNT(*) is 1, SUM/MAX the value, AVG written by the
+    // merge from the hidden SUM and COUNT (whose COUNT(x) is `x IS NOT NULL`).
+    assert_eq!(
+        j.sides[0].sql_with(None),
+        "SELECT o.payer_id, 1, (o.amount), NULL, (o.amount), (o.amount) IS NOT NULL FROM orders o"
+    );
+    assert_eq!(
+        j.sides[1].sql_with(None),
+        "SELECT a.account_id, a.status, (a.name) FROM accounts a"
+    );
+    // No ORDER BY or LIMIT on the joined rows: the merge sorts the groups.
+    assert!(j.order_by.is_empty() && j.limit.is_none());
+    let g = j.grouped.as_ref().expect("grouped");
+    assert_eq!(
+        g.types_sql,
+        "SELECT a.status, COUNT(*), SUM(o.amount), AVG(o.amount), MAX(a.name), SUM(o.amount), \
+         COUNT(o.amount) FROM orders o JOIN accounts a ON a.account_id = o.payer_id WHERE false \
+         GROUP BY a.status ORDER BY 2 DESC"
+    );
+    assert_eq!(g.merge.group_by, vec![0]);
+    assert!(g.merge.having.is_some());
+    assert_eq!(g.merge.visible_columns, 5);
+    assert!(j.to_string().contains("grouped"), "{j}");
+}
+
+#[test]
+fn distinct_and_expressions_over_aggregates_in_a_join_are_merged_too() {
+    let j = join(
+        "SELECT DISTINCT a.status FROM orders o JOIN accounts a ON a.account_id = o.payer_id \
+         ORDER BY a.status LIMIT 2",
+    );
+    let g = j.grouped.as_ref().expect("grouped");
+    assert!(g.merge.distinct);
+    assert_eq!(g.merge.limit, Some(2));
+    assert_eq!(j.limit, None);
+    // An item the merge computes is NULL in the joined rows.
+    let j = join(
+        "SELECT COUNT(*), SUM(o.amount)/COUNT(o.amount) FROM orders o JOIN accounts a \
+         ON a.account_id = o.payer_id",
+    );
+    assert_eq!(
+        j.sides[0].sql_with(None),
+        "SELECT o.payer_id, 1, NULL, (o.amount), (o.amount) IS NOT NULL FROM orders o"
+    );
+    assert_eq!(j.grouped.unwrap().merge.computed.len(), 1);
+}
+
+#[test]
+fn a_grouped_join_refuses_what_one_row_partials_cannot_recombine() {
+    let r = rules(3);
+    for (sql, why) in [
+        ("SELECT COUNT(DISTINCT a.status) FROM orders o JOIN accounts a ON a.account_id = o.payer_id", "DISTINCT"),
+        ("SELECT SUM(DISTINCT o.amount) FROM orders o JOIN accounts a ON a.account_id = o.payer_id", "DISTINCT"),
+        ("SELECT GROUP_CONCAT(o.note ORDER BY o.note) FROM orders o JOIN accounts a ON a.account_id = o.payer_id", "group_concat"),
+        ("SELECT STD(o.amount) FROM orders o JOIN accounts a ON a.account_id = o.payer_id", "STD"),
+        ("SELECT SUM(o.amount * a.balance) FROM orders o JOIN accounts a ON a.account_id = o.payer_id", "reads both tables"),
+        ("SELECT a.status, COUNT(*) FROM orders o JOIN accounts a ON a.account_id = o.payer_id GROUP BY a.status, o.note || a.name", "reads both tables"),
+    ] {
+        match plan_with(sql, &r) {
+            Plan::Reject(rej) => assert!(rej.to_string().contains(why), "{sql}: {rej}"),
+            other => panic!("{sql}: expected a refusal, got {other:?}"),
+        }
     }
 }
