@@ -16,8 +16,8 @@
 //! `[merge] max_subquery_values`: past it the shards' answers are read to their end (so the
 //! connections stay usable) without being kept, and the statement fails with 1235 before the
 //! outer statement runs. An `EXISTS` subquery keeps its first row only (the rest is read to
-//! its end, not kept), so a big table under `EXISTS` is never refused by that bound. A nested subquery (a
-//! subquery of a subquery) is staged in its turn.
+//! its end, not kept), so a big table under `EXISTS` is never refused by that bound. A nested
+//! subquery (a subquery of a subquery) is staged in its turn.
 
 use super::{Flow, Session};
 use crate::plan::spec::MergeSpec;
