@@ -13,6 +13,10 @@
 //! except an INSERT into a table with a global sequence: NULL (and 0, see
 //! [`super::sequence`]) as its key means "generate one", so it runs as text with the values in
 //! place, planned again as a [`Plan::Sequence`].
+//!
+//! A statement with subqueries over sharded tables ([`Plan::Staged`]) is always
+//! [`PreparedPlan::Fixed`]: each execute runs as text with its values in place, its
+//! subqueries run first with those values.
 
 use std::sync::Arc;
 
@@ -53,11 +57,10 @@ pub fn plan_prepared(sql: &str, ctx: &PlanContext) -> PreparedPlan {
         }
     }
     if let Plan::Staged(_) = plan {
-        // The subqueries' values are put in the statement's text; a prepared statement's
-        // placeholders would have to be too, and its answer be binary rows.
-        plan = super::reject::not_supported(
-            "subqueries over sharded tables in prepared statements; send the statement as text",
-        );
+        // Subqueries over sharded tables: each execute writes its values into the text and
+        // stages the subqueries then (frontend/session/staged.rs), so no parameter may pin
+        // the statement to one shard before they ran.
+        param = None;
     }
     match (param, &plan) {
         // A literal already pins one shard: no parameter matters.
@@ -263,6 +266,30 @@ mod tests {
         match p {
             PreparedPlan::Fixed(p) => p,
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn subqueries_over_sharded_tables_are_staged_at_each_execute() {
+        let r = rules(3);
+        for sql in [
+            "SELECT name FROM accounts WHERE account_id IN \
+             (SELECT account_id FROM transactions WHERE amount > ?)",
+            // A key parameter outside the subquery must not pin the statement to one shard
+            // before the subquery (over every shard) ran.
+            "SELECT name FROM accounts WHERE account_id = ? AND balance > \
+             (SELECT MAX(amount) FROM transactions WHERE kind = ?)",
+            "SELECT COUNT(*) FROM accounts WHERE EXISTS (SELECT 1 FROM transactions)",
+        ] {
+            let p = prep(sql, &r);
+            assert!(
+                matches!(p, PreparedPlan::Fixed(Plan::Staged(_))),
+                "{sql}: {p:?}"
+            );
+            assert!(matches!(
+                p.bind(&[Some(KeyValue::from(1i64)), None]),
+                Plan::Staged(_)
+            ));
         }
     }
 

@@ -5,7 +5,9 @@
 //! the shard key parameter is decoded and bound to the plan; the packet is made
 //! self-contained (parameter types put back in, long data replayed) because the next execute
 //! may run on another connection. An execute that spans shards runs as text with the values
-//! in place and is answered with binary rows.
+//! in place and is answered with binary rows; so does one with subqueries over sharded
+//! tables (a staged plan): prepared on one shard for the client's metadata, its subqueries
+//! run at each execute with that execute's values ([`super::staged`]).
 
 use std::sync::Arc;
 
@@ -511,7 +513,18 @@ impl Session {
             self.send_err(1, &e).await?;
             return Ok(Flow::Continue);
         };
-        match self.plan_text(&text) {
+        let plan = self.plan_text(&text);
+        self.run_plan_binary(plan, &text).await
+    }
+
+    /// Runs `plan`, the text plan of `text` (a prepared statement's with its values in
+    /// place), answering in the binary protocol.
+    pub(super) async fn run_plan_binary(
+        &mut self,
+        plan: Plan,
+        text: &str,
+    ) -> std::io::Result<Flow> {
+        match plan {
             Plan::Scatter { targets, merge } => {
                 self.run_scatter(targets, merge, RowFormat::Binary).await
             }
@@ -522,9 +535,9 @@ impl Session {
             Plan::Single { shard, .. } => {
                 let target = vec![ShardSql {
                     shard,
-                    sql: text.clone(),
+                    sql: text.to_string(),
                 }];
-                if classify(&text).kind == Kind::Read {
+                if classify(text).kind == Kind::Read {
                     let spec = MergeSpec {
                         visible_columns: plan::ALL_COLUMNS,
                         ..MergeSpec::default()
@@ -534,14 +547,9 @@ impl Session {
                     self.run_multi(target, MultiKind::Write, None).await
                 }
             }
-            Plan::Staged(_) => {
-                let r = crate::plan::Rejection::NotSupported(
-                    "subqueries over sharded tables in prepared statements; send the statement \
-                     as text"
-                        .into(),
-                );
-                self.send_refusal(r).await
-            }
+            // Subqueries over sharded tables: run first, their values put in place
+            // (session/staged.rs), the statement that results answered in binary rows.
+            Plan::Staged(s) => self.run_staged_binary(*s).await,
             Plan::Reject(r) => self.send_refusal(r).await,
         }
     }

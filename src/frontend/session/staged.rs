@@ -4,16 +4,24 @@
 //! that results is handled as if the client had sent it: planned again (an `IN` list of keys
 //! now routes to the shards it names) and run.
 //!
+//! One function gives that final text ([`Session::staged_sql`]); two paths run it. A text
+//! query's goes back through `com_query` (text rows). A prepared statement's execute first
+//! has its `?` values written into its text (`execute_as_text` in [`super::prepared`]), is
+//! planned as text, and when that plan is staged its final text is planned once more and
+//! answered with binary rows, as every execute across shards is.
+//!
 //! Each subquery reads through the executor's `Shards`, so inside a transaction it reads the
 //! transaction's connection on its shard, as any scatter read does; its reads go to the
 //! primaries (never to replicas). A subquery's answer is bounded by
 //! `[merge] max_subquery_values`: past it the shards' answers are read to their end (so the
 //! connections stay usable) without being kept, and the statement fails with 1235 before the
-//! outer statement runs. A nested subquery (a subquery of a subquery) is staged in its turn.
+//! outer statement runs. An `EXISTS` subquery keeps its first row only (the rest is read to
+//! its end, not kept), so a big table under `EXISTS` is never refused by that bound. A nested
+//! subquery (a subquery of a subquery) is staged in its turn.
 
 use super::{Flow, Session};
 use crate::plan::spec::MergeSpec;
-use crate::plan::staged::{Answer, Part, StageError, Staged};
+use crate::plan::staged::{Answer, Part, PartKind, StageError, Staged};
 use crate::plan::{Plan, ShardSql, ALL_COLUMNS};
 use crate::protocol::constants::com;
 use crate::protocol::packets::{build_command, ErrInfo};
@@ -26,10 +34,19 @@ fn stage_err(e: StageError) -> ErrInfo {
     ErrInfo::new((e.code(), e.sqlstate()), e.to_string())
 }
 
+/// A statement whose subqueries' values still leave a subquery to stage.
+fn left_in_place() -> ErrInfo {
+    ErrInfo::new(
+        crate::protocol::constants::err::ER_NOT_SUPPORTED_YET,
+        "shardproxy: a subquery whose values leave another subquery in place",
+    )
+}
+
 impl Session {
-    /// Runs a staged plan: the subqueries first, then the statement with their values.
+    /// Runs a staged plan of a text query: the subqueries first, then the statement with
+    /// their values, handled as a text query the client sent (text rows).
     pub(super) async fn run_staged(&mut self, staged: Staged) -> std::io::Result<Flow> {
-        match self.stage_text(&staged, 0).await {
+        match self.staged_sql(&staged).await {
             Ok(sql) => {
                 let payload = build_command(com::QUERY, sql.as_bytes());
                 Box::pin(self.com_query(payload, None, None)).await
@@ -39,6 +56,34 @@ impl Session {
                 Ok(Flow::Continue)
             }
         }
+    }
+
+    /// Runs a staged plan of a prepared statement's execute (its `?` values already in the
+    /// text): the subqueries first, then the statement with their values, planned again and
+    /// answered with binary rows ([`Session::run_plan_binary`]).
+    pub(super) async fn run_staged_binary(&mut self, staged: Staged) -> std::io::Result<Flow> {
+        let sql = match self.staged_sql(&staged).await {
+            Ok(sql) => sql,
+            Err(e) => {
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        match self.plan_text(&sql) {
+            // The values are literals now: one more round would not terminate by itself.
+            Plan::Staged(_) => {
+                self.send_err(1, &left_in_place()).await?;
+                Ok(Flow::Continue)
+            }
+            plan => Box::pin(self.run_plan_binary(plan, &sql)).await,
+        }
+    }
+
+    /// The final text of a staged statement: every subquery run (nested ones first) and
+    /// its answer written in place as literals. Both the text path ([`Session::run_staged`])
+    /// and the prepared path ([`Session::run_staged_binary`]) run what this gives.
+    pub(super) async fn staged_sql(&mut self, staged: &Staged) -> Result<String, ErrInfo> {
+        self.stage_text(staged, 0).await
     }
 
     /// The text of `staged`'s statement with every subquery's answer in place.
@@ -72,10 +117,7 @@ impl Session {
                 let text = Box::pin(self.stage_text(&inner, depth + 1)).await?;
                 let plan = self.plan_text(&text);
                 if let Plan::Staged(_) = plan {
-                    return Err(ErrInfo::new(
-                        crate::protocol::constants::err::ER_NOT_SUPPORTED_YET,
-                        "shardproxy: a subquery whose values leave another subquery in place",
-                    ));
+                    return Err(left_in_place());
                 }
                 Box::pin(self.read_targets(plan, &text, depth + 1)).await
             }
@@ -119,7 +161,14 @@ impl Session {
         let mut failed = part.check(answer.columns.len(), 0).err().map(stage_err);
         while failed.is_none() {
             match stream.next().await {
-                Ok(Some(row)) => answer.rows.push(row),
+                Ok(Some(row)) => {
+                    answer.rows.push(row);
+                    if part.kind == PartKind::Exists {
+                        // One row decides EXISTS: `finish` reads the rest to its end, unkept
+                        // and uncounted against the bound.
+                        break;
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => {
                     failed = Some(e);
