@@ -1123,3 +1123,169 @@ fn without_colours(log: &str) -> String {
     }
     out
 }
+
+/// The `fund` binary, built beside `shardproxy`.
+fn fund_bin() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_BIN_EXE_shardproxy"))
+        .parent()
+        .unwrap()
+        .join("fund")
+}
+
+/// `fund <args>` against the proxy, asserting success; its stdout.
+fn fund_ok(url: &str, shards: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(fund_bin())
+        .args(args)
+        .env("FUND_DATABASE_URL", url)
+        .env("FUND_SHARDS", shards)
+        .output()
+        .expect("run fund");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "fund {args:?} failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The issue's own scenario: the fund application (its HTTP server and `fund load`, through
+/// the proxy with an ordinary driver) keeps running while its five sharded tables move from 2
+/// to 3 shards. The load sees no error, `fund check` passes on the 3 shards after the cleanup,
+/// and every row of every table is on exactly the shard the new ring names (read directly).
+#[test]
+fn fund_load_runs_through_a_move_with_no_error_and_fund_check_passes() {
+    use std::process::{Command, Stdio};
+    let cluster = Cluster::start(3, 0);
+    let s = |n: &str| cluster.shard(n).primary_addr();
+    let cfg = ProxyConfig::default()
+        .shard("s1", &s("s1"), &[])
+        .shard("s2", &s("s2"), &[])
+        .fund_schema()
+        .render();
+    let proxy = Proxy::start(&cfg);
+    let url = proxy.url();
+    fund_ok(&url, "s1,s2", &["init"]);
+    fund_ok(
+        &url,
+        "s1,s2",
+        &["seed", "--accounts", "3000", "--date", "2026-06-01"],
+    );
+    fund_ok(
+        &url,
+        "s1,s2",
+        &["yield", "--date", "2026-06-02", "--per-10k", "0.65"],
+    );
+    let addr = format!("127.0.0.1:{}", harness::free_port());
+    let mut server = Command::new(fund_bin())
+        .args(["serve", "--listen", &addr, "--today", "2026-06-03"])
+        .env("FUND_DATABASE_URL", &url)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        harness::wait_port(&addr, Duration::from_secs(20)),
+        "fund serve did not start"
+    );
+    let load = Command::new(fund_bin())
+        .args([
+            "load",
+            "--url",
+            &format!("http://{addr}"),
+            "--accounts",
+            "200",
+            "--duration",
+            "30",
+            "--concurrency",
+            "8",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let before = std::fs::read_to_string(proxy.config_path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let three = before.replacen(
+        "\n[sharding]",
+        &format!(
+            "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
+            s("s3")
+        ),
+        1,
+    );
+    let three_path = dir.path().join("three.toml");
+    std::fs::write(&three_path, &three).unwrap();
+    let new_ring = Ring::from_config(&Config::load(&three_path).unwrap());
+    let t0 = Instant::now();
+    proxy
+        .admin_query(&format!("RESHARD START '{}'", three_path.display()))
+        .unwrap();
+    let status = wait_phase(&proxy, &["done"], Duration::from_secs(120));
+    println!(
+        "fund tables moved 2 -> 3 shards in {:.1} s under fund load: {:?}",
+        t0.elapsed().as_secs_f64(),
+        status
+    );
+    let log = without_colours(&proxy.log());
+    for line in log
+        .lines()
+        .filter(|l| l.contains("change-log triggers created") || l.contains("cutover done"))
+    {
+        println!("{}", line.split_once(": ").map_or(line, |(_, rest)| rest));
+    }
+    let mut load = load;
+    assert!(
+        load.try_wait().unwrap().is_none(),
+        "the load ended before the cutover: the move must happen under load"
+    );
+    let out = load.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "fund load saw errors across the move\n{}",
+        without_colours(&proxy.log())
+    );
+    assert!(stdout.contains("p99"), "{stdout}");
+    let _ = server.kill();
+    let _ = server.wait();
+    proxy.admin_query("RESHARD CLEANUP").unwrap();
+    wait_phase(&proxy, &["cleaned-up"], Duration::from_secs(60));
+    println!("{}", fund_ok(&url, "s1,s2,s3", &["check"]));
+    let mut moved = 0;
+    for table in [
+        "accounts",
+        "ledger",
+        "requests",
+        "income",
+        "pending_redemptions",
+    ] {
+        let mut owner: HashMap<String, String> = HashMap::new();
+        for sh in ["s1", "s2", "s3"] {
+            let rows = cluster
+                .shard(sh)
+                .primary
+                .query(&format!("SELECT account_id FROM fund.{table}"));
+            for r in rows {
+                let id: i64 = r[0].parse().unwrap();
+                let want = new_ring.shard_for(&KeyValue::from(id));
+                assert_eq!(
+                    want, sh,
+                    "{table}: account {id} is on {sh}, the ring names {want}"
+                );
+                if let Some(other) = owner.insert(r[0].clone(), sh.to_string()) {
+                    assert_eq!(other, sh, "{table}: account {id} on {other} and {sh}");
+                }
+                if sh == "s3" {
+                    moved += 1;
+                }
+            }
+        }
+        if ["accounts", "ledger", "requests"].contains(&table) {
+            assert!(!owner.is_empty(), "{table} is empty");
+        }
+    }
+    assert!(moved > 0, "no row moved to s3");
+    println!("{moved} rows of the fund's tables now on s3");
+}

@@ -52,8 +52,7 @@ impl Driver {
         if from <= Phase::Triggers {
             self.enter(Phase::Triggers).await?;
             for w in self.mover.work.clone() {
-                let db = self.mover.dbs.get_mut(&w.source).ok_or("no connection")?;
-                sql::create_triggers(db, &w.info).await?;
+                self.create_triggers_quietly(&w).await?;
             }
         }
         if from <= Phase::Copy {

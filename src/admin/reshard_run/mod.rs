@@ -20,14 +20,16 @@
 //! on, and the cutover is tried again (at most [`CUTOVER_TRIES`] times, then the move stops).
 //!
 //! Files, one phase each: [`build`] (the mover from the two configs), [`driver`] (the phases
-//! in order, persisted), [`cutover`] (the gated switch), [`control`] (CANCEL and CLEANUP),
-//! [`resume`] (a persisted move at start).
+//! in order, persisted), [`triggers`] (the change-log triggers, each table's in a gated pause),
+//! [`cutover`] (the gated switch), [`control`] (CANCEL and CLEANUP), [`resume`] (a persisted
+//! move at start).
 
 mod build;
 mod control;
 mod cutover;
 mod driver;
 mod resume;
+mod triggers;
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -127,7 +127,7 @@ impl Session {
                 if let Some(e) = &outcome.error {
                     // A backend's own error, relayed: logged and counted like the proxy's.
                     crate::metrics::record_error(e.code);
-                    tracing::info!(session = self.id, shard, code = e.code, sqlstate = %e.sqlstate, message = %e.message, "error sent to client");
+                    tracing::info!(session = self.id, shard, code = e.code, sqlstate = %e.sqlstate, message = %e.message, sql = %statement.chars().take(200).collect::<String>(), "error sent to client");
                 }
                 // Warnings of an earlier statement survive one that uses no table: keep the
                 // connection that lists them (checked only then: it costs a tokenization).
