@@ -29,15 +29,7 @@ const REFUSED: u16 = 1235;
 /// Statements (exact SQL text) the proxy answers wrongly today; skipped on both sides and
 /// printed. Each entry is a reported bug; remove it when the bug is fixed. Bugs that look quick
 /// to fix are not listed here: their statements fail the suite until fixed.
-const KNOWN_WRONG: &[&str] = &[
-    // Issue 15 (subqueries run first): same values, but the column's metadata differs. MariaDB
-    // types `x IN (SELECT …)` in the select list LONG(21) (NOT IN: LONG(1)); the spliced
-    // `x IN (v1, …)` is LONG(1). A spliced BIGINT scalar `CAST(596 AS SIGNED)` is LONG(3), where
-    // MariaDB keeps the inner column's LONGLONG(21) (`CAST('-000…596' AS SIGNED)` would give it).
-    "SELECT account_id, balance IN (SELECT amount FROM ledger WHERE amount IS NOT NULL) AS hit FROM accounts WHERE account_id < 30 ORDER BY account_id",
-    "SELECT account_id, balance IN (SELECT amount FROM ledger WHERE 1 = 0) AS e, balance NOT IN (SELECT amount FROM ledger WHERE 1 = 0) AS ne FROM accounts WHERE account_id < 8 ORDER BY account_id",
-    "SELECT (SELECT COUNT(*) FROM ledger) AS n, COUNT(*) FROM accounts",
-];
+const KNOWN_WRONG: &[&str] = &[];
 
 /// A statement that must never be refused (a point select or a simple scatter aggregate):
 /// a refusal of it fails the suite.

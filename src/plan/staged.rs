@@ -51,6 +51,12 @@ pub struct Staged {
     /// Unaliased select items that hold a subquery: where the item ends and its original
     /// text, given as an alias so the column keeps the name MariaDB gives it.
     pub names: Vec<(usize, String)>,
+    /// When a select item holds a subquery: the statement itself with `WHERE FALSE`, whose
+    /// answer (no rows, from any one shard) has the column definitions MariaDB gives the
+    /// statement. A spliced literal is typed by its text (`x IN (1, 2)` is an INT(1) where
+    /// `x IN (SELECT …)` is an INT(21); `596` is an INT(3) where `(SELECT COUNT(*) …)` is a
+    /// BIGINT(21)), so the session puts these definitions on the answer.
+    pub types_sql: Option<String>,
 }
 
 /// One subquery of a staged plan.
@@ -374,6 +380,7 @@ mod tests {
             sql: sql.into(),
             parts,
             names: Vec::new(),
+            types_sql: None,
         }
     }
 

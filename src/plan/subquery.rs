@@ -148,10 +148,21 @@ fn stage(q: &Query, sel: &Select, hits: &[Hit], cx: &Cx) -> Result<Found, Plan> 
     if parts.windows(2).any(|w| w[0].span.end > w[1].span.start) {
         return Err(not_supported("nested subqueries in one expression"));
     }
+    let in_select_list = hits.iter().any(|h| h.item.is_some());
+    let types_sql = (in_select_list && !cx.scan.backslash_in_string).then(|| {
+        let mut typed = q.clone();
+        if let sqlparser::ast::SetExpr::Select(s) = typed.body.as_mut() {
+            s.selection = Some(Expr::Value(
+                sqlparser::ast::Value::Boolean(false).with_empty_span(),
+            ));
+        }
+        typed.to_string()
+    });
     Ok(Found::Plan(Box::new(Plan::Staged(Box::new(Staged {
         sql: sql.to_string(),
         parts,
         names,
+        types_sql,
     })))))
 }
 
@@ -593,6 +604,15 @@ mod tests {
                 in_select_list: false
             }
         );
+        // A select item holds a subquery: the column types come from the statement itself
+        // over no rows.
+        assert_eq!(
+            s.types_sql.as_deref(),
+            Some(
+                "SELECT account_id, (SELECT COUNT(*) FROM ledger), balance - (SELECT \
+                 MIN(balance) FROM accounts) AS d FROM accounts WHERE false"
+            )
+        );
     }
 
     #[test]
@@ -613,6 +633,8 @@ mod tests {
         );
         assert_eq!(s.parts[1].kind, PartKind::Exists);
         assert_eq!(expect_single(&s.parts[1].inner), "s1");
+        // Subqueries in WHERE only do not change the columns' types.
+        assert_eq!(s.types_sql, None);
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //! planned as text, and when that plan is staged its final text is planned once more and
 //! answered with binary rows, as every execute across shards is.
 //!
+//! When a select item holds a subquery, its spliced literal would give the column another
+//! type than MariaDB gives the subquery (`x IN (1, 2)` is an INT(1), `x IN (SELECT …)` an
+//! INT(21)): the final read is then answered from memory ([`Session::answer_typed`]) with the
+//! column definitions of the original statement over no rows (`Staged::types_sql`).
+//!
 //! Each subquery reads through the executor's `Shards`, so inside a transaction it reads the
 //! transaction's connection on its shard, as any scatter read does; its reads go to the
 //! primaries (never to replicas). A subquery's answer is bounded by
@@ -20,11 +25,40 @@
 //! subquery (a subquery of a subquery) is staged in its turn.
 
 use super::{Flow, Session};
+use crate::frontend::classify::{classify, Kind};
+use crate::plan::merge::value::ValueKind;
 use crate::plan::spec::MergeSpec;
 use crate::plan::staged::{Answer, Part, PartKind, StageError, Staged};
 use crate::plan::{Plan, ShardSql, ALL_COLUMNS};
 use crate::protocol::constants::com;
 use crate::protocol::packets::{build_command, ErrInfo};
+use crate::protocol::resultset::{ColumnDef, RowFormat};
+
+/// Whether `plan` of the final text `sql` is a read [`Session::answer_typed`] answers.
+fn typed_read(plan: &Plan, sql: &str) -> bool {
+    match plan {
+        Plan::Scatter { .. } => true,
+        Plan::Single { .. } => classify(sql).kind == Kind::Read,
+        _ => false,
+    }
+}
+
+/// Puts the type of each column of `typed` (the original statement's) on the same column of
+/// `columns` (the spliced one's) where both hold the same kind of value; names stay.
+fn retype(columns: &mut [ColumnDef], typed: &[ColumnDef]) {
+    if columns.len() != typed.len() {
+        return;
+    }
+    for (c, t) in columns.iter_mut().zip(typed) {
+        if ValueKind::of(c) == ValueKind::of(t) {
+            c.column_type = t.column_type;
+            c.length = t.length;
+            c.decimals = t.decimals;
+            c.charset = t.charset;
+            c.flags = t.flags;
+        }
+    }
+}
 
 /// How deep subqueries may nest inside one another.
 const MAX_DEPTH: usize = 8;
@@ -48,6 +82,12 @@ impl Session {
     pub(super) async fn run_staged(&mut self, staged: Staged) -> std::io::Result<Flow> {
         match self.staged_sql(&staged).await {
             Ok(sql) => {
+                if let Some(types) = &staged.types_sql {
+                    let plan = self.plan_text(&sql);
+                    if typed_read(&plan, &sql) {
+                        return self.answer_typed(plan, &sql, types, RowFormat::Text).await;
+                    }
+                }
                 let payload = build_command(com::QUERY, sql.as_bytes());
                 Box::pin(self.com_query(payload, None, None)).await
             }
@@ -75,8 +115,63 @@ impl Session {
                 self.send_err(1, &left_in_place()).await?;
                 Ok(Flow::Continue)
             }
-            plan => Box::pin(self.run_plan_binary(plan, &sql)).await,
+            plan => match &staged.types_sql {
+                Some(types) if typed_read(&plan, &sql) => {
+                    self.answer_typed(plan, &sql, types, RowFormat::Binary)
+                        .await
+                }
+                _ => Box::pin(self.run_plan_binary(plan, &sql)).await,
+            },
         }
+    }
+
+    /// Answers a staged read whose select list held a subquery: its rows as any read gives
+    /// them (merged in memory), its column definitions those one shard gives the original
+    /// statement over no rows ([`Staged::types_sql`]), where the two agree on the kind of
+    /// value (so every value reads the same under the new definition). Should the typing
+    /// query fail, the answer keeps the spliced statement's definitions: its values are right.
+    async fn answer_typed(
+        &mut self,
+        plan: Plan,
+        sql: &str,
+        types_sql: &str,
+        format: RowFormat,
+    ) -> std::io::Result<Flow> {
+        let (targets, spec) = match self.read_targets(plan, sql, 0).await {
+            Ok(t) => t,
+            Err(e) => {
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        self.audit_shards(targets.iter().map(|t| t.shard.as_str()));
+        let done = crate::exec::scatter::scatter(self, &targets, &spec).await;
+        if done.diagnostics.is_some() {
+            self.diag = done.diagnostics;
+        }
+        let mut rs = match done.answer {
+            Ok(rs) => rs,
+            Err(e) => {
+                self.send_err(1, &e).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let typing = [ShardSql {
+            shard: targets[0].shard.clone(),
+            sql: types_sql.to_string(),
+        }];
+        let plain = MergeSpec {
+            visible_columns: ALL_COLUMNS,
+            ..MergeSpec::default()
+        };
+        if let Ok(typed) = crate::exec::scatter::scatter(self, &typing, &plain)
+            .await
+            .answer
+        {
+            retype(&mut rs.columns, &typed.columns);
+        }
+        self.send_result_set(&rs, format).await?;
+        Ok(Flow::Continue)
     }
 
     /// The final text of a staged statement: every subquery run (nested ones first) and
