@@ -31,6 +31,7 @@
 
 #[cfg(test)]
 mod consistency;
+mod cte;
 pub mod ddl;
 pub mod insert_split;
 pub mod join;
@@ -185,7 +186,7 @@ impl Plan {
                 }
                 rows.push((
                     "(by the subqueries' values)".to_string(),
-                    original_sql.to_string(),
+                    s.sql.clone(),
                     "planned with the subqueries' values in place".to_string(),
                 ));
                 rows
