@@ -9,6 +9,8 @@
 //!    file, in the style of Vitess's `vtgate/engine`:
 //!    - [`select`]: reads. One shard when the key is pinned, else [`scatter`] (rewritten SQL
 //!      per shard + a [`spec::MergeSpec`]).
+//!    - [`cte`]: WITH clauses: each CTE read once put in place as a derived table and the
+//!      statement planned again, or the whole statement sent to the one shard it reads.
 //!    - [`insert_split`]: INSERT/REPLACE, split per shard by each row's key.
 //!    - [`write`]: UPDATE and DELETE.
 //!    - [`ddl`]: CREATE/ALTER/DROP/TRUNCATE TABLE, CREATE/DROP INDEX.

@@ -41,19 +41,18 @@
 
 use std::ops::Range;
 
-use sqlparser::ast::{
-    Cte, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, InTarget, JoinConstraint,
-    JoinOperator, ObjectNamePart, OrderByKind, Query, Select, SelectItem, SetExpr, Statement,
-    TableFactor, TableWithJoins, With,
-};
+mod walk;
+
+use sqlparser::ast::{Cte, ObjectNamePart, Query, Statement, TableFactor, With};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
-use super::reject::not_supported;
+use super::reject::{not_supported, Rejection};
 use super::route::{object_name, Offsets};
 use super::rules::TableKind;
-use super::{plan, Cx, Plan, SingleReason};
+use super::{plan, Cx, Plan, PlanContext, SingleReason};
 use crate::lex::{tokenize, TokenKind};
+use walk::Walk;
 
 /// A step's result: the refusal is the error.
 type R<T> = Result<T, Plan>;
@@ -84,6 +83,8 @@ fn plan_inner(q: &Query, with: &With, cx: &Cx) -> R<Plan> {
     let cte_of = |name: &str| ctes.iter().position(|c| c.alias.name.value == name);
     let mut refs: Vec<Ref> = Vec::new();
     let mut own: Vec<(Option<usize>, TableKind)> = Vec::new();
+    // A table named like a CTE (`db.c`): not read as the CTE.
+    let mut shadowed = false;
     for f in &walk.tables {
         let TableFactor::Table { name, alias, .. } = f.factor else {
             continue;
@@ -125,6 +126,9 @@ fn plan_inner(q: &Query, with: &With, cx: &Cx) -> R<Plan> {
             }
             _ => {
                 let (db, table) = object_name(name);
+                shadowed |= ctes
+                    .iter()
+                    .any(|c| c.alias.name.value.eq_ignore_ascii_case(&table));
                 own.push((
                     f.scope,
                     cx.rules().classify(db.as_deref(), &table, cx.cur_db()),
@@ -175,34 +179,40 @@ fn plan_inner(q: &Query, with: &With, cx: &Cx) -> R<Plan> {
     }
     let text = Text::locate(cx.sql, with, &refs)?;
     // 1. Every table read is on one shard: the statement goes there unchanged.
-    if let Some(shard) = one_shard(&text, ctes, &refs, &own, cx)? {
+    if let Some(shard) = one_shard(&text, ctes, &refs, &own, shadowed, cx)? {
         return Ok(Plan::single(&shard, SingleReason::CtesOnOneShard));
     }
     // 2. The statement with every CTE in its place, planned again.
     let pieces = text.expand(None, &refs);
     check_placeholders(&pieces, cx)?;
     let sql = render(cx.sql, &pieces);
-    match plan(&sql, cx.ctx) {
-        Plan::Scatter { targets, .. }
-            if targets.iter().all(|t| t.shard == targets[0].shard) && !targets.is_empty() =>
-        {
-            Ok(Plan::single(
-                &targets[0].shard,
-                SingleReason::CtesOnOneShard,
-            ))
+    let p = match plan(&sql, cx.ctx) {
+        // Say that the refusal is about the rewritten statement, which the client never wrote.
+        Plan::Reject(Rejection::NotSupported(why)) => {
+            return Err(not_supported(format!(
+                "{why} (with its CTEs read as derived tables: `{}`)",
+                sql.chars().take(160).collect::<String>()
+            )))
         }
-        p => Ok(p),
-    }
+        p => p,
+    };
+    Ok(match one_target(&p) {
+        Some(shard) if matches!(p, Plan::Scatter { .. }) => {
+            Plan::single(&shard, SingleReason::CtesOnOneShard)
+        }
+        _ => p,
+    })
 }
 
 /// The one shard every table the statement reads is on, if there is one: each CTE over
-/// sharded tables planned alone (with the CTEs it uses in place) must go to one shard; the
-/// main query must read no sharded table outside its CTEs.
+/// sharded tables planned alone (with the CTEs it uses in place) must go to one shard, and so
+/// must the main query's own sharded tables.
 fn one_shard(
     text: &Text,
     ctes: &[Cte],
     refs: &[Ref],
     own: &[(Option<usize>, TableKind)],
+    shadowed: bool,
     cx: &Cx,
 ) -> R<Option<String>> {
     let mut on: Option<String> = None;
@@ -217,30 +227,56 @@ fn one_shard(
         let kinds = || own.iter().filter(|(s, _)| *s == scope).map(|(_, k)| k);
         if kinds().any(|k| matches!(k, TableKind::Sharded { .. })) {
             let Some(i) = scope else {
-                return Ok(None);
+                // The main query's own sharded tables: planned with the CTEs as tables whole
+                // on every shard (which they are on the one shard found for them, checked
+                // below), it must go to one shard too.
+                let names: Vec<String> = ctes
+                    .iter()
+                    .map(|c| c.alias.name.value.to_ascii_lowercase())
+                    .collect();
+                if names.iter().any(|n| cx.rules().mentions(n)) || shadowed {
+                    return Ok(None);
+                }
+                let rules = cx.rules().with_reference_tables(&names);
+                let ctx = PlanContext {
+                    rules: &rules,
+                    ..*cx.ctx
+                };
+                let main = [
+                    Piece::Orig(text.prefix.clone()),
+                    Piece::Orig(text.main.clone()),
+                ];
+                match one_target(&plan(&render(cx.sql, &main), &ctx)) {
+                    Some(shard) if meet(&shard) => continue,
+                    _ => return Ok(None),
+                }
             };
             if !refs.iter().any(|r| r.cte == i) {
                 continue; // never read
             }
             let body = render(cx.sql, &text.expand(Some(i), refs));
-            let shard = match plan(&body, cx.ctx) {
-                Plan::Single { shard, .. } => shard,
-                Plan::Scatter { targets, .. }
-                    if !targets.is_empty()
-                        && targets.iter().all(|t| t.shard == targets[0].shard) =>
-                {
-                    targets[0].shard.clone()
-                }
+            match one_target(&plan(&body, cx.ctx)) {
+                Some(shard) if meet(&shard) => {}
                 _ => return Ok(None),
-            };
-            if !meet(&shard) {
-                return Ok(None);
             }
         } else if kinds().any(|k| *k == TableKind::Unlisted) && !meet(cx.default_shard()) {
             return Ok(None);
         }
     }
     Ok(Some(on.unwrap_or_else(|| cx.default_shard().to_string())))
+}
+
+/// The one shard a plan sends its statement to, if it sends it to one.
+fn one_target(p: &Plan) -> Option<String> {
+    match p {
+        Plan::Single { shard, .. } => Some(shard.clone()),
+        Plan::Scatter { targets, .. }
+            if !targets.is_empty() && targets.iter().all(|t| t.shard == targets[0].shard) =>
+        {
+            Some(targets[0].shard.clone())
+        }
+        _ => None,
+    }
 }
 
 /// A reference to a CTE in a FROM clause.
@@ -404,297 +440,5 @@ fn check_placeholders(pieces: &[Piece], cx: &Cx) -> R<()> {
     Ok(())
 }
 
-/// A table factor found by the walk, and where.
-struct Found<'a> {
-    /// `None` in the main query, `Some(i)` in the body of CTE `i`.
-    scope: Option<usize>,
-    factor: &'a TableFactor,
-}
-
-/// The walk of a statement's queries: every table named in a FROM clause, and the number of
-/// SELECTs seen (checked against the lexer's count).
-#[derive(Default)]
-struct Walk<'a> {
-    /// The scope being walked.
-    scope: Option<usize>,
-    /// The tables found, in walk order.
-    tables: Vec<Found<'a>>,
-    /// SELECTs seen.
-    selects: usize,
-    /// Something the walk does not follow (a nested WITH, a table function, …).
-    unknown: bool,
-}
-
-impl<'a> Walk<'a> {
-    fn query(&mut self, q: &'a Query) {
-        if q.with.is_some() {
-            self.unknown = true;
-        }
-        self.set_expr(&q.body);
-        self.order_by(q);
-    }
-
-    fn order_by(&mut self, q: &'a Query) {
-        if let Some(ob) = &q.order_by {
-            if let OrderByKind::Expressions(list) = &ob.kind {
-                list.iter().for_each(|o| self.expr(&o.expr));
-            }
-        }
-    }
-
-    fn set_expr(&mut self, s: &'a SetExpr) {
-        match s {
-            SetExpr::Select(sel) => self.select(sel),
-            SetExpr::Query(q) => self.query(q),
-            SetExpr::SetOperation { left, right, .. } => {
-                self.set_expr(left);
-                self.set_expr(right);
-            }
-            _ => self.unknown = true,
-        }
-    }
-
-    fn select(&mut self, sel: &'a Select) {
-        self.selects += 1;
-        for item in &sel.projection {
-            if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item {
-                self.expr(e);
-            }
-        }
-        sel.from.iter().for_each(|t| self.from(t));
-        sel.selection.iter().for_each(|e| self.expr(e));
-        if let sqlparser::ast::GroupByExpr::Expressions(g, _) = &sel.group_by {
-            g.iter().for_each(|e| self.expr(e));
-        }
-        sel.having.iter().for_each(|e| self.expr(e));
-    }
-
-    fn from(&mut self, t: &'a TableWithJoins) {
-        self.factor(&t.relation);
-        for j in &t.joins {
-            self.factor(&j.relation);
-            use JoinOperator::*;
-            if let Join(c) | Inner(c) | StraightJoin(c) | CrossJoin(c) | Left(c) | LeftOuter(c)
-            | Right(c) | RightOuter(c) | FullOuter(c) = &j.join_operator
-            {
-                if let JoinConstraint::On(e) = c {
-                    self.expr(e);
-                }
-            }
-        }
-    }
-
-    fn factor(&mut self, f: &'a TableFactor) {
-        match f {
-            TableFactor::Table { .. } => self.tables.push(Found {
-                scope: self.scope,
-                factor: f,
-            }),
-            TableFactor::Derived { subquery, .. } => self.query(subquery),
-            TableFactor::NestedJoin {
-                table_with_joins, ..
-            } => self.from(table_with_joins),
-            _ => self.unknown = true,
-        }
-    }
-
-    /// The queries inside an expression; a kind of expression not followed here hides its
-    /// subqueries from the walk, which the SELECT count then catches.
-    fn expr(&mut self, e: &'a Expr) {
-        match e {
-            Expr::Subquery(q) | Expr::Exists { subquery: q, .. } => self.query(q),
-            Expr::In { expr, target, .. } => {
-                self.expr(expr);
-                match target {
-                    InTarget::Subquery(q) => self.query(q),
-                    InTarget::List(list) => list.iter().for_each(|x| self.expr(x)),
-                    _ => self.unknown = true,
-                }
-            }
-            Expr::BinaryOp { left, right, .. }
-            | Expr::AnyOp { left, right, .. }
-            | Expr::AllOp { left, right, .. } => {
-                self.expr(left);
-                self.expr(right);
-            }
-            Expr::UnaryOp { expr, .. }
-            | Expr::Nested(expr)
-            | Expr::IsNull(expr)
-            | Expr::IsNotNull(expr)
-            | Expr::IsTrue(expr)
-            | Expr::IsNotTrue(expr)
-            | Expr::IsFalse(expr)
-            | Expr::IsNotFalse(expr)
-            | Expr::Cast { expr, .. } => self.expr(expr),
-            Expr::Between {
-                expr, low, high, ..
-            } => {
-                self.expr(expr);
-                self.expr(low);
-                self.expr(high);
-            }
-            Expr::Like { expr, pattern, .. } => {
-                self.expr(expr);
-                self.expr(pattern);
-            }
-            Expr::Tuple(list) => list.iter().for_each(|x| self.expr(x)),
-            Expr::Case {
-                operand,
-                conditions,
-                else_result,
-                ..
-            } => {
-                operand.iter().for_each(|x| self.expr(x));
-                for c in conditions {
-                    self.expr(&c.condition);
-                    self.expr(&c.result);
-                }
-                else_result.iter().for_each(|x| self.expr(x));
-            }
-            Expr::Function(f) => {
-                if let FunctionArguments::List(l) = &f.args {
-                    for a in &l.args {
-                        if let FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) = a {
-                            self.expr(x);
-                        }
-                    }
-                }
-                if let FunctionArguments::Subquery(q) = &f.args {
-                    self.query(q);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use crate::plan::testutil::*;
-    use crate::plan::{Plan, SingleReason};
-
-    /// The SQL every shard of a 3-shard scatter gets.
-    fn shard_sql(sql: &str) -> String {
-        scatter(sql).0
-    }
-
-    #[test]
-    fn a_cte_read_once_becomes_a_derived_table() {
-        for (sql, want) in [
-            (
-                "WITH c AS (SELECT account_id, balance FROM accounts WHERE balance > 0) SELECT account_id FROM c ORDER BY account_id LIMIT 3",
-                "SELECT account_id FROM (SELECT account_id, balance FROM accounts WHERE balance > 0) AS c ORDER BY account_id LIMIT 3",
-            ),
-            // An alias of the reference names the derived table; a quoted name stays quoted.
-            (
-                "WITH `c` AS (SELECT account_id FROM accounts) SELECT x.account_id FROM `c` AS x",
-                "SELECT x.account_id FROM (SELECT account_id FROM accounts) AS x",
-            ),
-            (
-                "with c as (select fund from accounts) select fund, count(*) from c group by fund",
-                "SELECT fund, count(*) FROM (SELECT fund FROM accounts) AS c GROUP BY fund",
-            ),
-            // A CTE read by a later one is put in place inside it first.
-            (
-                "WITH a AS (SELECT account_id, fund FROM accounts WHERE balance > 0), b AS (SELECT fund FROM a WHERE account_id > 3) SELECT fund, COUNT(*) FROM b GROUP BY fund",
-                "SELECT fund, COUNT(*) FROM (SELECT fund FROM (SELECT account_id, fund FROM accounts WHERE balance > 0) AS a WHERE account_id > 3) AS b GROUP BY fund",
-            ),
-            // Joined with a reference table; a CTE never read is dropped (MariaDB does not run it).
-            (
-                "WITH unused AS (SELECT * FROM transactions), c AS (SELECT * FROM accounts) SELECT * FROM c LEFT JOIN fund_yield f ON f.fund = c.fund",
-                "SELECT * FROM (SELECT * FROM accounts) AS c LEFT JOIN fund_yield f ON f.fund = c.fund",
-            ),
-        ] {
-            assert_eq!(shard_sql(sql), want, "{sql}");
-        }
-    }
-
-    #[test]
-    fn preview_shows_the_rewritten_sql_the_shards_get() {
-        let r = rules(3);
-        let sql = "WITH c AS (SELECT fund FROM accounts) SELECT COUNT(*) FROM c";
-        let rows = plan_with(sql, &r).describe(sql);
-        assert_eq!(rows.len(), 3);
-        assert!(rows
-            .iter()
-            .all(|row| row.1 == "SELECT COUNT(*) FROM (SELECT fund FROM accounts) AS c"));
-        // A CTE inside a subquery: the subquery runs first, the outer statement is rewritten.
-        let sql = "WITH f AS (SELECT fund FROM fund_yield WHERE rate > 1) SELECT * FROM accounts WHERE fund IN (SELECT fund FROM f)";
-        let p = plan_with(sql, &r);
-        let Plan::Staged(s) = &p else { panic!("{p:?}") };
-        assert_eq!(
-            s.parts[0].inner_sql,
-            "SELECT fund FROM (SELECT fund FROM fund_yield WHERE rate > 1) AS f"
-        );
-        let rows = p.describe(sql);
-        assert_eq!(rows.last().unwrap().1, s.sql);
-        assert!(!s.sql.contains("WITH"), "{}", s.sql);
-    }
-
-    #[test]
-    fn everything_on_one_shard_is_sent_whole() {
-        let r = rules(3);
-        let s7 = shard_of(&r, 7);
-        for sql in [
-            "WITH c AS (SELECT * FROM accounts WHERE account_id = 7) SELECT c.*, f.rate FROM c JOIN fund_yield f ON f.fund = c.fund",
-            // Aggregates and ORDER BY/LIMIT inside the CTE: one server computes them whole.
-            "WITH t AS (SELECT fund, SUM(amount) AS s FROM transactions WHERE account_id = 7 GROUP BY fund ORDER BY s LIMIT 2) SELECT * FROM t",
-            "WITH a AS (SELECT * FROM accounts WHERE account_id = 7), f AS (SELECT fund FROM fund_yield) SELECT a.fund FROM a JOIN f ON f.fund = a.fund",
-            "WITH a AS (SELECT * FROM accounts WHERE account_id = 7), b AS (SELECT * FROM a WHERE x > 1) SELECT COUNT(*) FROM b",
-        ] {
-            match plan_with(sql, &r) {
-                Plan::Single { shard, reason } => {
-                    assert_eq!(shard, s7, "{sql}");
-                    assert_eq!(reason, SingleReason::CtesOnOneShard, "{sql}");
-                }
-                other => panic!("{sql}: {other:?}"),
-            }
-        }
-        // Keys on two shards, or an unlisted table (on the default shard only) beside a key
-        // elsewhere: not one shard.
-        let (a, b) = keys_on_two_shards(&r);
-        let sql = format!("WITH x AS (SELECT * FROM accounts WHERE account_id = {a}), y AS (SELECT * FROM transactions WHERE account_id = {b}) SELECT * FROM x JOIN y ON y.account_id = x.account_id");
-        assert!(plan_with(&sql, &r).shards().len() != 1, "{sql}");
-        let k = (1..100).find(|&k| shard_of(&r, k) != "s1").unwrap();
-        let sql = format!("WITH x AS (SELECT fund FROM accounts WHERE account_id = {k}) SELECT * FROM x JOIN other o ON o.fund = x.fund");
-        expect_reject(&plan_with(&sql, &r), "");
-    }
-
-    #[test]
-    fn recursive_ctes_over_sharded_tables_are_refused() {
-        let r = rules(3);
-        let sql = "WITH RECURSIVE t AS (SELECT account_id, parent FROM accounts WHERE account_id = 1 UNION ALL SELECT a.account_id, a.parent FROM accounts a JOIN t ON a.parent = t.account_id) SELECT * FROM t";
-        expect_reject(&plan_with(sql, &r), "WITH RECURSIVE over sharded tables");
-        expect_reject(&plan_with(sql, &r), "previous step");
-        // Over reference tables only: the default shard, as before.
-        for sql in [
-            "WITH RECURSIVE n AS (SELECT 1 AS i UNION ALL SELECT i + 1 FROM n WHERE i < 5) SELECT i FROM n",
-            "WITH RECURSIVE n AS (SELECT 1 AS accounts UNION ALL SELECT accounts + 1 FROM n WHERE accounts < 5) SELECT * FROM n JOIN fund_yield f ON f.x = n.accounts",
-        ] {
-            assert_eq!(expect_single(&plan_with(sql, &r)), "s1", "{sql}");
-        }
-    }
-
-    #[test]
-    fn refusals() {
-        let r = rules(3);
-        for (sql, why) in [
-            ("WITH c AS (SELECT account_id FROM accounts) SELECT * FROM c WHERE account_id IN (SELECT account_id FROM c)", "referenced 2 times"),
-            ("WITH c AS (SELECT account_id FROM accounts) SELECT * FROM c JOIN c AS d ON d.account_id = c.account_id", "referenced 2 times"),
-            ("WITH c(a) AS (SELECT account_id FROM accounts) SELECT a FROM c", "column list"),
-            ("WITH c AS (SELECT account_id FROM accounts) SELECT * FROM C", "letter case"),
-            ("WITH c AS (SELECT * FROM c JOIN accounts a ON a.account_id = c.id) SELECT * FROM c", "itself or to a later"),
-            ("WITH a AS (SELECT * FROM b), b AS (SELECT * FROM accounts) SELECT * FROM a", "itself or to a later"),
-            ("WITH c AS (WITH d AS (SELECT * FROM accounts) SELECT * FROM d) SELECT * FROM c", "could not follow"),
-            ("WITH c AS (SELECT account_id FROM accounts USE INDEX (ix)) SELECT * FROM c USE INDEX (ix)", "index hints"),
-            // The rewritten statement's own refusals.
-            ("WITH c AS (SELECT fund, COUNT(*) AS n FROM accounts GROUP BY fund) SELECT * FROM c", "aggregates"),
-            ("WITH c AS (SELECT * FROM accounts ORDER BY balance LIMIT 3) SELECT * FROM c", "ORDER BY or LIMIT"),
-            ("WITH c AS (SELECT * FROM accounts) SELECT * FROM fund_yield f LEFT JOIN c ON c.fund = f.fund", "preserved side"),
-            // `?`s the rewrite would reorder (a prepared statement binds them by position).
-            ("WITH c AS (SELECT account_id FROM accounts WHERE balance > ?) SELECT ? AS v, account_id FROM c", "placeholders"),
-        ] {
-            expect_reject(&plan_with(sql, &r), why);
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,138 @@
+//! Unit tests of CTE planning: the rewritten SQL, the one-shard shortcut, the refusals.
+
+use crate::plan::testutil::*;
+use crate::plan::{Plan, SingleReason};
+
+/// The SQL every shard of a 3-shard scatter gets.
+fn shard_sql(sql: &str) -> String {
+    scatter(sql).0
+}
+
+#[test]
+fn a_cte_read_once_becomes_a_derived_table() {
+    for (sql, want) in [
+        (
+            "WITH c AS (SELECT account_id, balance FROM accounts WHERE balance > 0) SELECT account_id FROM c ORDER BY account_id LIMIT 3",
+            "SELECT account_id FROM (SELECT account_id, balance FROM accounts WHERE balance > 0) AS c ORDER BY account_id LIMIT 3",
+        ),
+        // An alias of the reference names the derived table; a quoted name stays quoted.
+        (
+            "WITH `c` AS (SELECT account_id FROM accounts) SELECT x.account_id FROM `c` AS x",
+            "SELECT x.account_id FROM (SELECT account_id FROM accounts) AS x",
+        ),
+        (
+            "with c as (select fund from accounts) select fund, count(*) from c group by fund",
+            "SELECT fund, count(*) FROM (SELECT fund FROM accounts) AS c GROUP BY fund",
+        ),
+        // A CTE read by a later one is put in place inside it first.
+        (
+            "WITH a AS (SELECT account_id, fund FROM accounts WHERE balance > 0), b AS (SELECT fund FROM a WHERE account_id > 3) SELECT fund, COUNT(*) FROM b GROUP BY fund",
+            "SELECT fund, COUNT(*) FROM (SELECT fund FROM (SELECT account_id, fund FROM accounts WHERE balance > 0) AS a WHERE account_id > 3) AS b GROUP BY fund",
+        ),
+        // Joined with a reference table; a CTE never read is dropped (MariaDB does not run it).
+        (
+            "WITH unused AS (SELECT * FROM transactions), c AS (SELECT * FROM accounts) SELECT * FROM c LEFT JOIN fund_yield f ON f.fund = c.fund",
+            "SELECT * FROM (SELECT * FROM accounts) AS c LEFT JOIN fund_yield f ON f.fund = c.fund",
+        ),
+    ] {
+        assert_eq!(shard_sql(sql), want, "{sql}");
+    }
+}
+
+#[test]
+fn preview_shows_the_rewritten_sql_the_shards_get() {
+    let r = rules(3);
+    let sql = "WITH c AS (SELECT fund FROM accounts) SELECT COUNT(*) FROM c";
+    let rows = plan_with(sql, &r).describe(sql);
+    assert_eq!(rows.len(), 3);
+    assert!(rows
+        .iter()
+        .all(|row| row.1 == "SELECT COUNT(*) FROM (SELECT fund FROM accounts) AS c"));
+    // A CTE inside a subquery: the subquery runs first, the outer statement is rewritten.
+    let sql = "WITH f AS (SELECT fund FROM fund_yield WHERE rate > 1) SELECT * FROM accounts WHERE fund IN (SELECT fund FROM f)";
+    let p = plan_with(sql, &r);
+    let Plan::Staged(s) = &p else { panic!("{p:?}") };
+    assert_eq!(
+        s.parts[0].inner_sql,
+        "SELECT fund FROM (SELECT fund FROM fund_yield WHERE rate > 1) AS f"
+    );
+    let rows = p.describe(sql);
+    assert_eq!(rows.last().unwrap().1, s.sql);
+    assert!(!s.sql.contains("WITH"), "{}", s.sql);
+}
+
+#[test]
+fn everything_on_one_shard_is_sent_whole() {
+    let r = rules(3);
+    let s7 = shard_of(&r, 7);
+    for sql in [
+        "WITH c AS (SELECT * FROM accounts WHERE account_id = 7) SELECT c.*, f.rate FROM c JOIN fund_yield f ON f.fund = c.fund",
+        // Aggregates and ORDER BY/LIMIT inside the CTE: one server computes them whole.
+        "WITH t AS (SELECT fund, SUM(amount) AS s FROM transactions WHERE account_id = 7 GROUP BY fund ORDER BY s LIMIT 2) SELECT * FROM t",
+        "WITH a AS (SELECT * FROM accounts WHERE account_id = 7), f AS (SELECT fund FROM fund_yield) SELECT a.fund FROM a JOIN f ON f.fund = a.fund",
+        "WITH a AS (SELECT * FROM accounts WHERE account_id = 7), b AS (SELECT * FROM a WHERE x > 1) SELECT COUNT(*) FROM b",
+        // The main query's own sharded table pinned to the same shard.
+        "WITH a AS (SELECT * FROM accounts WHERE account_id = 7) SELECT a.x, t.amount FROM a JOIN transactions t ON t.account_id = a.account_id WHERE t.account_id = 7",
+    ] {
+        match plan_with(sql, &r) {
+            Plan::Single { shard, reason } => {
+                assert_eq!(shard, s7, "{sql}");
+                assert_eq!(reason, SingleReason::CtesOnOneShard, "{sql}");
+            }
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    // Keys on two shards, or an unlisted table (on the default shard only) beside a key
+    // elsewhere: not one shard.
+    let (a, b) = keys_on_two_shards(&r);
+    let sql = format!("WITH x AS (SELECT * FROM accounts WHERE account_id = {a}) SELECT * FROM x JOIN transactions t ON t.account_id = x.account_id WHERE t.account_id = {b}");
+    assert!(plan_with(&sql, &r).shards().len() != 1, "{sql}");
+    // A table qualified by its database is not the CTE: no shortcut.
+    let sql = "WITH c AS (SELECT * FROM accounts WHERE account_id = 7) SELECT * FROM c JOIN transactions t ON t.account_id = c.account_id JOIN mydb.c d ON d.x = c.x WHERE t.account_id = 7";
+    assert!(!matches!(plan_with(sql, &r), Plan::Single { .. }), "{sql}");
+    let sql = format!("WITH x AS (SELECT * FROM accounts WHERE account_id = {a}), y AS (SELECT * FROM transactions WHERE account_id = {b}) SELECT * FROM x JOIN y ON y.account_id = x.account_id");
+    assert!(plan_with(&sql, &r).shards().len() != 1, "{sql}");
+    let k = (1..100).find(|&k| shard_of(&r, k) != "s1").unwrap();
+    let sql = format!("WITH x AS (SELECT fund FROM accounts WHERE account_id = {k}) SELECT * FROM x JOIN other o ON o.fund = x.fund");
+    expect_reject(&plan_with(&sql, &r), "");
+}
+
+#[test]
+fn recursive_ctes_over_sharded_tables_are_refused() {
+    let r = rules(3);
+    let sql = "WITH RECURSIVE t AS (SELECT account_id, parent FROM accounts WHERE account_id = 1 UNION ALL SELECT a.account_id, a.parent FROM accounts a JOIN t ON a.parent = t.account_id) SELECT * FROM t";
+    expect_reject(&plan_with(sql, &r), "WITH RECURSIVE over sharded tables");
+    expect_reject(&plan_with(sql, &r), "previous step");
+    // Over reference tables only: the default shard, as before.
+    for sql in [
+        "WITH RECURSIVE n AS (SELECT 1 AS i UNION ALL SELECT i + 1 FROM n WHERE i < 5) SELECT i FROM n",
+        "WITH RECURSIVE n AS (SELECT 1 AS accounts UNION ALL SELECT accounts + 1 FROM n WHERE accounts < 5) SELECT * FROM n JOIN fund_yield f ON f.x = n.accounts",
+    ] {
+        assert_eq!(expect_single(&plan_with(sql, &r)), "s1", "{sql}");
+    }
+}
+
+#[test]
+fn refusals() {
+    let r = rules(3);
+    for (sql, why) in [
+        ("WITH c AS (SELECT account_id FROM accounts) SELECT * FROM c WHERE account_id IN (SELECT account_id FROM c)", "referenced 2 times"),
+        ("WITH c AS (SELECT account_id FROM accounts) SELECT * FROM c JOIN c AS d ON d.account_id = c.account_id", "referenced 2 times"),
+        ("WITH c(a) AS (SELECT account_id FROM accounts) SELECT a FROM c", "column list"),
+        ("WITH c AS (SELECT account_id FROM accounts) SELECT * FROM C", "letter case"),
+        ("WITH c AS (SELECT * FROM c JOIN accounts a ON a.account_id = c.id) SELECT * FROM c", "itself or to a later"),
+        ("WITH a AS (SELECT * FROM b), b AS (SELECT * FROM accounts) SELECT * FROM a", "itself or to a later"),
+        ("WITH c AS (WITH d AS (SELECT * FROM accounts) SELECT * FROM d) SELECT * FROM c", "could not follow"),
+        ("WITH c AS (SELECT account_id FROM accounts USE INDEX (ix)) SELECT * FROM c USE INDEX (ix)", "index hints"),
+        // The rewritten statement's own refusals.
+        ("WITH c AS (SELECT fund, COUNT(*) AS n FROM accounts GROUP BY fund) SELECT * FROM c", "aggregates"),
+        ("WITH c AS (SELECT * FROM accounts ORDER BY balance LIMIT 3) SELECT * FROM c", "ORDER BY or LIMIT"),
+        ("WITH c AS (SELECT * FROM accounts) SELECT * FROM fund_yield f LEFT JOIN c ON c.fund = f.fund", "preserved side"),
+        ("WITH c AS (SELECT * FROM accounts) SELECT * FROM c JOIN transactions t ON t.account_id = c.account_id", "with its CTEs read as derived tables: `SELECT * FROM (SELECT * FROM accounts) AS c JOIN"),
+        ("WITH c AS (SELECT * FROM accounts) SELECT * FROM c WHERE fund IN (SELECT fund FROM transactions)", "derived tables"),
+        // `?`s the rewrite would reorder (a prepared statement binds them by position).
+        ("WITH c AS (SELECT account_id FROM accounts WHERE balance > ?) SELECT ? AS v, account_id FROM c", "placeholders"),
+    ] {
+        expect_reject(&plan_with(sql, &r), why);
+    }
+}
