@@ -992,6 +992,11 @@ fn cte_cases() -> Vec<Case> {
         read("WITH unused AS (SELECT * FROM ledger), c AS (SELECT account_id FROM accounts WHERE status = 'frozen') SELECT COUNT(*) FROM c", true, MUST),
         read("WITH big AS (SELECT account_id FROM ledger WHERE amount > 900000) SELECT account_id, name FROM accounts WHERE account_id IN (SELECT account_id FROM big) ORDER BY account_id", true, MUST),
         read("WITH f AS (SELECT day FROM fund_yield WHERE per_10k > 1) SELECT account_id, id FROM ledger WHERE day IN (SELECT day FROM f) ORDER BY account_id, id", true, MUST),
+        // A CTE in FROM beside subqueries run first (the other CTE, a scalar).
+        read("WITH big AS (SELECT account_id FROM ledger WHERE amount > 900000), acc AS (SELECT account_id, name, balance FROM accounts) SELECT account_id, name FROM acc WHERE account_id IN (SELECT account_id FROM big) ORDER BY account_id", true, MUST),
+        read("WITH c AS (SELECT account_id, balance FROM accounts) SELECT COUNT(*), SUM(balance) FROM c WHERE balance > (SELECT AVG(balance) FROM accounts)", true, MUST),
+        read("WITH c AS (SELECT kind, amount FROM ledger) SELECT kind, COUNT(*) FROM c WHERE amount NOT IN (SELECT amount FROM ledger WHERE kind = 'fee' AND amount IS NOT NULL) GROUP BY kind ORDER BY kind", true, MUST),
+        read("SELECT d.kind, COUNT(*) FROM (SELECT kind, amount FROM ledger) d WHERE d.amount > (SELECT AVG(amount) FROM ledger) GROUP BY d.kind ORDER BY d.kind", true, MUST),
         // WHERE on the key: every table read is on one shard, sent whole (aggregates and
         // LIMIT inside the CTE included).
         read("WITH c AS (SELECT account_id, kind, amount FROM ledger WHERE account_id = 7) SELECT kind, COUNT(*), SUM(amount) FROM c GROUP BY kind ORDER BY kind", true, MUST),

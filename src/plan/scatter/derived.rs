@@ -45,6 +45,16 @@ pub(crate) fn plan_derived(q: &Query, sel: &Select, cx: &Cx) -> Option<Plan> {
     })
 }
 
+/// The SELECTs of the outer FROM's derived table when the statement has the form planned here,
+/// else 0: [`crate::plan::subquery`] leaves them in place when it runs the statement's
+/// subqueries first, and the statement with their values is planned here.
+pub(crate) fn derived_selects(sel: &Select, cx: &Cx) -> usize {
+    match derived_of(sel, cx) {
+        Some(Ok(q)) => depth(q),
+        _ => 0,
+    }
+}
+
 /// The one derived table of the outer FROM, if everything beside it is a reference table.
 fn derived_of<'a>(sel: &'a Select, cx: &Cx) -> Option<R<&'a Query>> {
     let mut derived = None;

@@ -44,7 +44,7 @@ mod order;
 mod union;
 
 pub(crate) use aggregates::AGGREGATES;
-pub(crate) use derived::plan_derived;
+pub(crate) use derived::{derived_selects, plan_derived};
 pub(crate) use names::item_ranges;
 pub(crate) use names::keep_names;
 pub(crate) use order::offset_and_limit;
