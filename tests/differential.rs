@@ -987,6 +987,9 @@ fn cte_cases() -> Vec<Case> {
         read("WITH c AS (SELECT account_id, id, amount, day FROM ledger WHERE kind = 'yield') SELECT c.account_id, c.id, c.amount, f.per_10k FROM c JOIN fund_yield f ON f.day = c.day ORDER BY c.account_id, c.id", true, MUST),
         read("WITH c AS (SELECT account_id, id, day FROM ledger WHERE amount > 0) SELECT COUNT(*), COUNT(f.per_10k) FROM c LEFT JOIN fund_yield f ON f.day = c.day", true, MUST),
         read("WITH c AS (SELECT day FROM ledger WHERE kind = 'fee') SELECT f.day, COUNT(c.day) FROM fund_yield f LEFT JOIN c ON c.day = f.day GROUP BY f.day ORDER BY f.day", true, MAY_REFUSE),
+        // A CTE of the reference table joined like the table itself.
+        read("WITH c AS (SELECT account_id, id, amount, day FROM ledger WHERE amount < 0), f AS (SELECT day, per_10k FROM fund_yield WHERE per_10k > 1) SELECT c.account_id, c.id, c.amount, f.per_10k FROM c JOIN f ON f.day = c.day ORDER BY c.account_id, c.id", true, MUST),
+        read("WITH c AS (SELECT kind, day FROM ledger), f AS (SELECT day FROM fund_yield) SELECT c.kind, COUNT(*), COUNT(f.day) FROM c LEFT JOIN f ON f.day = c.day GROUP BY c.kind ORDER BY c.kind", true, MUST),
         // Two CTEs: one read by the other, one never read, one inside a subquery.
         read("WITH a AS (SELECT account_id, kind, amount FROM ledger WHERE amount > 0), b AS (SELECT kind, amount FROM a WHERE kind <> 'fee') SELECT kind, COUNT(*), SUM(amount) FROM b GROUP BY kind ORDER BY kind", true, MUST),
         read("WITH unused AS (SELECT * FROM ledger), c AS (SELECT account_id FROM accounts WHERE status = 'frozen') SELECT COUNT(*) FROM c", true, MUST),

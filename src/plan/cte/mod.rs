@@ -41,7 +41,7 @@
 
 use std::ops::Range;
 
-mod walk;
+pub(crate) mod walk;
 
 use sqlparser::ast::{Cte, ObjectNamePart, Query, Statement, TableFactor, With};
 use sqlparser::dialect::MySqlDialect;

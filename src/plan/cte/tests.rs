@@ -40,6 +40,26 @@ fn a_cte_read_once_becomes_a_derived_table() {
 }
 
 #[test]
+fn a_cte_of_reference_tables_joins_like_one() {
+    let r = rules(3);
+    let sql = "WITH a AS (SELECT account_id, fund FROM accounts), f AS (SELECT fund, rate FROM fund_yield WHERE rate > 1) SELECT a.account_id, f.rate FROM a JOIN f ON f.fund = a.fund";
+    assert_eq!(
+        shard_sql(sql),
+        "SELECT a.account_id, f.rate FROM (SELECT account_id, fund FROM accounts) AS a JOIN (SELECT fund, rate FROM fund_yield WHERE rate > 1) AS f ON f.fund = a.fund"
+    );
+    // Not when each shard could compute it otherwise, or it keeps unmatched rows of its own.
+    for sql in [
+        "WITH a AS (SELECT account_id, fund FROM accounts), f AS (SELECT fund FROM fund_yield LIMIT 2) SELECT * FROM a JOIN f ON f.fund = a.fund",
+        "WITH a AS (SELECT account_id, fund FROM accounts), f AS (SELECT fund, RAND() AS x FROM fund_yield) SELECT * FROM a JOIN f ON f.fund = a.fund",
+        "WITH a AS (SELECT account_id, fund FROM accounts), f AS (SELECT fund, COUNT(*) AS n FROM fund_yield GROUP BY fund) SELECT * FROM a JOIN f ON f.fund = a.fund",
+        "WITH a AS (SELECT account_id, fund FROM accounts), f AS (SELECT fund FROM other) SELECT * FROM a JOIN f ON f.fund = a.fund",
+        "WITH a AS (SELECT account_id, fund FROM accounts), f AS (SELECT fund FROM fund_yield) SELECT * FROM f LEFT JOIN a ON f.fund = a.fund",
+    ] {
+        expect_reject(&plan_with(sql, &r), "");
+    }
+}
+
+#[test]
 fn preview_shows_the_rewritten_sql_the_shards_get() {
     let r = rules(3);
     let sql = "WITH c AS (SELECT fund FROM accounts) SELECT COUNT(*) FROM c";

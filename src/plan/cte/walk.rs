@@ -8,7 +8,7 @@ use sqlparser::ast::{
 };
 
 /// A table factor found by the walk, and where.
-pub(super) struct Found<'a> {
+pub(crate) struct Found<'a> {
     /// `None` in the main query, `Some(i)` in the body of CTE `i`.
     pub scope: Option<usize>,
     /// The table factor.
@@ -18,7 +18,7 @@ pub(super) struct Found<'a> {
 /// The walk of a statement's queries: every table named in a FROM clause, and the number of
 /// SELECTs seen (checked against the lexer's count).
 #[derive(Default)]
-pub(super) struct Walk<'a> {
+pub(crate) struct Walk<'a> {
     /// The scope being walked.
     pub scope: Option<usize>,
     /// The tables found, in walk order.
@@ -30,7 +30,7 @@ pub(super) struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    pub(super) fn query(&mut self, q: &'a Query) {
+    pub(crate) fn query(&mut self, q: &'a Query) {
         if q.with.is_some() {
             self.unknown = true;
         }

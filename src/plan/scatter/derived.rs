@@ -12,17 +12,21 @@
 //! Beside the derived table the outer FROM may join reference tables, whose rows every shard
 //! holds whole: each of the derived table's rows meets the same reference rows on its shard as
 //! on one server. Not when an outer join keeps the reference rows that match nothing in the
-//! derived table (`f LEFT JOIN d`): every shard would return them. Any other table beside it
-//! (sharded, unlisted, a second derived table) is not this form.
+//! derived table (`f LEFT JOIN d`): every shard would return them. A derived table of
+//! reference tables that every shard computes alike counts as a reference table (what a CTE
+//! over a reference table becomes). Any other table beside it (sharded, unlisted, a second
+//! derived table over sharded tables) is not this form.
 
 use sqlparser::ast::{JoinOperator, Query, Select, SetExpr, TableFactor, TableWithJoins};
 
 use super::union::{branch_shards, row_wise};
 use super::{plan_scatter, R};
+use crate::plan::cte::walk::Walk;
 use crate::plan::reject::not_supported;
 use crate::plan::route::relation_of;
 use crate::plan::rules::TableKind;
-use crate::plan::{Cx, Plan};
+use crate::plan::scan::scan;
+use crate::plan::{Cx, Plan, NONDETERMINISTIC};
 
 /// Plans the statement as a scatter read over its derived table (see the module doc); `None`
 /// when the statement is not of that form.
@@ -30,13 +34,14 @@ pub(crate) fn plan_derived(q: &Query, sel: &Select, cx: &Cx) -> Option<Plan> {
     if q.with.is_some() {
         return None;
     }
-    let subquery = match derived_of(sel, cx)? {
+    let (subquery, beside) = match derived_of(sel, cx)? {
         Ok(s) => s,
         Err(p) => return Some(p),
     };
-    // Every SELECT of the statement is one of the chain's levels: a subquery elsewhere is
-    // someone else's (and is refused there if it cannot be answered).
-    if cx.scan.selects != 1 + depth(subquery) {
+    // Every SELECT of the statement is one of the chain's levels or a derived table of
+    // reference tables beside it: a subquery elsewhere is someone else's (and is refused
+    // there if it cannot be answered).
+    if cx.scan.selects != 1 + depth(subquery) + beside {
         return None;
     }
     Some(match shards(subquery, cx) {
@@ -50,20 +55,30 @@ pub(crate) fn plan_derived(q: &Query, sel: &Select, cx: &Cx) -> Option<Plan> {
 /// subqueries first, and the statement with their values is planned here.
 pub(crate) fn derived_selects(sel: &Select, cx: &Cx) -> usize {
     match derived_of(sel, cx) {
-        Some(Ok(q)) => depth(q),
+        Some(Ok((q, beside))) => depth(q) + beside,
         _ => 0,
     }
 }
 
-/// The one derived table of the outer FROM, if everything beside it is a reference table.
-fn derived_of<'a>(sel: &'a Select, cx: &Cx) -> Option<R<&'a Query>> {
+/// The one derived table over sharded tables of the outer FROM, if everything beside it is a
+/// reference table or a derived table of one ([`reference_rows`]), and how many of the latter.
+fn derived_of<'a>(sel: &'a Select, cx: &Cx) -> Option<R<(&'a Query, usize)>> {
     let mut derived = None;
+    let mut beside = 0;
     for twj in &sel.from {
         let mut seen_derived = false;
         let ops = std::iter::once(None).chain(twj.joins.iter().map(|j| Some(&j.join_operator)));
         let factors = std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation));
         for (f, op) in factors.zip(ops) {
             let this_derived = match f {
+                TableFactor::Derived {
+                    lateral: false,
+                    subquery,
+                    ..
+                } if reference_rows(subquery, cx) => {
+                    beside += 1;
+                    false
+                }
                 TableFactor::Derived {
                     lateral: false,
                     subquery,
@@ -102,7 +117,37 @@ fn derived_of<'a>(sel: &'a Select, cx: &Cx) -> Option<R<&'a Query>> {
             seen_derived |= this_derived;
         }
     }
-    derived.map(Ok)
+    derived.map(|d| Ok((d, beside)))
+}
+
+/// A derived table every shard computes alike, as the one server would: one SELECT (no
+/// subquery) returning the rows of reference tables one by one, no ORDER BY/LIMIT (which
+/// could pick other rows on another shard), no function whose value differs between servers.
+fn reference_rows(q: &Query, cx: &Cx) -> bool {
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return false;
+    };
+    if q.order_by.is_some() || q.limit_clause.is_some() || q.with.is_some() {
+        return false;
+    }
+    if row_wise(s, false).is_err() {
+        return false;
+    }
+    let mut walk = Walk::default();
+    walk.query(q);
+    let text = scan(&q.to_string());
+    !walk.unknown
+        && walk.selects == 1
+        && walk.tables.iter().all(|t| match t.factor {
+            TableFactor::Table {
+                name, args: None, ..
+            } => relation_of(name, None, cx.rules(), cx.cur_db()).kind == TableKind::Reference,
+            _ => false,
+        })
+        && !text
+            .words
+            .iter()
+            .any(|w| !w.quoted && NONDETERMINISTIC.contains(&w.text.as_str()))
 }
 
 /// The derived table's query, read as a chain of `SELECT … FROM (SELECT …)` levels.
