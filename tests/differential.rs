@@ -1011,6 +1011,8 @@ fn cte_cases() -> Vec<Case> {
         // Refused: recursion over sharded tables, a CTE read twice.
         read("WITH RECURSIVE r AS (SELECT account_id, 1 AS depth FROM accounts WHERE account_id = 1 UNION ALL SELECT a.account_id, r.depth + 1 FROM accounts a JOIN r ON a.account_id = r.account_id + 1 WHERE r.depth < 5) SELECT account_id, depth FROM r ORDER BY depth", true, MAY_REFUSE),
         read("WITH c AS (SELECT account_id FROM accounts) SELECT COUNT(*) FROM c WHERE account_id IN (SELECT account_id FROM c)", true, MAY_REFUSE),
+        // RECURSIVE without a CTE that reads itself: ordinary CTEs.
+        read("WITH RECURSIVE c AS (SELECT account_id, balance FROM accounts) SELECT COUNT(*), SUM(balance) FROM c", true, MUST),
         // Recursion over no table at all: the default shard, as before.
         read("WITH RECURSIVE n AS (SELECT 1 AS i UNION ALL SELECT i + 1 FROM n WHERE i < 5) SELECT i FROM n ORDER BY i", true, MUST),
         read("WITH RECURSIVE n AS (SELECT MIN(day) AS d FROM fund_yield UNION ALL SELECT d + INTERVAL 1 DAY FROM n WHERE d < (SELECT MIN(day) FROM fund_yield) + INTERVAL 3 DAY) SELECT d FROM n ORDER BY d", true, MUST),

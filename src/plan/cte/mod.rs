@@ -27,8 +27,9 @@
 //! as it would alone. So does a rewritten statement that the planner sends to one shard.
 //!
 //! # Refused (error 1235, with what to do instead)
-//! - `WITH RECURSIVE` over sharded tables: each step of the recursion reads the rows found by
-//!   the previous one, which may be on any shard, so no shard computes it alone and the proxy
+//! - `WITH RECURSIVE` over sharded tables where a CTE reads itself or a later one (without such
+//!   a reference the CTEs are ordinary ones): each step of the recursion reads the rows found
+//!   by the previous one, which may be on any shard, so no shard computes it alone and the proxy
 //!   does not iterate it. Over reference (and unlisted) tables only it goes to the default
 //!   shard.
 //! - A CTE referenced twice or more (the copies would be computed separately, which MariaDB
@@ -79,6 +80,17 @@ fn plan_inner(q: &Query, with: &With, cx: &Cx) -> R<Plan> {
             "a WITH clause over sharded tables in a statement the proxy could not follow \
              through (a query in a place it does not look); use a derived table instead",
         ));
+    }
+    for (i, c) in ctes.iter().enumerate() {
+        let name = &c.alias.name.value;
+        if ctes[..i]
+            .iter()
+            .any(|d| d.alias.name.value.eq_ignore_ascii_case(name))
+        {
+            return Err(not_supported(format!(
+                "two CTEs named `{name}` in one WITH clause"
+            )));
+        }
     }
     let cte_of = |name: &str| ctes.iter().position(|c| c.alias.name.value == name);
     let mut refs: Vec<Ref> = Vec::new();
@@ -137,7 +149,10 @@ fn plan_inner(q: &Query, with: &With, cx: &Cx) -> R<Plan> {
         }
     }
     let sharded = |k: &TableKind| matches!(k, TableKind::Sharded { .. });
-    if with.recursive {
+    // RECURSIVE matters only where a CTE reads itself or a later one; without such a
+    // reference the CTEs are ordinary ones.
+    let recursing = refs.iter().any(|r| r.scope.is_some_and(|i| r.cte >= i));
+    if recursing {
         if own.iter().any(|(_, k)| sharded(k)) {
             return Err(not_supported(
                 "WITH RECURSIVE over sharded tables is not supported: each step of the \

@@ -148,6 +148,12 @@ fn recursive_ctes_over_sharded_tables_are_refused() {
     let sql = "WITH RECURSIVE t AS (SELECT account_id, parent FROM accounts WHERE account_id = 1 UNION ALL SELECT a.account_id, a.parent FROM accounts a JOIN t ON a.parent = t.account_id) SELECT * FROM t";
     expect_reject(&plan_with(sql, &r), "WITH RECURSIVE over sharded tables");
     expect_reject(&plan_with(sql, &r), "previous step");
+    // RECURSIVE without a CTE that reads itself: ordinary CTEs.
+    let sql = "WITH RECURSIVE c AS (SELECT fund FROM accounts) SELECT COUNT(*) FROM c";
+    assert_eq!(
+        shard_sql(sql),
+        "SELECT COUNT(*) FROM (SELECT fund FROM accounts) AS c"
+    );
     // Over reference tables only: the default shard, as before.
     for sql in [
         "WITH RECURSIVE n AS (SELECT 1 AS i UNION ALL SELECT i + 1 FROM n WHERE i < 5) SELECT i FROM n",
@@ -164,6 +170,7 @@ fn refusals() {
         ("WITH c AS (SELECT account_id FROM accounts) SELECT * FROM c WHERE account_id IN (SELECT account_id FROM c)", "referenced 2 times"),
         ("WITH c AS (SELECT account_id FROM accounts) SELECT * FROM c JOIN c AS d ON d.account_id = c.account_id", "referenced 2 times"),
         ("WITH c(a) AS (SELECT account_id FROM accounts) SELECT a FROM c", "column list"),
+        ("WITH c AS (SELECT 1), C AS (SELECT account_id FROM accounts) SELECT * FROM C", "two CTEs named"),
         ("WITH c AS (SELECT account_id FROM accounts) SELECT * FROM C", "letter case"),
         ("WITH c AS (SELECT * FROM c JOIN accounts a ON a.account_id = c.id) SELECT * FROM c", "itself or to a later"),
         ("WITH a AS (SELECT * FROM b), b AS (SELECT * FROM accounts) SELECT * FROM a", "itself or to a later"),
