@@ -24,6 +24,11 @@ fn a_cte_read_once_becomes_a_derived_table() {
             "with c as (select fund from accounts) select fund, count(*) from c group by fund",
             "SELECT fund, count(*) FROM (SELECT fund FROM accounts) AS c GROUP BY fund",
         ),
+        // Located by the parser's line/column spans after multi-byte text and line breaks.
+        (
+            "WITH c AS (SELECT account_id, /* café */ name FROM accounts WHERE name <> 'é')\nSELECT COUNT(*)\n  FROM `c`",
+            "SELECT COUNT(*) FROM (SELECT account_id, name FROM accounts WHERE name <> 'é') AS `c`",
+        ),
         // A CTE read by a later one is put in place inside it first.
         (
             "WITH a AS (SELECT account_id, fund FROM accounts WHERE balance > 0), b AS (SELECT fund FROM a WHERE account_id > 3) SELECT fund, COUNT(*) FROM b GROUP BY fund",
