@@ -995,6 +995,8 @@ fn cte_cases() -> Vec<Case> {
         read("WITH unused AS (SELECT * FROM ledger), c AS (SELECT account_id FROM accounts WHERE status = 'frozen') SELECT COUNT(*) FROM c", true, MUST),
         read("WITH big AS (SELECT account_id FROM ledger WHERE amount > 900000) SELECT account_id, name FROM accounts WHERE account_id IN (SELECT account_id FROM big) ORDER BY account_id", true, MUST),
         read("WITH f AS (SELECT day FROM fund_yield WHERE per_10k > 1) SELECT account_id, id FROM ledger WHERE day IN (SELECT day FROM f) ORDER BY account_id, id", true, MUST),
+        // A select item reading a CTE keeps its name as written.
+        read("WITH c AS (SELECT amount FROM ledger WHERE kind = 'fee') SELECT day, (SELECT MAX(amount) FROM c) FROM fund_yield ORDER BY day", true, MUST),
         // A CTE in FROM beside subqueries run first (the other CTE, a scalar).
         read("WITH big AS (SELECT account_id FROM ledger WHERE amount > 900000), acc AS (SELECT account_id, name, balance FROM accounts) SELECT account_id, name FROM acc WHERE account_id IN (SELECT account_id FROM big) ORDER BY account_id", true, MUST),
         read("WITH c AS (SELECT account_id, balance FROM accounts) SELECT COUNT(*), SUM(balance) FROM c WHERE balance > (SELECT AVG(balance) FROM accounts)", true, MUST),

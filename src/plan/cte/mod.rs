@@ -44,13 +44,16 @@ use std::ops::Range;
 
 pub(crate) mod walk;
 
-use sqlparser::ast::{Cte, ObjectNamePart, Query, Statement, TableFactor, With};
+use sqlparser::ast::{
+    Cte, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableFactor, With,
+};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
 use super::reject::{not_supported, Rejection};
 use super::route::{object_name, Offsets};
 use super::rules::TableKind;
+use super::scatter::item_ranges;
 use super::{plan, Cx, Plan, PlanContext, SingleReason};
 use crate::lex::{tokenize, TokenKind};
 use walk::Walk;
@@ -192,7 +195,8 @@ fn plan_inner(q: &Query, with: &With, cx: &Cx) -> R<Plan> {
             r.ident.value
         )));
     }
-    let text = Text::locate(cx.sql, with, &refs)?;
+    let mut text = Text::locate(cx.sql, with, &refs)?;
+    text.aliases = item_aliases(q, &text, &refs, cx)?;
     // 1. Every table read is on one shard: the statement goes there unchanged.
     if let Some(shard) = one_shard(&text, ctes, &refs, &own, shadowed, cx)? {
         return Ok(Plan::single(&shard, SingleReason::CtesOnOneShard));
@@ -217,6 +221,39 @@ fn plan_inner(q: &Query, with: &With, cx: &Cx) -> R<Plan> {
         }
         _ => p,
     })
+}
+
+/// The main query's unaliased select items that hold a reference to a CTE (in a subquery):
+/// they get their text as written as an alias.
+fn item_aliases(q: &Query, text: &Text, refs: &[Ref], cx: &Cx) -> R<Vec<Range<usize>>> {
+    let in_main: Vec<&Range<usize>> = text
+        .names
+        .iter()
+        .zip(refs)
+        .filter(|(_, r)| r.scope.is_none())
+        .map(|(n, _)| n)
+        .collect();
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let base = text.main.start;
+    let items = item_ranges(&cx.sql[text.main.clone()]);
+    let mut out = Vec::new();
+    for (i, item) in sel.projection.iter().enumerate() {
+        let SelectItem::UnnamedExpr(_) = item else {
+            continue;
+        };
+        let Some(&(s, e)) = items.get(i).filter(|_| items.len() == sel.projection.len()) else {
+            return Err(not_supported(
+                "a select list the proxy could not delimit in a statement with CTEs",
+            ));
+        };
+        let r = base + s..base + e;
+        if in_main.iter().any(|n| r.contains(&n.start)) {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 /// The one shard every table the statement reads is on, if there is one: each CTE over
@@ -318,6 +355,9 @@ fn plain_table(f: &TableFactor) -> bool {
 enum Piece {
     Orig(Range<usize>),
     Add(&'static str),
+    /// ` AS `…`` with this range of the client's text as the alias: a select item keeps the
+    /// name MariaDB gives it from its text as written, not from the rewritten text.
+    Alias(Range<usize>),
 }
 
 /// Where the WITH clause and the CTE bodies are in the client's text.
@@ -330,6 +370,8 @@ struct Text {
     prefix: Range<usize>,
     /// The main query: from the end of the WITH clause (after blanks) to the end.
     main: Range<usize>,
+    /// The main query's unaliased select items that hold a reference (in a subquery).
+    aliases: Vec<Range<usize>>,
 }
 
 impl Text {
@@ -390,19 +432,25 @@ impl Text {
             names,
             prefix: 0..if blank { 0 } else { start },
             main: sql.len() - sql[end..].trim_start().len()..sql.len(),
+            aliases: Vec::new(),
         })
     }
 
     /// The pieces of a scope's text (`None`: the main query without the WITH clause) with
     /// every CTE it references in place.
     fn expand(&self, scope: Option<usize>, refs: &[Ref]) -> Vec<Piece> {
-        let mut edits: Vec<(&Range<usize>, &Ref)> = self
+        // A reference to put in place, or (None) the end of a select item to alias.
+        let mut edits: Vec<(&Range<usize>, Option<&Ref>)> = self
             .names
             .iter()
             .zip(refs)
             .filter(|(_, r)| r.scope == scope)
+            .map(|(n, r)| (n, Some(r)))
             .collect();
-        edits.sort_by_key(|(n, _)| n.start);
+        if scope.is_none() {
+            edits.extend(self.aliases.iter().map(|a| (a, None)));
+        }
+        edits.sort_by_key(|(n, r)| (if r.is_some() { n.start } else { n.end }, r.is_none()));
         let mut out = Vec::new();
         let (mut pos, end) = match scope {
             Some(i) => (self.bodies[i].start, self.bodies[i].end),
@@ -412,6 +460,12 @@ impl Text {
             }
         };
         for (name, r) in edits {
+            let Some(r) = r else {
+                out.push(Piece::Orig(pos..name.end));
+                out.push(Piece::Alias(name.clone()));
+                pos = name.end;
+                continue;
+            };
             out.push(Piece::Orig(pos..name.start));
             out.push(Piece::Add("("));
             out.extend(self.expand(Some(r.cte), refs));
@@ -433,6 +487,11 @@ fn render(sql: &str, pieces: &[Piece]) -> String {
         match p {
             Piece::Orig(r) => out.push_str(&sql[r.clone()]),
             Piece::Add(s) => out.push_str(s),
+            Piece::Alias(r) => {
+                out.push_str(" AS `");
+                out.push_str(&sql[r.clone()].replace('`', "``"));
+                out.push('`');
+            }
         }
     }
     out

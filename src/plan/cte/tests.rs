@@ -192,3 +192,19 @@ fn refusals() {
         expect_reject(&plan_with(sql, &r), why);
     }
 }
+
+#[test]
+fn a_select_item_over_a_cte_keeps_its_name_as_written() {
+    let r = rules(3);
+    let sql = "WITH c AS (SELECT account_id FROM accounts) SELECT (SELECT COUNT(*) FROM c), 1 + (SELECT MAX(account_id) FROM c) AS m";
+    expect_reject(&plan_with(sql, &r), "referenced 2 times");
+    let sql = "WITH c AS (SELECT account_id FROM accounts) SELECT fund, (SELECT COUNT(*) FROM c) FROM fund_yield";
+    let Plan::Staged(s) = plan_with(sql, &r) else {
+        panic!("{sql}")
+    };
+    assert_eq!(
+        s.sql,
+        "SELECT fund, (SELECT COUNT(*) FROM (SELECT account_id FROM accounts) AS c) AS `(SELECT COUNT(*) FROM c)` FROM fund_yield"
+    );
+    assert!(s.names.is_empty(), "{:?}", s.names);
+}
