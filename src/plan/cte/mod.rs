@@ -196,7 +196,18 @@ fn plan_inner(q: &Query, with: &With, cx: &Cx) -> R<Plan> {
         )));
     }
     let mut text = Text::locate(cx.sql, with, &refs)?;
-    text.aliases = item_aliases(q, &text, &refs, cx)?;
+    let mut aliases = item_aliases(q, None, &text.main, &text, &refs, cx)?;
+    for (i, cte) in ctes.iter().enumerate() {
+        aliases.extend(item_aliases(
+            &cte.query,
+            Some(i),
+            &text.bodies[i],
+            &text,
+            &refs,
+            cx,
+        )?);
+    }
+    text.aliases = aliases;
     // 1. Every table read is on one shard: the statement goes there unchanged.
     if let Some(shard) = one_shard(&text, ctes, &refs, &own, shadowed, cx)? {
         return Ok(Plan::single(&shard, SingleReason::CtesOnOneShard));
@@ -223,21 +234,31 @@ fn plan_inner(q: &Query, with: &With, cx: &Cx) -> R<Plan> {
     })
 }
 
-/// The main query's unaliased select items that hold a reference to a CTE (in a subquery):
-/// they get their text as written as an alias.
-fn item_aliases(q: &Query, text: &Text, refs: &[Ref], cx: &Cx) -> R<Vec<Range<usize>>> {
-    let in_main: Vec<&Range<usize>> = text
+/// The unaliased select items of a scope's query (the main one, or a CTE's: its column names)
+/// that hold a reference to a CTE (in a subquery): they get their text as written as an alias.
+fn item_aliases(
+    q: &Query,
+    scope: Option<usize>,
+    at: &Range<usize>,
+    text: &Text,
+    refs: &[Ref],
+    cx: &Cx,
+) -> R<Vec<(Option<usize>, Range<usize>)>> {
+    let inside: Vec<&Range<usize>> = text
         .names
         .iter()
         .zip(refs)
-        .filter(|(_, r)| r.scope.is_none())
+        .filter(|(_, r)| r.scope == scope)
         .map(|(n, _)| n)
         .collect();
     let SetExpr::Select(sel) = q.body.as_ref() else {
         return Ok(Vec::new());
     };
-    let base = text.main.start;
-    let items = item_ranges(&cx.sql[text.main.clone()]);
+    if inside.is_empty() {
+        return Ok(Vec::new());
+    }
+    let base = at.start;
+    let items = item_ranges(&cx.sql[at.clone()]);
     let mut out = Vec::new();
     for (i, item) in sel.projection.iter().enumerate() {
         let SelectItem::UnnamedExpr(_) = item else {
@@ -249,8 +270,8 @@ fn item_aliases(q: &Query, text: &Text, refs: &[Ref], cx: &Cx) -> R<Vec<Range<us
             ));
         };
         let r = base + s..base + e;
-        if in_main.iter().any(|n| r.contains(&n.start)) {
-            out.push(r);
+        if inside.iter().any(|n| r.contains(&n.start)) {
+            out.push((scope, r));
         }
     }
     Ok(out)
@@ -370,8 +391,8 @@ struct Text {
     prefix: Range<usize>,
     /// The main query: from the end of the WITH clause (after blanks) to the end.
     main: Range<usize>,
-    /// The main query's unaliased select items that hold a reference (in a subquery).
-    aliases: Vec<Range<usize>>,
+    /// The unaliased select items that hold a reference (in a subquery), by scope.
+    aliases: Vec<(Option<usize>, Range<usize>)>,
 }
 
 impl Text {
@@ -447,9 +468,12 @@ impl Text {
             .filter(|(_, r)| r.scope == scope)
             .map(|(n, r)| (n, Some(r)))
             .collect();
-        if scope.is_none() {
-            edits.extend(self.aliases.iter().map(|a| (a, None)));
-        }
+        edits.extend(
+            self.aliases
+                .iter()
+                .filter(|(s, _)| *s == scope)
+                .map(|(_, a)| (a, None)),
+        );
         edits.sort_by_key(|(n, r)| (if r.is_some() { n.start } else { n.end }, r.is_none()));
         let mut out = Vec::new();
         let (mut pos, end) = match scope {

@@ -207,4 +207,11 @@ fn a_select_item_over_a_cte_keeps_its_name_as_written() {
         "SELECT fund, (SELECT COUNT(*) FROM (SELECT account_id FROM accounts) AS c) AS `(SELECT COUNT(*) FROM c)` FROM fund_yield"
     );
     assert!(s.names.is_empty(), "{:?}", s.names);
+    // In a CTE's select list: the CTE's column keeps that name too (the statement is then
+    // refused, whose message shows the rewritten text).
+    let sql = "WITH c AS (SELECT account_id FROM accounts), d AS (SELECT (SELECT COUNT(*) FROM c), 2 FROM fund_yield) SELECT * FROM fund_yield WHERE x IN (SELECT * FROM d)";
+    expect_reject(
+        &plan_with(sql, &r),
+        "(SELECT (SELECT COUNT(*) FROM (SELECT account_id FROM accounts) AS c) AS `(SELECT COUNT(*) FROM c)`, 2 FROM",
+    );
 }
