@@ -983,6 +983,7 @@ fn cte_cases() -> Vec<Case> {
         // Column names as MariaDB gives them (unaliased expressions in and outside the CTE).
         read("WITH c AS (SELECT account_id, balance * 2, UPPER(status) FROM accounts WHERE account_id < 50) SELECT * FROM c ORDER BY account_id", true, MUST),
         read("WITH c AS (SELECT account_id, balance FROM accounts) SELECT COUNT(*), SUM(balance) * 2 FROM c", true, MUST),
+        read("WITH c AS (SELECT account_id, balance*2, UPPER( status ) FROM accounts WHERE account_id < 50) SELECT * FROM c ORDER BY account_id", true, MUST),
         // A CTE joined to the reference table (the CTE's rows on the preserved side).
         read("WITH c AS (SELECT account_id, id, amount, day FROM ledger WHERE kind = 'yield') SELECT c.account_id, c.id, c.amount, f.per_10k FROM c JOIN fund_yield f ON f.day = c.day ORDER BY c.account_id, c.id", true, MUST),
         read("WITH c AS (SELECT account_id, id, day FROM ledger WHERE amount > 0) SELECT COUNT(*), COUNT(f.per_10k) FROM c LEFT JOIN fund_yield f ON f.day = c.day", true, MUST),

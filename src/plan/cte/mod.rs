@@ -45,7 +45,7 @@ use std::ops::Range;
 pub(crate) mod walk;
 
 use sqlparser::ast::{
-    Cte, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableFactor, With,
+    Cte, Expr, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableFactor, With,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -234,8 +234,10 @@ fn plan_inner(q: &Query, with: &With, cx: &Cx) -> R<Plan> {
     })
 }
 
-/// The unaliased select items of a scope's query (the main one, or a CTE's: its column names)
-/// that hold a reference to a CTE (in a subquery): they get their text as written as an alias.
+/// The unaliased select items of a scope's query that hold a reference to a CTE (in a
+/// subquery), and in a CTE every unaliased expression (its column names, which a derived table
+/// over several shards would take from the re-rendered text, `balance * 2` for `balance*2`):
+/// they get their text as written as an alias, the name MariaDB gives them.
 fn item_aliases(
     q: &Query,
     scope: Option<usize>,
@@ -254,23 +256,33 @@ fn item_aliases(
     let SetExpr::Select(sel) = q.body.as_ref() else {
         return Ok(Vec::new());
     };
-    if inside.is_empty() {
+    if inside.is_empty() && scope.is_none() {
         return Ok(Vec::new());
     }
     let base = at.start;
     let items = item_ranges(&cx.sql[at.clone()]);
     let mut out = Vec::new();
     for (i, item) in sel.projection.iter().enumerate() {
-        let SelectItem::UnnamedExpr(_) = item else {
+        let SelectItem::UnnamedExpr(expr) = item else {
             continue;
         };
+        let named = matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+        if named && scope.is_some() && inside.is_empty() {
+            continue;
+        }
         let Some(&(s, e)) = items.get(i).filter(|_| items.len() == sel.projection.len()) else {
             return Err(not_supported(
                 "a select list the proxy could not delimit in a statement with CTEs",
             ));
         };
         let r = base + s..base + e;
-        if inside.iter().any(|n| r.contains(&n.start)) {
+        if (scope.is_some() && !named) || inside.iter().any(|n| r.contains(&n.start)) {
+            if r.len() > 256 {
+                return Err(not_supported(
+                    "a select item longer than 256 characters without an alias in a statement \
+                     with CTEs; give it an alias",
+                ));
+            }
             out.push((scope, r));
         }
     }

@@ -24,6 +24,12 @@ fn a_cte_read_once_becomes_a_derived_table() {
             "with c as (select fund from accounts) select fund, count(*) from c group by fund",
             "SELECT fund, count(*) FROM (SELECT fund FROM accounts) AS c GROUP BY fund",
         ),
+        // A CTE's unaliased expressions keep their names as written (the shards get the
+        // statement re-rendered, `balance * 2`).
+        (
+            "WITH c AS (SELECT account_id, balance*2, `fund` FROM accounts) SELECT * FROM c",
+            "SELECT * FROM (SELECT account_id, balance * 2 AS `balance*2`, `fund` FROM accounts) AS c",
+        ),
         // Located by the parser's line/column spans after multi-byte text and line breaks.
         (
             "WITH c AS (SELECT account_id, /* café */ name FROM accounts WHERE name <> 'é')\nSELECT COUNT(*)\n  FROM `c`",
@@ -212,6 +218,6 @@ fn a_select_item_over_a_cte_keeps_its_name_as_written() {
     let sql = "WITH c AS (SELECT account_id FROM accounts), d AS (SELECT (SELECT COUNT(*) FROM c), 2 FROM fund_yield) SELECT * FROM fund_yield WHERE x IN (SELECT * FROM d)";
     expect_reject(
         &plan_with(sql, &r),
-        "(SELECT (SELECT COUNT(*) FROM (SELECT account_id FROM accounts) AS c) AS `(SELECT COUNT(*) FROM c)`, 2 FROM",
+        "(SELECT (SELECT COUNT(*) FROM (SELECT account_id FROM accounts) AS c) AS `(SELECT COUNT(*) FROM c)`, 2 AS `2`",
     );
 }
