@@ -54,6 +54,7 @@ pub mod spec;
 pub mod staged;
 mod subquery;
 pub mod text_cache;
+mod walk;
 pub mod write;
 
 use std::fmt;

@@ -42,8 +42,6 @@
 
 use std::ops::Range;
 
-pub(crate) mod walk;
-
 use sqlparser::ast::{
     Cte, Expr, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableFactor, With,
 };
@@ -54,9 +52,9 @@ use super::reject::{not_supported, Rejection};
 use super::route::{object_name, Offsets};
 use super::rules::TableKind;
 use super::scatter::item_ranges;
+use super::walk::Walk;
 use super::{plan, Cx, Plan, PlanContext, SingleReason};
 use crate::lex::{tokenize, TokenKind};
-use walk::Walk;
 
 /// A step's result: the refusal is the error.
 type R<T> = Result<T, Plan>;

@@ -21,11 +21,11 @@ use sqlparser::ast::{JoinOperator, Query, Select, SetExpr, TableFactor, TableWit
 
 use super::union::{branch_shards, row_wise};
 use super::{plan_scatter, R};
-use crate::plan::cte::walk::Walk;
 use crate::plan::reject::not_supported;
 use crate::plan::route::relation_of;
 use crate::plan::rules::TableKind;
 use crate::plan::scan::scan;
+use crate::plan::walk::Walk;
 use crate::plan::{Cx, Plan, NONDETERMINISTIC};
 
 /// Plans the statement as a scatter read over its derived table (see the module doc); `None`

@@ -1,6 +1,8 @@
-//! The walk of a statement's queries for [`super`]: every table named in a FROM clause, in
-//! the main query and in each CTE body, and the number of SELECTs seen, which must equal the
-//! lexer's count (a SELECT the walk missed could hide a reference to a CTE).
+//! The walk of a statement's queries: every table named in a FROM clause, with the scope it
+//! is in (the main query, or the body of a CTE: [`super::cte`]), and the number of SELECTs
+//! seen, which callers compare with the lexer's count (a SELECT the walk missed could hide a
+//! table). Also how [`super::scatter`] checks that a derived table reads reference tables
+//! only.
 
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, InTarget, JoinConstraint, JoinOperator,
