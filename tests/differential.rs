@@ -983,6 +983,81 @@ fn subquery_cases() -> Vec<Case> {
     ]
 }
 
+/// Common table expressions (plan/cte.rs): a CTE read once is answered as a derived table;
+/// when every table read is on one shard the statement goes there whole.
+fn cte_cases() -> Vec<Case> {
+    vec![
+        // ORDER BY / LIMIT outside the CTE, merged by the proxy.
+        read("WITH c AS (SELECT account_id, name, balance FROM accounts WHERE balance > 0) SELECT account_id, name, balance FROM c ORDER BY balance DESC, account_id LIMIT 5", true, MUST),
+        read("WITH c AS (SELECT account_id, id, amount FROM ledger WHERE kind = 'buy') SELECT * FROM c ORDER BY amount, account_id, id LIMIT 7 OFFSET 3", true, MUST),
+        // GROUP BY and aggregates over a CTE.
+        read("WITH c AS (SELECT account_id, status, balance FROM accounts) SELECT status, COUNT(*), SUM(balance), AVG(balance), MIN(balance), MAX(balance) FROM c GROUP BY status ORDER BY status", true, MUST),
+        read("WITH c AS (SELECT kind, amount FROM ledger WHERE amount IS NOT NULL) SELECT kind, COUNT(*) AS n, SUM(amount) FROM c GROUP BY kind HAVING COUNT(*) > 1 ORDER BY n DESC, kind", true, MUST),
+        read("WITH c AS (SELECT account_id, status FROM accounts) SELECT x.status, COUNT(DISTINCT x.account_id) AS n FROM c AS x GROUP BY x.status ORDER BY n DESC, x.status", true, MUST),
+        // Column names as MariaDB gives them (unaliased expressions in and outside the CTE).
+        read("WITH c AS (SELECT account_id, balance * 2, UPPER(status) FROM accounts WHERE account_id < 50) SELECT * FROM c ORDER BY account_id", true, MUST),
+        read("WITH c AS (SELECT account_id, balance FROM accounts) SELECT COUNT(*), SUM(balance) * 2 FROM c", true, MUST),
+        read("WITH c AS (SELECT account_id, balance*2, UPPER( status ) FROM accounts WHERE account_id < 50) SELECT * FROM c ORDER BY account_id", true, MUST),
+        // A CTE joined to the reference table (the CTE's rows on the preserved side).
+        read("WITH c AS (SELECT account_id, id, amount, day FROM ledger WHERE kind = 'yield') SELECT c.account_id, c.id, c.amount, f.per_10k FROM c JOIN fund_yield f ON f.day = c.day ORDER BY c.account_id, c.id", true, MUST),
+        read("WITH c AS (SELECT account_id, id, day FROM ledger WHERE amount > 0) SELECT COUNT(*), COUNT(f.per_10k) FROM c LEFT JOIN fund_yield f ON f.day = c.day", true, MUST),
+        read("WITH c AS (SELECT day FROM ledger WHERE kind = 'fee') SELECT f.day, COUNT(c.day) FROM fund_yield f LEFT JOIN c ON c.day = f.day GROUP BY f.day ORDER BY f.day", true, MAY_REFUSE),
+        // A CTE of the reference table joined like the table itself.
+        read("WITH c AS (SELECT account_id, id, amount, day FROM ledger WHERE amount < 0), f AS (SELECT day, per_10k FROM fund_yield WHERE per_10k > 1) SELECT c.account_id, c.id, c.amount, f.per_10k FROM c JOIN f ON f.day = c.day ORDER BY c.account_id, c.id", true, MUST),
+        read("WITH c AS (SELECT kind, day FROM ledger), f AS (SELECT day FROM fund_yield) SELECT c.kind, COUNT(*), COUNT(f.day) FROM c LEFT JOIN f ON f.day = c.day GROUP BY c.kind ORDER BY c.kind", true, MUST),
+        // Two CTEs: one read by the other, one never read, one inside a subquery.
+        read("WITH a AS (SELECT account_id, kind, amount FROM ledger WHERE amount > 0), b AS (SELECT kind, amount FROM a WHERE kind <> 'fee') SELECT kind, COUNT(*), SUM(amount) FROM b GROUP BY kind ORDER BY kind", true, MUST),
+        read("WITH unused AS (SELECT * FROM ledger), c AS (SELECT account_id FROM accounts WHERE status = 'frozen') SELECT COUNT(*) FROM c", true, MUST),
+        read("WITH big AS (SELECT account_id FROM ledger WHERE amount > 900000) SELECT account_id, name FROM accounts WHERE account_id IN (SELECT account_id FROM big) ORDER BY account_id", true, MUST),
+        read("WITH f AS (SELECT day FROM fund_yield WHERE per_10k > 1) SELECT account_id, id FROM ledger WHERE day IN (SELECT day FROM f) ORDER BY account_id, id", true, MUST),
+        // A select item reading a CTE keeps its name as written.
+        read("WITH c AS (SELECT amount FROM ledger WHERE kind = 'fee') SELECT day, (SELECT MAX(amount) FROM c) FROM fund_yield ORDER BY day", true, MUST),
+        // A CTE in FROM beside subqueries run first (the other CTE, a scalar).
+        read("WITH big AS (SELECT account_id FROM ledger WHERE amount > 900000), acc AS (SELECT account_id, name, balance FROM accounts) SELECT account_id, name FROM acc WHERE account_id IN (SELECT account_id FROM big) ORDER BY account_id", true, MUST),
+        read("WITH c AS (SELECT account_id, balance FROM accounts) SELECT COUNT(*), SUM(balance) FROM c WHERE balance > (SELECT AVG(balance) FROM accounts)", true, MUST),
+        read("WITH c AS (SELECT kind, amount FROM ledger) SELECT kind, COUNT(*) FROM c WHERE amount NOT IN (SELECT amount FROM ledger WHERE kind = 'fee' AND amount IS NOT NULL) GROUP BY kind ORDER BY kind", true, MUST),
+        read("SELECT d.kind, COUNT(*) FROM (SELECT kind, amount FROM ledger) d WHERE d.amount > (SELECT AVG(amount) FROM ledger) GROUP BY d.kind ORDER BY d.kind", true, MUST),
+        // WHERE on the key: every table read is on one shard, sent whole (aggregates and
+        // LIMIT inside the CTE included).
+        read("WITH c AS (SELECT account_id, kind, amount FROM ledger WHERE account_id = 7) SELECT kind, COUNT(*), SUM(amount) FROM c GROUP BY kind ORDER BY kind", true, MUST),
+        read("WITH t AS (SELECT kind, SUM(amount) AS total FROM ledger WHERE account_id = 12 GROUP BY kind ORDER BY total DESC LIMIT 2) SELECT kind, total FROM t ORDER BY kind", true, MUST),
+        read("WITH l AS (SELECT day, amount FROM ledger WHERE account_id = 9), f AS (SELECT day, per_10k FROM fund_yield) SELECT l.day, l.amount, f.per_10k FROM l JOIN f ON f.day = l.day ORDER BY l.day, l.amount", true, MUST),
+        read("WITH a AS (SELECT * FROM accounts WHERE account_id = 21) SELECT a.name, l.kind, l.amount FROM a JOIN ledger l ON l.account_id = a.account_id WHERE l.account_id = 21 ORDER BY l.id", true, MUST),
+        // A prepared statement with a CTE.
+        prepared(read("WITH c AS (SELECT account_id, balance FROM accounts WHERE balance > ?) SELECT COUNT(*), SUM(balance) FROM c", true, MUST), vec![V::Cents(0)]),
+        // Refused: recursion over sharded tables, a CTE read twice.
+        read("WITH RECURSIVE r AS (SELECT account_id, 1 AS depth FROM accounts WHERE account_id = 1 UNION ALL SELECT a.account_id, r.depth + 1 FROM accounts a JOIN r ON a.account_id = r.account_id + 1 WHERE r.depth < 5) SELECT account_id, depth FROM r ORDER BY depth", true, MAY_REFUSE),
+        read("WITH c AS (SELECT account_id FROM accounts) SELECT COUNT(*) FROM c WHERE account_id IN (SELECT account_id FROM c)", true, MAY_REFUSE),
+        // RECURSIVE without a CTE that reads itself: ordinary CTEs.
+        read("WITH RECURSIVE c AS (SELECT account_id, balance FROM accounts) SELECT COUNT(*), SUM(balance) FROM c", true, MUST),
+        // Recursion over no table at all: the default shard, as before.
+        read("WITH RECURSIVE n AS (SELECT 1 AS i UNION ALL SELECT i + 1 FROM n WHERE i < 5) SELECT i FROM n ORDER BY i", true, MUST),
+        read("WITH RECURSIVE n AS (SELECT MIN(day) AS d FROM fund_yield UNION ALL SELECT d + INTERVAL 1 DAY FROM n WHERE d < (SELECT MIN(day) FROM fund_yield) + INTERVAL 3 DAY) SELECT d FROM n ORDER BY d", true, MUST),
+    ]
+}
+
+/// PREVIEW through the proxy shows what the shards get for a CTE statement: the CTE in place as
+/// a derived table (with the hidden columns of the merge), on every shard; and the client's
+/// text unchanged, on one shard, when every table read is there.
+async fn cte_preview(label: &str, shards: usize, proxy: &mut Conn) {
+    let sql = "WITH c AS (SELECT account_id, balance FROM accounts WHERE balance > 0) SELECT AVG(balance) FROM c";
+    let rows: Vec<(String, String, String)> = proxy.query(format!("PREVIEW {sql}")).await.unwrap();
+    assert_eq!(rows.len(), shards, "[{label}] {rows:?}");
+    for (_, shard_sql, _) in &rows {
+        assert!(
+            shard_sql.starts_with("SELECT AVG(balance), ")
+                && shard_sql.ends_with(
+                    " FROM (SELECT account_id, balance FROM accounts WHERE balance > 0) AS c"
+                ),
+            "[{label}] {shard_sql}"
+        );
+    }
+    let sql = "WITH c AS (SELECT kind, amount FROM ledger WHERE account_id = 7) SELECT kind, SUM(amount) FROM c GROUP BY kind";
+    let rows: Vec<(String, String, String)> = proxy.query(format!("PREVIEW {sql}")).await.unwrap();
+    assert_eq!(rows.len(), 1, "[{label}] {rows:?}");
+    assert_eq!(rows[0].1, sql, "[{label}]");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Running and comparing
 // ---------------------------------------------------------------------------------------------
@@ -1298,6 +1373,8 @@ async fn differential_on(label: &str, cluster: &Cluster, plain: &Mariadb) -> Rep
     let mut rep = Report::default();
     compare(label, &hand_written(), &mut p, &mut d, &mut rep).await;
     compare(label, &subquery_cases(), &mut p, &mut d, &mut rep).await;
+    compare(label, &cte_cases(), &mut p, &mut d, &mut rep).await;
+    cte_preview(label, cluster.shards.len(), &mut p).await;
     compare(label, &final_checks(), &mut p, &mut d, &mut rep).await;
     compare(
         label,

@@ -72,7 +72,7 @@ fn too_many(limits: JoinLimits, what: &str) -> ErrInfo {
 
 /// The conditions and warnings of every read the join made.
 #[derive(Default)]
-pub(super) struct Seen {
+struct Seen {
     /// Every read's notes, errors and warnings, in order.
     conditions: Vec<Condition>,
     /// The warnings the reads counted.
@@ -81,7 +81,7 @@ pub(super) struct Seen {
 
 impl Seen {
     /// The answer of one read, its diagnostics kept.
-    pub(super) fn take<T>(&mut self, done: Done<T>) -> Result<T, ErrInfo> {
+    fn take<T>(&mut self, done: Done<T>) -> Result<T, ErrInfo> {
         if let Some(d) = done.diagnostics {
             self.warning_count += d.warning_count;
             self.conditions.extend(d.conditions);
@@ -360,7 +360,12 @@ pub async fn join<S: Shards>(
     let mut answer = run(shards, plan, ring, limits, &mut seen).await;
     if let (Ok(rows), Some(g)) = (&mut answer, &plan.grouped) {
         let joined = std::mem::take(rows);
-        answer = super::join_group::group(shards, g, joined, &mut seen).await;
+        let typing = super::join_group::typing_target(g);
+        let spec = super::join_group::as_it_is();
+        answer = match seen.take(scatter(shards, &typing, &spec).await) {
+            Ok(typed) => super::join_group::group(g, joined, typed),
+            Err(e) => Err(e),
+        };
     }
     match answer {
         Ok(rs) => Done {

@@ -15,9 +15,6 @@
 //! Items the merge computes (`SUM(x)/COUNT(*)`) and the AVG columns are `NULL` in the joined
 //! rows: the merge writes their values.
 
-use super::join::Seen;
-use super::scatter::scatter;
-use super::Shards;
 use crate::plan::join::Grouped;
 use crate::plan::merge::{self, value::ValueKind};
 use crate::plan::spec::{AggregateKind, MergeSpec};
@@ -89,22 +86,30 @@ fn fits(how: Holds, row: &ColumnDef, stmt: &ColumnDef) -> bool {
     }
 }
 
-/// Merges the joined rows of a grouped join into its answer (see the module doc).
-pub(super) async fn group<S: Shards>(
-    shards: &mut S,
-    g: &Grouped,
-    joined: ResultSet,
-    seen: &mut Seen,
-) -> Result<ResultSet, ErrInfo> {
-    let target = [ShardSql {
+/// The statement a grouped join's column definitions come from, on one shard (see the
+/// module doc).
+pub(super) fn typing_target(g: &Grouped) -> [ShardSql; 1] {
+    [ShardSql {
         shard: g.types_shard.clone(),
         sql: g.types_sql.clone(),
-    }];
-    let plain = MergeSpec {
+    }]
+}
+
+/// A plain concatenation: the typing statement's answer as it is.
+pub(super) fn as_it_is() -> MergeSpec {
+    MergeSpec {
         visible_columns: ALL_COLUMNS,
         ..MergeSpec::default()
-    };
-    let typed = seen.take(scatter(shards, &target, &plain).await)?;
+    }
+}
+
+/// Merges the joined rows of a grouped join into its answer, under the column definitions of
+/// `typed` (the answer of [`typing_target`]; see the module doc).
+pub(super) fn group(
+    g: &Grouped,
+    joined: ResultSet,
+    typed: ResultSet,
+) -> Result<ResultSet, ErrInfo> {
     let ncols = typed.columns.len();
     if joined.columns.len() != ncols {
         return Err(ErrInfo::new(

@@ -9,6 +9,8 @@
 //!    file, in the style of Vitess's `vtgate/engine`:
 //!    - [`select`]: reads. One shard when the key is pinned, else [`scatter`] (rewritten SQL
 //!      per shard + a [`spec::MergeSpec`]).
+//!    - [`cte`]: WITH clauses: each CTE read once put in place as a derived table and the
+//!      statement planned again, or the whole statement sent to the one shard it reads.
 //!    - [`insert_split`]: INSERT/REPLACE, split per shard by each row's key.
 //!    - [`write`]: UPDATE and DELETE.
 //!    - [`ddl`]: CREATE/ALTER/DROP/TRUNCATE TABLE, CREATE/DROP INDEX.
@@ -31,6 +33,7 @@
 
 #[cfg(test)]
 mod consistency;
+mod cte;
 pub mod ddl;
 pub mod insert_split;
 pub mod join;
@@ -51,6 +54,7 @@ pub mod spec;
 pub mod staged;
 mod subquery;
 pub mod text_cache;
+mod walk;
 pub mod write;
 
 use std::fmt;
@@ -185,7 +189,7 @@ impl Plan {
                 }
                 rows.push((
                     "(by the subqueries' values)".to_string(),
-                    original_sql.to_string(),
+                    s.sql.clone(),
                     "planned with the subqueries' values in place".to_string(),
                 ));
                 rows

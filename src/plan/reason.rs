@@ -37,6 +37,9 @@ pub enum SingleReason {
     /// A read whose FROM holds no sharded table (the text names one elsewhere, e.g. as a
     /// column name).
     NoShardedTableInFrom,
+    /// A statement with CTEs whose every table read (in the CTEs and outside them) is on this
+    /// shard: sent whole, WITH clause and all ([`super::cte`]).
+    CtesOnOneShard,
     /// A write or DDL on a table that is neither sharded nor reference: it lives on the
     /// default shard.
     UnshardedTable,
@@ -84,6 +87,9 @@ impl fmt::Display for SingleReason {
             }
             SingleReason::ReferenceCopy => f.write_str("no sharded table (reference copy)"),
             SingleReason::NoShardedTableInFrom => f.write_str("no sharded table in FROM"),
+            SingleReason::CtesOnOneShard => {
+                f.write_str("every table the statement and its CTEs read is on this shard")
+            }
             SingleReason::UnshardedTable => f.write_str("unsharded table"),
             SingleReason::UnshardedTables => f.write_str("unsharded tables"),
             SingleReason::NotATable => f.write_str("not a table"),

@@ -90,6 +90,17 @@ impl Rules {
     }
 
     /// Whether a lowercase word could name a sharded or reference table (the scanner's test).
+    /// These rules with `names` (lowercase, unqualified) also read as reference tables: how
+    /// [`super::cte`] asks whether a query over CTEs it knows to be whole on every shard it
+    /// considers goes to one shard.
+    pub(crate) fn with_reference_tables(&self, names: &[String]) -> Rules {
+        let mut r = self.clone();
+        for n in names {
+            r.reference.entry(n.clone()).or_default().push(None);
+        }
+        r
+    }
+
     pub fn mentions(&self, word: &str) -> bool {
         self.sharded.contains_key(word) || self.reference.contains_key(word)
     }

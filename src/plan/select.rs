@@ -6,7 +6,10 @@
 //! Subqueries in the select list, WHERE and HAVING are [`subquery`]'s: run first (a staged
 //! plan) or, correlated on the shard key, left to the shards.
 //!
-//! Refused: CTEs and other subqueries once a sharded table is involved (a subquery's rows may
+//! A WITH clause is [`cte`]'s: its CTEs put in place as derived tables, or the whole statement
+//! sent to the one shard it reads.
+//!
+//! Refused: other subqueries once a sharded table is involved (a subquery's rows may
 //! live on other shards than the outer query's, and counting `SELECT` keywords in the text
 //! catches a subquery wherever it hides), other derived tables, joins of sharded tables that do not
 //! match rows by key, and joins of sharded tables with unlisted tables (which live only on the
@@ -17,7 +20,7 @@ use sqlparser::ast::{Query, SetExpr};
 use super::reject::not_supported;
 use super::route::{analyze, collect_from, param_key, target_shards};
 use super::rules::TableKind;
-use super::{scatter, subquery, Cx, Plan, SingleReason};
+use super::{cte, scatter, subquery, Cx, Plan, SingleReason};
 
 pub(crate) fn plan_select(q: &Query, cx: &Cx) -> (Plan, Option<usize>) {
     if !cx.mentions_sharded {
@@ -26,11 +29,8 @@ pub(crate) fn plan_select(q: &Query, cx: &Cx) -> (Plan, Option<usize>) {
             None,
         );
     }
-    if q.with.is_some() {
-        return (
-            not_supported("WITH (common table expressions) over sharded tables is not supported"),
-            None,
-        );
+    if let Some(with) = &q.with {
+        return cte::plan_with(q, with, cx);
     }
     if matches!(q.body.as_ref(), SetExpr::SetOperation { .. }) {
         return (scatter::plan_union(q, cx), None);
@@ -269,7 +269,7 @@ mod tests {
             ("SELECT * FROM accounts WHERE account_id = 1 UNION SELECT * FROM fund_yield", "UNION branch"),
             ("SELECT * FROM (SELECT * FROM accounts ORDER BY a LIMIT 1) x", "derived table"),
             ("SELECT * FROM (SELECT COUNT(*) FROM accounts) x", "aggregates"),
-            ("WITH x AS (SELECT 1) SELECT * FROM accounts", "WITH"),
+            ("WITH RECURSIVE x AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM x WHERE n < 3) SELECT * FROM accounts a JOIN x ON x.n = a.account_id", "WITH RECURSIVE"),
             ("SELECT * FROM accounts a JOIN other o ON o.id = a.account_id", "default shard"),
             ("SELECT * FROM fund_yield f LEFT JOIN accounts a ON a.fund = f.fund", "outer join"),
             ("SELECT * FROM accounts a RIGHT JOIN fund_yield f ON a.fund = f.fund", "outer join"),

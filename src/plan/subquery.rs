@@ -14,7 +14,9 @@
 //!   row the subquery needs for an outer row sits on that row's shard, so each shard answers
 //!   for its own rows and the statement is pushed down as it is ([`Found::PushDown`]).
 //!
-//! Any other correlated subquery over a sharded table is refused.
+//! Any other correlated subquery over a sharded table is refused. The outer FROM may be a
+//! derived table of a row-wise select (what a CTE becomes, [`super::cte`]): it stays in the
+//! text and the statement with the values is planned by [`super::scatter::plan_derived`].
 //!
 //! # Finding a subquery in the text
 //! The outer statement is rewritten by splicing the client's text, never re-rendered: the
@@ -134,7 +136,10 @@ fn stage(q: &Query, sel: &Select, hits: &[Hit], cx: &Cx) -> Result<Found, Plan> 
             inner,
         });
     }
-    if cx.scan.selects != 1 + inner_selects || cx.scan.set_operation {
+    // A derived table of the form `scatter::plan_derived` answers stays in place: the
+    // statement with the subqueries' values is planned there.
+    let from_selects = super::scatter::derived_selects(sel, cx);
+    if cx.scan.selects != 1 + inner_selects + from_selects || cx.scan.set_operation {
         return Err(not_supported(
             "subqueries over sharded tables are answered in the select list, WHERE and \
              HAVING only (not in FROM, ORDER BY or beside a UNION); run the parts separately",

@@ -24,7 +24,7 @@
 //!   columns, so it counts a wildcard as one column, fetches any key again as a hidden column,
 //!   and the merge moves the indices after it once the shards' column definitions tell its
 //!   width ([`Wildcard`]).
-//! - [`union`]: UNION [ALL] of such selects.
+//! - [`union`]: UNION [ALL] of such selects; [`derived`]: a derived table of a row-wise select.
 //!
 //! This file walks the statement through those steps in order (the order hidden columns are
 //! appended in), renders the rewritten SELECT from the AST and parses it again as a check.
@@ -37,53 +37,18 @@
 mod aggregates;
 mod columns;
 mod computed;
+mod derived;
 mod having;
 mod names;
 mod order;
 mod union;
 
 pub(crate) use aggregates::AGGREGATES;
+pub(crate) use derived::{derived_selects, plan_derived};
 pub(crate) use names::item_ranges;
 pub(crate) use names::keep_names;
 pub(crate) use order::offset_and_limit;
 pub(crate) use union::plan_union;
-
-/// `SELECT … FROM (SELECT … FROM sharded …) d …`: a derived table whose query returns rows one
-/// by one (no aggregate, GROUP BY, DISTINCT, ORDER BY or LIMIT of its own, the checks of a UNION
-/// branch) splits its rows between the shards as a sharded table does, so the outer query is
-/// planned as a scatter read over it: the whole statement runs on every shard that holds rows
-/// and the outer query's ORDER BY, GROUP BY, aggregates and LIMIT merge as usual. `None` when
-/// the statement is not of that form.
-pub(crate) fn plan_derived(q: &Query, sel: &Select, cx: &Cx) -> Option<Plan> {
-    use sqlparser::ast::TableFactor;
-    let [t] = sel.from.as_slice() else {
-        return None;
-    };
-    let TableFactor::Derived {
-        lateral: false,
-        subquery,
-        ..
-    } = &t.relation
-    else {
-        return None;
-    };
-    if !t.joins.is_empty() || cx.scan.selects != 2 || q.with.is_some() {
-        return None;
-    }
-    let SetExpr::Select(inner) = subquery.body.as_ref() else {
-        return None;
-    };
-    if subquery.order_by.is_some() || subquery.limit_clause.is_some() || subquery.with.is_some() {
-        return Some(not_supported(
-            "a derived table with its own ORDER BY or LIMIT over sharded tables (it would \
-             apply to each shard's part)",
-        ));
-    }
-    Some(match union::branch_shards(inner, false, cx) {
-        Ok(shards) => plan_scatter(q, sel, &[], &shards, cx),
-        Err(p) => p,
-    })
-}
 
 use sqlparser::ast::{Distinct, GroupByExpr, Query, Select, SetExpr};
 

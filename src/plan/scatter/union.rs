@@ -185,6 +185,15 @@ pub(super) fn branch_shards(sel: &Select, union_distinct: bool, cx: &Cx) -> R<Ve
             u.table
         )));
     }
+    row_wise(sel, union_distinct)?;
+    let route = analyze(&from, sel.selection.as_ref(), cx.sql, cx.scan)?;
+    Ok(target_shards(&route, cx.rules()).unwrap_or_else(|| cx.rules().shards.clone()))
+}
+
+/// Refuses a select that does not return its rows one by one: with aggregates, GROUP BY,
+/// HAVING, DISTINCT (unless `union_distinct`: the UNION removes duplicates anyway), INTO or
+/// windows, each shard would compute it over its own part of the rows.
+pub(super) fn row_wise(sel: &Select, union_distinct: bool) -> R<()> {
     let simple = matches!(&sel.group_by, sqlparser::ast::GroupByExpr::Expressions(g, m) if g.is_empty() && m.is_empty())
         && sel.having.is_none()
         && sel.into.is_none()
@@ -203,8 +212,7 @@ pub(super) fn branch_shards(sel: &Select, union_distinct: bool, cx: &Cx) -> R<Ve
              would be computed over each shard's part)",
         ));
     }
-    let route = analyze(&from, sel.selection.as_ref(), cx.sql, cx.scan)?;
-    Ok(target_shards(&route, cx.rules()).unwrap_or_else(|| cx.rules().shards.clone()))
+    Ok(())
 }
 
 /// The name a result column of the first branch goes by in the global ORDER BY.
