@@ -19,7 +19,7 @@
 //! dead test processes are swept at the next [`Netns::create`].
 //!
 //! Needs root and the `ip` and `tc` programs: [`Netns::unavailable`] says why not, and a test
-//! that needs a namespace prints that and returns (see `tests/failover_netcut.rs`).
+//! that needs a namespace prints that and returns (see `tests/failover.rs`).
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -216,7 +216,8 @@ pub async fn catch_up(target: &str, config: &Config, pos: &GtidPos) -> Result<()
 /// off, that thread waits in a read that never returns, and MariaDB's STOP SLAVE signals it,
 /// waits 2 s, and only then signals it again: measured 2.0 s per STOP SLAVE under a network
 /// cut and under SIGSTOP, inside the write pause of a failover. `KILL` of the thread closes its
-/// socket at once (10–30 ms, then STOP SLAVE 10–25 ms). Best effort: without it (no
+/// socket at once (measured under a cut: KILL then STOP SLAVE 13–44 ms in 10 of 12 tries, no
+/// worse than STOP SLAVE alone in the others; docs/benchmarks.md). Best effort: without it (no
 /// `CONNECTION ADMIN`, thread gone) STOP SLAVE alone is as correct, only slower.
 async fn stop_slave(c: &mut BackendConn) -> Result<(), String> {
     let io = thread_ids(
