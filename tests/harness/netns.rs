@@ -288,10 +288,21 @@ fn sweep_stale() {
             let Ok(pid) = pid.parse::<u32>() else {
                 continue;
             };
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            if pid != std::process::id() && !alive(pid) {
                 let _ = run("ip", &["netns", "del", name]);
                 let _ = run("ip", &["link", "del", &format!("sp{pid}h{n}")]);
             }
         }
     });
+}
+
+/// Whether process `pid` still runs: a zombie (killed, not yet reaped by whoever adopted it)
+/// counts as gone.
+fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) S ...": the state follows the last ')'.
+    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+    !matches!(state.and_then(|r| r.chars().next()), Some('Z') | Some('X'))
 }
