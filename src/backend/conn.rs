@@ -122,6 +122,12 @@ impl BackendConn {
             .await
             .map_err(|e| lost(&p.addr, format!("cannot connect: {e}")))?;
         stream.set_nodelay(true).ok();
+        // Closed with a reset, not a FIN: a connection the proxy drops after a timeout may
+        // still hold a statement the server never received (a network cut), and a FIN would
+        // leave the kernel retransmitting it, so the server would run it once the network
+        // heals, after the client was told it failed (tests/netcut.rs). The proxy sends no
+        // COM_QUIT, so the server counts an aborted connection either way.
+        stream.set_zero_linger().ok();
         let (r, w) = stream.into_split();
         let mut reader = PacketReader::new(StreamRead::Plain(r), 1 << 30);
         let mut writer = PacketWriter::new(StreamWrite::Plain(w));

@@ -8,10 +8,11 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::netns::Netns;
 use super::{
-    cli_query, free_port, is_root, mariadb_cli, mariadbd_bin, new_instance_dir, signal_child,
-    spawn_tied, tail, template_datadir, wait_child, wait_until, APP_PASSWORD, APP_USER,
-    REPL_PASSWORD, REPL_USER, START_TIMEOUT,
+    cli_query, cli_rows, free_port, is_root, mariadb_cli, mariadbd_bin, new_instance_dir,
+    signal_child, spawn_tied, tail, template_datadir, wait_child, wait_until, APP_PASSWORD,
+    APP_USER, REPL_PASSWORD, REPL_USER, START_TIMEOUT,
 };
 
 /// Options of [`Mariadb::start`].
@@ -29,6 +30,14 @@ pub struct MariadbOpts {
     pub start_timeout: Duration,
     /// A label for the instance directory and messages.
     pub name: String,
+    /// Runs in a network namespace of its own ([`Netns`]), bound to its address there, so a
+    /// test can cut its network ([`Mariadb::netns_mut`]); the harness's own SQL goes through
+    /// the server's unix socket, which no cut reaches.
+    pub netns: bool,
+    /// An address of the host's own that the server listens on besides 127.0.0.1, and is
+    /// named by ([`Mariadb::addr`], hence the proxy config and `CHANGE MASTER`): the host end
+    /// of a [`Netns`], so that the server inside the namespace can reach this one too.
+    pub host_ip: Option<String>,
 }
 
 impl Default for MariadbOpts {
@@ -40,17 +49,26 @@ impl Default for MariadbOpts {
             extra_args: Vec::new(),
             start_timeout: START_TIMEOUT,
             name: "mariadb".into(),
+            netns: false,
+            host_ip: None,
         }
     }
 }
 
 /// A mariadbd on its own port and datadir; SIGKILLed and deleted on drop.
 pub struct Mariadb {
+    /// The running server; None after kill or stop.
     child: Option<Child>,
+    /// The instance directory.
     dir: PathBuf,
+    /// Its TCP port (on 127.0.0.1, or on the namespace's address).
     port: u16,
+    /// `--server-id`.
     server_id: u32,
+    /// How it was started.
     opts: MariadbOpts,
+    /// The namespace it runs in (with `opts.netns`); dropped after the server is killed.
+    netns: Option<Netns>,
 }
 
 impl Mariadb {
@@ -72,12 +90,16 @@ impl Mariadb {
             "copy template datadir: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let netns = opts
+            .netns
+            .then(|| Netns::create().unwrap_or_else(|e| panic!("network namespace: {e}")));
         let mut m = Mariadb {
             child: None,
             dir,
             port: 0,
             server_id,
             opts,
+            netns,
         };
         // The free port can be taken by another test process between our probe and the
         // server's bind: retry with a new port when the log says so.
@@ -97,7 +119,10 @@ impl Mariadb {
     fn launch(&mut self) -> Result<(), String> {
         let log = self.dir.join("error.log");
         let log_start = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-        let mut cmd = Command::new(mariadbd_bin());
+        let mut cmd = match &self.netns {
+            Some(ns) => ns.command(&mariadbd_bin()),
+            None => Command::new(mariadbd_bin()),
+        };
         cmd.arg("--no-defaults");
         if is_root() {
             cmd.arg("--user=root");
@@ -108,7 +133,10 @@ impl Mariadb {
             .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
             .arg(format!("--log-error={}", log.display()))
             .arg(format!("--port={}", self.port))
-            .arg("--bind-address=127.0.0.1")
+            .arg(match &self.opts.host_ip {
+                Some(ip) => format!("--bind-address=127.0.0.1,{ip}"),
+                None => format!("--bind-address={}", self.host()),
+            })
             .arg(format!("--server-id={}", self.server_id))
             .arg("--binlog-format=ROW")
             .arg("--log-slave-updates=ON")
@@ -163,7 +191,7 @@ impl Mariadb {
             }
             // Answering is not enough: another test's server may own this port. Ours reports
             // our datadir.
-            if let Ok(rows) = cli_query(self.port, "root", "", "SELECT @@datadir") {
+            if let Ok(rows) = self.try_query("SELECT @@datadir") {
                 if rows.first().and_then(|r| r.first()) == Some(&datadir) {
                     return Ok(());
                 }
@@ -184,13 +212,47 @@ impl Mariadb {
         self.port
     }
 
-    pub fn host(&self) -> &'static str {
-        "127.0.0.1"
+    /// The address it is named by: its namespace's, its `host_ip`, or 127.0.0.1.
+    pub fn host(&self) -> &str {
+        match (&self.netns, &self.opts.host_ip) {
+            (Some(ns), _) => ns.ip(),
+            (None, Some(ip)) => ip,
+            (None, None) => "127.0.0.1",
+        }
     }
 
-    /// `127.0.0.1:<port>`, the form the proxy config uses.
+    /// `<host>:<port>`, the form the proxy config uses.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host(), self.port)
+    }
+
+    /// Its network namespace, to cut and heal (None unless started with `opts.netns`).
+    pub fn netns_mut(&mut self) -> Option<&mut Netns> {
+        self.netns.as_mut()
+    }
+
+    /// Its network namespace, if it runs in one.
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
+    }
+
+    /// The `mariadb` CLI as root: over TCP to 127.0.0.1, or, for a server in a namespace,
+    /// over its unix socket (root logs in from localhost only, and a cut must not stop the
+    /// test from looking at the server).
+    fn root_cli(&self) -> Command {
+        if self.netns.is_some() {
+            let mut cmd = Command::new("mariadb");
+            cmd.arg("--no-defaults")
+                .arg("--protocol=socket")
+                .arg(format!(
+                    "--socket={}",
+                    self.dir.join("mysqld.sock").display()
+                ))
+                .arg("-uroot");
+            cmd
+        } else {
+            mariadb_cli(self.port, "root", "")
+        }
     }
 
     pub fn server_id(&self) -> u32 {
@@ -205,7 +267,8 @@ impl Mariadb {
     /// mysql_async/sqlx URL as app/app on database `fund`.
     pub fn url(&self) -> String {
         format!(
-            "mysql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{}/fund",
+            "mysql://{APP_USER}:{APP_PASSWORD}@{}:{}/fund",
+            self.host(),
             self.port
         )
     }
@@ -217,7 +280,14 @@ impl Mariadb {
 
     /// Runs SQL as root; Err carries the server's message.
     pub fn try_query(&self, sql: &str) -> Result<Vec<Vec<String>>, String> {
-        cli_query(self.port, "root", "", sql)
+        if self.netns.is_none() {
+            return cli_query(self.port, "root", "", sql);
+        }
+        cli_rows(
+            self.root_cli()
+                .args(["--connect-timeout=5", "-N", "-B", "-e", sql]),
+        )
+        .map_err(|e| format!("{}: {sql}: {}", self.addr(), e.trim()))
     }
 
     /// First column of the first row, or None when there is no row.
@@ -243,7 +313,8 @@ impl Mariadb {
 
     /// `SHOW SLAVE STATUS` as (field, value) pairs; empty on a server that is no replica.
     pub fn slave_status(&self) -> Vec<(String, String)> {
-        let out = mariadb_cli(self.port, "root", "")
+        let out = self
+            .root_cli()
             .args(["-e", "SHOW SLAVE STATUS\\G"])
             .stdin(Stdio::null())
             .output()
@@ -377,6 +448,17 @@ impl Cluster {
     /// Starts `shards` shards named s1.. with `replicas_per_shard` replicas each; all servers
     /// start in parallel. Returns when every replica is connected and semi-sync is active.
     pub fn start(shards: usize, replicas_per_shard: usize) -> Cluster {
+        Cluster::start_with_netns(shards, replicas_per_shard, &[])
+    }
+
+    /// [`Cluster::start`], with the primaries of the shards named in `netns_primaries` (`s1`,
+    /// ...) each in a network namespace of its own (see [`MariadbOpts::netns`]); their
+    /// replicas, on the host, replicate from the namespace's address.
+    pub fn start_with_netns(
+        shards: usize,
+        replicas_per_shard: usize,
+        netns_primaries: &[&str],
+    ) -> Cluster {
         static CLUSTER_NO: AtomicU32 = AtomicU32::new(0);
         let cno = CLUSTER_NO.fetch_add(1, Ordering::Relaxed);
         // Warm the template before the parallel starts, so the lock is not fought over.
@@ -386,20 +468,37 @@ impl Cluster {
                 .map(|i| {
                     s.spawn(move || {
                         let base_id = 100 * (cno + 1) + 10 * i as u32;
-                        let servers: Vec<Mariadb> = thread::scope(|s2| {
-                            let hs: Vec<_> = (0..=replicas_per_shard)
+                        let opts = |r: usize| {
+                            let role = if r == 0 {
+                                "primary".to_string()
+                            } else {
+                                format!("replica{r}")
+                            };
+                            MariadbOpts {
+                                server_id: Some(base_id + r as u32 + 1),
+                                name: format!("c{cno}-s{i}-{role}"),
+                                ..MariadbOpts::default()
+                            }
+                        };
+                        // A primary in a namespace starts first: its replicas listen on the
+                        // host end of its veth too, so that it can replicate from them later.
+                        let in_netns = netns_primaries.contains(&format!("s{i}").as_str());
+                        let first = in_netns.then(|| {
+                            Mariadb::start(MariadbOpts {
+                                netns: true,
+                                ..opts(0)
+                            })
+                        });
+                        let host_ip = first
+                            .as_ref()
+                            .and_then(|m| m.netns())
+                            .map(|ns| ns.host_ip().to_string());
+                        let rest: Vec<Mariadb> = thread::scope(|s2| {
+                            let hs: Vec<_> = (usize::from(in_netns)..=replicas_per_shard)
                                 .map(|r| {
+                                    let host_ip = host_ip.clone();
                                     s2.spawn(move || {
-                                        let role = if r == 0 {
-                                            "primary".to_string()
-                                        } else {
-                                            format!("replica{r}")
-                                        };
-                                        Mariadb::start(MariadbOpts {
-                                            server_id: Some(base_id + r as u32 + 1),
-                                            name: format!("c{cno}-s{i}-{role}"),
-                                            ..MariadbOpts::default()
-                                        })
+                                        Mariadb::start(MariadbOpts { host_ip, ..opts(r) })
                                     })
                                 })
                                 .collect();
@@ -407,7 +506,8 @@ impl Cluster {
                                 .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                                 .collect()
                         });
-                        let mut it = servers.into_iter();
+                        let servers = first.into_iter().chain(rest);
+                        let mut it = servers;
                         let primary = it.next().expect("primary");
                         Shard {
                             name: format!("s{i}"),
@@ -458,10 +558,11 @@ impl Cluster {
 /// Points `replica` at `primary` with GTID (slave_pos) and starts replication.
 pub fn connect_replica(replica: &Mariadb, primary: &Mariadb) {
     replica.exec(&format!(
-        "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, \
+        "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, \
          MASTER_USER='{REPL_USER}', MASTER_PASSWORD='{REPL_PASSWORD}', \
          MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE; \
          SET GLOBAL read_only=ON",
+        primary.host(),
         primary.port()
     ));
 }

@@ -3,6 +3,7 @@
 //! entry) and starts with `mod harness;`; this directory is a module, not a test.
 //!
 //! - [`Mariadb`], [`Cluster`] (and [`Cluster::shared`]): real MariaDB servers, replicated shards.
+//! - [`Netns`]: a network namespace for one server, whose network a test can cut.
 //! - [`Etcd`]: a one-member etcd on free ports (the coordination tests).
 //! - [`ProxyConfig`] (every proxy config a test needs, as a builder) and [`Proxy`] (the
 //!   `shardproxy` binary running with one).
@@ -34,6 +35,7 @@ mod etcd;
 pub mod fixed_ops;
 mod mariadb;
 pub mod mysql;
+pub mod netns;
 mod proxy;
 
 pub use clients::{
@@ -43,6 +45,7 @@ pub use clients::{
 };
 pub use etcd::Etcd;
 pub use mariadb::{connect_replica, Cluster, Mariadb, MariadbOpts, Shard};
+pub use netns::Netns;
 pub use proxy::{Proxy, ProxyConfig};
 
 use std::fs;

@@ -14,7 +14,8 @@
 //!    keeps trying (a replica may still catch up), and `FAILOVER <shard> FORCE` on the admin port
 //!    promotes anyway, logging what may be lost.
 //! 3. [`promote::promote`] makes it primary (`STOP SLAVE; RESET SLAVE ALL`, semi-sync master on,
-//!    `read_only=0`), points the other replicas at it (`[replication]` credentials), fences the
+//!    `read_only=0`; its `Slave_IO` thread is killed before STOP SLAVE, which otherwise waits
+//!    2 s when the old primary hangs or is cut off), points the other replicas at it (`[replication]` credentials), fences the
 //!    old primary (if reachable: `read_only=1` and its client connections killed; in any case it
 //!    is out of the topology's routing), persists and installs the new topology, opens the gate.
 //!

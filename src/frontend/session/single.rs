@@ -163,6 +163,10 @@ impl Session {
                     // A timeout: the server may still be working on the statement; stop it
                     // (and its connection, which the proxy no longer reads).
                     let (addr, tid) = (lease.conn.addr.clone(), lease.conn.thread_id);
+                    // Closed first, with a reset (`backend::conn`): after a network cut, packets
+                    // of the statement that never reached the server are thrown away at once,
+                    // not retransmitted (and run there) while the KILL waits for the server.
+                    drop(lease);
                     kill_backend(&self.proxy.topology(), &addr, tid, false).await;
                 }
                 // The connection is gone (and with it any transaction): forget it.
