@@ -103,7 +103,11 @@ async fn setup(conn: &mut Conn) {
             .await
             .unwrap();
     }
-    let groups = ["'a'", "'A'", "'b'", "'B '", "'c'", "NULL", "'ab'", "'Ab'"];
+    // `_`, `[` and `~` sort after the letters under the case-insensitive collations (they
+    // weigh letters as upper case): a merge folding to lower case would put `_` before `a`.
+    let groups = [
+        "'a'", "'A'", "'b'", "'B '", "'c'", "NULL", "'ab'", "'Ab'", "'_'", "'['", "'z~'",
+    ];
     let bins = ["'a'", "'A'", "'b'", "NULL", "'a '"];
     let mut rng = Lcg(42);
     let mut values = Vec::new();
@@ -136,7 +140,9 @@ async fn setup(conn: &mut Conn) {
             rng.below(60)
         );
         let b = bins[rng.below(bins.len() as u64) as usize];
-        let strs = ["'x'", "'X'", "'x '", "'y'", "'Y'", "NULL", "'xy'", "''"];
+        let strs = [
+            "'x'", "'X'", "'x '", "'y'", "'Y'", "NULL", "'xy'", "''", "'x_'", "'^'",
+        ];
         let lat = strs[rng.below(strs.len() as u64) as usize];
         let bn = strs[rng.below(strs.len() as u64) as usize];
         let ch = strs[rng.below(strs.len() as u64) as usize];

@@ -15,8 +15,9 @@
 //! * strings with the binary character set (63): bytewise, no padding (BINARY, VARBINARY, BLOB);
 //! * strings with the BINARY flag (a `_bin` collation): by code point, trailing spaces ignored
 //!   (PAD SPACE);
-//! * other strings: case-insensitively (Unicode simple lower-casing per character) and trailing
-//!   spaces ignored, approximating `utf8mb4_general_ci` / `latin1_swedish_ci`.
+//! * other strings: case-insensitively (simple upper-casing per character, as those collations
+//!   weigh letters, so `_` sorts after `z`) and trailing spaces ignored, approximating
+//!   `utf8mb4_general_ci` / `latin1_swedish_ci`.
 //!
 //! NULL is smaller than every value (so it sorts first ascending and last descending, as in
 //! MariaDB), and two NULLs are equal for grouping and DISTINCT.
@@ -184,19 +185,26 @@ fn trim_spaces(v: &[u8]) -> &[u8] {
     &v[..end]
 }
 
-/// Case folding: Unicode simple lower-casing of valid UTF-8, ASCII lower-casing otherwise.
+/// Case folding to upper case, the way `utf8mb4_general_ci` and `latin1_swedish_ci` weigh
+/// letters: `a` and `A` weigh as `A`, so letters sort before `[ \ ] ^ _ \`` (checked on
+/// MariaDB 10.11: `1 @ a B z [ \ ] ^ _ \` { | } ~` under both). Folding to lower case would put
+/// `_` before `a`. Valid UTF-8 is folded per character to its simple upper case (a character
+/// whose upper case is several characters, such as `ß`, is kept as it is); other bytes with
+/// ASCII rules.
 pub(crate) fn fold(v: &[u8]) -> Fold<'_> {
     match std::str::from_utf8(v) {
         Ok(s) if s.is_ascii() => Fold::Ascii(v.iter()),
-        Ok(s) => Fold::Utf8(s.chars(), None),
+        Ok(s) => Fold::Utf8(s.chars()),
         Err(_) => Fold::Ascii(v.iter()),
     }
 }
 
 /// The characters of a folded string (no allocation).
 pub(crate) enum Fold<'a> {
+    /// ASCII (or invalid UTF-8): byte by byte.
     Ascii(std::slice::Iter<'a, u8>),
-    Utf8(std::str::Chars<'a>, Option<std::char::ToLowercase>),
+    /// Valid UTF-8: character by character.
+    Utf8(std::str::Chars<'a>),
 }
 
 impl Iterator for Fold<'_> {
@@ -204,13 +212,14 @@ impl Iterator for Fold<'_> {
 
     fn next(&mut self) -> Option<u32> {
         match self {
-            Fold::Ascii(it) => it.next().map(|b| b.to_ascii_lowercase() as u32),
-            Fold::Utf8(chars, pending) => loop {
-                if let Some(c) = pending.as_mut().and_then(Iterator::next) {
-                    return Some(c as u32);
+            Fold::Ascii(it) => it.next().map(|b| b.to_ascii_uppercase() as u32),
+            Fold::Utf8(chars) => chars.next().map(|c| {
+                let mut up = c.to_uppercase();
+                match (up.next(), up.next()) {
+                    (Some(u), None) => u as u32,
+                    _ => c as u32,
                 }
-                *pending = Some(chars.next()?.to_lowercase());
-            },
+            }),
         }
     }
 }
@@ -466,6 +475,21 @@ mod tests {
         assert_eq!(c(k, "99:00:00", "100:00:00"), Less);
         assert_eq!(c(k, "-100:00:00", "-99:00:00"), Less);
         assert_eq!(c(k, "10:00:00.5", "10:00:00.4"), Greater);
+    }
+
+    #[test]
+    fn case_insensitive_letters_weigh_as_upper_case() {
+        // MariaDB 10.11, utf8mb4_general_ci and latin1_swedish_ci alike:
+        // `1 @ a B z [ \ ] ^ _ ` { | } ~`.
+        let k = ValueKind::CaseInsensitive;
+        let order = [
+            "1", "@", "a", "B", "z", "[", "\\", "]", "^", "_", "`", "{", "|", "}", "~",
+        ];
+        for w in order.windows(2) {
+            assert_eq!(c(k, w[0], w[1]), Less, "{} < {}", w[0], w[1]);
+        }
+        assert_eq!(c(k, "x_", "xy"), Greater);
+        assert_eq!(c(k, "Émile", "émile"), Equal);
     }
 
     #[test]
