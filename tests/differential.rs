@@ -526,7 +526,10 @@ fn hand_written() -> Vec<Case> {
         read("SELECT a.account_id, b.account_id FROM accounts a JOIN accounts b ON a.status = b.status AND a.created <> b.created WHERE a.account_id < 6 AND b.account_id < 40 ORDER BY 1, 2", true, MUST),
         read("SELECT l.account_id, l.id, l.day, a.created FROM ledger l JOIN accounts a ON a.account_id = l.id AND l.day >= a.created WHERE l.account_id < 80 ORDER BY l.account_id, l.id", true, MUST),
         read("SELECT l.account_id, l.id FROM ledger l JOIN accounts a ON a.account_id = l.id AND a.created < l.day AND l.amount > a.balance ORDER BY l.account_id, l.id", true, MUST),
-        read("SELECT l.account_id, l.id FROM ledger l JOIN accounts a ON a.account_id = l.id AND a.status < l.kind", false, MAY_REFUSE),
+        read("SELECT l.account_id, l.id FROM ledger l JOIN accounts a ON a.account_id = l.id AND a.status < l.kind", false, MUST),
+        read("SELECT l.account_id, l.id, l.kind, a.status FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE l.kind >= a.status ORDER BY l.account_id, l.id", true, MUST),
+        read("SELECT a.account_id, b.account_id FROM accounts a JOIN accounts b ON a.created = b.created AND a.status > b.status WHERE a.account_id < 80 ORDER BY 1, 2", true, MUST),
+        read("SELECT a.account_id, b.account_id FROM accounts a JOIN accounts b ON a.status = b.status AND a.name < b.name WHERE a.account_id < 5 AND b.account_id < 25 ORDER BY 1, 2", true, MAY_REFUSE),
         read("SELECT l.account_id, l.id FROM ledger l LEFT JOIN accounts a ON a.account_id = l.id AND a.balance > l.amount", false, MAY_REFUSE),
         read("SELECT l.account_id, l.id FROM ledger l JOIN accounts a ON a.account_id = l.id WHERE a.balance > l.amount OR l.day < a.created", false, MAY_REFUSE),
         // ---- end of the cross-table comparison block.

@@ -23,9 +23,12 @@
 //! The plan's [`Residual`]s (`o.amount < a.balance`, inner joins only) are checked on each
 //! matched pair before it is kept, as exactly: integers and DECIMALs by exact value (beyond 28
 //! significant digits refused), DATE/DATETIME/TIMESTAMP against the same type with the same
-//! fractional digits by their text (fixed-width, so it sorts as the values do), and `<>` of any
-//! two columns an equality may pair as the negation of that equality. Orderings of strings
-//! (a collation's order) and of other types are refused with 1235. NULL is never true.
+//! fractional digits by their text (fixed-width, so it sorts as the values do), two
+//! case-insensitive (or two `_bin`) strings while both values are printable ASCII (the merge's
+//! comparison: letters weighed as upper case, trailing spaces ignored), and `<>` of any two
+//! columns an equality may pair as the negation of that equality. Other orderings (non-ASCII
+//! text, a `_ci` against a `_bin` string, other types) are refused with 1235. NULL is never
+//! true.
 //!
 //! # The bound
 //! The rows the proxy holds (the outer rows plus the inner rows fetched) and the joined rows
@@ -158,6 +161,10 @@ enum Ordered {
     Temporal,
     /// `<>` of any two columns a join equality may pair: the negation of that equality.
     Unequal(Pairing, ValueKind, ValueKind),
+    /// Two case-insensitive strings (or two `_bin` ones): by the merge's comparison of that
+    /// kind, only while both values are printable ASCII (where `utf8mb4_general_ci` and
+    /// `latin1_swedish_ci` order alike, letters weighed as upper case).
+    Text(ValueKind),
 }
 
 /// How the first side's column `a` and the second's `b` are compared by `op`, or why not.
@@ -174,6 +181,9 @@ fn ordered(a: &ColumnDef, b: &ColumnDef, op: CompareOp) -> Result<Ordered, ErrIn
         a.column_type,
         column_type::DATE | column_type::DATETIME | column_type::TIMESTAMP
     );
+    if ka == kb && matches!(ka, CaseInsensitive | BinaryPadded) {
+        return Ok(Ordered::Text(ka));
+    }
     if (ka, kb) == (Bytes, Bytes)
         && temporal
         && a.column_type == b.column_type
@@ -206,6 +216,12 @@ fn holds(how: Ordered, op: CompareOp, a: Option<&[u8]>, b: Option<&[u8]>) -> Res
             }
         },
         Ordered::Temporal => a.cmp(b),
+        Ordered::Text(kind) => {
+            if !(plain_ascii(a) && plain_ascii(b)) {
+                return Err(non_ascii());
+            }
+            crate::plan::merge::value::compare(kind, a, b)
+        }
         Ordered::Unequal(p, ka, kb) => {
             if p == Pairing::AsciiFolded && !(plain_ascii(a) && plain_ascii(b)) {
                 return Err(non_ascii());
