@@ -1,0 +1,248 @@
+//! Online resharding with several proxies (issue 12 with issue 11's `[coordination]`): two
+//! proxies on the same 3-server cluster, 2 shards in their config, in a real etcd. Writers
+//! insert through BOTH proxies while a 2 -> 3 move runs, started on one of them (the driver).
+//! Every proxy takes part in the cutover (`src/admin/reshard_run/shared_cutover.rs`): after
+//! `done`, the other proxy serves the 3-shard ring without a restart (SHOW SHARDS lists s3),
+//! rows inserted through it land on the shard the new ring names, every acknowledged row is on
+//! its new-ring shard, and neither proxy's clients saw an error. Each shard is read directly.
+//!
+//! etcd is required (CI installs `etcd-server`): without the binary the test fails.
+
+mod harness;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use harness::mysql::tcp_opts;
+use harness::{wait_until, Cluster, Etcd, Proxy, ProxyConfig};
+use mysql_async::prelude::Queryable;
+use shardproxy::config::Config;
+use shardproxy::ring::{KeyValue, Ring};
+
+/// Writers per proxy.
+const WRITERS: u64 = 2;
+
+fn config(cluster: &Cluster, etcd: &Etcd) -> String {
+    let s = |n: &str| cluster.shard(n).primary_addr();
+    ProxyConfig::default()
+        .shard("s1", &s("s1"), &[])
+        .shard("s2", &s("s2"), &[])
+        .sharded_table("rc_w", "id")
+        .extra(&format!(
+            "[reshard]\ncutover_timeout_ms = 3000\nbatch_rows = 500\n\
+             [coordination]\netcd = [{:?}]\ncluster = \"rc\"\nlease_ttl_s = 3\n",
+            etcd.endpoint()
+        ))
+        .render()
+}
+
+/// What the writers saw: acknowledged ids (with the proxy) and errors.
+#[derive(Default)]
+struct Record {
+    acked: Vec<(usize, u64)>,
+    errors: Vec<(usize, String)>,
+}
+
+/// `WRITERS` writers per proxy, each inserting rows with its own ids (`base` + proxy and
+/// writer + a counter).
+fn start_load(
+    proxies: &[&Proxy],
+    base: u64,
+    record: Arc<Mutex<Record>>,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for (pi, p) in proxies.iter().enumerate() {
+        for w in 0..WRITERS {
+            let first = base + (pi as u64 * 10 + w + 1) * 1_000_000;
+            let (record, stop) = (record.clone(), stop.clone());
+            let opts = tcp_opts(p.port(), "app", "app").db_name(Some("fund"));
+            tasks.push(tokio::spawn(async move {
+                let mut conn = mysql_async::Conn::new(opts).await.expect("writer connects");
+                let mut id = first;
+                while !stop.load(Ordering::Relaxed) {
+                    id += 1;
+                    let sql = format!("INSERT INTO rc_w (id, via) VALUES ({id}, {pi})");
+                    let r = conn.query_drop(sql).await;
+                    let mut rec = record.lock().unwrap();
+                    match r {
+                        Ok(()) => rec.acked.push((pi, id)),
+                        Err(e) => rec.errors.push((pi, format!("insert {id}: {e}"))),
+                    }
+                }
+            }));
+        }
+    }
+    tasks
+}
+
+fn shard_ids(cluster: &Cluster, shard: &str) -> std::collections::HashSet<u64> {
+    cluster
+        .shard(shard)
+        .primary
+        .query("SELECT id FROM fund.rc_w")
+        .into_iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect()
+}
+
+fn phase(p: &Proxy) -> String {
+    p.admin_query("SHOW RESHARD STATUS")
+        .ok()
+        .and_then(|r| r.first().map(|r| r[0].clone()))
+        .unwrap_or_default()
+}
+
+fn shards_of(p: &Proxy) -> Vec<String> {
+    p.admin_query("SHOW SHARDS")
+        .unwrap()
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_switch_together_at_the_cutover_of_a_move_started_on_one() {
+    let etcd = Etcd::start();
+    let cluster = Cluster::start(3, 0);
+    let a = Proxy::start(&config(&cluster, &etcd));
+    let b = Proxy::start(&config(&cluster, &etcd));
+    // Both live (each has its lease and its acked key) before the move.
+    assert!(
+        tokio::task::block_in_place(|| wait_until(Duration::from_secs(10), || etcd
+            .get_prefix("/shardproxy/rc/acked/")
+            .len()
+            == 2)),
+        "{:?}",
+        etcd.get_prefix("/shardproxy/rc/acked/")
+    );
+    a.cli_query("USE fund; CREATE TABLE rc_w (id BIGINT PRIMARY KEY, via INT)")
+        .unwrap();
+    let values: Vec<String> = (1..=3000).map(|i| format!("({i}, 9)")).collect();
+    a.cli_query(&format!(
+        "USE fund; INSERT INTO rc_w (id, via) VALUES {}",
+        values.join(", ")
+    ))
+    .unwrap();
+    let running = std::fs::read_to_string(a.config_path()).unwrap();
+    let three = running.replacen(
+        "\n[sharding]",
+        &format!(
+            "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
+            cluster.shard("s3").primary_addr()
+        ),
+        1,
+    );
+    assert_ne!(three, running);
+    let three_path = a.config_path().with_extension("three.toml");
+    std::fs::write(&three_path, &three).unwrap();
+    let new_ring = Ring::from_config(&Config::load(&three_path).unwrap());
+    assert_eq!(shards_of(&b), ["s1", "s2"]);
+
+    let record = Arc::new(Mutex::new(Record::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = start_load(&[&a, &b], 0, record.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let out = a
+        .admin_query(&format!("RESHARD START '{}'", three_path.display()))
+        .unwrap();
+    assert!(out[0][0].contains("started"), "{out:?}");
+    let t0 = Instant::now();
+    let done = tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(120), || {
+            let p = phase(&a);
+            assert_ne!(
+                p,
+                "stopped",
+                "{:?}\n{}",
+                a.admin_query("SHOW RESHARD STATUS"),
+                a.log()
+            );
+            p == "done"
+        })
+    });
+    assert!(
+        done,
+        "not done: {:?}\n{}",
+        a.admin_query("SHOW RESHARD STATUS"),
+        a.log()
+    );
+    // The other proxy serves the 3-shard ring without a restart, at once.
+    assert_eq!(shards_of(&b), ["s1", "s2", "s3"], "{}", b.log());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    let rec = std::mem::take(&mut *record.lock().unwrap());
+    let status = a.admin_query("SHOW RESHARD STATUS").unwrap();
+    let per_proxy = |pi: usize| rec.acked.iter().filter(|(p, _)| *p == pi).count();
+    println!(
+        "shared cutover 2 -> 3 in {:?}: acknowledged inserts via a {}, via b {}, errors {}; {}",
+        t0.elapsed(),
+        per_proxy(0),
+        per_proxy(1),
+        rec.errors.len(),
+        status.last().unwrap()[11]
+    );
+    assert!(rec.errors.is_empty(), "client errors: {:?}", rec.errors);
+    assert!(per_proxy(0) > 20 && per_proxy(1) > 20, "hardly any writes");
+    assert!(
+        b.log().contains("shared cutover done, the new ring serves"),
+        "{}",
+        b.log()
+    );
+
+    // Rows inserted through the OTHER proxy now land on the shard the new ring names (and not
+    // on the old ring's).
+    let ids: Vec<u64> = (90_000_001..=90_000_200).collect();
+    for id in &ids {
+        b.cli_query(&format!(
+            "USE fund; INSERT INTO rc_w (id, via) VALUES ({id}, 1)"
+        ))
+        .unwrap();
+    }
+    let on: Vec<_> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|s| (s.to_string(), shard_ids(&cluster, s)))
+        .collect();
+    let mut on_s3 = 0;
+    for id in &ids {
+        let want = new_ring.shard_for(&KeyValue::from(*id as i64));
+        for (s, have) in &on {
+            assert_eq!(
+                have.contains(id),
+                *s == want,
+                "row {id} inserted through b after the cutover: on {s} = {}, the new ring names {want}",
+                have.contains(id)
+            );
+        }
+        on_s3 += usize::from(want == "s3");
+    }
+    assert!(
+        on_s3 > 20,
+        "the new ring sends only {on_s3} of 200 rows to s3"
+    );
+    // Every acknowledged insert (through either proxy, before, during and after the cutover)
+    // is on the shard the new ring names: none was written on the old ring after the switch.
+    for (pi, id) in &rec.acked {
+        let want = new_ring.shard_for(&KeyValue::from(*id as i64));
+        let have = &on.iter().find(|(s, _)| *s == want).unwrap().1;
+        assert!(
+            have.contains(id),
+            "row {id} (via proxy {pi}) is not on {want}"
+        );
+    }
+    // And they read back through both proxies, once the moved rows' old copies are deleted.
+    let out = a.admin_query("RESHARD CLEANUP").unwrap();
+    assert!(out[0][0].contains("deleted"), "{out:?}");
+    for p in [&a, &b] {
+        let n: usize = p
+            .cli_query("USE fund; SELECT COUNT(*) FROM rc_w WHERE id >= 1000000")
+            .unwrap()[0][0]
+            .parse()
+            .unwrap();
+        assert_eq!(n, rec.acked.len() + ids.len());
+    }
+}
