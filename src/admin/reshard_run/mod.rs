@@ -162,7 +162,8 @@ impl Reshards {
         check_supported(&placement_changes(&old, &new))?;
         let (mover, new_shards) = build(proxy, &old, &new).await.map_err(AdminError::other)?;
         let pairs = pairs_of(&mover.work);
-        let state = ReshardState::new(path, pairs, now_unix());
+        let mut state = ReshardState::new(path, pairs, now_unix());
+        state.to_config = std::fs::read_to_string(path).ok();
         let lines = vec![
             format!(
                 "resharding to {path} started: {} table(s) from {} source(s); SHOW RESHARD STATUS shows progress",

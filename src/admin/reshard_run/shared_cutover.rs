@@ -214,8 +214,8 @@ fn finish(proxy: &Proxy, msg: &CutoverMsg, outcome: Outcome) {
 }
 
 /// The driver's config text names its own ports, coordination name and state file: this
-/// proxy keeps its own (the ring, shards, tables and users are what the cutover changes).
-fn keep_own(own: &Config, new: &mut Config) {
+/// proxy keeps its own (also at a restart that installs the persisted target) (the ring, shards, tables and users are what the cutover changes).
+pub(super) fn keep_own(own: &Config, new: &mut Config) {
     new.listen = own.listen.clone();
     new.admin_listen = own.admin_listen.clone();
     new.http_listen = own.http_listen.clone();
