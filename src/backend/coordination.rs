@@ -330,8 +330,14 @@ impl Coordinator {
             )
             .await
             .map_err(e)?;
-        // The cutover key: only its changes from now on (a cutover announced before this
-        // proxy connected is abandoned by its driver, which then tries again).
+        // The cutover key as it is now (a change missed while etcd was away is seen), then
+        // every change after it.
+        let now = client
+            .get(self.key("reshard/cutover"), None)
+            .await
+            .map_err(e)?;
+        self.cutover_refresh(now.kvs().first().map(|kv| kv.value()));
+        let rev = now.header().map_or(0, |h| h.revision());
         let mut cutovers = client
             .watch(
                 self.key("reshard/cutover"),

@@ -31,6 +31,7 @@ use crate::backend::coordination::cutover::{CutoverMsg, CutoverPhase};
 use crate::backend::coordination::Coordinator;
 use crate::backend::gate::GateState;
 use crate::config::Config;
+use crate::plan::reshard::placement_changes;
 use crate::plan::reshard_state::ReshardState;
 use crate::proxy::Proxy;
 
@@ -182,8 +183,17 @@ pub async fn follow(proxy: Arc<Proxy>, c: Arc<Coordinator>) {
         }
         let outcome = match msg.phase {
             CutoverPhase::Hold => take_part(&proxy, &c, &mut cutovers, &msg).await,
-            // A switch this proxy did not hold for (it was not live when the hold came).
-            CutoverPhase::Switch => Outcome::New(msg.config.clone()),
+            // A switch this proxy did not hold for (it was not live when the hold came, or
+            // it reconnected to etcd): followed only if the move is persisted as done and
+            // the config changes the placement here.
+            CutoverPhase::Switch => {
+                let differs = Config::parse(&msg.config)
+                    .is_ok_and(|new| !placement_changes(&proxy.config(), &new).is_empty());
+                if !differs || !matches!(persisted_done(&proxy).await, Ok(true)) {
+                    continue;
+                }
+                Outcome::New(msg.config.clone())
+            }
             CutoverPhase::Commit | CutoverPhase::Abort => continue,
         };
         finish(&proxy, &msg, outcome);
@@ -284,9 +294,13 @@ async fn take_part(
                             (bound + GRACE).as_millis()
                         ))
                     }
-                    // The key moved meanwhile: read it again.
-                    Ok(false) => continue,
+                    // The key moved meanwhile (the watch delivers it), or etcd is away: the
+                    // persisted state may already tell.
+                    Ok(false) => {}
                     Err(e) => tracing::error!("reshard: cannot abort the cutover in etcd ({e}); holding (the driver may still commit)"),
+                }
+                if let Ok(true) = persisted_done(proxy).await {
+                    return Outcome::New(hold.config.clone());
                 }
             } else if let Ok(true) = persisted_done(proxy).await {
                 // The driver persisted `done` but its switch has not come (yet).

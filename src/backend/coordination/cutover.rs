@@ -177,6 +177,20 @@ impl Coordinator {
             .collect())
     }
 
+    /// The cutover key as read at a (re)connection: passed on only if it differs from what
+    /// the watch last delivered (a reconnection alone is not a new cutover).
+    pub(super) fn cutover_refresh(&self, value: Option<&[u8]>) {
+        let now = value.and_then(|v| serde_json::from_slice::<CutoverMsg>(v).ok());
+        self.cutover
+            .send_if_modified(|seen| match (seen.as_deref(), &now) {
+                (a, b) if a == b.as_ref() => false,
+                _ => {
+                    *seen = now.clone().map(std::sync::Arc::new);
+                    true
+                }
+            });
+    }
+
     /// What the watch saw at the cutover key (`None`: deleted).
     pub(super) fn cutover_seen(&self, value: Option<&[u8]>) {
         let msg = match value {
