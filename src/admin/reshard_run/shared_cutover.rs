@@ -224,7 +224,8 @@ fn finish(proxy: &Proxy, msg: &CutoverMsg, outcome: Outcome) {
 }
 
 /// The driver's config text names its own ports, coordination name and state file: this
-/// proxy keeps its own (also at a restart that installs the persisted target) (the ring, shards, tables and users are what the cutover changes).
+/// proxy keeps its own, also at a restart that installs the persisted target (the ring, the
+/// shards, the tables and the users are what the cutover changes).
 pub(super) fn keep_own(own: &Config, new: &mut Config) {
     new.listen = own.listen.clone();
     new.admin_listen = own.admin_listen.clone();
@@ -253,8 +254,9 @@ async fn take_part(
         return Outcome::Old(format!("statements still open after {} ms", hold.bound_ms));
     }
     if let Err(e) = c.ack_held(&hold.id).await {
-        let _ = c.replace_cutover(hold, &abort).await;
-        return Outcome::Old(format!("the hold could not be acknowledged: {e}"));
+        // The write may have landed all the same (a timeout): hold on, and reopen only
+        // once the abort below succeeds.
+        tracing::warn!("reshard: the hold could not be acknowledged in etcd ({e}); holding until the cutover ends or is aborted");
     }
     let give_up = received + bound + GRACE;
     let mut committed = false;
@@ -267,13 +269,15 @@ async fn take_part(
                 CutoverPhase::Switch => return Outcome::New(m.config.clone()),
                 CutoverPhase::Abort => return Outcome::Old("the driver aborted".into()),
             },
-            // The key is gone (the driver's lease expired) or names another cutover.
-            _ if !committed => {
-                return Outcome::Old("the driver is gone before the commit".into());
-            }
+            // The key is gone (the driver's lease expired) or names another cutover: the
+            // persisted state decides (a `commit` the watch skipped may have been followed
+            // by `done` before the driver died).
             _ => {
                 return match persisted_done(proxy).await {
                     Ok(true) => Outcome::New(hold.config.clone()),
+                    Ok(false) if !committed => {
+                        Outcome::Old("the driver is gone before the commit".into())
+                    }
                     Ok(false) => Outcome::Old(
                         "the driver is gone after the commit, `done` was not persisted".into(),
                     ),
