@@ -231,4 +231,38 @@ mod tests {
         let back: CutoverMsg = serde_json::from_str(&m.encode()).unwrap();
         assert_eq!(back, m);
     }
+
+    #[test]
+    fn a_reconnection_passes_the_key_on_only_when_it_changed() {
+        let settings = crate::config::Coordination {
+            etcd: vec!["127.0.0.1:1".into()],
+            cluster: "c1".into(),
+            lease_ttl_s: 3,
+            name: Some("p2".into()),
+        };
+        let c = Coordinator::new(&settings, "127.0.0.1:6033");
+        let mut rx = c.cutovers();
+        let hold = CutoverMsg {
+            id: "p1#1".into(),
+            by: "p1".into(),
+            phase: CutoverPhase::Hold,
+            bound_ms: 2000,
+            config: String::new(),
+        };
+        c.cutover_seen(Some(hold.encode().as_bytes()));
+        assert!(rx.has_changed().unwrap());
+        rx.borrow_and_update();
+        // The same value read again at a reconnection: no new cutover.
+        c.cutover_refresh(Some(hold.encode().as_bytes()));
+        assert!(!rx.has_changed().unwrap());
+        // A switch written while etcd was away is passed on.
+        let switch = hold.with_phase(CutoverPhase::Switch);
+        c.cutover_refresh(Some(switch.encode().as_bytes()));
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update().as_deref(), Some(&switch));
+        // And the key gone.
+        c.cutover_refresh(None);
+        assert_eq!(*rx.borrow_and_update(), None);
+        assert_eq!(c.key("reshard/cutover"), "/shardproxy/c1/reshard/cutover");
+    }
 }
