@@ -368,6 +368,9 @@ async fn the_driver_killed_during_the_hold_the_other_proxy_reopens_on_the_old_ri
         .query_value("SELECT state FROM shardproxy.reshard WHERE id = 1")
         .unwrap_or_default();
     assert!(!state.contains("\"phase\":\"done\""), "{state}");
+    // And it cannot be any more: the other proxy fenced this cutover on the default shard
+    // before it reopened (the driver's save of `done` is conditional on no fence).
+    assert!(state.contains("fenced"), "{state}");
     // Nothing acknowledged through the other proxy is lost: each row on its old-ring shard,
     // and the rows inserted after it reopened too.
     let on: Vec<_> = ["s1", "s2"]

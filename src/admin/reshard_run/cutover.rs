@@ -77,9 +77,24 @@ impl Driver {
             self.state.cutover_pause_ms = Some(held_at.elapsed().as_millis() as u64);
             self.state.cutover_held = Some(gate.waiting() as u64);
             self.state.note = None;
-            if let Err(e) = self.save().await {
-                self.state.phase = Phase::Cutover;
-                return Ok(Some(format!("the state could not be saved: {e}")));
+            let saved = match &shared {
+                Some(a) => self.save_unfenced(a.id()).await,
+                None => self.save().await.map(|()| true),
+            };
+            match saved {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.state.phase = Phase::Cutover;
+                    return Ok(Some(
+                        "another proxy fenced the cutover on the default shard (it reopened on \
+                         the old ring)"
+                            .into(),
+                    ));
+                }
+                Err(e) => {
+                    self.state.phase = Phase::Cutover;
+                    return Ok(Some(format!("the state could not be saved: {e}")));
+                }
             }
             self.proxy.install_config(self.new.clone());
             if let Some(a) = &shared {

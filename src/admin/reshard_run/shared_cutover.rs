@@ -32,7 +32,7 @@ use crate::backend::coordination::Coordinator;
 use crate::backend::gate::GateState;
 use crate::config::Config;
 use crate::plan::reshard::placement_changes;
-use crate::plan::reshard_state::ReshardState;
+use crate::plan::reshard_state::{Phase, ReshardState};
 use crate::proxy::Proxy;
 
 /// How much longer than the driver's bound a proxy waits for the `commit` before it aborts:
@@ -100,6 +100,11 @@ impl Announced {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// The cutover's id (what a proxy fences on the default shard).
+    pub(super) fn id(&self) -> &str {
+        &self.hold.id
     }
 
     /// `hold` → `commit` in one etcd transaction; `false`: another proxy aborted first.
@@ -273,7 +278,7 @@ async fn take_part(
             // persisted state decides (a `commit` the watch skipped may have been followed
             // by `done` before the driver died).
             _ => {
-                return match persisted_done(proxy).await {
+                return match fence_or_done(proxy, &hold.id).await {
                     Ok(true) => Outcome::New(hold.config.clone()),
                     Ok(false) if !committed => {
                         Outcome::Old("the driver is gone before the commit".into())
@@ -301,7 +306,21 @@ async fn take_part(
                     // The key moved meanwhile (the watch delivers it), or etcd is away: the
                     // persisted state may already tell.
                     Ok(false) => {}
-                    Err(e) => tracing::error!("reshard: cannot abort the cutover in etcd ({e}); holding (the driver may still commit)"),
+                    Err(e) => {
+                        // etcd away: the fence on the default shard decides instead.
+                        tracing::error!("reshard: cannot abort the cutover in etcd ({e}); fencing it on the default shard");
+                        match fence_or_done(proxy, &hold.id).await {
+                            Ok(true) => return Outcome::New(hold.config.clone()),
+                            Ok(false) => {
+                                return Outcome::Old(
+                                    "no commit, etcd away: fenced on the default shard".into(),
+                                )
+                            }
+                            Err(e) => tracing::error!(
+                                "reshard: cannot fence the cutover either ({e}); holding"
+                            ),
+                        }
+                    }
                 }
                 if let Ok(true) = persisted_done(proxy).await {
                     return Outcome::New(hold.config.clone());
@@ -321,6 +340,26 @@ async fn take_part(
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Fences cutover `id` on the default shard ([`sql::fence_cutover`]) and says whether `done`
+/// was persisted before the fence (`true`: the new ring; `false`: the driver can no longer
+/// persist it, the old ring is safe).
+async fn fence_or_done(proxy: &Proxy, id: &str) -> Result<bool, String> {
+    let config = proxy.config();
+    let home = &config.sharding.default_shard;
+    let addr = proxy
+        .topology()
+        .shard(home)
+        .map(|p| p.primary.addr.clone())
+        .ok_or_else(|| format!("no shard {home}"))?;
+    let mut db = Db::connect(&addr, &config).await?;
+    let phase = serde_json::to_value(Phase::Cutover).map_err(|e| e.to_string())?;
+    let Some(json) = sql::fence_cutover(&mut db, id, phase.as_str().unwrap_or_default()).await?
+    else {
+        return Ok(false);
+    };
+    Ok(ReshardState::from_json(&json)?.phase.after_cutover())
 }
 
 /// Whether the state persisted on the default shard says the cutover happened.
