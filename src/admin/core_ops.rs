@@ -425,6 +425,13 @@ pub async fn start_operator_ports(
     if let Err(e) = ops.reshards.resume(&proxy).await {
         tracing::error!("reshard: the persisted resharding could not be resumed: {e}");
     }
+    // Several proxies: this one holds for, and switches at, the cutovers the others drive.
+    if let Some(c) = &proxy.coordinator {
+        tokio::spawn(super::reshard_run::follow_cutovers(
+            proxy.clone(),
+            c.clone(),
+        ));
+    }
     let config = proxy.config();
     let metrics = crate::metrics::install();
     if let Some(addr) = &config.admin_listen {

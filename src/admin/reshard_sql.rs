@@ -446,6 +446,40 @@ pub async fn save_state(db: &mut Db, json: &str) -> Result<(), String> {
     .map(|_| ())
 }
 
+/// Saves `json` (the state `done` of a cutover shared by several proxies) only if no proxy
+/// fenced cutover `id` ([`fence_cutover`]): `Ok(false)` when one did. Both are one `UPDATE`
+/// of the same row, which InnoDB runs one after the other: either the fence comes first (this
+/// save changes nothing) or this save does (the fence then finds the phase past `cutover`).
+pub async fn save_state_unfenced(db: &mut Db, json: &str, id: &str) -> Result<bool, String> {
+    let n = db
+        .exec(&format!(
+            "UPDATE shardproxy.reshard SET state = {} WHERE id = 1 AND NOT \
+             (JSON_VALUE(state, '$.fenced') <=> {})",
+            literal(json.as_bytes()),
+            literal(id.as_bytes())
+        ))
+        .await?;
+    Ok(n == 1)
+}
+
+/// Fences cutover `id` while the persisted phase is `cutover_phase` (the stored text of the
+/// cutover phase): the driver's [`save_state_unfenced`] of `done` for it fails from then on.
+/// Returns the state as it is afterwards (its phase tells whether `done` came first).
+pub async fn fence_cutover(
+    db: &mut Db,
+    id: &str,
+    cutover_phase: &str,
+) -> Result<Option<String>, String> {
+    db.exec(&format!(
+        "UPDATE shardproxy.reshard SET state = JSON_SET(state, '$.fenced', {}) WHERE id = 1 \
+         AND JSON_VALUE(state, '$.phase') = {}",
+        literal(id.as_bytes()),
+        literal(cutover_phase.as_bytes())
+    ))
+    .await?;
+    load_state(db).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,11 @@
 //!   can start. Every proxy keeps serving the topology it has; a shard whose primary dies then
 //!   has its statements held and then refused (no promotion without the lease) until etcd is
 //!   back.
+//! - **A resharding's cutover.** Every proxy takes part in it through the keys of
+//!   [`cutover`]: the driver announces the hold, the others close their gates and acknowledge,
+//!   and the switch (or the abort) reaches them by the watch of that key.
+
+pub mod cutover;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -97,6 +102,8 @@ pub struct Coordinator {
     pending: Mutex<Option<PersistedTopology>>,
     /// The topology in etcd, as the watch delivers it.
     topology: watch::Sender<Option<Arc<SharedTopology>>>,
+    /// A resharding's shared cutover key, as the watch delivers it (`None`: absent).
+    cutover: watch::Sender<Option<Arc<cutover::CutoverMsg>>>,
 }
 
 /// This proxy's acknowledged position per shard (`shard → GTID position`), as published.
@@ -121,6 +128,7 @@ impl Coordinator {
             lease: Mutex::new(None),
             pending: Mutex::new(None),
             topology: watch::channel(None).0,
+            cutover: watch::channel(None).0,
         })
     }
 
@@ -322,6 +330,21 @@ impl Coordinator {
             )
             .await
             .map_err(e)?;
+        // The cutover key as it is now (a change missed while etcd was away is seen), then
+        // every change after it.
+        let now = client
+            .get(self.key("reshard/cutover"), None)
+            .await
+            .map_err(e)?;
+        self.cutover_refresh(now.kvs().first().map(|kv| kv.value()));
+        let rev = now.header().map_or(0, |h| h.revision());
+        let mut cutovers = client
+            .watch(
+                self.key("reshard/cutover"),
+                Some(WatchOptions::new().with_start_revision(rev + 1)),
+            )
+            .await
+            .map_err(e)?;
         tracing::info!(proxy = %self.name, lease, ttl_s = ttl, "coordination: connected to etcd");
         let mut next_renewal = tokio::time::Instant::now();
         let mut published: Option<AckedByShard> = None;
@@ -337,6 +360,21 @@ impl Coordinator {
                     for ev in m.events() {
                         if let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) {
                             self.seen(kv.value());
+                        }
+                    }
+                }
+                m = cutovers.message() => {
+                    let Some(m) = m.map_err(e)? else {
+                        return Err("the cutover watch ended".to_string());
+                    };
+                    if m.canceled() {
+                        return Err(format!("the cutover watch was cancelled: {}", m.cancel_reason()));
+                    }
+                    for ev in m.events() {
+                        match (ev.event_type(), ev.kv()) {
+                            (EventType::Put, Some(kv)) => self.cutover_seen(Some(kv.value())),
+                            (EventType::Delete, _) => self.cutover_seen(None),
+                            _ => {}
                         }
                     }
                 }

@@ -131,6 +131,10 @@ pub struct ReshardState {
     pub note: Option<String>,
     /// Unix time (seconds) the move started.
     pub started_unix: u64,
+    /// The target config's text, read at `RESHARD START`: what a restarted proxy installs
+    /// after the cutover even where the file `to_path` is not (another proxy's host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_config: Option<String>,
 }
 
 impl ReshardState {
@@ -146,6 +150,7 @@ impl ReshardState {
             cutover_held: None,
             note: None,
             started_unix,
+            to_config: None,
         }
     }
 

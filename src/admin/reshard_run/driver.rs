@@ -20,6 +20,22 @@ impl Driver {
         sql::save_state(db, &json).await
     }
 
+    /// As [`Self::save`], for the `done` of a cutover shared with other proxies: only if none
+    /// of them fenced cutover `id` on the default shard (`Ok(false)`: one did).
+    pub(super) async fn save_unfenced(&mut self, id: &str) -> Result<bool, String> {
+        let json = self.state.to_json();
+        let db = self
+            .mover
+            .dbs
+            .get_mut(&self.home)
+            .ok_or("no connection to the default shard")?;
+        let saved = sql::save_state_unfenced(db, &json, id).await?;
+        if saved {
+            lock(&self.shared).state = Some(self.state.clone());
+        }
+        Ok(saved)
+    }
+
     pub(super) async fn enter(&mut self, phase: Phase) -> Result<(), String> {
         self.state.phase = phase;
         tracing::info!(phase = %phase, "reshard: phase");

@@ -21,14 +21,16 @@
 //!
 //! Files, one phase each: [`build`] (the mover from the two configs), [`driver`] (the phases
 //! in order, persisted), [`triggers`] (the change-log triggers, each table's in a gated pause),
-//! [`cutover`] (the gated switch), [`control`] (CANCEL and CLEANUP), [`resume`] (a persisted
-//! move at start).
+//! [`cutover`] (the gated switch), [`shared_cutover`] (the other proxies' part in it, with
+//! `[coordination]`), [`control`] (CANCEL and CLEANUP), [`resume`] (a persisted move at
+//! start).
 
 mod build;
 mod control;
 mod cutover;
 mod driver;
 mod resume;
+mod shared_cutover;
 mod triggers;
 
 use std::sync::{Arc, Mutex};
@@ -41,6 +43,7 @@ use crate::plan::reshard::{placement_changes, PlacementChange};
 use crate::plan::reshard_state::{Phase, ReshardState};
 use crate::proxy::Proxy;
 use build::{build, pairs_of};
+pub use shared_cutover::follow as follow_cutovers;
 
 /// Cutovers tried before the move stops (each abandoned one resumes the old ring).
 pub const CUTOVER_TRIES: u32 = 10;
@@ -159,7 +162,8 @@ impl Reshards {
         check_supported(&placement_changes(&old, &new))?;
         let (mover, new_shards) = build(proxy, &old, &new).await.map_err(AdminError::other)?;
         let pairs = pairs_of(&mover.work);
-        let state = ReshardState::new(path, pairs, now_unix());
+        let mut state = ReshardState::new(path, pairs, now_unix());
+        state.to_config = std::fs::read_to_string(path).ok();
         let lines = vec![
             format!(
                 "resharding to {path} started: {} table(s) from {} source(s); SHOW RESHARD STATUS shows progress",

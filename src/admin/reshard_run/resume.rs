@@ -35,8 +35,13 @@ impl Reshards {
             s.from = Some(old.clone());
         }
         if state.phase.after_cutover() {
-            let new = Config::load(std::path::Path::new(&state.to_path))
-                .map_err(|e| format!("{}: {e:#}", state.to_path))?;
+            // The text kept in the state first: the file may be on the driver's host only.
+            let mut new = match &state.to_config {
+                Some(text) => Config::parse(text),
+                None => Config::load(std::path::Path::new(&state.to_path)),
+            }
+            .map_err(|e| format!("{}: {e:#}", state.to_path))?;
+            super::shared_cutover::keep_own(&old, &mut new);
             if !placement_changes(&old, &new).is_empty() {
                 tracing::info!(to = %state.to_path, "reshard: the cutover happened before the restart: serving the new ring");
                 proxy.install_config(new);

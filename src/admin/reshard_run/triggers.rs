@@ -45,7 +45,9 @@ impl Driver {
             gate.set(GateState::Held("resharding: change-log triggers".into()));
             // Pairs with the sessions' count-then-look (`enter_statement`).
             std::sync::atomic::fence(Ordering::SeqCst);
-            let quiet = self.quiet(held_at + Duration::from_millis(bound)).await;
+            let quiet =
+                super::shared_cutover::quiet(&self.proxy, held_at + Duration::from_millis(bound))
+                    .await;
             let created = if quiet {
                 let db = self
                     .mover
