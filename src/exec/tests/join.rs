@@ -402,9 +402,28 @@ async fn cross_table_comparisons_filter_the_matched_pairs() {
             vec![s("n3"), s("alice")]
         ]
     );
+    // Two case-insensitive ASCII strings order as the merge compares them.
+    let ordered = run(
+        "SELECT o.note FROM orders o JOIN accounts a ON a.account_id = o.payer_id \
+         AND a.name > o.note ORDER BY o.note",
+    )
+    .await
+    .unwrap();
+    assert!(
+        ordered.rows.is_empty(),
+        "'alice' and 'bob' sort before 'n1'…'n3'"
+    );
+    let ordered = run(
+        "SELECT o.note FROM orders o JOIN accounts a ON a.account_id = o.payer_id \
+         AND a.name < o.note ORDER BY o.note",
+    )
+    .await
+    .unwrap();
+    assert_eq!(ordered.rows.len(), 3);
+    // A string against a number is not ordered by the proxy.
     let e = run(
         "SELECT o.note FROM orders o JOIN accounts a ON a.account_id = o.payer_id \
-         AND a.name < o.note",
+         AND a.name < o.amount",
     )
     .await
     .unwrap_err();
