@@ -75,10 +75,20 @@ pub const REPL_PASSWORD: &str = "repl";
 // ---------------------------------------------------------------------------------------------
 
 /// A port that was free a moment ago (bound to port 0 and released). Another process may take
-/// it before we do: callers that bind it later must detect and retry.
+/// it before we do: callers that bind it later must detect and retry. Never the same port
+/// twice in one test process: the kernel may hand a just-released port out again at once, and
+/// a config's `listen` and `admin_listen` once got the same one (a proxy that could not start).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local_addr").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until `addr` accepts TCP connections; false on timeout.
