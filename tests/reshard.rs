@@ -241,14 +241,7 @@ fn run(rows: u64) {
     }
     // The 3-shard config: the running one with s3 added.
     let running = std::fs::read_to_string(proxy.config_path()).unwrap();
-    let three = running.replacen(
-        "\n[sharding]",
-        &format!(
-            "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
-            s("s3")
-        ),
-        1,
-    );
+    let three = harness::with_shard(&running, "s3", &s("s3"));
     assert_ne!(three, running);
     let three_path = proxy.config_path().with_extension("three.toml");
     std::fs::write(&three_path, &three).unwrap();
@@ -532,14 +525,7 @@ fn a_proxy_killed_during_the_copy_resumes_and_keeps_the_new_ring_after_restarts(
     let dir = tempfile::tempdir().unwrap();
     let three = format!(
         "{}\n[reshard]\nbatch_rows = 20\nbatch_pause_ms = 40\n",
-        cfg.replacen(
-            "\n[sharding]",
-            &format!(
-                "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
-                s("s3")
-            ),
-            1,
-        )
+        harness::with_shard(&cfg, "s3", &s("s3"))
     );
     let three_path = dir.path().join("three.toml");
     std::fs::write(&three_path, &three).unwrap();
@@ -680,14 +666,7 @@ fn an_open_transaction_on_a_moving_key_during_the_catch_up_does_not_stop_the_mov
         ))
         .unwrap();
     let running = std::fs::read_to_string(proxy.config_path()).unwrap();
-    let three = running.replacen(
-        "\n[sharding]",
-        &format!(
-            "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
-            s("s3")
-        ),
-        1,
-    );
+    let three = harness::with_shard(&running, "s3", &s("s3"));
     let three_path = proxy.config_path().with_extension("three.toml");
     std::fs::write(&three_path, &three).unwrap();
     let new_ring = Ring::from_config(&Config::load(&three_path).unwrap());
@@ -793,14 +772,7 @@ fn a_global_sequence_hands_out_unique_ids_across_the_move() {
         .cli_query("USE fund; CREATE TABLE rs_orders (id BIGINT PRIMARY KEY, note VARCHAR(20))")
         .unwrap();
     let running = std::fs::read_to_string(proxy.config_path()).unwrap();
-    let three = running.replacen(
-        "\n[sharding]",
-        &format!(
-            "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
-            s("s3")
-        ),
-        1,
-    );
+    let three = harness::with_shard(&running, "s3", &s("s3"));
     let three_path = proxy.config_path().with_extension("three.toml");
     std::fs::write(&three_path, &three).unwrap();
     let new_ring = Ring::from_config(&Config::load(&three_path).unwrap());
@@ -930,14 +902,7 @@ fn a_proxy_killed_during_the_catch_up_resumes_there_and_completes_the_move() {
     let dir = tempfile::tempdir().unwrap();
     let three = format!(
         "{}\n[reshard]\nbatch_rows = 25\nbatch_pause_ms = 100\n",
-        cfg.replacen(
-            "\n[sharding]",
-            &format!(
-                "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
-                s("s3")
-            ),
-            1,
-        )
+        harness::with_shard(&cfg, "s3", &s("s3"))
     );
     let three_path = dir.path().join("three.toml");
     std::fs::write(&three_path, &three).unwrap();
@@ -1057,14 +1022,7 @@ fn cleanup_after_s_deletes_the_moved_rows_by_itself_after_the_cutover() {
     let dir = tempfile::tempdir().unwrap();
     let three = format!(
         "{}\n[reshard]\ncleanup_after_s = 3\n",
-        before.replacen(
-            "\n[sharding]",
-            &format!(
-                "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
-                s("s3")
-            ),
-            1,
-        )
+        harness::with_shard(&before, "s3", &s("s3"))
     );
     let three_path = dir.path().join("three.toml");
     std::fs::write(&three_path, &three).unwrap();
@@ -1206,14 +1164,7 @@ fn fund_load_runs_through_a_move_with_no_error_and_fund_check_passes() {
     std::thread::sleep(Duration::from_secs(5));
     let before = std::fs::read_to_string(proxy.config_path()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let three = before.replacen(
-        "\n[sharding]",
-        &format!(
-            "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
-            s("s3")
-        ),
-        1,
-    );
+    let three = harness::with_shard(&before, "s3", &s("s3"));
     let three_path = dir.path().join("three.toml");
     std::fs::write(&three_path, &three).unwrap();
     let new_ring = Ring::from_config(&Config::load(&three_path).unwrap());

@@ -139,14 +139,7 @@ fn setup(cluster: &Cluster, etcd: &Etcd, reshard: &str) -> (Proxy, Proxy, std::p
     ))
     .unwrap();
     let running = std::fs::read_to_string(a.config_path()).unwrap();
-    let three = running.replacen(
-        "\n[sharding]",
-        &format!(
-            "\n[[shards]]\nname = \"s3\"\nprimary = \"{}\"\nreplicas = []\n\n[sharding]",
-            cluster.shard("s3").primary_addr()
-        ),
-        1,
-    );
+    let three = harness::with_shard(&running, "s3", &cluster.shard("s3").primary_addr());
     assert_ne!(three, running);
     let three_path = a.config_path().with_extension("three.toml");
     std::fs::write(&three_path, &three).unwrap();

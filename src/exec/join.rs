@@ -44,7 +44,7 @@ use crate::plan::merge::number::parse_decimal;
 use crate::plan::merge::sort::compare_rows;
 use crate::plan::merge::value::{key, Key, ValueKind};
 use crate::plan::spec::{CompareOp, MergeSpec, SortKey};
-use crate::plan::{ShardSql, ALL_COLUMNS};
+use crate::plan::ShardSql;
 use crate::protocol::constants::err;
 use crate::protocol::packets::ErrInfo;
 use crate::protocol::resultset::{column_type, ColumnDef, ResultSet, TextRow, BINARY_CHARSET};
@@ -349,14 +349,6 @@ fn join_key(
     Ok(Some(k))
 }
 
-/// A plain concatenation of the shards' answers.
-fn concat() -> MergeSpec {
-    MergeSpec {
-        visible_columns: ALL_COLUMNS,
-        ..MergeSpec::default()
-    }
-}
-
 fn bounded(sql: String, limits: JoinLimits) -> String {
     if limits.max_rows == 0 {
         sql
@@ -377,8 +369,7 @@ pub async fn join<S: Shards>(
     if let (Ok(rows), Some(g)) = (&mut answer, &plan.grouped) {
         let joined = std::mem::take(rows);
         let typing = super::join_group::typing_target(g);
-        let spec = super::join_group::as_it_is();
-        answer = match seen.take(scatter(shards, &typing, &spec).await) {
+        answer = match seen.take(scatter(shards, &typing, &MergeSpec::concat()).await) {
             Ok(typed) => super::join_group::group(g, joined, typed),
             Err(e) => Err(e),
         };
@@ -416,7 +407,7 @@ async fn run<S: Shards>(
             sql: osql.clone(),
         })
         .collect();
-    let outer = seen.take(scatter(shards, &targets, &concat()).await)?;
+    let outer = seen.take(scatter(shards, &targets, &MergeSpec::concat()).await)?;
     if over(outer.rows.len()) {
         return Err(too_many(limits, "rows"));
     }
@@ -487,7 +478,7 @@ async fn run<S: Shards>(
         batches.push(vec![ShardSql { shard, sql }]);
     }
     for targets in batches {
-        let rs = seen.take(scatter(shards, &targets, &concat()).await)?;
+        let rs = seen.take(scatter(shards, &targets, &MergeSpec::concat()).await)?;
         match &mut inner {
             None => inner = Some(rs),
             Some(all) => {

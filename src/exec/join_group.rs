@@ -18,7 +18,7 @@
 use crate::plan::join::Grouped;
 use crate::plan::merge::{self, value::ValueKind};
 use crate::plan::spec::{AggregateKind, MergeSpec};
-use crate::plan::{ShardSql, ALL_COLUMNS};
+use crate::plan::ShardSql;
 use crate::protocol::constants::err;
 use crate::protocol::packets::ErrInfo;
 use crate::protocol::resultset::{ColumnDef, ResultSet};
@@ -93,14 +93,6 @@ pub(super) fn typing_target(g: &Grouped) -> [ShardSql; 1] {
         shard: g.types_shard.clone(),
         sql: g.types_sql.clone(),
     }]
-}
-
-/// A plain concatenation: the typing statement's answer as it is.
-pub(super) fn as_it_is() -> MergeSpec {
-    MergeSpec {
-        visible_columns: ALL_COLUMNS,
-        ..MergeSpec::default()
-    }
 }
 
 /// Merges the joined rows of a grouped join into its answer, under the column definitions of

@@ -70,6 +70,15 @@ pub struct Wildcard {
 }
 
 impl MergeSpec {
+    /// The shards' answers concatenated as they are, every column visible (a one-shard read
+    /// answered through the executor, a join's side, a typing query).
+    pub fn concat() -> MergeSpec {
+        MergeSpec {
+            visible_columns: ALL_COLUMNS,
+            ..MergeSpec::default()
+        }
+    }
+
     /// The slow-query log's description of a scatter read merged by this spec.
     pub fn summary(&self) -> String {
         format!("scatter, {self}")

@@ -74,6 +74,16 @@ pub const REPL_PASSWORD: &str = "repl";
 // Small helpers
 // ---------------------------------------------------------------------------------------------
 
+/// `config` (a proxy config's TOML text) with one more `[[shards]]` entry, without replicas,
+/// just before its `[sharding]` table: the target of a move that adds a shard.
+pub fn with_shard(config: &str, name: &str, primary: &str) -> String {
+    let entry =
+        format!("\n[[shards]]\nname = \"{name}\"\nprimary = \"{primary}\"\nreplicas = []\n");
+    let out = config.replacen("\n[sharding]", &format!("{entry}\n[sharding]"), 1);
+    assert_ne!(out, config, "the config has no [sharding] table");
+    out
+}
+
 /// A port that was free a moment ago (bound to port 0 and released). Another process may take
 /// it before we do: callers that bind it later must detect and retry. Never the same port
 /// twice in one test process: the kernel may hand a just-released port out again at once, and

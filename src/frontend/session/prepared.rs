@@ -538,11 +538,8 @@ impl Session {
                     sql: text.to_string(),
                 }];
                 if classify(text).kind == Kind::Read {
-                    let spec = MergeSpec {
-                        visible_columns: plan::ALL_COLUMNS,
-                        ..MergeSpec::default()
-                    };
-                    self.run_scatter(target, spec, RowFormat::Binary).await
+                    self.run_scatter(target, MergeSpec::concat(), RowFormat::Binary)
+                        .await
                 } else {
                     self.run_multi(target, MultiKind::Write, None).await
                 }

@@ -29,7 +29,7 @@ use crate::frontend::classify::{classify, Kind};
 use crate::plan::merge::value::ValueKind;
 use crate::plan::spec::MergeSpec;
 use crate::plan::staged::{Answer, Part, PartKind, StageError, Staged};
-use crate::plan::{Plan, ShardSql, ALL_COLUMNS};
+use crate::plan::{Plan, ShardSql};
 use crate::protocol::constants::com;
 use crate::protocol::packets::{build_command, ErrInfo};
 use crate::protocol::resultset::{ColumnDef, RowFormat};
@@ -160,11 +160,7 @@ impl Session {
             shard: targets[0].shard.clone(),
             sql: types_sql.to_string(),
         }];
-        let plain = MergeSpec {
-            visible_columns: ALL_COLUMNS,
-            ..MergeSpec::default()
-        };
-        if let Ok(typed) = crate::exec::scatter::scatter(self, &typing, &plain)
+        if let Ok(typed) = crate::exec::scatter::scatter(self, &typing, &MergeSpec::concat())
             .await
             .answer
         {
@@ -200,12 +196,8 @@ impl Session {
     ) -> Result<(Vec<ShardSql>, MergeSpec), ErrInfo> {
         match self.prefer_held(plan, sql) {
             Plan::Single { shard, .. } => {
-                let spec = MergeSpec {
-                    visible_columns: ALL_COLUMNS,
-                    ..MergeSpec::default()
-                };
                 let sql = sql.to_string();
-                Ok((vec![ShardSql { shard, sql }], spec))
+                Ok((vec![ShardSql { shard, sql }], MergeSpec::concat()))
             }
             Plan::Scatter { targets, merge } => Ok((targets, merge)),
             Plan::Staged(inner) if depth < MAX_DEPTH => {
