@@ -342,10 +342,8 @@ async fn take_part(
     }
 }
 
-/// Fences cutover `id` on the default shard ([`sql::fence_cutover`]) and says whether `done`
-/// was persisted before the fence (`true`: the new ring; `false`: the driver can no longer
-/// persist it, the old ring is safe).
-async fn fence_or_done(proxy: &Proxy, id: &str) -> Result<bool, String> {
+/// A connection to the default shard's primary, where the move's state is persisted.
+async fn home_db(proxy: &Proxy) -> Result<Db, String> {
     let config = proxy.config();
     let home = &config.sharding.default_shard;
     let addr = proxy
@@ -353,7 +351,14 @@ async fn fence_or_done(proxy: &Proxy, id: &str) -> Result<bool, String> {
         .shard(home)
         .map(|p| p.primary.addr.clone())
         .ok_or_else(|| format!("no shard {home}"))?;
-    let mut db = Db::connect(&addr, &config).await?;
+    Db::connect(&addr, &config).await
+}
+
+/// Fences cutover `id` on the default shard ([`sql::fence_cutover`]) and says whether `done`
+/// was persisted before the fence (`true`: the new ring; `false`: the driver can no longer
+/// persist it, the old ring is safe).
+async fn fence_or_done(proxy: &Proxy, id: &str) -> Result<bool, String> {
+    let mut db = home_db(proxy).await?;
     let phase = serde_json::to_value(Phase::Cutover).map_err(|e| e.to_string())?;
     let Some(json) = sql::fence_cutover(&mut db, id, phase.as_str().unwrap_or_default()).await?
     else {
@@ -364,14 +369,7 @@ async fn fence_or_done(proxy: &Proxy, id: &str) -> Result<bool, String> {
 
 /// Whether the state persisted on the default shard says the cutover happened.
 async fn persisted_done(proxy: &Proxy) -> Result<bool, String> {
-    let config = proxy.config();
-    let home = &config.sharding.default_shard;
-    let addr = proxy
-        .topology()
-        .shard(home)
-        .map(|p| p.primary.addr.clone())
-        .ok_or_else(|| format!("no shard {home}"))?;
-    let mut db = Db::connect(&addr, &config).await?;
+    let mut db = home_db(proxy).await?;
     let Some(json) = sql::load_state(&mut db).await? else {
         return Ok(false);
     };
